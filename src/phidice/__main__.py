@@ -1,0 +1,5 @@
+import sys
+
+from phidice.cli.main import main
+
+sys.exit(main())

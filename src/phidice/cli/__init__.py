@@ -1,0 +1,1 @@
+"""The ``phidice`` command-line tool: one module per subcommand, registered in :mod:`phidice.cli.main`."""
