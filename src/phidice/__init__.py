@@ -44,7 +44,12 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
+_SUBPACKAGES = ("core", "ops", "missing", "diagnostics", "metrics", "distributed", "experiments", "epsilon", "cli")
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"phidice.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'phidice' has no attribute {name!r}")

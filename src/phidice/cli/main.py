@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate", "demo")
+SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

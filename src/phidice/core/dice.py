@@ -67,14 +67,25 @@ def subset_terms(
     empty: str = "smooth",
     reduction: str = "mean",
     sync_batch: bool = False,
+    keep: torch.Tensor | None = None,
 ) -> SubsetTerms:
     """Numerator, denominator and weight of every φ ∈ Φ from the (B, C) sums.
 
     ε tensors are scalars or (C,) per class. A scalar ε enters each φ once; a per-class ε is a virtual
     volume of its class and is summed, with the inner weight v, over the classes a φ spans.
+
+    ``keep`` (B, C) bool says which (image, class) entries take part (the leaf Dice's annotated
+    classes): the sums of the others leave their subsets, and a φ with no kept entry leaves the mean.
     """
     phi = check_config(phi=phi, empty=empty, reduction=reduction, weighting=weighting)
     I, P, Y = stats
+    kept_phi = None
+    if keep is not None:
+        if keep.shape != I.shape:
+            raise ValueError(f"keep must have shape (B, C) = {tuple(I.shape)}; got {tuple(keep.shape)}")
+        k = keep.to(I.dtype)
+        I, P, Y = I * k, P * k, Y * k
+        kept_phi = phi.reduce(k) > 0
     if phi.sums_batch:  # sum over the batch first: this is what a global (DDP) batch all-reduces
         I, P, Y = _sync(DiceStats(I.sum(0, keepdim=True), P.sum(0, keepdim=True), Y.sum(0, keepdim=True)),
                         sync_batch)
@@ -88,6 +99,9 @@ def subset_terms(
         inner = ones if class_weights is None else as_row(class_weights)
         if weighting is not None:
             inner = inner * _generalized_weights(Y, weighting)
+        if keep is not None:  # unkept classes carry no ε and no weight inside a class sum
+            k = keep.to(I.dtype)
+            inner = inner * (k.amax(0, keepdim=True) if phi.sums_batch else k)
         target_sum = Y.sum(1, keepdim=True)
         inter = (inner * I).sum(1, keepdim=True)
         den = (inner * (P + Y)).sum(1, keepdim=True)
@@ -113,6 +127,8 @@ def subset_terms(
     numerator = 2 * inter + en
     denominator = den + ed
     skipped = is_empty if empty == "skip" else torch.zeros_like(is_empty)
+    if kept_phi is not None:
+        skipped = skipped | ~kept_phi
     outer = outer * (~skipped).to(outer.dtype)
     if reduction == "mean":
         total = outer.sum()
@@ -153,6 +169,7 @@ def loss_from_stats(
     empty: str = "smooth",
     reduction: str = "mean",
     sync_batch: bool = False,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The Dice loss of Eq. 3 from (B, C) sums (see :func:`dice_loss` for the arguments).
 
@@ -162,7 +179,7 @@ def loss_from_stats(
     options = resolve_options(stats, stats.intersection.shape[1], True, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr,
                               eps_empty=eps_empty, class_weights=class_weights)
     terms = subset_terms(stats, phi=phi, weighting=weighting, empty=empty, reduction=reduction,
-                         sync_batch=sync_batch, **options)
+                         sync_batch=sync_batch, keep=keep, **options)
     return _reduce(terms, reduction)
 
 
