@@ -1,0 +1,256 @@
+"""Hard (binarised) segmentations brought to per-image, per-class counts.
+
+The metrics reuse the loss's sufficient statistics: for hard predictions p ∈ {0, 1} and references
+y ∈ {0, 1}, :func:`hard_stats` returns a :class:`~phidice.core.stats.DiceStats` of exact int64
+counts per image b and class c — intersection Σ p·y, prediction volume Σ p and reference volume Σ y —
+which every Φ then sums exactly as the loss does.
+
+Input layouts (a "map" always has a channel axis, a "label map" never does):
+
+* label maps: integer (B, *S) — or (B, 1, *S) next to a (B, C, *S) map — with values in [0, C);
+* binary maps: bool, or integer-valued float, (B, C, *S) with values in {0, 1}, one channel per class
+  (channels may overlap: region / multi-label maps are fine);
+* probability maps: float (B, C, *S) with ``threshold=t`` (channel-wise ``p >= t``) or
+  ``threshold="argmax"`` (the class of largest probability, C ≥ 2). Non-binary floats without a
+  threshold are an error, never silently rounded.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from phidice.core.stats import DiceStats
+
+
+class Hard(NamedTuple):
+    """A hard segmentation: either ``labels`` (B, *S) int64 or ``maps`` (B, C, *S) bool."""
+
+    labels: torch.Tensor | None
+    maps: torch.Tensor | None
+
+
+def as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(x).__name__}")
+
+
+def _is_int(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+
+
+def _check_threshold(threshold):
+    if threshold is None or threshold == "argmax":
+        return threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be None, a finite number or 'argmax'; got {threshold!r}")
+    return float(threshold)
+
+
+def _binary_map(t: torch.Tensor, name: str, hint: str) -> torch.Tensor:
+    if t.dtype == torch.bool:
+        return t
+    if t.is_complex():
+        raise TypeError(f"{name} must be real-valued; got dtype {t.dtype}")
+    binary = (t == 0) | (t == 1)
+    if not bool(binary.all()):
+        value = t[~binary].flatten()[0].item()
+        raise ValueError(f"{name} of shape {tuple(t.shape)} is read as a binary map (B, C, *S) but holds the "
+                         f"non-binary value {value!r}{hint}")
+    return t != 0
+
+
+def harden(x, name: str, *, threshold=None, label_like: bool = False) -> Hard:
+    """One input as labels or a bool map, following the layout rules of the module docstring.
+
+    ``label_like=True`` reads an integer-valued float tensor as labels (a reference stored as float).
+    """
+    t = as_tensor(x, name)
+    threshold = _check_threshold(threshold)
+    if t.ndim < 2:
+        raise ValueError(f"{name} must have a batch axis and at least one spatial axis; got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty; got shape {tuple(t.shape)}")
+    if threshold is not None:
+        if not t.is_floating_point():
+            raise TypeError(f"threshold={threshold!r} applies to float probability maps (B, C, *S); {name} has "
+                            f"dtype {t.dtype} (pass hard labels/masks without a threshold)")
+        if t.ndim < 3:
+            raise ValueError(f"threshold={threshold!r} needs {name} as a map (B, C, *S); got shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or Inf")
+        if threshold == "argmax":
+            if t.shape[1] < 2:
+                raise ValueError(f"threshold='argmax' needs at least 2 channels; {name} has shape {tuple(t.shape)} "
+                                 "(use a numeric threshold for one sigmoid channel)")
+            return Hard(t.argmax(1), None)
+        return Hard(None, t >= threshold)
+    if _is_int(t):
+        return Hard(t.long(), None)
+    if t.dtype == torch.bool:
+        return Hard(None, t)
+    if label_like:
+        if not bool((t == torch.round(t)).all() & torch.isfinite(t).all()):
+            raise ValueError(f"{name} of shape {tuple(t.shape)} is read as labels but holds non-integer values")
+        return Hard(t.long(), None)
+    hint = "; pass threshold=<t> (e.g. 0.5) or threshold='argmax' for probabilities"
+    return Hard(None, _binary_map(t, name, hint))
+
+
+def _one_hot(labels: torch.Tensor, C: int) -> torch.Tensor:
+    if C == 1:  # a single binary channel: label 1 is the foreground
+        return (labels == 1).unsqueeze(1)
+    classes = torch.arange(C, device=labels.device).view(1, C, *([1] * (labels.ndim - 1)))
+    return labels.unsqueeze(1) == classes
+
+
+def _check_labels(labels: torch.Tensor, C: int, name: str, ignore_index=None) -> None:
+    valid = labels if ignore_index is None else labels[labels != ignore_index]
+    if valid.numel() == 0:
+        return
+    lo, hi = int(valid.min()), int(valid.max())
+    upper = 2 if C == 1 else C
+    if lo < 0 or hi >= upper:
+        extra = "" if ignore_index is None else f" (ignore_index={ignore_index} excepted)"
+        raise ValueError(f"{name} labels must lie in [0, {upper - 1}] for {C} class(es){extra}; got values in "
+                         f"[{lo}, {hi}] (set num_classes?)")
+
+
+def _max_label(lab: torch.Tensor, ignore_index) -> int:
+    v = lab if ignore_index is None else lab[lab != ignore_index]
+    return int(v.max()) if v.numel() else 0
+
+
+def _num_classes(num_classes, found: int | None, inferred: int) -> int:
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+        if found is not None and found != num_classes:
+            raise ValueError(f"num_classes={num_classes} but the maps have {found} channels")
+        return num_classes
+    return found if found is not None else max(2, inferred)
+
+
+def hard_stats(pred, target, *, num_classes: int | None = None, threshold=None, ignore_index: int | None = None,
+               include_background: bool = True) -> DiceStats:
+    """Exact int64 counts (B, C) — Σ p·y, Σ p, Σ y — of a hard prediction against a hard reference.
+
+    ``num_classes`` is taken from the maps' channel axis when either input is a map; for two label maps
+    it defaults to 1 + the largest label present (at least 2). ``ignore_index`` (label references only)
+    removes those voxels from every sum. ``include_background=False`` drops class 0 (C > 1).
+    """
+    return hard_stats_nd(pred, target, num_classes=num_classes, threshold=threshold, ignore_index=ignore_index,
+                         include_background=include_background)[0]
+
+
+def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_index=None,
+                  include_background=True) -> tuple[DiceStats, int]:
+    """:func:`hard_stats` and the number of spatial axes (to check a voxel spacing against)."""
+    p = harden(pred, "pred", threshold=threshold)
+    t = harden(target, "target", label_like=True)
+    ref = t.labels if t.labels is not None else t.maps
+    if p.labels is not None and p.labels.device != ref.device or p.maps is not None and p.maps.device != ref.device:
+        raise ValueError("pred and target must be on the same device")
+    if ignore_index is not None and t.labels is None:
+        raise ValueError("ignore_index applies to a label-map target (B, *S); target is a map (B, C, *S)")
+
+    maps_c = {m.shape[1] for m in (p.maps, t.maps) if m is not None}
+    if p.maps is not None and t.maps is not None and p.maps.shape != t.maps.shape:
+        raise ValueError(f"pred shape {tuple(p.maps.shape)} and target shape {tuple(t.maps.shape)} differ")
+    spatial = p.maps.shape[2:] if p.maps is not None else t.maps.shape[2:] if t.maps is not None else None
+    labels = []
+    for name, h in (("pred", p), ("target", t)):
+        if h.labels is None:
+            continue
+        lab = h.labels
+        if spatial is not None:
+            if lab.ndim == len(spatial) + 2 and lab.shape[1] == 1:
+                lab = lab[:, 0]
+            if tuple(lab.shape[1:]) != tuple(spatial):
+                other = p.maps if p.maps is not None else t.maps
+                raise ValueError(f"{name} label map of shape {tuple(h.labels.shape)} does not fit the map of shape "
+                                 f"{tuple(other.shape)}: expected (B, *S) = {(other.shape[0], *spatial)}")
+        labels.append((name, lab))
+    if len(labels) == 2 and labels[0][1].shape != labels[1][1].shape:
+        raise ValueError(f"pred shape {tuple(labels[0][1].shape)} and target shape {tuple(labels[1][1].shape)} "
+                         "differ")
+    batch = {x.shape[0] for x in (p.labels, p.maps, t.labels, t.maps) if x is not None}
+    if len(batch) != 1:
+        raise ValueError(f"pred and target batch sizes differ: {sorted(batch)}")
+    if len(maps_c) > 1:
+        raise ValueError(f"pred and target maps have different channel counts: {sorted(maps_c)}")
+
+    found = maps_c.pop() if maps_c else None
+    inferred = 1 + max((_max_label(lab, ignore_index if name == "target" else None) for name, lab in labels),
+                       default=-1)
+    C = _num_classes(num_classes, found, inferred)
+    for name, lab in labels:
+        _check_labels(lab, C, name, ignore_index if name == "target" else None)
+
+    valid = None
+    t_labels = dict(labels).get("target")
+    if ignore_index is not None:
+        valid = t_labels != ignore_index
+        t_labels = t_labels.masked_fill(~valid, 0)
+    p_labels = dict(labels).get("pred")
+
+    B = next(iter(batch))
+    if p_labels is not None and t_labels is not None and C > 1:
+        stats = _label_counts(p_labels, t_labels, C, valid)
+    else:
+        pm = p.maps if p.maps is not None else _one_hot(p_labels, C)
+        tm = t.maps if t.maps is not None else _one_hot(t_labels, C)
+        if valid is not None:
+            v = valid.unsqueeze(1)
+            pm, tm = pm & v, tm & v
+        dims = tuple(range(2, pm.ndim))
+        stats = DiceStats((pm & tm).sum(dims), pm.sum(dims), tm.sum(dims))
+    stats = DiceStats(*(s.long().reshape(B, C) for s in stats))
+    if not include_background and C > 1:
+        stats = stats.select_classes(slice(1, None))
+    ndim = len(spatial) if spatial is not None else labels[0][1].ndim - 1
+    return stats, ndim
+
+
+def _label_counts(pred: torch.Tensor, target: torch.Tensor, C: int, valid: torch.Tensor | None) -> DiceStats:
+    """Counts of two label maps by one bincount per sum (no one-hot)."""
+    B = pred.shape[0]
+    offset = (torch.arange(B, device=pred.device) * C).view(B, *([1] * (pred.ndim - 1)))
+    pi, ti = (pred + offset), (target + offset)
+    if valid is not None:
+        pi, ti, same = pi[valid], ti[valid], (pred == target)[valid]
+    else:
+        pi, ti, same = pi.flatten(), ti.flatten(), (pred == target).flatten()
+
+    def count(idx):
+        return torch.bincount(idx, minlength=B * C).view(B, C)
+
+    return DiceStats(count(ti[same]), count(pi), count(ti))
+
+
+def single_counts(x, name: str, *, num_classes=None, threshold=None,
+                  include_background=True) -> tuple[torch.Tensor, int]:
+    """Voxel counts (B, C) int64 of one hard segmentation and its number of spatial axes."""
+    h = harden(x, name, threshold=threshold)
+    if h.maps is not None:
+        C = _num_classes(num_classes, h.maps.shape[1], 0)
+        counts, ndim = h.maps.sum(tuple(range(2, h.maps.ndim))), h.maps.ndim - 2
+    else:
+        lab, ndim = h.labels, h.labels.ndim - 1
+        C = _num_classes(num_classes, None, 1 + _max_label(lab, None))
+        _check_labels(lab, C, name)
+        B = lab.shape[0]
+        if C == 1:
+            counts = (lab == 1).reshape(B, -1).sum(1, keepdim=True)
+        else:
+            offset = (torch.arange(B, device=lab.device) * C).view(B, *([1] * (lab.ndim - 1)))
+            counts = torch.bincount((lab + offset).flatten(), minlength=B * C).view(B, C)
+    counts = counts.long()
+    if not include_background and counts.shape[1] > 1:
+        counts = counts[:, 1:]
+    return counts, ndim
