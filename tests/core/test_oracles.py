@@ -1,0 +1,178 @@
+"""Oracle tests: phidice equals MONAI and nnU-Net for every configuration they can express.
+
+Each parametrised case is one row of the mapping table in docs/mapping.md (the row id is the test id).
+All comparisons in float64 to 1e-6 (nnU-Net sums in float32 internally, hence not tighter).
+"""
+
+import pytest
+import torch
+
+import phidice
+
+monai_losses = pytest.importorskip("monai.losses")
+nnunet_dice = pytest.importorskip("nnunetv2.training.loss.dice")
+
+B, C, S = 3, 4, (6, 5, 4)
+
+
+def _data(C=C, empty_class=True, sigmoid=False):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(B, C, *S, dtype=torch.float64, generator=g) * 2
+    labels = torch.randint(0, C, (B, *S), generator=g)
+    if empty_class:  # an empty map: class C-1 absent from image 0, class 1 absent from image 2
+        labels[0][labels[0] == C - 1] = 0
+        labels[2][labels[2] == 1] = 0
+    if sigmoid:
+        multilabel = (torch.rand(B, C, *S, generator=g) > 0.7).double()
+        multilabel[1, 0] = 0  # one empty channel
+        return logits, multilabel
+    return logits, labels
+
+
+def _onehot(labels, C=C):
+    return torch.nn.functional.one_hot(labels, C).movedim(-1, 1).double()
+
+
+# (row id, MONAI DiceLoss kwargs, phidice kwargs, how the weights scale, target form)
+MONAI_ROWS = [
+    ("monai-default-image", dict(softmax=True, to_onehot_y=True), dict(phi="I", eps=1e-5)),
+    ("monai-batch", dict(softmax=True, to_onehot_y=True, batch=True), dict(phi="BI", eps=1e-5)),
+    ("monai-smooth-nr-dr", dict(softmax=True, to_onehot_y=True, smooth_nr=0.3, smooth_dr=2.0),
+     dict(phi="I", eps_nr=0.3, eps_dr=2.0)),
+    ("monai-batch-smooth-nr-dr", dict(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=1e-3),
+     dict(phi="BI", eps_nr=0.0, eps_dr=1e-3)),
+    ("monai-squared", dict(softmax=True, to_onehot_y=True, squared_pred=True), dict(phi="I", squared=True)),
+    ("monai-batch-squared", dict(softmax=True, to_onehot_y=True, squared_pred=True, batch=True),
+     dict(phi="BI", squared=True)),
+    ("monai-no-background", dict(softmax=True, to_onehot_y=True, include_background=False),
+     dict(phi="I", include_background=False)),
+    ("monai-batch-no-background", dict(softmax=True, to_onehot_y=True, include_background=False, batch=True),
+     dict(phi="BI", include_background=False)),
+    ("monai-sum", dict(softmax=True, to_onehot_y=True, reduction="sum"), dict(phi="I", reduction="sum")),
+    ("monai-none", dict(softmax=True, to_onehot_y=True, reduction="none"), dict(phi="I", reduction="none")),
+    ("monai-batch-none", dict(softmax=True, to_onehot_y=True, batch=True, reduction="none"),
+     dict(phi="BI", reduction="none")),
+]
+
+
+@pytest.mark.parametrize("row,monai_kw,ours", MONAI_ROWS, ids=[r[0] for r in MONAI_ROWS])
+@pytest.mark.parametrize("target_form", ["labels", "onehot"])
+def test_monai_diceloss_softmax(row, monai_kw, ours, target_form):
+    logits, labels = _data()
+    monai_kw = dict(monai_kw)
+    if target_form == "onehot":
+        monai_kw.pop("to_onehot_y")
+        monai_target, our_target = _onehot(labels), _onehot(labels)
+    else:
+        monai_target, our_target = labels.unsqueeze(1), labels
+    x1 = logits.clone().requires_grad_()
+    x2 = logits.clone().requires_grad_()
+    expected = monai_losses.DiceLoss(**monai_kw)(x1, monai_target)
+    got = phidice.dice_loss(x2, our_target, activation="softmax", **ours)
+    if ours.get("reduction") == "none":
+        expected = expected.reshape(got.shape)
+        expected.sum().backward()
+        got.sum().backward()
+    else:
+        expected.backward()
+        got.backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch,phi", [(False, "I"), (True, "BI")])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_monai_diceloss_sigmoid_multilabel(batch, phi, include_background):
+    logits, target = _data(sigmoid=True)
+    expected = monai_losses.DiceLoss(sigmoid=True, batch=batch, include_background=include_background)(logits, target)
+    got = phidice.dice_loss(logits, target, activation="sigmoid", phi=phi, include_background=include_background)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch,phi", [(False, "I"), (True, "BI")])
+def test_monai_diceloss_sigmoid_binary_labels(batch, phi):
+    logits, labels = _data(C=1)
+    labels = (torch.rand(B, *S, generator=torch.Generator().manual_seed(3)) > 0.6).long()
+    labels[1] = 0  # an empty image
+    expected = monai_losses.DiceLoss(sigmoid=True, batch=batch)(logits, labels.unsqueeze(1).double())
+    got = phidice.dice_loss(logits, labels, activation="sigmoid", phi=phi)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch,phi", [(False, "I"), (True, "BI")])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_monai_class_weights_row(batch, phi, include_background):
+    """monai weight=w ≡ phidice class_weights=w scaled by mean(w): MONAI multiplies then divides by B·C."""
+    logits, labels = _data()
+    w = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)
+    w_used = w if include_background else w[1:]
+    expected = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, batch=batch, weight=w_used,
+                                     include_background=include_background)(logits, labels.unsqueeze(1))
+    got = phidice.dice_loss(logits, labels, phi=phi, class_weights=w_used, include_background=include_background)
+    torch.testing.assert_close(got * w_used.mean(), expected, rtol=0, atol=1e-6)
+
+
+GDL_ROWS = [
+    ("monai-gdl-square", dict(w_type="square"), dict(phi="CI", weighting="generalized")),
+    ("monai-gdl-square-batch", dict(w_type="square", batch=True), dict(phi="BCI", weighting="generalized")),
+    ("monai-gdl-simple", dict(w_type="simple"), dict(phi="CI", weighting="generalized_simple")),
+    ("monai-gdl-simple-batch", dict(w_type="simple", batch=True), dict(phi="BCI", weighting="generalized_simple")),
+    ("monai-gdl-uniform", dict(w_type="uniform"), dict(phi="CI")),
+    ("monai-gdl-uniform-batch", dict(w_type="uniform", batch=True), dict(phi="BCI")),
+    ("monai-gdl-no-background", dict(w_type="square", include_background=False),
+     dict(phi="CI", weighting="generalized", include_background=False)),
+]
+
+
+@pytest.mark.parametrize("row,monai_kw,ours", GDL_ROWS, ids=[r[0] for r in GDL_ROWS])
+def test_monai_generalized_dice(row, monai_kw, ours):
+    # empty classes in some images exercise the "∞ weight → largest weight of the subset" rule
+    logits, labels = _data()
+    x1 = logits.clone().requires_grad_()
+    x2 = logits.clone().requires_grad_()
+    expected = monai_losses.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, **monai_kw)(x1, labels.unsqueeze(1))
+    got = phidice.dice_loss(x2, labels, **ours)
+    expected.backward()
+    got.backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=0, atol=1e-6)
+
+
+def test_monai_generalized_dice_all_empty_subset_differs_by_design():
+    """Where every class of a subset is empty, MONAI's weights are all 0 (loss 1 − smooth_nr/smooth_dr, no
+    gradient); phidice sets them to 1 so ε decides, as in a plain Dice (documented rule)."""
+    logits = torch.randn(1, 2, 8, dtype=torch.float64)
+    target = torch.zeros(1, 2, 8, dtype=torch.float64)
+    monai = monai_losses.GeneralizedDiceLoss(softmax=True)(logits, target)
+    ours = phidice.dice_loss(logits, target, phi="CI", weighting="generalized")
+    p = torch.softmax(logits, 1)
+    assert float(monai) == pytest.approx(0.0)  # 1 − 1e-5/1e-5
+    assert float(ours) == pytest.approx(1 - 1e-5 / (float(p.sum()) + 1e-5))
+
+
+NNUNET_ROWS = [
+    ("nnunet-image", dict(batch_dice=False, do_bg=True, smooth=1e-5), dict(phi="I", eps=1e-5)),
+    ("nnunet-batch", dict(batch_dice=True, do_bg=True, smooth=1e-5), dict(phi="BI", eps=1e-5)),
+    ("nnunet-no-bg", dict(batch_dice=False, do_bg=False, smooth=1.0), dict(phi="I", eps=1.0,
+                                                                              include_background=False)),
+    ("nnunet-batch-no-bg", dict(batch_dice=True, do_bg=False, smooth=0.0), dict(phi="BI", eps=0.0,
+                                                                                 include_background=False)),
+]
+
+
+@pytest.mark.parametrize("row,nn_kw,ours", NNUNET_ROWS, ids=[r[0] for r in NNUNET_ROWS])
+@pytest.mark.parametrize("cls", ["SoftDiceLoss", "MemoryEfficientSoftDiceLoss"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_nnunet_soft_dice(row, nn_kw, ours, cls, with_mask):
+    logits, labels = _data()
+    loss_mask = None
+    if with_mask:
+        loss_mask = (torch.rand(B, 1, *S, generator=torch.Generator().manual_seed(5)) > 0.3).double()
+    softmax = lambda t: torch.softmax(t, 1)  # noqa: E731
+    nn_loss = getattr(nnunet_dice, cls)(apply_nonlin=softmax, ddp=False, **nn_kw)
+    target = labels.unsqueeze(1).double()
+    if cls == "SoftDiceLoss":  # SoftDiceLoss wants a one-hot target
+        target = _onehot(labels)
+    expected = 1 + nn_loss(logits, target, loss_mask=loss_mask)  # nnU-Net returns −DSC
+    got = phidice.dice_loss(logits, labels, mask=loss_mask, **ours)
+    torch.testing.assert_close(got, expected.to(got.dtype), rtol=0, atol=1e-6)
