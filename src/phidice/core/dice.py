@@ -47,12 +47,17 @@ def _generalized_weights(target_sum: torch.Tensor, kind: str) -> torch.Tensor:
     return torch.where(all_empty, torch.ones_like(w), w)
 
 
-def _sync(stats: DiceStats, sync_batch: bool) -> DiceStats:
+def _sync(stats: DiceStats, keep: torch.Tensor | None, sync_batch: bool):
+    """Under ``sync_batch``, the (b, c) sums and keep of every rank, in rank order: the global (DDP) batch.
+
+    Gathering rows before any subset sum makes every Φ, weight, ε and skip rule that of one process on the
+    concatenated batch; :mod:`phidice.distributed` gives the backward that keeps DDP's gradients exact.
+    """
     if not sync_batch:
-        return stats
+        return stats, keep
     from phidice import distributed
 
-    return distributed.all_reduce_stats(stats)
+    return distributed.gather_batch(stats, keep)
 
 
 def subset_terms(
@@ -78,6 +83,7 @@ def subset_terms(
     classes): the sums of the others leave their subsets, and a φ with no kept entry leaves the mean.
     """
     phi = check_config(phi=phi, empty=empty, reduction=reduction, weighting=weighting)
+    stats, keep = _sync(stats, keep, sync_batch)
     I, P, Y = stats
     kept_phi = None
     if keep is not None:
@@ -86,9 +92,8 @@ def subset_terms(
         k = keep.to(I.dtype)
         I, P, Y = I * k, P * k, Y * k
         kept_phi = phi.reduce(k) > 0
-    if phi.sums_batch:  # sum over the batch first: this is what a global (DDP) batch all-reduces
-        I, P, Y = _sync(DiceStats(I.sum(0, keepdim=True), P.sum(0, keepdim=True), Y.sum(0, keepdim=True)),
-                        sync_batch)
+    if phi.sums_batch:  # under sync_batch the batch is already the global one (see _sync)
+        I, P, Y = I.sum(0, keepdim=True), P.sum(0, keepdim=True), Y.sum(0, keepdim=True)
     C = I.shape[1]
     ones = torch.ones((1, C), dtype=I.dtype, device=I.device)
 

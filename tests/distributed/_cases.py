@@ -1,0 +1,162 @@
+"""Shared by the DDP worker processes and the single-process reference in test_ddp.py.
+
+A global batch of 4 images is split unevenly, 3 + 1, over 2 ranks. Class 2 appears only in image 3
+(rank 1's only image) and image 1 has no class 1, so per-rank Dice, per-rank "skip" rules or
+per-rank keep masks would all give a different loss than the global batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+import phidice
+from phidice.core.dice import loss_from_stats
+from phidice.core.stats import DiceStats, compute_stats
+
+SPLITS = ((0, 3), (3, 4))  # rank r gets images SPLITS[r][0]:SPLITS[r][1]
+C, SHAPE = 3, (6, 6)
+
+
+def make_data() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(4, 2, *SHAPE, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 2, (4, *SHAPE), generator=g)
+    labels[1] = 0  # image 1: no class 1
+    labels[3, 1:4, 2:5] = 2  # class 2 only in image 3
+    ignore = labels.clone()
+    ignore[:, 0, :] = 255  # a row of ignored voxels
+    keep = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    onehot = torch.nn.functional.one_hot(labels, C).movedim(-1, 1).to(torch.float64)
+    return dict(x=x, labels=labels, ignore=ignore, keep=keep, onehot=onehot)
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(7)
+    return nn.Conv2d(2, C, 3, padding=1).to(torch.float64)
+
+
+def ops_fused_available() -> str | None:
+    """None when ``fused=True`` runs on CPU float64 here, else the reason."""
+    d = make_data()
+    try:
+        phidice.dice_loss(make_model()(d["x"]), d["labels"], fused=True).backward()
+    except (ValueError, NotImplementedError, RuntimeError, TypeError) as e:
+        return f"phidice.ops has no working fused path here: {e}"
+    return None
+
+
+def ce_syncs() -> bool:
+    """Whether DiceCELoss's cross-entropy term takes sync_batch (the global voxel mean)."""
+    from phidice.core.losses import cross_entropy_term
+
+    return "sync_batch" in inspect.signature(cross_entropy_term).parameters
+
+
+def _dice(phi, **kw):
+    def f(out, d, sync):
+        target = d["ignore"] if kw.get("ignore_index") is not None else d["labels"]
+        return phidice.dice_loss(out, target, phi=phi, sync_batch=sync, **kw)
+
+    return f
+
+
+def _keep(phi, **kw):
+    def f(out, d, sync):
+        stats = compute_stats(out, d["labels"], fused=False)
+        return loss_from_stats(stats, phi=phi, keep=d["keep"], sync_batch=sync, **kw)
+
+    return f
+
+
+def _all_reduce_stats(out, d, sync):
+    s = compute_stats(out, d["labels"], fused=False)
+    s = DiceStats(*(t.sum(0, keepdim=True) for t in s))  # local Φ = BI sums
+    if sync:
+        s = phidice.distributed.all_reduce_stats(s)
+    return loss_from_stats(s, phi="I")  # one (1, C) row: per-class Dice of the (global) batch
+
+
+def _ce_global_mean(out, d, sync):
+    ce = torch.nn.functional.cross_entropy(out, d["labels"], reduction="none")
+    total, count = ce.sum(), torch.tensor(float(ce.numel()), dtype=ce.dtype)
+    if sync:
+        total, count = phidice.distributed.all_reduce_sum(total), phidice.distributed.all_reduce_sum(count)
+    return total / count
+
+
+def _dice_ce(phi):
+    def f(out, d, sync):
+        return phidice.DiceCELoss(phi, sync_batch=sync)(out, d["labels"])
+
+    return f
+
+
+def _sigmoid(phi):
+    def f(out, d, sync):
+        return phidice.dice_loss(out, d["onehot"], phi=phi, activation="sigmoid", sync_batch=sync, fused=False)
+
+    return f
+
+
+def cases() -> dict[str, tuple]:
+    """name -> (loss(out, data, sync), needs): needs is None, "fused" or "ce_sync"."""
+    out = {}
+    for phi in ("I", "CI", "BI", "BCI"):
+        out[f"{phi}-reference"] = (_dice(phi, fused=False), None)
+        out[f"{phi}-auto"] = (_dice(phi, fused="auto"), None)
+        out[f"{phi}-fused"] = (_dice(phi, fused=True), "fused")
+        out[f"{phi}-keep"] = (_keep(phi), None)
+        out[f"{phi}-sigmoid-onehot"] = (_sigmoid(phi), None)
+    out["BI-skip-nobg"] = (_dice("BI", include_background=False, empty="skip", fused=False), None)
+    out["I-skip-classweights"] = (_dice("I", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False), None)
+    out["CI-skip-classweights"] = (_dice("CI", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False), None)
+    out["BCI-generalized"] = (_dice("BCI", weighting="generalized", eps=1.0, fused=False), None)
+    out["CI-generalized-simple"] = (_dice("CI", weighting="generalized_simple", fused=False), None)
+    out["BI-ignore-index"] = (_dice("BI", ignore_index=255, fused=False), None)
+    out["I-ignore-index-auto"] = (_dice("I", ignore_index=255, fused="auto"), None)
+    out["I-sum"] = (_dice("I", reduction="sum", fused=False), None)
+    out["BI-sum"] = (_dice("BI", reduction="sum", fused=False), None)
+    out["I-none"] = (_dice("I", reduction="none", fused=False), None)
+    out["CI-none"] = (_dice("CI", reduction="none", fused=False), None)
+    out["BI-none"] = (_dice("BI", reduction="none", fused=False), None)
+    out["BI-eps0"] = (_dice("BI", eps=0.0, fused=False), None)
+    out["BI-all_reduce_stats"] = (_all_reduce_stats, None)
+    out["CE-global-mean-all_reduce_sum"] = (_ce_global_mean, None)
+    out["DiceCE-BI"] = (_dice_ce("BI"), "ce_sync")
+    out["DiceCE-I"] = (_dice_ce("I"), "ce_sync")
+    return out
+
+
+def skip_reason(need) -> str | None:
+    """Why a case with this ``need`` cannot run yet (None when it can)."""
+    if need == "fused":
+        return ops_fused_available()
+    if need == "ce_sync" and not ce_syncs():
+        return ("DiceCELoss's cross-entropy stays a per-rank voxel mean until cross_entropy_term takes "
+                "sync_batch (patch in docs/distributed.md)")
+    return None
+
+
+def runnable_cases() -> dict[str, tuple]:
+    reasons = {need: skip_reason(need) for need in (None, "fused", "ce_sync")}
+    return {name: c for name, c in cases().items() if reasons[c[1]] is None}
+
+
+def backward_scalar(value: torch.Tensor) -> torch.Tensor:
+    """A fixed scalar of a loss output (reduction="none" gives a tensor): Σ w·value with fixed w."""
+    if value.ndim == 0:
+        return value
+    w = torch.arange(1, value.numel() + 1, dtype=value.dtype).reshape(value.shape)
+    return (w * value).sum()
+
+
+def run_case(model, fn, data, sync: bool):
+    """Loss value and parameter gradients of one forward/backward."""
+    model.zero_grad(set_to_none=True)
+    value = fn(model(data["x"]), data, sync)
+    backward_scalar(value).backward()
+    params = model.module.parameters() if hasattr(model, "module") else model.parameters()
+    return value.detach().clone(), [p.grad.detach().clone() for p in params]
