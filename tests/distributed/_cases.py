@@ -101,8 +101,27 @@ def _sigmoid(phi):
     return f
 
 
+def _missing(cls_name, phi, **kw):
+    def f(out, d, sync):
+        from phidice.missing import losses
+
+        return getattr(losses, cls_name)(phi, sync_batch=sync, **kw)(out, d["labels"], d["keep"])
+
+    return f
+
+
+def missing_available() -> str | None:
+    try:
+        from phidice.missing import losses
+
+        losses.LeafDiceLoss, losses.MarginalDiceLoss  # noqa: B018
+    except (ImportError, AttributeError) as e:
+        return f"phidice.missing losses not available: {e}"
+    return None
+
+
 def cases() -> dict[str, tuple]:
-    """name -> (loss(out, data, sync), needs): needs is None, "fused" or "ce_sync"."""
+    """name -> (loss(out, data, sync), needs): needs is None, "fused", "missing" or "ce_sync"."""
     out = {}
     for phi in ("I", "CI", "BI", "BCI"):
         out[f"{phi}-reference"] = (_dice(phi, fused=False), None)
@@ -125,6 +144,11 @@ def cases() -> dict[str, tuple]:
     out["BI-eps0"] = (_dice("BI", eps=0.0, fused=False), None)
     out["BI-all_reduce_stats"] = (_all_reduce_stats, None)
     out["CE-global-mean-all_reduce_sum"] = (_ce_global_mean, None)
+    for phi in ("I", "CI", "BI", "BCI"):
+        out[f"Leaf-{phi}"] = (_missing("LeafDiceLoss", phi), "missing")
+        out[f"Marginal-{phi}"] = (_missing("MarginalDiceLoss", phi), "missing")
+    out["Leaf-BI-nobg-skip"] = (_missing("LeafDiceLoss", "BI", include_background=False, empty="skip"), "missing")
+    out["Marginal-BCI-nobg"] = (_missing("MarginalDiceLoss", "BCI", include_background=False), "missing")
     out["DiceCE-BI"] = (_dice_ce("BI"), "ce_sync")
     out["DiceCE-I"] = (_dice_ce("I"), "ce_sync")
     return out
@@ -134,6 +158,8 @@ def skip_reason(need) -> str | None:
     """Why a case with this ``need`` cannot run yet (None when it can)."""
     if need == "fused":
         return ops_fused_available()
+    if need == "missing":
+        return missing_available()
     if need == "ce_sync" and not ce_syncs():
         return ("DiceCELoss's cross-entropy stays a per-rank voxel mean until cross_entropy_term takes "
                 "sync_batch (patch in docs/distributed.md)")
@@ -141,7 +167,7 @@ def skip_reason(need) -> str | None:
 
 
 def runnable_cases() -> dict[str, tuple]:
-    reasons = {need: skip_reason(need) for need in (None, "fused", "ce_sync")}
+    reasons = {need: skip_reason(need) for need in (None, "fused", "ce_sync", "missing")}
     return {name: c for name, c in cases().items() if reasons[c[1]] is None}
 
 
@@ -160,3 +186,17 @@ def run_case(model, fn, data, sync: bool):
     backward_scalar(value).backward()
     params = model.module.parameters() if hasattr(model, "module") else model.parameters()
     return value.detach().clone(), [p.grad.detach().clone() for p in params]
+
+
+def accumulate(model, data, phis=("I", "CI", "BI", "BCI"), sync: bool = False) -> dict[str, torch.Tensor]:
+    """Hard Dice of argmax predictions through phidice.metrics.DiceAccumulator (synced across ranks if asked)."""
+    from phidice.metrics import DiceAccumulator
+
+    acc = DiceAccumulator(num_classes=C)
+    with torch.no_grad():
+        pred = model(data["x"]).argmax(1)
+    for lo in range(0, len(pred), 2):  # batches of 2 images, in order
+        acc.update(pred[lo:lo + 2], data["labels"][lo:lo + 2])
+    if sync:
+        acc.sync()
+    return {phi: acc.compute(phi) for phi in phis}

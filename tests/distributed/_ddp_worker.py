@@ -31,6 +31,7 @@ def main(rank: int, world: int, port: int, outdir: str) -> None:
         except Exception:  # noqa: BLE001 - reported by the test, per case
             results[name] = traceback.format_exc()
             break  # collectives may now be out of step: stop here
+    results["metrics"] = _cases.accumulate(model.module, data, sync=True)
     t = torch.tensor([float(rank + 1), 10.0 * (rank + 1)], dtype=torch.float64)
     results["all_reduce_sum"] = phidice.distributed.all_reduce_sum(t)
     results["world"] = (phidice.distributed.get_rank(), phidice.distributed.get_world_size())

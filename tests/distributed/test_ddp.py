@@ -97,6 +97,16 @@ def test_all_reduce_sum_and_world(ddp_results):
         assert res["world"] == (r, WORLD)
 
 
+def test_dice_accumulator_sync_matches_single_process(ddp_results):
+    """phidice.metrics.DiceAccumulator.sync: hard Dice over the global set of images, every Φ."""
+    expected = _cases.accumulate(_cases.make_model(), _cases.make_data())
+    assert expected["I"].shape == (4, _cases.C)
+    for r, res in enumerate(ddp_results):
+        for phi, want in expected.items():
+            torch.testing.assert_close(res["metrics"][phi], want, atol=1e-12, rtol=0, equal_nan=True,
+                                       msg=lambda m: f"rank {r} Φ={phi}: {m}")
+
+
 def test_no_process_group_is_a_noop_with_one_warning(monkeypatch):
     assert not torch.distributed.is_initialized()
     monkeypatch.setattr(pd, "_warned", False)
