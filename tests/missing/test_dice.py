@@ -247,3 +247,25 @@ def test_modules_match_functional():
         assert torch.equal(module(x, labels, ann, mask), fn(x, labels, ann, phi="BI", eps=2.0,
                                                              include_background=False, mask=mask))
         assert math.isfinite(module(x, labels).item())
+
+
+def test_fused_path_is_used_where_it_applies(monkeypatch):
+    """Leaf (and marginal without background) take compute_stats' fused path; marginal with background cannot."""
+    from phidice import ops
+    from phidice.core.stats import compute_stats
+
+    calls = []
+
+    def fake_fused_stats(logits, labels, *, activation, mask):
+        calls.append(1)
+        return compute_stats(logits, labels, activation=activation, mask=mask, fused=False)
+
+    monkeypatch.setattr(ops, "fused_unsupported_reason", lambda *a, **k: None)
+    monkeypatch.setattr(ops, "fused_stats", fake_fused_stats)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    _, labels, ann = random_case()
+    leaf_dice_loss(x, labels, ann, fused=True)
+    marginal_dice_loss(x, labels, ann, include_background=False, fused=True)
+    assert len(calls) == 2
+    marginal_dice_loss(x, labels, ann, fused="auto")
+    assert len(calls) == 2

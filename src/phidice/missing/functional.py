@@ -190,14 +190,14 @@ def leaf_dice_loss(
                             empty=empty, reduction=reduction, sync_batch=sync_batch)
 
 
-def _check_marginal_activation(input: torch.Tensor, activation, what: str) -> None:
+def _check_marginal_activation(activation, num_channels: int | None, what: str) -> None:
     if activation == "sigmoid":
         raise ValueError(f"{what} sums the probabilities of mutually exclusive classes into the background and "
                          f"needs activation='softmax' (or None with probabilities); got 'sigmoid' — "
                          f"use the leaf loss for independent sigmoid channels")
-    if input.shape[1] < 2:
+    if num_channels is not None and num_channels < 2:
         raise ValueError(f"{what} needs a background channel and at least one class (C ≥ 2); "
-                         f"got input shape {tuple(input.shape)}")
+                         f"got C = {num_channels}")
 
 
 def marginal_dice_loss(
@@ -233,7 +233,7 @@ def marginal_dice_loss(
     check_config(phi=phi, empty=empty, reduction=reduction, weighting=weighting)
     activation = check_activation(activation)
     check_input(input, activation, check_finite)
-    _check_marginal_activation(input, activation, "the marginal Dice")
+    _check_marginal_activation(activation, input.shape[1], "the marginal Dice")
     annotated = check_annotated(annotated, input, activation)
     if fused not in (True, False, "auto"):
         raise ValueError(f"fused must be True, False or 'auto'; got {fused!r}")
@@ -292,7 +292,7 @@ def marginal_cross_entropy(
                          f"got {activation!r}")
     check_input(input, activation, False)
     if activation == "softmax":
-        _check_marginal_activation(input, activation, "the marginal cross-entropy")
+        _check_marginal_activation(activation, input.shape[1], "the marginal cross-entropy")
     annotated = check_annotated(annotated, input, activation)
     prepared = prepare_target(input, target, activation=activation, ignore_index=ignore_index, mask=mask)
     if prepared.mask is not None and prepared.mask.shape[1] != 1:

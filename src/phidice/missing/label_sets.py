@@ -66,7 +66,8 @@ def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map, num_cla
     if labels.ndim < 2:
         raise ValueError(f"labels must have shape (B, *spatial); got {tuple(labels.shape)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer ≥ 2 (background and at least one class); got {num_classes!r}")
+        raise ValueError(f"num_classes must be an integer ≥ 2 (background and at least one class); "
+                         f"got {num_classes!r}")
     supersets = _check_map(labels_superset_map, num_classes)
     B = labels.shape[0]
     device = labels.device

@@ -68,8 +68,7 @@ class MarginalDiceLoss(_MissingDice):
 
     def __init__(self, phi="I", eps=DEFAULT_EPS, **kwargs):
         super().__init__(phi, eps, **kwargs)
-        if self.activation == "sigmoid":
-            _check_marginal_activation(torch.empty(1, 2, 1), "sigmoid", "MarginalDiceLoss")
+        _check_marginal_activation(self.activation, None, "MarginalDiceLoss")
 
 
 class MarginalCrossEntropyLoss(nn.Module):
@@ -119,5 +118,4 @@ class MarginalDiceCELoss(_MissingDiceCE):
 
     def __init__(self, phi="I", eps=DEFAULT_EPS, **kwargs):
         super().__init__(phi, eps, **kwargs)
-        if self.activation == "sigmoid":
-            _check_marginal_activation(torch.empty(1, 2, 1), "sigmoid", "MarginalDiceCELoss")
+        _check_marginal_activation(self.activation, None, "MarginalDiceCELoss")
