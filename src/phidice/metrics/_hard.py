@@ -8,8 +8,9 @@ which every Φ then sums exactly as the loss does.
 Input layouts (a "map" always has a channel axis, a "label map" never does):
 
 * label maps: integer (B, *S) — or (B, 1, *S) next to a (B, C, *S) map — with values in [0, C);
-* binary maps: bool, or integer-valued float, (B, C, *S) with values in {0, 1}, one channel per class
-  (channels may overlap: region / multi-label maps are fine);
+* binary maps: bool or float (B, C, *S) with values in {0, 1}, one channel per class (channels may
+  overlap: region / multi-label maps are fine); an integer tensor is a map only when it has the shape
+  of a map on the other side (a one-hot from ``F.one_hot``), otherwise it is a label map;
 * probability maps: float (B, C, *S) with ``threshold=t`` (channel-wise ``p >= t``) or
   ``threshold="argmax"`` (the class of largest probability, C ≥ 2). Non-binary floats without a
   threshold are an error, never silently rounded.
@@ -102,6 +103,25 @@ def harden(x, name: str, *, threshold=None, label_like: bool = False) -> Hard:
     return Hard(None, _binary_map(t, name, hint))
 
 
+def _float_labels(target: torch.Tensor, pred: Hard) -> bool:
+    """Whether a float target is a label map stored as float: shaped like the label prediction, or
+    (B, 1, *S) next to a multi-channel map (MONAI's label layout). Otherwise it is a binary map."""
+    if not target.is_floating_point():
+        return False
+    if pred.labels is not None:
+        lab = pred.labels
+        return target.shape in (lab.shape, (lab.shape[0], 1, *lab.shape[1:]))
+    m = pred.maps
+    return m.shape[1] > 1 and target.ndim == m.ndim and target.shape[1] == 1 and target.shape[2:] == m.shape[2:]
+
+
+def _labels_as_map(h: Hard, other: Hard, name: str) -> Hard:
+    """An integer tensor shaped like the other side's (B, C, *S) map is a binary map too (e.g. F.one_hot)."""
+    if h.labels is not None and other.maps is not None and h.labels.shape == other.maps.shape:
+        return Hard(None, _binary_map(h.labels, name, ""))
+    return h
+
+
 def _one_hot(labels: torch.Tensor, C: int) -> torch.Tensor:
     if C == 1:  # a single binary channel: label 1 is the foreground
         return (labels == 1).unsqueeze(1)
@@ -152,13 +172,14 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
                   include_background=True) -> tuple[DiceStats, int]:
     """:func:`hard_stats` and the number of spatial axes (to check a voxel spacing against)."""
     p = harden(pred, "pred", threshold=threshold)
-    t = harden(target, "target", label_like=True)
+    t = harden(target, "target", label_like=_float_labels(as_tensor(target, "target"), p))
     ref = t.labels if t.labels is not None else t.maps
     if p.labels is not None and p.labels.device != ref.device or p.maps is not None and p.maps.device != ref.device:
         raise ValueError("pred and target must be on the same device")
     if ignore_index is not None and t.labels is None:
         raise ValueError("ignore_index applies to a label-map target (B, *S); target is a map (B, C, *S)")
 
+    p, t = _labels_as_map(p, t, "pred"), _labels_as_map(t, p, "target")
     maps_c = {m.shape[1] for m in (p.maps, t.maps) if m is not None}
     if p.maps is not None and t.maps is not None and p.maps.shape != t.maps.shape:
         raise ValueError(f"pred shape {tuple(p.maps.shape)} and target shape {tuple(t.maps.shape)} differ")
@@ -176,6 +197,12 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
                 raise ValueError(f"{name} label map of shape {tuple(h.labels.shape)} does not fit the map of shape "
                                  f"{tuple(other.shape)}: expected (B, *S) = {(other.shape[0], *spatial)}")
         labels.append((name, lab))
+    if len(labels) == 2:  # two label maps: (B, *S) and (B, 1, *S) are the same layout
+        a, b = labels[0][1], labels[1][1]
+        if a.ndim == b.ndim + 1 and a.shape[1] == 1:
+            labels[0] = (labels[0][0], a[:, 0])
+        elif b.ndim == a.ndim + 1 and b.shape[1] == 1:
+            labels[1] = (labels[1][0], b[:, 0])
     if len(labels) == 2 and labels[0][1].shape != labels[1][1].shape:
         raise ValueError(f"pred shape {tuple(labels[0][1].shape)} and target shape {tuple(labels[1][1].shape)} "
                          "differ")
