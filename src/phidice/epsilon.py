@@ -23,7 +23,7 @@ import numpy as np
 
 from phidice.io import iter_label_files, read_label_image
 
-__all__ = ["EpsilonStats", "epsilon_stats", "estimate_epsilon"]
+__all__ = ["EpsilonStats", "epsilon_stats", "estimate_epsilon", "expected_volume"]
 
 
 @dataclass(frozen=True)
@@ -143,19 +143,26 @@ def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignor
     if acc.n_images == 0:
         raise ValueError("source holds no label maps")
 
-    volume_sum, n_pos, n = acc.volume_sum, acc.n_positive, acc.n_images
     B = int(batch_size) if phi.sums_batch else 1
-    if not positives_only:
-        eps = B * volume_sum / n
-    else:
-        missing = np.flatnonzero(n_pos == 0)
+    if positives_only:
+        missing = np.flatnonzero(acc.n_positive == 0)
         if missing.size:
             warnings.warn(f"positives_only: class(es) {missing.tolist()} present in no image; their ε is 0",
                           stacklevel=2)
-        prevalence = n_pos / n
-        p_batch = 1.0 - (1.0 - prevalence) ** B  # P(a batch of B images contains the class)
-        eps = np.divide(B * volume_sum / n, p_batch, out=np.zeros_like(volume_sum), where=n_pos > 0)
-    return EpsilonStats(volume_sum, n_pos, n, eps, phi.value, B, bool(positives_only))
+    eps = expected_volume(acc.volume_sum, acc.n_positive, acc.n_images, B, positives_only)
+    return EpsilonStats(acc.volume_sum, acc.n_positive, acc.n_images, eps, phi.value, B, bool(positives_only))
+
+
+def expected_volume(volume_sum, n_positive, n_images, batch_size=1, positives_only=False) -> np.ndarray:
+    """E[Σ_φ y] for a φ spanning ``batch_size`` images: B·E[Σy]; with ``positives_only`` conditioned on
+    φ holding the class, B·E[Σy] / (1 − (1 − π)^B), π = n_positive / n_images (0 where π = 0)."""
+    volume_sum = np.asarray(volume_sum, dtype=np.float64)
+    mean = batch_size * volume_sum / n_images
+    if not positives_only:
+        return mean
+    n_positive = np.asarray(n_positive)
+    p_batch = 1.0 - (1.0 - n_positive / n_images) ** batch_size  # P(a batch of B images holds the class)
+    return np.divide(mean, p_batch, out=np.zeros_like(mean), where=n_positive > 0)
 
 
 class _Accumulator:

@@ -1,0 +1,402 @@
+"""What a choice of Φ, ε and batch size does to the Eq. 4 gradient of empty maps — before training.
+
+Eq. 4 gives ∂DL/∂ỹ two values per subset φ: one at y = 0 voxels, one at y = 1 voxels. An empty map
+(Σ_φ y = 0) only has y = 0 voxels, where the value is ε/(P + ε)² (times the outer weight): with a small
+ε and a prediction of any size it is ≈ 0 and the map teaches nothing (Sect. 2.2). :func:`explain`
+builds small synthetic batches that realise the volumes of the user's data (a 1-D spatial axis per
+image whose voxels hold the target, predicted and overlapping volume), asks the core
+:func:`phidice.dice_gradient` for the two values, and flags every class whose empty-map gradient is
+below 1 % of the y = 0 gradient of a typical non-empty map (the false-positive push-down that Eq. 5
+matches ε to).
+
+Scenes (each a batch of ``batch_size`` images, every class of an image empty or non-empty together):
+- non-empty batch: B images with target volume v, predicted volume P, intersection a·min(v, P);
+- typical batch with one empty image: image 0 empty (predicted volume P_empty), the others non-empty;
+  under Φ = I this equals the empty image alone; under Φ = BI the empty image shares φ with the others;
+- all-empty batch: B empty images (under Φ = BI such a batch behaves like Φ = I).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from phidice.core.phi import parse_phi
+
+__all__ = ["Explanation", "explain", "plot_epsilon_curves", "SMALL_EPS", "FLAG_RATIO"]
+
+SMALL_EPS = 1e-5  # "negligible" ε recommended for missing labels (the library default)
+FLAG_RATIO = 0.01  # an empty map's |gradient| below 1 % of a non-empty map's y = 0 |gradient| is flagged
+INTENTS = (None, "missing", "empty")
+
+
+@dataclass
+class Explanation:
+    """Eq. 4 gradient values per class (lists aligned with ``classes``), from :func:`phidice.dice_gradient`.
+
+    nonempty_g0 / nonempty_g1: y = 0 / y = 1 voxels of a non-empty map in a batch of non-empty maps.
+    empty_g0: y = 0 voxels of an empty map in a typical batch (the other B − 1 images non-empty).
+    all_empty_g0: y = 0 voxels of an empty map in a batch where every image is empty.
+    ratio: |empty_g0| / |nonempty_g0|; flagged: ratio < ``threshold``.
+    """
+
+    phi: str
+    eps: list
+    batch_size: int
+    classes: list
+    volume: list
+    predicted_volume: list
+    intersection: list
+    empty_predicted_volume: list
+    nonempty_g0: list
+    nonempty_g1: list
+    empty_g0: list
+    all_empty_g0: list
+    ratio: list
+    all_empty_ratio: list
+    flagged: list
+    threshold: float = FLAG_RATIO
+    empty_fraction: list | None = None
+    expected_volume: list | None = None
+    recommendation: dict | None = None
+    notes: list = field(default_factory=list)
+    plot: str | None = None
+
+    @property
+    def any_flagged(self) -> bool:
+        return any(self.flagged)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        eps_text = _fmt_list(self.eps)
+        lines = [
+            f"Eq. 4 gradient ∂DL/∂ỹ for Φ={self.phi}, ε={eps_text}, batch size {self.batch_size} "
+            f"(reduction 'mean', from phidice.dice_gradient)",
+            "",
+            "| class | volume | predicted | non-empty y=1 | non-empty y=0 | empty y=0 | empty/non-empty "
+            "| all-empty batch y=0 | flag |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        ]
+        for k, c in enumerate(self.classes):
+            flag = f"< {self.threshold:.0%}: empty maps barely learn" if self.flagged[k] else "ok"
+            lines.append(
+                f"| {c} | {self.volume[k]:.6g} | {self.predicted_volume[k]:.6g} | {self.nonempty_g1[k]:.3e} | "
+                f"{self.nonempty_g0[k]:.3e} | {self.empty_g0[k]:.3e} | {self.ratio[k]:.3g} | "
+                f"{self.all_empty_g0[k]:.3e} | {flag} |"
+            )
+        if self.empty_fraction is not None:
+            lines += ["", "Fraction of empty maps in the data: "
+                      + ", ".join(f"class {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction))]
+        for note in self.notes:
+            lines += ["", f"- {note}"] if not lines[-1].startswith("- ") else [f"- {note}"]
+        if self.recommendation is not None:
+            r = self.recommendation
+            lines += ["", f"**Recommendation ({r['intent']})**: Φ={r['phi']}, ε={_fmt_list(r['eps'])}, "
+                          f"batch size {r['batch_size']}", *[f"> {w}" for w in r["why"]]]
+        if self.plot:
+            lines += ["", f"Plot: {self.plot}"]
+        return "\n".join(lines)
+
+
+def _fmt_list(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return v and (f"{v[0]:.6g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
+    return f"{v:.6g}"
+
+
+def explain(
+    phi="I",
+    eps=SMALL_EPS,
+    batch_size: int = 2,
+    volumes=None,
+    labels=None,
+    num_classes: int | None = None,
+    predicted_volume=None,
+    empty_predicted_volume=None,
+    overlap: float = 0.5,
+    intent: str | None = None,
+    include_background: bool = False,
+    ignore_index: int | None = None,
+    target_spacing=None,
+    positives_only: bool = False,
+    workers: int | None = None,
+    progress: bool = False,
+    plot=None,
+) -> Explanation:
+    """Eq. 4 gradient magnitudes of non-empty and empty maps for a Φ, ε and batch size.
+
+    Args:
+        phi: "I", "CI", "BI" or "BCI".
+        eps: ε — a float, one value per shown class, or "auto" for the heuristic ε = E[Σ_φ y]
+            (:func:`phidice.estimate_epsilon` on ``labels``; the given ``volumes`` otherwise).
+        batch_size: B of the synthetic batches.
+        volumes: typical volume of a non-empty map per class (voxels), e.g. ``[8789]``; or
+        labels: label files / arrays (anything :func:`phidice.estimate_epsilon` reads); the typical
+            volume is then the mean over images containing the class, and the background class 0 is
+            left out unless ``include_background``.
+        predicted_volume: predicted volume of a non-empty map (default: its target volume);
+            ``overlap`` a: the intersection is a·min(volume, predicted) (default ½, as in Eq. 5).
+        empty_predicted_volume: predicted volume on an empty map (default: ``predicted_volume``, a
+            network that still predicts a typical object there).
+        intent: "missing" (maps without labels should be ignored) or "empty" (empty maps should be
+            learned) adds a recommendation of Φ and ε with the reason.
+        plot: a PNG path: ∂L/∂ỹ at y = 0 of an empty map vs its predicted volume for several ε (Eq. 5).
+
+    Target volumes are realised in whole voxels (rounded, at least 1); the realised values are reported.
+    """
+    phi = parse_phi(phi)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer ≥ 1; got {batch_size!r}")
+    batch_size = int(batch_size)
+    if intent not in INTENTS:
+        raise ValueError(f"intent must be 'missing', 'empty' or None; got {intent!r}")
+    if not (isinstance(overlap, (int, float)) and 0 <= overlap <= 1):
+        raise ValueError(f"overlap must be a number in [0, 1]; got {overlap!r}")
+    plot_path = _check_plot_path(plot)
+    if (volumes is None) == (labels is None):
+        raise ValueError("give exactly one of volumes= (typical foreground volume per class) or labels= "
+                         "(label files or arrays to measure it from)")
+
+    notes: list[str] = []
+    empty_fraction = None
+    if labels is not None:
+        from phidice.epsilon import epsilon_stats, expected_volume
+
+        stats = epsilon_stats(labels, num_classes=num_classes, phi="I", ignore_index=ignore_index,
+                              target_spacing=target_spacing, workers=workers, progress=progress)
+        C = stats.volume_sum.shape[0]
+        classes = list(range(0 if include_background else 1, C))
+        absent = [c for c in classes if stats.n_positive[c] == 0]
+        if absent:
+            notes.append(f"class(es) {absent} present in no label map: left out")
+        classes = [c for c in classes if stats.n_positive[c] > 0]
+        if not classes:
+            raise ValueError("the label maps contain no foreground class to explain")
+        vol = stats.mean_positive_volume[classes]
+        empty_fraction = [float(1 - stats.n_positive[c] / stats.n_images) for c in classes]
+        B_eps = batch_size if phi.sums_batch else 1
+        expected, expected_I = (
+            expected_volume(stats.volume_sum[classes], stats.n_positive[classes], stats.n_images, b, positives_only)
+            for b in (B_eps, 1))
+    else:
+        vol = _positive_vector(volumes, "volumes", None)
+        classes = list(range(vol.shape[0]))
+        expected_I = vol
+        expected = vol * (batch_size if phi.sums_batch else 1)
+    C = len(classes)
+
+    Y = np.maximum(1.0, np.round(vol))
+    P = Y.copy() if predicted_volume is None else _positive_vector(predicted_volume, "predicted_volume", C,
+                                                                   allow_zero=True)
+    P_empty = P.copy() if empty_predicted_volume is None else _positive_vector(
+        empty_predicted_volume, "empty_predicted_volume", C, allow_zero=True)
+    inter = overlap * np.minimum(Y, P)
+
+    if isinstance(eps, str):
+        if eps.strip().lower() != "auto":
+            raise ValueError(f"eps must be a number, one per class, or 'auto'; got {eps!r}")
+        eps_vec = np.asarray(expected, dtype=np.float64)
+    else:
+        eps_vec = _eps_vector(eps, C)
+
+    g = _scene_gradients(phi, eps_vec, batch_size, Y, P, inter, P_empty)
+    ref = np.abs(g["nonempty_g0"])
+    ratio = np.divide(np.abs(g["empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
+    all_ratio = np.divide(np.abs(g["all_empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
+    flagged = ratio < FLAG_RATIO
+
+    if phi.sums_batch and batch_size > 1:
+        notes.append(f"Φ={phi.value}: an empty map shares φ with the B−1 other images; a batch whose images are "
+                     "all empty has the Φ=I behaviour (column 'all-empty batch')")
+        if empty_fraction is not None:
+            worst = [f"class {c}: {f ** batch_size:.1%}" for c, f in zip(classes, empty_fraction) if f > 0]
+            if worst:
+                notes.append("share of all-empty batches under iid sampling: " + ", ".join(worst))
+    elif phi.sums_batch:
+        notes.append(f"Φ={phi.value} with batch size 1 is Φ={'I' if phi.value == 'BI' else 'CI'}")
+    if phi.sums_classes:
+        notes.append(f"Φ={phi.value} sums classes inside φ: the empty image has every class empty; a per-class "
+                     "ε is summed over the classes of φ")
+    if flagged.any():
+        notes.append("flagged: the empty-map gradient is < 1% of the y=0 gradient of a non-empty map, so "
+                     "empty maps are effectively ignored (fine for missing labels, not for learning empty maps)")
+
+    rec = _recommend(intent, batch_size, expected_I, empty_fraction)
+    result = Explanation(
+        phi=phi.value, eps=eps_vec.tolist(), batch_size=batch_size, classes=classes, volume=Y.tolist(),
+        predicted_volume=P.tolist(), intersection=inter.tolist(), empty_predicted_volume=P_empty.tolist(),
+        nonempty_g0=g["nonempty_g0"].tolist(), nonempty_g1=g["nonempty_g1"].tolist(),
+        empty_g0=g["empty_g0"].tolist(), all_empty_g0=g["all_empty_g0"].tolist(), ratio=ratio.tolist(),
+        all_empty_ratio=all_ratio.tolist(), flagged=flagged.tolist(), empty_fraction=empty_fraction,
+        expected_volume=np.asarray(expected, dtype=np.float64).tolist(), recommendation=rec, notes=notes,
+    )
+    if plot_path is not None:
+        plot_epsilon_curves(plot_path, Y, eps_vec, classes, overlap=overlap)
+        result.plot = str(plot_path)
+    return result
+
+
+def _positive_vector(value, name, C, allow_zero=False) -> np.ndarray:
+    try:
+        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or one number per class; got {value!r}") from None
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"{name} must be a number or a 1-D sequence (one per class); got shape {v.shape}")
+    if C is not None:
+        if v.size == 1:
+            v = np.full(C, v[0])
+        elif v.size != C:
+            raise ValueError(f"{name} has {v.size} values for {C} classes")
+    ok = np.isfinite(v) & ((v >= 0) if allow_zero else (v > 0))
+    if not ok.all():
+        raise ValueError(f"{name} must be finite and {'≥ 0' if allow_zero else '> 0'} (voxels); got {value!r}")
+    return v
+
+
+def _eps_vector(eps, C) -> np.ndarray:
+    if isinstance(eps, bool):
+        raise TypeError("eps must be a number, one number per class, or 'auto'; got bool")
+    return _positive_vector(eps, "eps", C, allow_zero=True)
+
+
+def _segment_batch(Y, P, I, L, empty: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image (C, L): y = 1 on the first Y voxels with ỹ = I/Y there (Σ y·ỹ = I), then the
+    remaining predicted volume P − I spread over the next ⌈P − I⌉ voxels; empty: y ≡ 0 and ỹ = P
+    spread over ⌈P⌉ voxels."""
+    C = len(Y)
+    y = torch.zeros(C, L, dtype=torch.float64)
+    p = torch.zeros(C, L, dtype=torch.float64)
+    for c in range(C):  # C is a handful of classes; this only builds the synthetic scene
+        if empty:
+            n = math.ceil(P[c])
+            if n:
+                p[c, :n] = P[c] / n
+            continue
+        y_n = int(Y[c])
+        y[c, :y_n] = 1.0
+        p[c, :y_n] = I[c] / y_n
+        rest = P[c] - I[c]
+        n = math.ceil(rest - 1e-12) if rest > 0 else 0
+        if n:
+            p[c, y_n:y_n + n] = rest / n
+    return p, y
+
+
+def _scene_gradients(phi, eps_vec, B, Y, P, I, P_empty) -> dict:
+    from phidice.core.gradient import dice_gradient
+
+    L = int(max(Y.max() + math.ceil(max(0.0, (P - I).max())), math.ceil(P_empty.max()))) + 1
+    p_ne, y_ne = _segment_batch(Y, P, I, L, empty=False)
+    p_e, y_e = _segment_batch(Y, P_empty, I, L, empty=True)
+    eps_t = torch.as_tensor(eps_vec, dtype=torch.float64)
+
+    def run(images):
+        probs = torch.stack([im[0] for im in images])
+        target = torch.stack([im[1] for im in images])
+        out = dice_gradient(probs, target, phi=phi, eps=eps_t, include_background=True)
+        return out.g0[0].numpy(), out.g1[0].numpy()
+
+    ne, e = (p_ne, y_ne), (p_e, y_e)
+    g0_ne, g1_ne = run([ne] * B)
+    g0_all, _ = run([e] * B)
+    g0_mixed = run([e] + [ne] * (B - 1))[0] if B > 1 else g0_all
+    return dict(nonempty_g0=g0_ne, nonempty_g1=g1_ne, empty_g0=g0_mixed, all_empty_g0=g0_all)
+
+
+def _recommend(intent, B, expected, empty_fraction) -> dict | None:
+    """Φ and ε for the intent; ``expected`` is E[Σy] per image (the Φ=I heuristic ε)."""
+    if intent is None:
+        return None
+    if intent == "missing":
+        return dict(intent="missing", phi="I", eps=SMALL_EPS, batch_size=B, why=[
+            "Φ=I with a negligible ε: a map without labels has Σ_φ y = 0, so its gradient ε/(P+ε)² ≈ 0 and the "
+            "unlabelled class is ignored with no special loss (Sect. 2.2).",
+            "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty predictions.",
+        ])
+    eps_heur = [float(e) for e in np.asarray(expected, dtype=np.float64)]
+    heur = _fmt_list(eps_heur)
+    no_empty = empty_fraction is not None and not any(f > 0 for f in empty_fraction)
+    caveat = " (no empty maps found in these labels)" if no_empty else ""
+    if B > 1:
+        return dict(intent="empty", phi="BI", eps=SMALL_EPS, batch_size=B,
+                    alternative=dict(phi="I", eps=eps_heur, batch_size=B), why=[
+                        f"Φ=BI with B={B}: an empty map shares φ with the rest of the batch and gets the same push "
+                        f"towards 0 as false positives there; or, if B must be 1, Φ=I with ε ≈ E[Σy] = {heur}"
+                        f"{caveat}.",
+                        "With Φ=I and a small ε an empty map's gradient ε/(P+ε)² vanishes; ε ≈ E[Σy] makes it "
+                        "match a non-empty map's at ~50% overlap (Eq. 5).",
+                    ])
+    return dict(intent="empty", phi="I", eps=eps_heur, batch_size=B, why=[
+        f"Φ=I with ε ≈ E[Σy] = {heur}: with B=1 Φ=BI equals Φ=I, so ε must carry empty maps{caveat}.",
+        "Eq. 5: ε/(v̂+ε)² equals a non-empty map's y=0 gradient at ~50% overlap when ε ≈ v̂ ≈ E[Σy]; a small ε "
+        "leaves empty maps with gradient ≈ 0.",
+    ])
+
+
+# ----------------------------------------------------------------------------------------- plot
+def _check_plot_path(plot) -> Path | None:
+    if plot is None:
+        return None
+    path = Path(plot)
+    if path.is_dir():
+        raise ValueError(f"plot must be a file path (.png); got the directory {str(path)!r}")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"plot must be a .png path; got {str(path)!r}")
+    if not path.parent.exists():
+        raise FileNotFoundError(f"plot: directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5) -> Path:
+    """Eq. 5 picture, one panel per class (first 4): ∂L_φ/∂ỹ at y = 0 of an empty map, ε/(P + ε)²,
+    against its predicted volume P for several ε, beside a non-empty map's (2I + ε₀)/(Y + P + ε₀)²
+    with I = a·min(Y, P) and a negligible ε₀. One subset φ with weight 1. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = _check_plot_path(path)
+    volumes = np.atleast_1d(np.asarray(volumes, dtype=np.float64))
+    eps = np.broadcast_to(np.atleast_1d(np.asarray(eps, dtype=np.float64)), volumes.shape)
+    n = min(4, len(classes))
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
+    try:
+        for k, ax in enumerate(axes[0]):
+            v = float(volumes[k])
+            P = np.logspace(np.log10(v) - 3, np.log10(v) + 2, 200)
+            candidates = {SMALL_EPS: "ε=1e-5", v / 10: "ε=v̂/10", v: "ε=v̂ (heuristic)", 10 * v: "ε=10·v̂"}
+            candidates.setdefault(float(eps[k]), f"ε={eps[k]:.3g} (chosen)")
+            if float(eps[k]) in candidates and "chosen" not in candidates[float(eps[k])]:
+                candidates[float(eps[k])] += " (chosen)"
+            for e, label in sorted(candidates.items()):
+                ax.loglog(P, e / (P + e) ** 2, label=label, lw=2.2 if "chosen" in label else 1.2)
+            I = overlap * np.minimum(v, P)
+            ax.loglog(P, (2 * I + SMALL_EPS) / (v + P + SMALL_EPS) ** 2, "k--", label=f"non-empty map, Y=v̂")
+            ax.axvline(v, color="grey", lw=0.8, ls=":")
+            ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
+            ax.set_xlabel("predicted volume P on the empty map (voxels)")
+            ax.set_ylabel("∂L_φ/∂ỹ at y=0 (one φ)")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format="png", dpi=110)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    finally:
+        plt.close(fig)
+    return path
