@@ -26,7 +26,8 @@ import torch
 
 from phidice.core.stats import DiceStats
 
-__all__ = ["is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "all_reduce_stats", "gather_batch"]
+__all__ = ["is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "global_mean", "all_reduce_stats",
+           "gather_batch"]
 
 _warned = False
 
@@ -118,6 +119,19 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if not _active(warn=False):
         return t
     return _AllReduceSum.apply(t)
+
+
+def global_mean(total: torch.Tensor, count: torch.Tensor, sync: bool = True) -> torch.Tensor:
+    """``total / count`` with both summed over ranks when ``sync`` (one collective; plain without a group).
+
+    The global voxel mean of a per-voxel loss, e.g. the cross-entropy of a Dice + CE loss under
+    ``sync_batch``: every rank gets the value of one process on the concatenated batch, and DDP's
+    averaged gradients match it. ``count`` (no gradient needed) of 0 gives 0, not NaN.
+    """
+    if sync and _active(warn=False):
+        both = all_reduce_sum(torch.stack((total, count.to(total.dtype))))
+        total, count = both[0], both[1]
+    return total / torch.where(count > 0, count, torch.ones_like(count))
 
 
 def all_reduce_stats(stats: DiceStats) -> DiceStats:

@@ -79,12 +79,25 @@ def _all_reduce_stats(out, d, sync):
     return loss_from_stats(s, phi="I")  # one (1, C) row: per-class Dice of the (global) batch
 
 
-def _ce_global_mean(out, d, sync):
+def _ce_all_reduce_sum(out, d, sync):
     ce = torch.nn.functional.cross_entropy(out, d["labels"], reduction="none")
     total, count = ce.sum(), torch.tensor(float(ce.numel()), dtype=ce.dtype)
     if sync:
         total, count = phidice.distributed.all_reduce_sum(total), phidice.distributed.all_reduce_sum(count)
     return total / count
+
+
+def _ce_global_mean(out, d, sync):
+    ce = torch.nn.functional.cross_entropy(out, d["ignore"], reduction="none", ignore_index=255)
+    count = (d["ignore"] != 255).sum()
+    return phidice.distributed.global_mean(ce.sum(), count, sync=sync)
+
+
+def missing_ce_syncs() -> bool:
+    """Whether the missing-label Dice + CE losses' marginal cross-entropy takes sync_batch."""
+    from phidice.missing.functional import marginal_cross_entropy
+
+    return "sync_batch" in inspect.signature(marginal_cross_entropy).parameters
 
 
 def _dice_ce(phi):
@@ -121,7 +134,7 @@ def missing_available() -> str | None:
 
 
 def cases() -> dict[str, tuple]:
-    """name -> (loss(out, data, sync), needs): needs is None, "fused", "missing" or "ce_sync"."""
+    """name -> (loss(out, data, sync), needs): needs is None, "fused", "missing", "ce_sync" or "missing_ce_sync"."""
     out = {}
     for phi in ("I", "CI", "BI", "BCI"):
         out[f"{phi}-reference"] = (_dice(phi, fused=False), None)
@@ -143,12 +156,15 @@ def cases() -> dict[str, tuple]:
     out["BI-none"] = (_dice("BI", reduction="none", fused=False), None)
     out["BI-eps0"] = (_dice("BI", eps=0.0, fused=False), None)
     out["BI-all_reduce_stats"] = (_all_reduce_stats, None)
-    out["CE-global-mean-all_reduce_sum"] = (_ce_global_mean, None)
+    out["CE-mean-all_reduce_sum"] = (_ce_all_reduce_sum, None)
+    out["CE-global_mean-ignore"] = (_ce_global_mean, None)
     for phi in ("I", "CI", "BI", "BCI"):
         out[f"Leaf-{phi}"] = (_missing("LeafDiceLoss", phi), "missing")
         out[f"Marginal-{phi}"] = (_missing("MarginalDiceLoss", phi), "missing")
     out["Leaf-BI-nobg-skip"] = (_missing("LeafDiceLoss", "BI", include_background=False, empty="skip"), "missing")
     out["Marginal-BCI-nobg"] = (_missing("MarginalDiceLoss", "BCI", include_background=False), "missing")
+    out["LeafDiceCE-BI"] = (_missing("LeafDiceCELoss", "BI"), "missing_ce_sync")
+    out["MarginalDiceCE-I"] = (_missing("MarginalDiceCELoss", "I"), "missing_ce_sync")
     out["DiceCE-BI"] = (_dice_ce("BI"), "ce_sync")
     out["DiceCE-I"] = (_dice_ce("I"), "ce_sync")
     return out
@@ -160,6 +176,9 @@ def skip_reason(need) -> str | None:
         return ops_fused_available()
     if need == "missing":
         return missing_available()
+    if need == "missing_ce_sync" and (missing_available() or not missing_ce_syncs()):
+        return ("the missing-label Dice + CE losses' marginal cross-entropy stays a per-rank voxel mean until "
+                "marginal_cross_entropy takes sync_batch (patch in docs/distributed.md)")
     if need == "ce_sync" and not ce_syncs():
         return ("DiceCELoss's cross-entropy stays a per-rank voxel mean until cross_entropy_term takes "
                 "sync_batch (patch in docs/distributed.md)")
@@ -167,7 +186,7 @@ def skip_reason(need) -> str | None:
 
 
 def runnable_cases() -> dict[str, tuple]:
-    reasons = {need: skip_reason(need) for need in (None, "fused", "ce_sync", "missing")}
+    reasons = {need: skip_reason(need) for need in (None, "fused", "ce_sync", "missing", "missing_ce_sync")}
     return {name: c for name, c in cases().items() if reasons[c[1]] is None}
 
 
