@@ -127,6 +127,26 @@ def test_no_process_group_is_a_noop_with_one_warning(monkeypatch):
     assert pd.get_rank() == 0 and pd.get_world_size() == 1
 
 
+def test_one_rank_group_is_a_silent_noop(tmp_path, monkeypatch):
+    """An initialised group of one rank: nothing to gather, no warning, the plain loss."""
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available")
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    monkeypatch.setattr(pd, "_warned", False)
+    data = _cases.make_data()
+    logits = _cases.make_model()(data["x"]).detach()
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            synced = phidice.dice_loss(logits, data["labels"], phi="BCI", sync_batch=True)
+        assert pd.get_world_size() == 1 and pd.is_initialized()
+    finally:
+        torch.distributed.destroy_process_group()
+    assert float(synced) == float(phidice.dice_loss(logits, data["labels"], phi="BCI"))
+
+
 def test_bad_arguments():
     stats = phidice.compute_stats(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4)))
     with pytest.raises(ValueError, match="keep must have shape"):
