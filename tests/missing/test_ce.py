@@ -116,3 +116,17 @@ def test_ce_gradient_of_unannotated_logit():
     p = torch.softmax(x.detach(), 1)[0]
     expected = torch.stack([(p[1, 0] - p[1, 0] / (p[0, 0] + p[1, 0])), p[1, 1]]) / 2
     assert torch.allclose(x.grad[0, 1], expected, rtol=0, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore:sync_batch=True but torch.distributed")
+def test_sync_batch_without_process_group_is_the_local_mean():
+    import phidice.distributed as dist
+
+    if not hasattr(dist, "global_mean"):
+        pytest.skip("phidice.distributed.global_mean not available")
+    torch.manual_seed(6)
+    x = torch.randn(2, 3, 7, dtype=torch.float64)
+    y = torch.randint(0, 2, (2, 7))
+    ann = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(marginal_cross_entropy(x, y, ann, sync_batch=True), marginal_cross_entropy(x, y, ann))
+    assert torch.equal(phidice.MarginalDiceCELoss(sync_batch=True)(x, y, ann), phidice.MarginalDiceCELoss()(x, y, ann))

@@ -277,6 +277,7 @@ def marginal_cross_entropy(
     ce_weight=None,
     ignore_index: int | None = None,
     mask: torch.Tensor | None = None,
+    sync_batch: bool = False,
 ) -> torch.Tensor:
     """Cross-entropy with unannotated classes marginalised, averaged over the kept voxels (float32).
 
@@ -284,7 +285,8 @@ def marginal_cross_entropy(
     sigmoid: channels are independent, so marginalising an unannotated channel drops its BCE term; the
     mean runs over kept (voxel, annotated channel) pairs. ``ce_weight`` weighs classes as in torch (a
     weighted mean for labels); the merged background takes the background's weight. ``mask`` must be
-    voxel-wise, (B, *S) or (B, 1, *S).
+    voxel-wise, (B, *S) or (B, 1, *S). ``sync_batch``: under torch.distributed, the mean runs over the
+    voxels of every rank (:func:`phidice.distributed.global_mean`).
     """
     activation = check_activation(activation)
     if activation not in ("softmax", "sigmoid"):
@@ -328,6 +330,10 @@ def marginal_cross_entropy(
         if m is not None:
             per, norm = per * m, norm * m
     total = norm.sum()
+    if sync_batch:
+        from phidice import distributed
+
+        return distributed.global_mean(per.sum(), total.detach(), sync=True)
     return per.sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
@@ -343,7 +349,8 @@ def _ce_combo(dice_fn, input, target, annotated, *, lambda_dice, lambda_ce, ce_w
             raise ValueError(f"{name} must be a number ≥ 0; got {lam!r}")
     dice = dice_fn(input, target, annotated, mask=mask, **dice_kwargs)
     ce = marginal_cross_entropy(input, target, annotated, activation=activation, ce_weight=ce_weight,
-                                ignore_index=dice_kwargs.get("ignore_index"), mask=mask)
+                                ignore_index=dice_kwargs.get("ignore_index"), mask=mask,
+                                sync_batch=dice_kwargs.get("sync_batch", False))
     return lambda_dice * dice + lambda_ce * ce
 
 

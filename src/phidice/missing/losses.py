@@ -75,13 +75,15 @@ class MarginalCrossEntropyLoss(nn.Module):
     """Cross-entropy with unannotated classes marginalised into the background (log-sum-exp; BCE over the
     annotated channels for ``activation="sigmoid"``)."""
 
-    def __init__(self, *, activation: str = "softmax", ce_weight=None, ignore_index: int | None = None):
+    def __init__(self, *, activation: str = "softmax", ce_weight=None, ignore_index: int | None = None,
+                 sync_batch: bool = False):
         super().__init__()
         activation = check_activation(activation)
         if activation not in ("softmax", "sigmoid"):
             raise ValueError(f"MarginalCrossEntropyLoss needs logits: activation must be 'softmax' or 'sigmoid'; "
                              f"got {activation!r}")
-        self.options = dict(activation=activation, ce_weight=ce_weight, ignore_index=ignore_index)
+        self.options = dict(activation=activation, ce_weight=ce_weight, ignore_index=ignore_index,
+                            sync_batch=sync_batch)
 
     def forward(self, input, target, annotated=None, mask=None):
         return marginal_cross_entropy(input, target, annotated, mask=mask, **self.options)
