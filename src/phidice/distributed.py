@@ -23,6 +23,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.distributed as dist
 
 from phidice.core.stats import DiceStats
 
@@ -32,33 +33,26 @@ __all__ = ["is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "gl
 _warned = False
 
 
-def _dist():
-    import torch.distributed as dist
-
-    return dist
-
-
 def is_initialized() -> bool:
     """Whether ``torch.distributed`` is available and a default process group is initialised."""
-    dist = _dist()
     return dist.is_available() and dist.is_initialized()
 
 
 def get_rank() -> int:
     """This process's rank (0 without a process group)."""
-    return _dist().get_rank() if is_initialized() else 0
+    return dist.get_rank() if is_initialized() else 0
 
 
 def get_world_size() -> int:
     """Number of ranks (1 without a process group)."""
-    return _dist().get_world_size() if is_initialized() else 1
+    return dist.get_world_size() if is_initialized() else 1
 
 
 def _active(warn: bool) -> bool:
     """True when there is more than one rank to synchronise with; warns once if asked and there is none."""
     global _warned
     if is_initialized():
-        return _dist().get_world_size() > 1
+        return dist.get_world_size() > 1
     if warn and not _warned:
         warnings.warn(
             "sync_batch=True but torch.distributed has no initialised process group: the Dice loss uses this "
@@ -75,13 +69,13 @@ class _AllReduceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         out = x.detach().clone(memory_format=torch.contiguous_format)
-        _dist().all_reduce(out, op=_dist().ReduceOp.SUM)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         g = grad.clone(memory_format=torch.contiguous_format)
-        _dist().all_reduce(g, op=_dist().ReduceOp.SUM)
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
         return g
 
 
@@ -90,7 +84,6 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        dist = _dist()
         rank = dist.get_rank()
         padded = x.new_zeros((max(sizes), *x.shape[1:]))
         padded[: x.shape[0]] = x.detach()
@@ -102,7 +95,7 @@ class _GatherRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         g = grad.clone(memory_format=torch.contiguous_format)
-        _dist().all_reduce(g, op=_dist().ReduceOp.SUM)
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
         start, stop = ctx.rows
         return g[start:stop], None
 
@@ -160,7 +153,6 @@ def gather_batch(stats: DiceStats, keep: torch.Tensor | None = None) -> tuple[Di
         raise ValueError(f"keep must have shape (B, C) = {tuple(I.shape)}; got {tuple(keep.shape)}")
     if not _active(warn=True):
         return stats, keep
-    dist = _dist()
     shape = torch.tensor(I.shape, dtype=torch.int64, device=I.device)  # (B_r, C)
     shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size())]
     dist.all_gather(shapes, shape)
