@@ -178,10 +178,10 @@ def skip_reason(need) -> str | None:
         return missing_available()
     if need == "missing_ce_sync" and (missing_available() or not missing_ce_syncs()):
         return ("the missing-label Dice + CE losses' marginal cross-entropy stays a per-rank voxel mean until "
-                "marginal_cross_entropy takes sync_batch (patch in docs/distributed.md)")
+                "marginal_cross_entropy takes sync_batch (see docs/distributed.md, 'Dice + CE')")
     if need == "ce_sync" and not ce_syncs():
         return ("DiceCELoss's cross-entropy stays a per-rank voxel mean until cross_entropy_term takes "
-                "sync_batch (patch in docs/distributed.md)")
+                "sync_batch (see docs/distributed.md, 'Dice + CE')")
     return None
 
 

@@ -7,6 +7,7 @@ DistributedDataParallel model and saves each loss value and the DDP-averaged gra
 import os
 import sys
 import traceback
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -18,7 +19,8 @@ import _cases  # noqa: E402
 
 def main(rank: int, world: int, port: int, outdir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=60))  # a rank stuck in a collective fails, not hangs
     import phidice
 
     lo, hi = _cases.SPLITS[rank]
