@@ -1,6 +1,5 @@
 """phidice.explain: Eq. 4 gradient values of empty and non-empty maps, checked against the core."""
 
-import math
 import os
 
 import nibabel as nib
@@ -184,3 +183,18 @@ def test_bad_input(tmp_path):
     assert not (tmp_path / "p.png").exists()
     with pytest.raises(ValueError, match="no foreground class"):
         phidice.explain(labels=np.zeros((2, 3), int))
+
+
+def test_plotted_eq5_curves_equal_core_gradient():
+    from phidice.diagnostics.explain import eq5_curves
+
+    Y, eps = 20, 5.0
+    for P in (4, 10, 40):  # a·min(Y, P) whole voxels
+        empty, nonempty = eq5_curves(np.array([P]), Y, eps, overlap=0.5)
+        I = min(Y, P) // 2
+        probs, target = scene([Y], [P], [I], [P], "n", length=64)
+        g = dice_gradient(probs, target, phi="I", eps=eps, reduction="sum")
+        assert g.g0[0, 0].item() == pytest.approx(nonempty[0], rel=1e-12)
+        probs, target = scene([Y], [P], [I], [P], "e", length=64)
+        g = dice_gradient(probs, target, phi="I", eps=eps, reduction="sum")
+        assert g.g0[0, 0].item() == pytest.approx(empty[0], rel=1e-12)

@@ -29,7 +29,7 @@ import torch
 
 from phidice.core.phi import parse_phi
 
-__all__ = ["Explanation", "explain", "plot_epsilon_curves", "SMALL_EPS", "FLAG_RATIO"]
+__all__ = ["Explanation", "explain", "eq5_curves", "plot_epsilon_curves", "SMALL_EPS", "FLAG_RATIO"]
 
 SMALL_EPS = 1e-5  # "negligible" ε recommended for missing labels (the library default)
 FLAG_RATIO = 0.01  # an empty map's |gradient| below 1 % of a non-empty map's y = 0 |gradient| is flagged
@@ -356,6 +356,14 @@ def _check_plot_path(plot) -> Path | None:
     return path
 
 
+def eq5_curves(P, volume, eps, overlap: float = 0.5):
+    """The two sides of Eq. 5 for one φ of weight 1, as functions of the predicted volume P:
+    (empty map: ε/(P + ε)², non-empty map of volume Y at y = 0: (2I + ε)/(Y + P + ε)², I = a·min(Y, P))."""
+    P = np.asarray(P, dtype=np.float64)
+    inter = overlap * np.minimum(volume, P)
+    return eps / (P + eps) ** 2, (2 * inter + eps) / (volume + P + eps) ** 2
+
+
 def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5) -> Path:
     """Eq. 5 picture, one panel per class (first 4): ∂L_φ/∂ỹ at y = 0 of an empty map, ε/(P + ε)²,
     against its predicted volume P for several ε, beside a non-empty map's (2I + ε₀)/(Y + P + ε₀)²
@@ -379,9 +387,8 @@ def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5) -> Pa
             if float(eps[k]) in candidates and "chosen" not in candidates[float(eps[k])]:
                 candidates[float(eps[k])] += " (chosen)"
             for e, label in sorted(candidates.items()):
-                ax.loglog(P, e / (P + e) ** 2, label=label, lw=2.2 if "chosen" in label else 1.2)
-            I = overlap * np.minimum(v, P)
-            ax.loglog(P, (2 * I + SMALL_EPS) / (v + P + SMALL_EPS) ** 2, "k--", label=f"non-empty map, Y=v̂")
+                ax.loglog(P, eq5_curves(P, v, e, overlap)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
+            ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap)[1], "k--", label="non-empty map, Y=v̂")
             ax.axvline(v, color="grey", lw=0.8, ls=":")
             ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
             ax.set_xlabel("predicted volume P on the empty map (voxels)")
