@@ -39,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     # ε heuristic and gradient diagnostics
     "estimate_epsilon": "phidice.epsilon",
     "explain": "phidice.diagnostics.explain",
+    # metrics
+    "dice_score": "phidice.metrics.dice",
+    "DiceAccumulator": "phidice.metrics.accumulator",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

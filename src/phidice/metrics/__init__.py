@@ -7,6 +7,7 @@ See docs/metrics.md for the empty conventions next to MONAI, nnU-Net and torchme
 from phidice.metrics._hard import hard_stats
 from phidice.metrics.accumulator import DiceAccumulator
 from phidice.metrics.dice import EMPTY_CONVENTIONS, dice_score, score_from_stats
+from phidice.metrics.evaluate import Evaluation, evaluate_folders, write_outputs
 from phidice.metrics.roc import ROC, volume_roc
 from phidice.metrics.volume import Volume, volume, volume_difference
 
@@ -14,11 +15,14 @@ __all__ = [
     "EMPTY_CONVENTIONS",
     "ROC",
     "DiceAccumulator",
+    "Evaluation",
     "Volume",
     "dice_score",
+    "evaluate_folders",
     "hard_stats",
     "score_from_stats",
     "volume",
     "volume_difference",
     "volume_roc",
+    "write_outputs",
 ]

@@ -153,7 +153,8 @@ def read_groups(path) -> dict[str, str]:
                 raise ValueError(f"groups file {str(path)!r} line {line}: empty case or group")
             case = case_name(case)
             if groups.get(case, group) != group:
-                raise ValueError(f"groups file {str(path)!r}: case {case!r} is in groups {groups[case]!r} and {group!r}")
+                raise ValueError(f"groups file {str(path)!r}: case {case!r} is in groups {groups[case]!r} and "
+                                 f"{group!r}")
             groups[case] = group
     if not groups:
         raise ValueError(f"groups file {str(path)!r} has no rows")
@@ -335,7 +336,8 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
     if ev.roc:
         lines += ["", f"## ROC: detecting group `{ev.positive_group}` from the predicted volume", "",
                   f"Positive group: {ev.positive_rule}. A case is called positive when its predicted volume of the "
-                  "class is at least the threshold; tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).", "",
+                  "class is at least the threshold; tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
+                  "",
                   "| class | n₊ | n₋ | AUC |", "|---|---:|---:|---:|"]
         for c, roc in ev.roc.items():
             lines.append(f"| {c} | {roc.n_positive} | {roc.n_negative} | {roc.auc:.3f} |")
