@@ -6,14 +6,131 @@ Contract used by :func:`phidice.core.stats.compute_stats`:
   the fused path applies, else a short reason.
 * ``fused_stats(logits, labels, *, activation, mask) -> DiceStats`` — (B, C) sums with an autograd
   backward that writes ∂L/∂logits directly from ∂L/∂(intersection, pred_sum).
+
+Backends: ``"triton"`` (CUDA), ``"numba"`` (CPU, float32), ``"torch"`` (chunked PyTorch, any device and
+dtype). ``"auto"`` picks Triton for CUDA tensors when it imports, numba for float32 CPU tensors, and the
+torch fallback otherwise. Force one with :func:`set_backend` or ``PHIDICE_FUSED_BACKEND=torch|numba|triton``.
 """
 
 from __future__ import annotations
 
+import os
+
+import torch
+
+from phidice.core.stats import DiceStats
+
+BACKENDS = ("auto", "torch", "numba", "triton")
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_forced: str | None = None
+_triton_module = None
+_triton_error: str | None = None
+
+__all__ = ["fused_unsupported_reason", "fused_stats", "set_backend", "get_backend", "select_backend", "BACKENDS"]
+
+
+def set_backend(name: str | None) -> str | None:
+    """Force a backend for the fused path (``None`` or "auto": choose per call); returns the previous one."""
+    global _forced
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"fused backend must be one of {', '.join(map(repr, BACKENDS))} or None; got {name!r}")
+    previous, _forced = _forced, (None if name == "auto" else name)
+    return previous
+
+
+def get_backend() -> str:
+    """The forced backend: :func:`set_backend`'s, else ``PHIDICE_FUSED_BACKEND``, else "auto"."""
+    if _forced is not None:
+        return _forced
+    name = os.environ.get("PHIDICE_FUSED_BACKEND", "auto").strip().lower() or "auto"
+    if name not in BACKENDS:
+        raise ValueError(f"PHIDICE_FUSED_BACKEND must be one of {', '.join(BACKENDS)}; got {name!r}")
+    return name
+
+
+def _triton():
+    global _triton_module, _triton_error
+    if _triton_module is None and _triton_error is None:
+        try:
+            from phidice.ops import triton_dice
+
+            _triton_module = triton_dice
+        except Exception as err:  # ImportError, or a triton that cannot build here
+            _triton_error = f"{type(err).__name__}: {err}"
+    return _triton_module
+
+
+def select_backend(device: torch.device, dtype: torch.dtype):
+    """(name, module) of the backend that runs tensors of this device and dtype; ValueError if forced and unfit."""
+    from phidice.ops import cpu, fallback
+
+    forced = get_backend()
+    if forced == "torch":
+        return "torch", fallback
+    if forced == "numba":
+        if device.type != "cpu" or not cpu.supports(dtype) or not cpu.available():
+            why = cpu._import_error or f"it runs float32 CPU tensors only (got {dtype} on {device.type})"
+            raise ValueError(f"fused backend 'numba' forced but unavailable: {why}")
+        return "numba", cpu
+    if forced == "triton":
+        if _triton() is None:
+            raise ValueError(f"fused backend 'triton' forced but triton does not import: {_triton_error}")
+        return "triton", _triton_module
+    if device.type == "cuda" and _triton() is not None:
+        return "triton", _triton_module
+    if device.type == "cpu" and cpu.supports(dtype) and cpu.available():
+        return "numba", cpu
+    return "torch", fallback
+
 
 def fused_unsupported_reason(input, prepared, *, activation, squared) -> str | None:
-    return "the fused kernels are not built yet"
+    """None when the fused path computes these sums exactly as the reference would; else why not."""
+    if prepared.labels is None:
+        return "the target is a dense (one-hot or soft) map; the fused path needs integer labels"
+    if activation not in ("softmax", "sigmoid"):
+        return f"activation={activation!r}; the fused path needs 'softmax' or 'sigmoid' logits"
+    if squared:
+        return "squared=True (Σ ỹ² denominators) is not fused"
+    mask = prepared.mask
+    if mask is not None:
+        if mask.shape[1] != 1:
+            return f"a per-class mask of shape {tuple(mask.shape)} is not fused; it needs one channel (B, 1, *S)"
+        if mask.requires_grad:
+            return "the mask requires grad; the fused path gives no gradient to the mask"
+    if input.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {input.dtype} has no fused kernel (float32, float64, float16, bfloat16)"
+    if input.device.type not in ("cpu", "cuda"):
+        return f"device {input.device.type!r} has no fused kernel"
+    if input.numel() == 0:
+        return "empty input"
+    return None
 
 
-def fused_stats(logits, labels, *, activation, mask):  # pragma: no cover - replaced by the fused issue
-    raise NotImplementedError("fused kernels are not available")
+@torch.compiler.disable
+def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
+                mask: torch.Tensor | None = None) -> DiceStats:
+    """Per-(b, c) sums of all C classes via the fused kernels, differentiable w.r.t. ``logits``.
+
+    ``labels`` (B, *S) integers (ignored voxels already 0 and masked out); ``mask`` (B, 1, *S) or None.
+    Run outside torch.compile's graph (a graph break), since the kernels are opaque to it.
+    """
+    B, C = logits.shape[:2]
+    x = logits.reshape(B, C, -1)
+    if not x.is_contiguous():
+        x = x.contiguous()
+    lab = labels.reshape(B, -1)
+    if lab.dtype != torch.long or not lab.is_contiguous():
+        lab = lab.long().contiguous()
+    m = None
+    if mask is not None:
+        m = mask.detach().reshape(B, -1)
+        m = m.to(torch.float64 if x.dtype == torch.float64 else torch.float32).contiguous()
+    _, backend = select_backend(logits.device, logits.dtype)
+    inter, pred, tgt = _apply(x, lab, m, activation, backend)
+    return DiceStats(inter, pred, tgt)
+
+
+def _apply(x, lab, m, activation, backend):
+    from phidice.ops.function import FusedDiceStats
+
+    return FusedDiceStats.apply(x, lab, m, activation, backend)

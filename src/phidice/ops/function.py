@@ -1,0 +1,34 @@
+"""The autograd Function of the fused path: one-hot-free sums forward, Eq. 4 through the activation backward.
+
+Forward returns, per image b and class c, I = Σ m·p_c·[y = c], P = Σ m·p_c and Y = Σ m·[y = c]
+(Y carries no gradient). Since the loss depends on the logits only through I and P, the backward
+needs just the incoming (B, C) gradients gI, gP: with g_c = gP[b, c] + gI[b, c]·[y = c],
+
+    softmax: ∂L/∂z_c = m·p_c·(g_c − Σ_k p_k g_k)        sigmoid: ∂L/∂z_c = m·g_c·p_c·(1 − p_c)
+
+recomputed voxel by voxel from the logits — neither a one-hot nor the probabilities are stored.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class FusedDiceStats(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, labels, mask, activation, backend):
+        """logits (B, C, N), labels (B, N) int64, mask (B, N) or None; ``backend`` a module with forward/backward."""
+        inter, pred, tgt, saved_labels = backend.forward(logits, labels, mask, activation)
+        ctx.save_for_backward(logits, saved_labels, mask)
+        ctx.activation = activation
+        ctx.backend = backend
+        ctx.mark_non_differentiable(tgt)
+        return inter, pred, tgt
+
+    @staticmethod
+    def backward(ctx, g_inter, g_pred, g_tgt):
+        logits, labels, mask = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        grad = ctx.backend.backward(logits, labels, mask, g_inter, g_pred, ctx.activation)
+        return grad, None, None, None, None
