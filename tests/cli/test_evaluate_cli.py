@@ -221,3 +221,8 @@ def test_labels_out_of_range_and_missing_folder(folders, capsys):
     assert "case 'a'" in err and "[0, 1]" in err
     assert _evaluate("--pred", tmp / "nope", "--gt", gt, "--out", tmp / "o") == 2
     assert "nope" in _err(capsys)
+    assert _evaluate("--pred", pred, "--gt", gt, "--out", tmp / "o", "--threshold", "nan") == 2
+    assert "--threshold must be a finite number" in _err(capsys)
+    assert _evaluate("--pred", pred, "--gt", gt, "--out", tmp / "o", "--spacing", 1, 0, 1) == 2
+    assert "> 0" in _err(capsys)
+    assert not (tmp / "o").exists()  # nothing written on error

@@ -112,6 +112,7 @@ def test_random_against_loop_oracle_and_layouts(empty):
     oh = lambda t: torch.nn.functional.one_hot(t, C).movedim(-1, 1)  # noqa: E731
     expected = _oracle(oh(pred).numpy(), oh(ref).numpy(), empty)
     for p, t in [(pred, ref), (oh(pred).bool(), ref), (pred, oh(ref).float()), (oh(pred).float(), oh(ref)),
+                 (oh(pred), ref), (pred, oh(ref)), (oh(pred), oh(ref).bool()),
                  (pred.numpy(), ref.unsqueeze(1).float().numpy())]:
         got = dice_score(p, t, num_classes=C, empty=empty)
         _same(got, expected)

@@ -9,8 +9,9 @@ Input layouts (a "map" always has a channel axis, a "label map" never does):
 
 * label maps: integer (B, *S) — or (B, 1, *S) next to a (B, C, *S) map — with values in [0, C);
 * binary maps: bool or float (B, C, *S) with values in {0, 1}, one channel per class (channels may
-  overlap: region / multi-label maps are fine); an integer tensor is a map only when it has the shape
-  of a map on the other side (a one-hot from ``F.one_hot``), otherwise it is a label map;
+  overlap: region / multi-label maps are fine); an integer tensor is a map only when the other side
+  fixes the layout — a map of the same shape, or a (B, *S) label map next to its (B, C, *S) — so two
+  integer tensors of equal shape are label maps (pass a pair of one-hot maps as bool or float);
 * probability maps: float (B, C, *S) with ``threshold=t`` (channel-wise ``p >= t``) or
   ``threshold="argmax"`` (the class of largest probability, C ≥ 2). Non-binary floats without a
   threshold are an error, never silently rounded.
@@ -122,6 +123,15 @@ def _labels_as_map(h: Hard, other: Hard, name: str) -> Hard:
     return h
 
 
+def _int_one_hot(h: Hard, other: Hard, name: str) -> Hard:
+    """Two integer tensors, (B, C, *S) with C > 1 and (B, *S): the first is a one-hot map."""
+    a, b = h.labels, other.labels
+    if a is not None and b is not None and a.ndim == b.ndim + 1 and a.shape[1] > 1 and \
+            a.shape[:1] + a.shape[2:] == b.shape:
+        return Hard(None, _binary_map(a, name, ""))
+    return h
+
+
 def _one_hot(labels: torch.Tensor, C: int) -> torch.Tensor:
     if C == 1:  # a single binary channel: label 1 is the foreground
         return (labels == 1).unsqueeze(1)
@@ -180,6 +190,7 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
         raise ValueError("ignore_index applies to a label-map target (B, *S); target is a map (B, C, *S)")
 
     p, t = _labels_as_map(p, t, "pred"), _labels_as_map(t, p, "target")
+    p, t = _int_one_hot(p, t, "pred"), _int_one_hot(t, p, "target")
     maps_c = {m.shape[1] for m in (p.maps, t.maps) if m is not None}
     if p.maps is not None and t.maps is not None and p.maps.shape != t.maps.shape:
         raise ValueError(f"pred shape {tuple(p.maps.shape)} and target shape {tuple(t.maps.shape)} differ")

@@ -202,6 +202,8 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
         spacing = tuple(float(s) for s in spacing)
         if not all(np.isfinite(s) and s > 0 for s in spacing):
             raise ValueError(f"--spacing values must be finite and > 0 (mm); got {spacing}")
+    if threshold is not None and not np.isfinite(threshold):
+        raise ValueError(f"--threshold must be a finite number; got {threshold}")
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"--num-classes must be ≥ 1; got {num_classes}")
     group_of = read_groups(groups_csv) if groups_csv is not None else None
