@@ -226,3 +226,17 @@ def test_labels_out_of_range_and_missing_folder(folders, capsys):
     assert _evaluate("--pred", pred, "--gt", gt, "--out", tmp / "o", "--spacing", 1, 0, 1) == 2
     assert "> 0" in _err(capsys)
     assert not (tmp / "o").exists()  # nothing written on error
+
+
+def test_three_groups_one_vs_rest(folders):
+    tmp, pred, gt, _ = folders
+    g3 = tmp / "g3.csv"
+    g3.write_text("case,group\na,HGG\nb,HGG\nc,LGG\nd,other\n")
+    out = tmp / "o"
+    assert _evaluate("--pred", pred, "--gt", gt, "--groups", g3, "--out", out) == 0
+    assert not (out / "roc.png").exists()
+    assert "--positive-group for a ROC" in (out / "summary.md").read_text()
+    assert _evaluate("--pred", pred, "--gt", gt, "--groups", g3, "--positive-group", "HGG", "--out", out) == 0
+    with open(out / "roc.csv", newline="") as f:
+        auc = {int(r["class"]): float(r["auc"]) for r in csv.DictReader(f)}
+    assert auc == {1: pytest.approx(0.75), 2: pytest.approx(0.875)}  # HGG vs the rest = HGG vs LGG ∪ other
