@@ -1,0 +1,79 @@
+"""When the fused path applies, which backend runs, and the errors when it is forced but cannot."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import phidice
+from phidice import ops
+from phidice.core.stats import prepare_target
+from phidice.ops import cpu, fallback
+
+
+def _reason(x, y, activation="softmax", squared=False, **kw):
+    prepared = prepare_target(x, y, activation=activation, **kw)
+    return ops.fused_unsupported_reason(x, prepared, activation=activation, squared=squared)
+
+
+def test_reasons():
+    x = torch.randn(2, 3, 4, 4)
+    y = torch.randint(0, 3, (2, 4, 4))
+    assert _reason(x, y) is None
+    assert _reason(x, y, activation="sigmoid") is None
+    assert _reason(x, y, ignore_index=7, mask=torch.ones(2, 1, 4, 4)) is None
+    assert "integer labels" in _reason(x, torch.nn.functional.one_hot(y, 3).permute(0, 3, 1, 2).float())
+    assert "squared" in _reason(x, y, squared=True)
+    assert "activation" in _reason(x.softmax(1), y, activation=None)
+    assert "per-class mask" in _reason(x, y, mask=torch.ones(2, 3, 4, 4))
+    assert "grad" in _reason(x, y, mask=torch.ones(2, 1, 4, 4, requires_grad=True))
+
+
+def test_fused_true_raises_when_it_does_not_apply():
+    x = torch.randn(2, 3, 4, 4)
+    y = torch.randint(0, 3, (2, 4, 4))
+    with pytest.raises(ValueError, match="squared"):
+        phidice.dice_loss(x, y, squared=True, fused=True)
+    # "auto" falls back to the reference path
+    a = phidice.dice_loss(x, y, squared=True, fused="auto")
+    b = phidice.dice_loss(x, y, squared=True, fused=False)
+    torch.testing.assert_close(a, b)
+
+
+def test_select_backend(monkeypatch):
+    monkeypatch.delenv("PHIDICE_FUSED_BACKEND", raising=False)
+    cpu_dev = torch.device("cpu")
+    expected = "numba" if cpu.available() else "torch"
+    assert ops.select_backend(cpu_dev, torch.float32)[0] == expected
+    assert ops.select_backend(cpu_dev, torch.float64) == ("torch", fallback)
+    assert ops.select_backend(cpu_dev, torch.bfloat16)[0] == "torch"
+    monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "torch")
+    assert ops.select_backend(cpu_dev, torch.float32)[0] == "torch"
+    monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "numba")
+    with pytest.raises(ValueError, match="numba"):
+        ops.select_backend(cpu_dev, torch.float64)
+    monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="PHIDICE_FUSED_BACKEND"):
+        ops.get_backend()
+    previous = ops.set_backend("torch")  # the function wins over the environment
+    try:
+        assert ops.select_backend(cpu_dev, torch.float32)[0] == "torch"
+    finally:
+        ops.set_backend(previous)
+    with pytest.raises(ValueError, match="backend"):
+        ops.set_backend("cuda")
+
+
+def test_fallback_is_used_when_forced(monkeypatch):
+    """The forced fallback is really what runs: its forward is called."""
+    calls = []
+    original = fallback.forward
+
+    def spy(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(fallback, "forward", spy)
+    monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "torch")
+    phidice.dice_loss(torch.randn(1, 2, 5), torch.randint(0, 2, (1, 5)), fused=True)
+    assert calls == [1]

@@ -1,0 +1,198 @@
+"""The fused path (``fused=True``) against the dense reference path (``fused=False``) of the core.
+
+Both the numba CPU kernel and the chunked PyTorch fallback are run; float32 must agree to 1e-5
+relative (loss and gradient), float64 to 1e-10.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import phidice
+from phidice import ops
+from phidice.ops import cpu, fallback
+from phidice.ops.function import FusedDiceStats
+
+BACKENDS = ["numba", "torch"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "numba" and not cpu.available():
+        pytest.skip(f"numba kernels unavailable: {cpu._import_error}")
+    previous = ops.set_backend(request.param)
+    yield request.param
+    ops.set_backend(previous)
+
+
+def _dtype(backend):
+    return [torch.float32] if backend == "numba" else [torch.float32, torch.float64]
+
+
+def _tol(dtype):
+    return 1e-5 if dtype == torch.float32 else 1e-10
+
+
+def _compare(x, y, dtype, **kw):
+    """Loss and ∂L/∂x of both paths; asserts the relative agreement for ``dtype``."""
+    x = x.to(dtype).requires_grad_()
+    l1 = phidice.dice_loss(x, y, fused=True, **kw)
+    l0 = phidice.dice_loss(x, y, fused=False, **kw)
+    g1 = torch.autograd.grad(l1.sum(), x)[0]
+    g0 = torch.autograd.grad(l0.sum(), x)[0]
+    tol = _tol(dtype)
+    assert torch.isfinite(l1).all() and torch.isfinite(g1).all()
+    torch.testing.assert_close(l1, l0, rtol=tol, atol=tol * float(l0.detach().abs().max().clamp_min(1e-3)))
+    torch.testing.assert_close(g1, g0, rtol=tol, atol=tol * float(g0.abs().max().clamp_min(1e-12)))
+    assert g1.dtype == x.dtype
+
+
+SHAPES = [(2, 4, (7, 9, 5)), (1, 3, (33, 17)), (3, 5, (101,))]
+
+
+@pytest.mark.parametrize("phi", ["I", "CI", "BI", "BCI"])
+@pytest.mark.parametrize("B,C,spatial", SHAPES)
+def test_softmax_all_phi(backend, phi, B, C, spatial):
+    x = torch.randn(B, C, *spatial) * 3
+    y = torch.randint(0, C, (B, *spatial))
+    for dtype in _dtype(backend):
+        _compare(x, y, dtype, phi=phi)
+
+
+@pytest.mark.parametrize("phi", ["I", "BCI"])
+@pytest.mark.parametrize("C", [1, 3])
+def test_sigmoid(backend, phi, C):
+    x = torch.randn(2, C, 11, 13) * 2
+    y = torch.randint(0, 2 if C == 1 else C, (2, 11, 13))
+    for dtype in _dtype(backend):
+        _compare(x, y, dtype, phi=phi, activation="sigmoid")
+
+
+@pytest.mark.parametrize("phi", ["I", "CI", "BI", "BCI"])
+def test_options(backend, phi):
+    """Per-class ε, class weights, ignore_index, mask, no background, empty='skip', reduction='none'."""
+    B, C, S = 2, 4, (6, 7, 5)
+    x = torch.randn(B, C, *S) * 2
+    y = torch.randint(0, C, (B, *S))
+    y[0, :2] = 255  # ignored voxels
+    y[1][y[1] == 2] = 0  # class 2 empty in image 1
+    mask = (torch.rand(B, 1, *S) > 0.3).float() * torch.rand(B, 1, *S)
+    for dtype in _dtype(backend):
+        _compare(x, y, dtype, phi=phi, eps=[1e-5, 2.0, 0.5, 1.0], class_weights=[0.0, 1.0, 2.0, 0.5],
+                 ignore_index=255, mask=mask, include_background=False)
+        _compare(x, y, dtype, phi=phi, empty="skip", reduction="none", ignore_index=255)
+        if phi in ("CI", "BCI"):
+            _compare(x, y, dtype, phi=phi, weighting="generalized", eps_nr=0.0, eps_dr=1e-3, ignore_index=255)
+
+
+def test_multi_task_layout(backend):
+    """Volumes spanning several parallel tasks and inner blocks, sizes not multiples of either."""
+    B, C, N = 2, 3, 3 * 16384 + 37
+    x = torch.randn(B, C, N) * 4
+    y = torch.randint(0, C, (B, N))
+    _compare(x, y, torch.float32, phi="I")
+    _compare(x, y, torch.float32, phi="BCI", activation="sigmoid")
+
+
+def test_many_classes_wide_labels(backend):
+    """C > 256: the narrowed labels kept for the backward are int32 instead of uint8."""
+    C = 300
+    x = torch.randn(1, C, 40) * 2
+    y = torch.randint(0, C, (1, 40))
+    y[0, 0] = C - 1
+    _compare(x, y, torch.float32, phi="I")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs(dtype):
+    """Half logits go through the fallback, accumulate in fp32 and give half gradients close to fp32."""
+    x = torch.randn(2, 3, 9, 8) * 2
+    y = torch.randint(0, 3, (2, 9, 8))
+    xh = x.to(dtype).requires_grad_()
+    l1 = phidice.dice_loss(xh, y, fused=True)
+    l0 = phidice.dice_loss(xh, y, fused=False)
+    g1 = torch.autograd.grad(l1, xh)[0]
+    g0 = torch.autograd.grad(l0, xh)[0]
+    assert l1.dtype == l0.dtype and g1.dtype == dtype
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(g1.float(), g0.float(), rtol=2 * eps, atol=2 * eps * float(g0.abs().max()))
+
+
+def test_extreme_logits_and_empty_maps(backend):
+    C = 4
+    x = torch.randint(-1, 2, (2, C, 10, 10)).float() * 1e4
+    y = torch.zeros(2, 10, 10, dtype=torch.long)  # only background: every foreground map empty
+    for phi in ("I", "BCI"):
+        _compare(x, y, torch.float32, phi=phi)
+        _compare(x, y, torch.float32, phi=phi, include_background=False)
+    xs = torch.randint(-1, 2, (2, 1, 10, 10)).float() * 1e4
+    _compare(xs, y, torch.float32, activation="sigmoid")  # empty binary target
+    _compare(xs, torch.ones_like(y), torch.float32, activation="sigmoid")
+
+
+def test_all_voxels_ignored(backend):
+    x = torch.randn(1, 3, 5, 5)
+    y = torch.full((1, 5, 5), 255)
+    _compare(x, y, torch.float32, ignore_index=255)
+
+
+def test_gradcheck_float64():
+    """The autograd Function itself (torch fallback backend, float64) with random incoming gradients."""
+    for activation, C in (("softmax", 3), ("sigmoid", 1), ("sigmoid", 2)):
+        x = torch.randn(2, C, 7, dtype=torch.float64, requires_grad=True)
+        y = torch.randint(0, 2 if C == 1 else C, (2, 7))
+        m = torch.rand(2, 7, dtype=torch.float64)
+        for mask in (None, m):
+            assert torch.autograd.gradcheck(
+                lambda z: FusedDiceStats.apply(z, y, mask, activation, fallback)[:2], (x,), eps=1e-6, atol=1e-8
+            )
+
+
+@pytest.mark.skipif(not cpu.available(), reason="numba kernels unavailable")
+def test_numba_backward_matches_fallback():
+    """The numba backward against the fallback for random (non-loss) incoming gradients gI, gP."""
+    for activation, C in (("softmax", 5), ("sigmoid", 1), ("sigmoid", 3)):
+        x = torch.randn(2, C, 2000) * 3
+        y = torch.randint(0, 2 if C == 1 else C, (2, 2000))
+        m = torch.rand(2, 2000)
+        gi, gp = torch.randn(2, C), torch.randn(2, C)
+        for mask in (None, m):
+            *sums, narrow = cpu.forward(x, y, mask, activation)
+            *ref, _ = fallback.forward(x, y, mask, activation)
+            for a, r in zip(sums, ref):
+                torch.testing.assert_close(a, r, rtol=1e-6, atol=1e-4)
+            ga = cpu.backward(x, narrow, mask, gi, gp, activation)
+            gr = fallback.backward(x.double(), y, None if mask is None else mask.double(), gi, gp, activation)
+            torch.testing.assert_close(ga.double(), gr, rtol=0, atol=2e-6 * float(gr.abs().max()))
+
+
+def test_saves_no_one_hot_or_probabilities():
+    """Autograd keeps only the logits (not a copy), the narrowed labels and the mask — no (B, C, *S) temporary."""
+    B, C, S = 2, 4, (16, 16, 8)
+    x = torch.randn(B, C, *S, requires_grad=True)
+    y = torch.randint(0, C, (B, *S))
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        phidice.dice_loss(x, y, fused=True)
+    big = [t for t in saved if t.numel() >= x.numel()]
+    assert all(t.data_ptr() == x.data_ptr() for t in big), [tuple(t.shape) for t in big]
+    extra = sum(t.numel() * t.element_size() for t in saved if t.data_ptr() != x.data_ptr())
+    assert extra <= B * x[0, 0].numel() * 8 + 1024  # at most one int64 label map
+
+
+def test_torch_compile_does_not_crash():
+    x = torch.randn(1, 3, 4, 4, requires_grad=True)
+    y = torch.randint(0, 3, (1, 4, 4))
+    fn = torch.compile(lambda a, b: phidice.dice_loss(a, b, phi="BCI"), backend="aot_eager")
+    loss = fn(x, y)
+    loss.backward()
+    ref = phidice.dice_loss(x.detach(), y, phi="BCI", fused=False)
+    torch.testing.assert_close(loss.detach(), ref, rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(x.grad).all()

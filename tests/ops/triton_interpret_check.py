@@ -1,0 +1,71 @@
+"""Run by test_triton.py in a subprocess with TRITON_INTERPRET=1: the Triton kernels on CPU tensors.
+
+The interpreter must be switched on before the kernels are defined, hence a fresh process. Exits
+non-zero (an AssertionError) on the first mismatch against the reference path of the core.
+"""
+
+import os
+
+assert os.environ.get("TRITON_INTERPRET") == "1"
+os.environ["PHIDICE_FUSED_BACKEND"] = "triton"
+
+import torch  # noqa: E402
+
+import phidice  # noqa: E402
+from phidice import ops  # noqa: E402
+from phidice.ops import triton_dice  # noqa: E402
+from phidice.ops.function import FusedDiceStats  # noqa: E402
+
+torch.manual_seed(0)
+assert ops.select_backend(torch.device("cpu"), torch.float32)[0] == "triton"
+
+
+def compare(x, y, dtype, **kw):
+    x = x.to(dtype).requires_grad_()
+    l1 = phidice.dice_loss(x, y, fused=True, **kw)
+    l0 = phidice.dice_loss(x, y, fused=False, **kw)
+    g1, = torch.autograd.grad(l1.sum(), x)
+    g0, = torch.autograd.grad(l0.sum(), x)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(l1, l0, rtol=tol, atol=tol * float(l0.detach().abs().max()))
+    torch.testing.assert_close(g1, g0, rtol=tol, atol=tol * float(g0.abs().max()))
+    assert g1.dtype == dtype
+
+
+for dtype in (torch.float32, torch.float64):
+    for C in (3, 21):  # 21 > BLOCK_C: several class chunks, online softmax normaliser
+        x = torch.randn(2, C, 5, 7, 3) * 3
+        y = torch.randint(0, C, (2, 5, 7, 3))
+        y[0, 0] = 99
+        mask = torch.rand(2, 1, 5, 7, 3)
+        for phi in ("I", "BCI"):
+            compare(x, y, dtype, phi=phi, ignore_index=99, mask=mask, include_background=False,
+                    eps=[1.0] * C)
+    for C in (1, 2):
+        x = torch.randn(1, C, 67) * 2
+        y = torch.randint(0, 2 if C == 1 else C, (1, 67))
+        compare(x, y, dtype, phi="CI", activation="sigmoid")
+
+# extreme logits and empty maps stay finite
+x = (torch.randint(-1, 2, (2, 4, 9, 9)).float() * 1e4).requires_grad_()
+loss = phidice.dice_loss(x, torch.zeros(2, 9, 9, dtype=torch.long), fused=True, include_background=False)
+loss.backward()
+assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+
+# bf16 logits: fp32 arithmetic, bf16 gradient
+xb = (torch.randn(2, 3, 33) * 2).to(torch.bfloat16).requires_grad_()
+yb = torch.randint(0, 3, (2, 33))
+l1 = phidice.dice_loss(xb, yb, fused=True)
+l0 = phidice.dice_loss(xb, yb, fused=False)
+l1.backward()
+assert xb.grad.dtype == torch.bfloat16 and torch.isfinite(xb.grad.float()).all()
+torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+
+# gradcheck of the Function on the Triton backend
+for activation, C in (("softmax", 3), ("sigmoid", 1)):
+    x = torch.randn(2, C, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 2 if C == 1 else C, (2, 5))
+    m = torch.rand(2, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z: FusedDiceStats.apply(z, y, m, activation, triton_dice)[:2], (x,),
+                                    eps=1e-6, atol=1e-8)
+print("TRITON-INTERPRET-OK")
