@@ -1,0 +1,215 @@
+"""The experiment grid: one training run per (task, config, B, labelling), resumable, written atomically.
+
+Output folder layout::
+
+    OUT/checkpoints/<key>.pt     model weights of each run (torch.save to a temp file, then os.replace)
+    OUT/runs/<key>.json          every number of a run; its presence marks the run as done (resume)
+    OUT/preds/<key>.npz          hard predictions on the validation images (for the overlays)
+    OUT/results.json, report.md, roc.png, examples.png   (see :mod:`phidice.experiments.report`)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from phidice.experiments.data import SegDataset
+from phidice.experiments.train import RunConfig, distributed_info, epsilon_for, make_loss, predict, train_model
+from phidice.experiments.unet import UNet2D
+
+
+@dataclass
+class GridSettings:
+    """Training settings shared by every run of a grid."""
+
+    iterations: int = 400
+    lr: float = 3e-3
+    base_channels: int = 12
+    levels: int = 3
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Experiment:
+    """One task: its training and validation sets and the runs of the grid."""
+
+    task: str
+    train: SegDataset
+    val: SegDataset
+    runs: list
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode())
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_npz(path: str, **arrays) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(x):
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return np.asarray(x).tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _nan_none(v: float):
+    v = float(v)
+    return None if not np.isfinite(v) else v
+
+
+def evaluate(pred: np.ndarray, val: SegDataset) -> dict:
+    """Per-image Dice, volumes and ΔV of every foreground class with phidice.metrics, and the per-group means.
+
+    Slices are scored as volumes one voxel thick (a trailing singleton axis), so the spacing's third entry
+    turns areas into millilitres. Dice of an empty reference is NaN and left out of the means.
+    """
+    from phidice import metrics
+
+    C = 2 if val.num_classes == 1 else val.num_classes
+    p = torch.as_tensor(pred)[..., None]
+    y = torch.as_tensor(val.labels)[..., None]
+    dsc = metrics.dice_score(p, y, num_classes=C, include_background=False, empty="nan").numpy()
+    pv = metrics.volume(p, val.spacing, num_classes=C, include_background=False).ml.numpy()
+    rv = metrics.volume(y, val.spacing, num_classes=C, include_background=False).ml.numpy()
+    dv = metrics.volume_difference(p, y, val.spacing, num_classes=C, include_background=False).ml.numpy()
+    groups = {}
+    for g in dict.fromkeys(val.groups.tolist()):
+        rows = val.groups == g
+        groups[g] = {
+            "n": int(rows.sum()),
+            "dsc": [_nan_none(np.nanmean(d)) if np.isfinite(d).any() else None for d in dsc[rows].T],
+            "dv_ml": [float(v) for v in dv[rows].mean(0)],
+            "pred_ml": [float(v) for v in pv[rows].mean(0)],
+            "ref_ml": [float(v) for v in rv[rows].mean(0)],
+        }
+    per_image = {"group": val.groups.tolist(), "dsc": [[_nan_none(v) for v in row] for row in dsc],
+                 "pred_ml": pv.tolist(), "ref_ml": rv.tolist()}
+    return {"groups": groups, "per_image": per_image}
+
+
+def roc_for(evaluation: dict, cls: int, positive: str) -> dict:
+    """Volume-based detection of the ``positive`` (always labelled) group from class ``cls``'s predicted volume."""
+    from phidice import metrics
+
+    per = evaluation["per_image"]
+    r = metrics.volume_roc(np.asarray(per["pred_ml"])[:, cls], np.asarray(per["group"]), positive=positive)
+    return {"auc": float(r.auc), "fpr": r.fpr.tolist(), "tpr": r.tpr.tolist(), "positive": positive}
+
+
+def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -> dict:
+    """Train one configuration, evaluate it on the fully labelled validation set, save checkpoint and results."""
+    rank, _, distributed = distributed_info()
+    partial = run.labelling == "partial"
+    train = exp.train.partial() if partial else exp.train
+    eps = epsilon_for(train.labels, train.num_classes) if run.config == "I_eps" else None
+    loss_fn = make_loss(run.config, train.num_classes, eps)
+    torch.manual_seed(settings.seed)  # same initial weights for every configuration
+    model = UNet2D(train.images.shape[1], train.num_classes, settings.base_channels, settings.levels)
+    trained = model
+    if distributed:
+        trained = torch.nn.parallel.DistributedDataParallel(model.to(settings.device))
+    t0 = time.perf_counter()
+    losses = train_model(trained, loss_fn, train.images, train.labels, train.annotated(partial),
+                         batch_size=run.batch_size, iterations=settings.iterations, lr=settings.lr,
+                         seed=settings.seed, device=settings.device, progress=settings.progress, desc=run.key)
+    seconds = time.perf_counter() - t0
+    pred = predict(model, exp.val.images, exp.val.num_classes, settings.device)
+    ev = evaluate(pred, exp.val)
+    missing_group, missing_classes = next(iter(exp.val.missing.items()))
+    cls = missing_classes[0] if exp.val.num_classes > 1 else 1
+    positive = next(g for g in ev["groups"] if g != missing_group)
+    result = {
+        **asdict(run), "key": run.key,
+        "eps": None if eps is None else [float(v) for v in eps],
+        "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "device")},
+        "train_seconds": seconds, "final_loss": float(np.mean(losses[-25:])) if losses else None,
+        "class_names": list(exp.val.class_names), "missing_group": missing_group, "missing_class": cls,
+        "groups": ev["groups"], "roc": roc_for(ev, cls - 1, positive),
+        "per_image": ev["per_image"],
+    }
+    if rank == 0:
+        atomic_torch_save({"model": model.state_dict(), "run": asdict(run), "eps": eps},
+                          os.path.join(out, "checkpoints", f"{run.key}.pt"))
+        atomic_save_npz(os.path.join(out, "preds", f"{run.key}.npz"), pred=pred.astype(np.uint8))
+        atomic_write_json(os.path.join(out, "runs", f"{run.key}.json"), result)
+    return result
+
+
+def load_result(out: str, run: RunConfig) -> dict | None:
+    path = os.path.join(out, "runs", f"{run.key}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *, log=print) -> dict:
+    """Run every configuration of every experiment, skipping those whose result file exists (resume).
+
+    Returns {run key: result}. The set of runs to do is fixed before any training, so all ranks of a
+    torchrun job agree on it; only rank 0 writes.
+    """
+    from tqdm.auto import tqdm
+
+    rank, _, distributed = distributed_info()
+    done = {r.key: load_result(out, r) for e in experiments for r in e.runs}
+    todo = [(e, r) for e in experiments for r in e.runs if done[r.key] is None]
+    skipped = len(done) - len(todo)
+    if skipped and rank == 0:
+        log(f"resuming: {skipped} of {len(done)} runs already done in {out}")
+    results = {k: v for k, v in done.items() if v is not None}
+    bar = tqdm(todo, desc="grid", disable=not settings.progress or rank != 0, unit="run")
+    for exp, run in bar:
+        bar.set_postfix_str(run.key)
+        results[run.key] = run_one(exp, run, settings, out)
+        if distributed:
+            torch.distributed.barrier()
+    return results

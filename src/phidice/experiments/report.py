@@ -1,0 +1,304 @@
+"""report.md (Table-1-style tables, the paper's numbers beside ours, automatic pattern checks), results.json,
+roc.png (Fig. 2) and examples.png (Fig. 3) from the results of a grid.
+
+The pattern checks use fixed, stated thresholds (those of the task, written before any run); they report
+what the numbers are, and say "no" when the data do not show a claim.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from phidice.experiments.grid import atomic_write_bytes, atomic_write_json
+from phidice.experiments.paper import PAPER_AUC, PAPER_GROUPS, paper_value
+from phidice.experiments.train import LABEL
+
+# thresholds of the claims (Sect. 4 of the paper, as stated in the task)
+KEEP_WITHIN = 0.10  # I and BI(B=1): missing-group DSC within this of full labelling
+DROP_BELOW = 0.30  # BI(B≥2) and I_ε: missing-group DSC below this
+DV_FRACTION = 0.70  # ... and ΔV ≤ −0.7 × mean reference volume of the missing group ("near −V̄")
+AUC_MIN = 0.90  # ... and volume-based detection of the labelled group with AUC ≥ this
+AGREE_WITHIN = 0.05  # full labelling: the configs' DSC agree within this (per group and B)
+
+
+def _fmt(v, spec=".2f"):
+    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
+
+
+def _cell(ours, paper, spec):
+    return f"{_fmt(ours, spec)} ({_fmt(paper, spec if spec != '+.1f' else '+.0f')})"
+
+
+def _stat(result, group_index: int, what: str):
+    """Mean ``what`` ('dsc' | 'dv_ml' | 'pred_ml' | 'ref_ml') of the missing class in one of the two groups."""
+    groups = _ordered_groups(result)
+    g = result["groups"][groups[group_index]]
+    return g[what][result["missing_class"] - 1]
+
+
+def _ordered_groups(result) -> tuple[str, str]:
+    """(always-labelled group, missing group)."""
+    miss = result["missing_group"]
+    other = next(g for g in result["groups"] if g != miss)
+    return other, miss
+
+
+def _index(results: dict):
+    """{(task, labelling, B, config): result}."""
+    return {(r["task"], r["labelling"], r["batch_size"], r["config"]): r for r in results.values()}
+
+
+def rows_for_json(results: dict) -> list[dict]:
+    """One flat row per (task, config, B, labelling, group, class): every number of the tables."""
+    rows = []
+    for r in sorted(results.values(), key=lambda r: r["key"]):
+        for g, s in r["groups"].items():
+            for c, name in enumerate(r["class_names"]):
+                rows.append({
+                    "task": r["task"], "config": r["config"], "batch_size": r["batch_size"],
+                    "labelling": r["labelling"], "group": g, "class": name, "n": s["n"],
+                    "dsc": s["dsc"][c], "dv_ml": s["dv_ml"][c], "pred_ml": s["pred_ml"][c], "ref_ml": s["ref_ml"][c],
+                    "auc": r["roc"]["auc"] if c == r["missing_class"] - 1 else None,
+                    "eps": r["eps"], "train_seconds": r["train_seconds"],
+                })
+    return rows
+
+
+def check_pattern(results: dict) -> list[dict]:
+    """The paper's claims as yes/no checks with the numbers behind them."""
+    idx = _index(results)
+    checks = []
+
+    def add(claim, ok, detail):
+        checks.append({"claim": claim, "ok": bool(ok), "detail": detail})
+
+    for task in ("binary", "multiclass"):
+        runs = [k for k in idx if k[0] == task]
+        if not runs:
+            continue
+        miss = _ordered_groups(idx[runs[0]])[1]
+        keepers = [k for k in runs if k[1] == "partial" and (k[3] in ("I", "leaf", "marginal") or (k[3] == "BI" and k[2] == 1))]
+        for k in sorted(keepers):
+            full = idx.get((task, "full", k[2], k[3] if k[3] in ("I", "BI") else "I"))
+            part = _stat(idx[k], 1, "dsc")
+            if full is None:
+                continue
+            ref = _stat(full, 1, "dsc")
+            add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial keeps the {miss} DSC within {KEEP_WITHIN} of full labelling",
+                part is not None and ref is not None and part >= ref - KEEP_WITHIN,
+                f"partial {_fmt(part)} vs full {_fmt(ref)}")
+        droppers = [k for k in runs if k[1] == "partial" and (k[3] == "I_eps" or (k[3] == "BI" and k[2] >= 2))]
+        for k in sorted(droppers):
+            r = idx[k]
+            dsc, dv, vref, auc = _stat(r, 1, "dsc"), _stat(r, 1, "dv_ml"), _stat(r, 1, "ref_ml"), r["roc"]["auc"]
+            add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial drops the {miss} DSC below {DROP_BELOW}",
+                dsc is not None and dsc < DROP_BELOW, f"DSC {_fmt(dsc)}")
+            add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: {miss} ΔV ≤ −{DV_FRACTION}·V̄ (near minus the mean volume)",
+                dv <= -DV_FRACTION * vref, f"ΔV {dv:+.2f} ml, V̄ {vref:.2f} ml")
+            add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: volume-based detection AUC ≥ {AUC_MIN}",
+                auc >= AUC_MIN, f"AUC {auc:.3f}")
+        for B in sorted({k[2] for k in runs if k[1] == "full"}):
+            full = [idx[k] for k in runs if k[1] == "full" and k[2] == B and k[3] in ("I", "BI", "I_eps")]
+            if len(full) < 2:
+                continue
+            for gi in (0, 1):
+                vals = [_stat(r, gi, "dsc") for r in full]
+                vals = [v for v in vals if v is not None]
+                spread = max(vals) - min(vals) if vals else float("nan")
+                name = _ordered_groups(full[0])[gi]
+                add(f"{task}: full labelling (B={B}), the configs agree on the {name} DSC within {AGREE_WITHIN}",
+                    bool(vals) and spread <= AGREE_WITHIN,
+                    ", ".join(f"{LABEL[r['config']]} {_fmt(_stat(r, gi, 'dsc'))}" for r in full))
+    return checks
+
+
+def _table(results: dict, task: str, configs: list[str]) -> list[str]:
+    idx = _index(results)
+    keys = [k for k in idx if k[0] == task]
+    if not keys:
+        return []
+    first = idx[keys[0]]
+    g_lab, g_miss = _ordered_groups(first)
+    if task == "multiclass":  # name the class that goes missing
+        cname = first["class_names"][first["missing_class"] - 1]
+        g_lab, g_miss = f"{cname} {g_lab}", f"{cname} {g_miss}"
+    pg = PAPER_GROUPS[task]
+    head = (["labelling", "B"] + [f"DSC {g_lab} {LABEL[c]}" for c in configs] + [f"DSC {g_miss} {LABEL[c]}" for c in configs]
+            + [f"ΔV {g_lab} {LABEL[c]}" for c in configs] + [f"ΔV {g_miss} {LABEL[c]}" for c in configs])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lab in ("full", "partial"):
+        for B in sorted({k[2] for k in keys if k[1] == lab}):
+            cells = [lab, str(B)]
+            for what, spec in (("dsc", ".2f"), ("dv_ml", "+.1f")):
+                for gi in (0, 1):
+                    for c in configs:
+                        r = idx.get((task, lab, B, c))
+                        ours = None if r is None else _stat(r, gi, what)
+                        paper = paper_value(task, lab, B, c, "dsc" if what == "dsc" else "dv", gi)
+                        cells.append(_cell(ours, paper, spec) if r is not None else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Cells: ours (paper). Paper groups: {pg[0]} ↔ {g_lab}, {pg[1]} ↔ {g_miss}; the paper's ΔV is in ml "
+                 "of 3D volumes, ours in ml of one-voxel-thick slices, so compare signs and ratios, not magnitudes.")
+    return lines
+
+
+def _auc_table(results: dict) -> list[str]:
+    rows = sorted((r for r in results.values() if r["labelling"] == "partial"),
+                  key=lambda r: (r["task"], r["config"], r["batch_size"]))
+    if not rows:
+        return []
+    lines = ["| task | config | B | AUC (detect the always-labelled group from predicted volume) |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {LABEL[r['config']]} | {r['batch_size']} | {r['roc']['auc']:.3f} |")
+    return lines
+
+
+def _class_table(results: dict) -> list[str]:
+    """Multiclass, partial labelling: every class per group (the paper's I vs leaf vs marginal comparison)."""
+    rows = sorted((r for r in results.values() if r["task"] == "multiclass" and r["labelling"] == "partial"),
+                  key=lambda r: list(LABEL).index(r["config"]))
+    if not rows:
+        return []
+    names = rows[0]["class_names"]
+    groups = list(_ordered_groups(rows[0]))
+    head = ["config"] + [f"{n} {g}" for n in names for g in groups]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [LABEL[r["config"]]] + [_fmt(r["groups"][g]["dsc"][c]) for c in range(len(names)) for g in groups]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Paper (ACDC, I vs leaf vs marginal, no significant difference): MYO_ED 0.88, MYO_ES 0.88, LV_ED 0.96, "
+                 "LV_ES 0.92, RV_ED 0.93, RV_ES 0.86–0.87.")
+    return lines
+
+
+def plot_roc(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in ("binary", "multiclass") if any(r["task"] == t and r["labelling"] == "partial"
+                                                        for r in results.values())]
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 4.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = sorted((r for r in results.values() if r["task"] == task and r["labelling"] == "partial"),
+                      key=lambda r: (r["config"], r["batch_size"]))
+        for r in rows:
+            style = "--" if r["config"] in ("I", "leaf", "marginal") or (r["config"] == "BI" and r["batch_size"] == 1) else "-"
+            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], style, lw=1.5,
+                    label=f"{LABEL[r['config']]}, B={r['batch_size']} (AUC {r['roc']['auc']:.2f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+        pos, miss = _ordered_groups(rows[0])
+        ax.set(xlabel=f"false positive rate ({miss} called {pos})", ylabel=f"true positive rate ({pos})",
+               title=f"{task}: detect {pos} from predicted volume\n(partial labelling)", xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize=7, loc="lower right")
+    if not tasks:
+        axes[0, 0].text(0.5, 0.5, "no partial-labelling runs", ha="center")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _save_fig(fig, path):
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_examples(results: dict, datasets: dict, out: str, path: str, per_group: int = 2) -> None:
+    """Overlays as Fig. 3: image, ground truth, training label (partial), and the partial-labelling predictions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap([(0, 0, 0, 0), (1, 0.2, 0.2, 0.55), (0.2, 1, 0.2, 0.55), (0.3, 0.5, 1, 0.55)])
+    panels = []  # (task, image index, label row, list of (title, map))
+    for task, val in datasets.items():
+        rows = sorted((r for r in results.values() if r["task"] == task and r["labelling"] == "partial"),
+                      key=lambda r: (list(LABEL).index(r["config"]), r["batch_size"]))
+        if not rows:
+            continue
+        preds = {}
+        for r in rows:
+            f = os.path.join(out, "preds", f"{r['key']}.npz")
+            if os.path.exists(f):
+                preds[f"{LABEL[r['config']]} B={r['batch_size']}"] = np.load(f)["pred"]
+        partial = val.partial()
+        for g in _ordered_groups(rows[0]):
+            for i in np.flatnonzero(val.groups == g)[:per_group]:
+                maps = [("GT", val.labels[i]), ("GT train", partial.labels[i])]
+                maps += [(name, p[i]) for name, p in preds.items()]
+                panels.append((task, g, val.images[i, 0], maps))
+    if not panels:
+        return
+    ncol = 1 + max(len(m) for *_, m in panels)
+    fig, axes = plt.subplots(len(panels), ncol, figsize=(1.6 * ncol, 1.7 * len(panels)), squeeze=False)
+    for row, (task, g, img, maps) in zip(axes, panels):
+        row[0].imshow(img.T, cmap="gray", origin="lower")
+        row[0].set_title(f"{task}: {g}", fontsize=7)
+        for ax, (title, m) in zip(row[1:], maps):
+            ax.imshow(img.T, cmap="gray", origin="lower")
+            ax.imshow(m.T, cmap=cmap, vmin=0, vmax=3, origin="lower", interpolation="nearest")
+            ax.set_title(title, fontsize=7)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def write_report(results: dict, out: str, *, datasets: dict | None = None, meta: dict | None = None) -> str:
+    """Write report.md, results.json, roc.png and examples.png into ``out``; return the report's path."""
+    meta = meta or {}
+    checks = check_pattern(results)
+    atomic_write_json(os.path.join(out, "results.json"),
+                      {"meta": meta, "rows": rows_for_json(results), "checks": checks,
+                       "roc": {k: r["roc"] for k, r in results.items()}})
+    plot_roc(results, os.path.join(out, "roc.png"))
+    if datasets:
+        plot_examples(results, datasets, out, os.path.join(out, "examples.png"))
+    md = ["# phidice reproduce: Φ and ε with missing or empty labels", ""]
+    if meta:
+        md += ["Run: " + ", ".join(f"{k}={v}" for k, v in meta.items() if not isinstance(v, dict)), ""]
+    md += ["Under *partial* labelling the minority group's labels are replaced by empty maps in training; "
+           "validation always uses full labels. The paper expects I (any B) and BI (B = 1) to ignore the missing "
+           "labels and still segment that group, while BI (B > 1) and I_ε learn to predict empty maps for it.", ""]
+    for task, configs, title in (("binary", ["I", "BI", "I_eps"], "Binary task (the paper's BRATS rows)"),
+                                 ("multiclass", ["I", "BI", "I_eps", "leaf", "marginal"],
+                                  "Multiclass task (the paper's ACDC rows), the class missing in the ES-like group")):
+        lines = _table(results, task, configs)
+        if lines:
+            md += [f"## {title}", "", *lines, ""]
+    lines = _class_table(results)
+    if lines:
+        md += ["## Multiclass, partial labelling: DSC of every class", "", *lines, ""]
+    lines = _auc_table(results)
+    if lines:
+        md += ["## Volume-based detection (Fig. 2)", "", *lines, "", f"Paper: AUC {PAPER_AUC}.", "",
+               "![ROC](roc.png)", ""]
+    if datasets:
+        md += ["## Examples (Fig. 3)", "", "![examples](examples.png)", ""]
+    md += ["## Pattern reproduced?", ""]
+    if checks:
+        md += ["| claim | reproduced | numbers |", "|---|---|---|"]
+        md += [f"| {c['claim']} | {'yes' if c['ok'] else 'no'} | {c['detail']} |" for c in checks]
+        n_ok = sum(c["ok"] for c in checks)
+        md += ["", f"**{n_ok} of {len(checks)} claims reproduced.**"]
+        if n_ok < len(checks):
+            md += ["", "Claims marked 'no' are not shown by this run's data and settings; the numbers are reported "
+                   "as measured (the evaluation is fixed, only training length and data can be changed)."]
+    else:
+        md += ["This grid has no pairs of runs that the claims compare."]
+    md += ["", "Every number of the tables is in results.json; checkpoints/ holds one model per configuration."]
+    path = os.path.join(out, "report.md")
+    atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
+    return path

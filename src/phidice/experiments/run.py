@@ -1,0 +1,119 @@
+"""``reproduce``: build the datasets, run the grid (resumable), write the report. Used by ``phidice reproduce``."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from phidice.experiments.data import make_dataset
+from phidice.experiments.grid import Experiment, GridSettings, run_grid
+from phidice.experiments.report import write_report
+from phidice.experiments.train import RunConfig, distributed_info
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of a grid: images, training length and the batch sizes of the binary task."""
+
+    n_train: int
+    n_val: int
+    size: int
+    iterations: int
+    batch_sizes: tuple
+    multiclass_batch: int = 2
+
+
+PRESETS = {
+    # quick (default): every B of the paper, short training, ~6–8 min on 2 idle CPU cores
+    "quick": Preset(n_train=240, n_val=96, size=48, iterations=300, batch_sizes=(1, 2, 4, 8)),
+    # full: twice the data and training length
+    "full": Preset(n_train=480, n_val=160, size=48, iterations=800, batch_sizes=(1, 2, 4, 8)),
+    # smoke: seconds, for tests
+    "smoke": Preset(n_train=24, n_val=12, size=16, iterations=3, batch_sizes=(1, 2)),
+}
+BINARY_CONFIGS = ("I", "BI", "I_eps")
+MULTICLASS_CONFIGS = {"full": ("I", "BI", "I_eps"), "partial": ("I", "BI", "I_eps", "leaf", "marginal")}
+
+
+def binary_runs(batch_sizes, configs=BINARY_CONFIGS, task="binary"):
+    return [RunConfig(task, c, B, lab) for lab in ("full", "partial") for B in batch_sizes for c in configs]
+
+
+def multiclass_runs(batch_size=2, task="multiclass"):
+    return [RunConfig(task, c, batch_size, lab) for lab in ("full", "partial") for c in MULTICLASS_CONFIGS[lab]]
+
+
+def build_experiments(preset: Preset, *, tasks=("binary", "multiclass"), data: str | None = None,
+                      layout: str = "auto", seed: int = 0, slices_per_case: int = 3, missing_group=None,
+                      batch_sizes=None) -> tuple[list[Experiment], dict]:
+    """The experiments to run: the embedded MNI152 tasks, or one task on the user's folder ``data``."""
+    batch_sizes = tuple(batch_sizes or preset.batch_sizes)
+    exps = []
+    if data is not None:
+        from phidice.experiments.layouts import load_folder, split_by_case
+
+        ds = load_folder(data, layout, size=preset.size, slices_per_case=slices_per_case,
+                         missing_group=missing_group)
+        train, val = split_by_case(ds, 0.3, seed)
+        if ds.num_classes == 1:
+            runs = binary_runs(batch_sizes)
+        else:
+            runs = [RunConfig("multiclass", c, B, lab) for lab in ("full", "partial") for B in batch_sizes
+                    for c in MULTICLASS_CONFIGS[lab]]
+        task = "binary" if ds.num_classes == 1 else "multiclass"
+        exps.append(Experiment(task, train, val, runs))
+        return exps, {task: val}
+    for task in tasks:
+        if task not in ("binary", "multiclass"):
+            raise ValueError(f"tasks must be 'binary' and/or 'multiclass'; got {task!r}")
+        train = make_dataset(task, n=preset.n_train, size=preset.size, seed=seed)
+        # validation: balanced groups, so both have enough images for means and the ROC
+        val = make_dataset(task, n=preset.n_val, size=preset.size, seed=seed + 1000, minority=0.5)
+        runs = binary_runs(batch_sizes) if task == "binary" else multiclass_runs(preset.multiclass_batch)
+        exps.append(Experiment(task, train, val, runs))
+    return exps, {e.task: e.val for e in exps}
+
+
+def default_out() -> str:
+    return os.path.join("phidice-runs", time.strftime("%Y%m%d-%H%M%S"))
+
+
+def reproduce(out: str | None = None, *, preset: str = "quick", iterations: int | None = None, batch_sizes=None,
+              tasks=("binary", "multiclass"), data: str | None = None, layout: str = "auto", device: str = "cpu",
+              threads: int | None = 2, seed: int = 0, lr: float = 3e-3, progress: bool = True,
+              slices_per_case: int = 3, missing_group=None, log=print) -> str:
+    """Run the grid of ``preset`` ("quick", "full" or "smoke") and write the report; returns report.md's path.
+
+    Re-running with the same ``out`` resumes: runs whose results exist are skipped.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    p = PRESETS[preset]
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"iterations must be ≥ 1; got {iterations}")
+    if batch_sizes is not None and (not batch_sizes or any(int(b) < 1 for b in batch_sizes)):
+        raise ValueError(f"batch sizes must be integers ≥ 1; got {batch_sizes}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    if threads:
+        torch.set_num_threads(threads)
+    out = out or default_out()
+    rank, _, _ = distributed_info()
+    t0 = time.perf_counter()
+    exps, vals = build_experiments(p, tasks=tasks, data=data, layout=layout, seed=seed,
+                                   slices_per_case=slices_per_case, missing_group=missing_group,
+                                   batch_sizes=batch_sizes)
+    settings = GridSettings(iterations=iterations or p.iterations, lr=lr, seed=seed, device=device, progress=progress)
+    if rank == 0:
+        n = sum(len(e.runs) for e in exps)
+        log(f"phidice reproduce: {n} runs ({preset}, {settings.iterations} iterations each) -> {out}")
+    results = run_grid(exps, settings, out, log=log)
+    if rank != 0:
+        return os.path.join(out, "report.md")
+    meta = {"preset": preset, "iterations": settings.iterations, "lr": lr, "seed": seed, "device": device,
+            "data": data or "embedded MNI152 (nilearn)", "wall_seconds": round(time.perf_counter() - t0, 1),
+            "torch_threads": torch.get_num_threads()}
+    return write_report(results, out, datasets=vals, meta=meta)
