@@ -21,7 +21,6 @@ from numba.extending import intrinsic, overload
 
 _FM = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: ±inf logits must stay well defined
 _LOG2E = 1.4426950408889634
-_LN2 = 0.6931471805599453
 
 
 @intrinsic
@@ -38,35 +37,25 @@ def _exp(x):  # pragma: no cover - replaced by the overload below inside numba
     return math.exp(x)
 
 
+# 2^f ≈ Σ_k c_k f^k on |f| ≤ 1/2: relative-error minimax fit, 2.3e-7 at most when evaluated in float32
+_EXP2_COEFFS = (1.00000007, 0.69314697, 0.2402212, 0.05550713, 0.00967554, 0.00132765)
+
+
 @overload(_exp, fastmath=_FM)
 def _exp_overload(x):
+    """exp(x) for x ≤ 0 (every call site: x − max, −|x|); float32 vectorises, float64 is math.exp."""
     if x == types.float32:
-        c1 = np.float32(_LN2)
-        c2 = np.float32(_LN2**2 / 2)
-        c3 = np.float32(_LN2**3 / 6)
-        c4 = np.float32(_LN2**4 / 24)
-        c5 = np.float32(_LN2**5 / 120)
-        c6 = np.float32(_LN2**6 / 720)
-        c7 = np.float32(_LN2**7 / 5040)
-        lo = np.float32(-125.0)
-        hi = np.float32(127.0)
+        c0, c1, c2, c3, c4, c5 = (np.float32(c) for c in _EXP2_COEFFS)
+        lo = np.float32(-125.0)  # 2^-125 ≈ 2e-38: still a normal float, negligible next to the max term
         log2e = np.float32(_LOG2E)
         half = np.float32(0.5)
-        one = np.float32(1.0)
 
         def impl(x):
-            # e^x = 2^t, t = k + f with k = round(t), |f| ≤ 1/2; 2^f by its degree-7 Taylor series
-            t = min(max(x * log2e, lo), hi)
+            # e^x = 2^t = 2^k·2^f with k = round(t), |f| ≤ 1/2; 2^k built from its exponent bits
+            t = max(x * log2e, lo)
             k = np.floor(t + half)
             f = t - k
-            p = c7
-            p = p * f + c6
-            p = p * f + c5
-            p = p * f + c4
-            p = p * f + c3
-            p = p * f + c2
-            p = p * f + c1
-            p = p * f + one
+            p = ((((c5 * f + c4) * f + c3) * f + c2) * f + c1) * f + c0
             return p * _i32_as_f32((np.int32(k) + np.int32(127)) << np.int32(23))
 
         return impl
@@ -80,12 +69,15 @@ _JIT = dict(nogil=True, cache=True, fastmath=_FM, error_model="numpy")  # numpy:
 def _load_block(lab, mask, has_mask, b, j0, n, lf, mf, lab_out, store):
     """Labels of the block as float (so that the class test is as wide as the data), the mask (or 1)."""
     lr = lab[b, j0:j0 + n]
-    for j in range(n):
-        lf[j] = np.int32(lr[j])  # int64 → float has no AVX2 instruction; via int32 it vectorises
     if store:
         lo = lab_out[b, j0:j0 + n]
         for j in range(n):
-            lo[j] = lr[j]
+            v = np.int32(lr[j])  # int64 → float/uint8 have no AVX2 instruction; via int32 they vectorise
+            lf[j] = v
+            lo[j] = v
+    else:
+        for j in range(n):
+            lf[j] = np.int32(lr[j])
     if has_mask:
         mr = mask[b, j0:j0 + n]
         for j in range(n):
@@ -180,15 +172,16 @@ def softmax_backward(x, lab, mask, has_mask, gi, gp, chunk, blk, zero, grad):
             _softmax_block(x, b, j0, n, e, s, zero)
             for j in range(n):
                 dot[j] = zero
-            for c in range(C):
+            for c in range(C):  # Σ_k e_k g_k, normalised below
                 gpc = gp[b, c]
                 gic = gi[b, c]
                 cf = zero + c
                 er = e[c]
                 for j in range(n):
-                    p = er[j] * s[j]
-                    er[j] = p
-                    dot[j] += p * (gpc + (gic if lf[j] == cf else zero))
+                    dot[j] += er[j] * (gpc + (gic if lf[j] == cf else zero))
+            for j in range(n):
+                dot[j] *= s[j]
+                s[j] *= mf[j]
             for c in range(C):
                 gpc = gp[b, c]
                 gic = gi[b, c]
@@ -197,7 +190,7 @@ def softmax_backward(x, lab, mask, has_mask, gi, gp, chunk, blk, zero, grad):
                 gr = grad[b, c, j0:j0 + n]
                 for j in range(n):
                     g = gpc + (gic if lf[j] == cf else zero)
-                    gr[j] = mf[j] * er[j] * (g - dot[j])
+                    gr[j] = s[j] * er[j] * (g - dot[j])
 
 
 @numba.njit(parallel=True, **_JIT)

@@ -1,0 +1,307 @@
+"""Fused one-hot-free Dice (phidice.ops) against the reference path, MONAI and nnU-Net: time and extra memory.
+
+CPU (default): in one process, forward+backward of each implementation is timed in interleaved rounds
+(median of ``--repeats``) with ``torch.set_num_threads(--threads)``. Extra peak memory is measured in a
+fresh subprocess per (implementation, case) after a small warm-up: the peak RSS is reset
+(/proc/self/clear_refs), then VmHWM − VmRSS across one forward+backward, gradient included, reported as a
+multiple of the logits' size. The Markdown table goes to ``--out`` and stdout.
+
+    .venv/bin/python benchmarks/bench_fused.py                   # CPU → benchmarks/results/fused_cpu.md
+    .venv/bin/python benchmarks/bench_fused.py --device cuda     # GPU → benchmarks/results/fused_cuda.md
+
+CUDA: the Triton kernels against MONAI (and the reference path), CUDA-event timing, extra memory from
+torch.cuda.max_memory_allocated, and the share of the memory-bandwidth floor: bytes = logits + labels
+read twice (forward, backward) + the gradient written once, over the device's peak bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+CPU_CASES = ["2,4,96,96,96", "2,16,64,64,64", "8,2,256,256"]
+CUDA_CASES = CPU_CASES + ["2,118,128,128,128:bf16"]
+IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss", "nnU-Net MemEffSoftDice"]
+CUDA_IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss"]
+EPS = 1e-5
+PEAK_BW = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s, SXM unless named
+
+
+def parse_case(case: str):
+    shape, _, dtype = case.partition(":")
+    return tuple(int(v) for v in shape.split(",")), {"": torch.float32, "bf16": torch.bfloat16,
+                                                     "fp16": torch.float16, "fp32": torch.float32}[dtype]
+
+
+def make_loss(impl: str):
+    """A callable (logits, labels (B, *S) int64) → scalar loss; all are the per-image, per-class Dice (Φ = I)."""
+    if impl == "phidice fused":
+        import phidice
+
+        return lambda x, y: phidice.dice_loss(x, y, phi="I", eps=EPS, fused=True)
+    if impl == "phidice reference":
+        import phidice
+
+        return lambda x, y: phidice.dice_loss(x, y, phi="I", eps=EPS, fused=False)
+    if impl == "MONAI DiceLoss":
+        from monai.losses import DiceLoss
+
+        loss = DiceLoss(softmax=True, to_onehot_y=True, smooth_nr=EPS, smooth_dr=EPS)
+        return lambda x, y: loss(x, y.unsqueeze(1))
+    if impl == "nnU-Net MemEffSoftDice":
+        from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+        loss = MemoryEfficientSoftDiceLoss(apply_nonlin=lambda t: torch.softmax(t, 1), batch_dice=False,
+                                           do_bg=True, smooth=EPS, ddp=False)
+        return lambda x, y: loss(x, y.unsqueeze(1))  # its int label map is (B, 1, *S); one-hot built inside
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def make_inputs(shape, dtype, device="cpu"):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = (torch.randn(shape, generator=g) * 2).to(device=device, dtype=dtype).requires_grad_()
+    y = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
+    return x, y
+
+
+def step(fn, x, y):
+    x.grad = None
+    fn(x, y).backward()
+
+
+# ---------------------------------------------------------------- CPU
+
+
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def memory_child(impl: str, case: str, threads: int) -> None:
+    """In a fresh process: extra peak RSS of one forward+backward, as a multiple of the logits' bytes."""
+    torch.set_num_threads(threads)
+    shape, dtype = parse_case(case)
+    fn = make_loss(impl)
+    xw, yw = make_inputs((shape[0], shape[1], *[8] * (len(shape) - 2)), dtype)  # warm-up: imports, kernels
+    step(fn, xw, yw)
+    x, y = make_inputs(shape, dtype)
+    del xw, yw
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    before = _status("VmRSS")
+    step(fn, x, y)
+    peak = _status("VmHWM")
+    print(json.dumps({"extra": (peak - before) / (x.numel() * x.element_size())}))
+
+
+def measure_memory(impl: str, case: str, threads: int) -> float:
+    cmd = [sys.executable, __file__, "--memory-child", impl, case, "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["extra"]
+
+
+def time_cpu(cases, impls, repeats: int, warmup: int = 2):
+    """{(case, impl): median seconds}, all implementations interleaved round by round in this process."""
+    from tqdm import tqdm
+
+    results = {}
+    for case in cases:
+        shape, dtype = parse_case(case)
+        x, y = make_inputs(shape, dtype)
+        fns = {impl: make_loss(impl) for impl in impls}
+        for fn in fns.values():
+            for _ in range(warmup):
+                step(fn, x, y)
+        times = {impl: [] for impl in impls}
+        for _ in tqdm(range(repeats), desc=f"time {case}", leave=False):
+            for impl, fn in fns.items():
+                t0 = time.perf_counter()
+                step(fn, x, y)
+                times[impl].append(time.perf_counter() - t0)
+        for impl in impls:
+            results[case, impl] = statistics.median(times[impl])
+        del x, y
+    return results
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+        model = f"{fields.get('Model name', model).strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
+    except OSError:
+        pass
+    return f"{model}; {platform.system()} {platform.release()}; Python {platform.python_version()}"
+
+
+def versions() -> str:
+    parts = [f"torch {torch.__version__}"]
+    for name in ("numba", "monai", "triton"):
+        try:
+            parts.append(f"{name} {__import__(name).__version__}")
+        except Exception:
+            pass
+    return ", ".join(parts)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_cpu(args) -> str:
+    torch.set_num_threads(args.threads)
+    times = time_cpu(args.cases, IMPLS, args.repeats)
+    from tqdm import tqdm
+
+    mem = {}
+    for case in args.cases:
+        for impl in tqdm(IMPLS, desc=f"memory {case}", leave=False):
+            mem[case, impl] = measure_memory(impl, case, args.threads) if not args.no_memory else float("nan")
+    lines = [
+        "| case (B, C, *S) fp32 | implementation | fwd+bwd ms (median) | × MONAI | × nnU-Net | extra peak (× logits) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for case in args.cases:
+        monai, nnunet = times[case, "MONAI DiceLoss"], times[case, "nnU-Net MemEffSoftDice"]
+        for impl in IMPLS:
+            t = times[case, impl]
+            lines.append(f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.1f} | {t / monai:.2f} | "
+                         f"{t / nnunet:.2f} | {mem[case, impl]:.2f} |")
+    header = [
+        "### Fused Dice on the CPU (phidice.ops)",
+        "",
+        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- machine: {machine()}; torch threads: {args.threads}",
+        f"- versions: {versions()}",
+        f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        f"- time: median of {args.repeats} interleaved rounds of forward+backward, same process; extra peak: "
+        "VmHWM − VmRSS across one forward+backward (gradient included) in a fresh process after a warm-up, "
+        "peak reset via /proc/self/clear_refs; Φ = I, ε = 1e-5 everywhere",
+        "",
+    ]
+    return "\n".join(header + lines) + "\n"
+
+
+# ---------------------------------------------------------------- CUDA
+
+
+def peak_bandwidth(name: str, override: float | None) -> float | None:
+    if override:
+        return override * 1e9
+    for key, bw in PEAK_BW.items():
+        if all(part in name for part in key.split()):
+            return bw
+    return None
+
+
+def run_cuda(args) -> str:
+    if not torch.cuda.is_available():
+        sys.exit("bench_fused.py --device cuda: CUDA is not available on this machine (torch "
+                 f"{torch.__version__}); run it on a GPU host, e.g. an H100 or H200.")
+    import phidice.ops as ops
+
+    dev = torch.device("cuda")
+    name = torch.cuda.get_device_name(dev)
+    bw = peak_bandwidth(name, args.peak_bw)
+    cases = args.cases if args.cases != CPU_CASES else CUDA_CASES
+    lines = [
+        "| case (B, C, *S) dtype | implementation | fwd+bwd ms (median) | × MONAI | extra peak (× logits) | "
+        "% of bandwidth floor |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        shape, dtype = parse_case(case)
+        x, y = make_inputs(shape, dtype, dev)
+        floor_bytes = 2 * (x.numel() * x.element_size() + y.numel() * y.element_size()) + x.numel() * x.element_size()
+        row = {}
+        impls = list(CUDA_IMPLS) + ["phidice fused kernels only"]
+        for impl in impls:
+            if impl == "phidice fused kernels only":
+                def fn(a, b):
+                    st = ops.fused_stats(a, b, activation="softmax", mask=None)
+                    return st.intersection.sum() + st.pred_sum.sum()
+            else:
+                fn = make_loss(impl)
+            try:
+                for _ in range(3):
+                    step(fn, x, y)
+                torch.cuda.synchronize()
+                ts = []
+                for _ in range(args.repeats):
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    step(fn, x, y)
+                    end.record()
+                    torch.cuda.synchronize()
+                    ts.append(start.elapsed_time(end) / 1e3)
+                x.grad = None
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                before = torch.cuda.memory_allocated()
+                step(fn, x, y)
+                torch.cuda.synchronize()
+                extra = (torch.cuda.max_memory_allocated() - before) / (x.numel() * x.element_size())
+                row[impl] = (statistics.median(ts), extra)
+            except torch.cuda.OutOfMemoryError:
+                row[impl] = (float("nan"), float("nan"))
+                torch.cuda.empty_cache()
+        monai = row["MONAI DiceLoss"][0]
+        for impl in impls:
+            t, extra = row[impl]
+            pct = f"{100 * floor_bytes / bw / t:.0f}%" if bw and "fused" in impl else "–"
+            lines.append(f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.2f} | {t / monai:.2f} | {extra:.2f} | {pct} |")
+        del x, y
+        torch.cuda.empty_cache()
+    header = [
+        "### Fused Dice on the GPU (phidice.ops, Triton)",
+        "",
+        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- device: {name}; peak bandwidth used for the floor: {bw / 1e12 if bw else '?'} TB/s",
+        f"- versions: {versions()}",
+        f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        "- floor = (logits + labels read in forward and backward + gradient written once) / peak bandwidth",
+        "",
+    ]
+    return "\n".join(header + lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--cases", nargs="+", default=CPU_CASES, help="B,C,S1[,S2,S3][:bf16|fp16]")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--peak-bw", type=float, default=None, help="GPU peak bandwidth in GB/s (else from the name)")
+    p.add_argument("--memory-child", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child, args.threads)
+        return 0
+    if args.repeats < 10:
+        p.error("--repeats must be ≥ 10 (median of at least 10 runs)")
+    text = run_cuda(args) if args.device == "cuda" else run_cpu(args)
+    out = args.out or Path(__file__).parent / "results" / f"fused_{args.device}.md"
+    write_atomic(out, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
