@@ -20,6 +20,7 @@ its backward are collectives), and every rank needs at least one image.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -27,7 +28,7 @@ import torch.distributed as dist
 
 from phidice.core.stats import DiceStats
 
-__all__ = ["is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "global_mean", "all_reduce_stats",
+__all__ = ["init_from_env", "is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "global_mean", "all_reduce_stats",
            "gather_batch"]
 
 _warned = False
@@ -46,6 +47,24 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """Number of ranks (1 without a process group)."""
     return dist.get_world_size() if is_initialized() else 1
+
+
+def init_from_env(device: str = "cpu") -> bool:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment).
+
+    nccl for a CUDA ``device`` (each rank on GPU ``LOCAL_RANK``), gloo otherwise. Returns True when it
+    initialised a group (the caller then calls ``torch.distributed.destroy_process_group()`` at the end);
+    False outside torchrun or when a group exists already.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_initialized():
+        return False
+    if not dist.is_available():
+        raise RuntimeError("launched by torchrun (WORLD_SIZE > 1) but this torch build has no torch.distributed")
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
 
 
 def _active(warn: bool) -> bool:

@@ -53,9 +53,18 @@ def run(args) -> int:
         raise ValueError(f"--slices-per-case must be ≥ 1; got {args.slices_per_case}")
     preset = "smoke" if args.smoke else ("full" if args.full else "quick")
     tasks = ("binary", "multiclass") if args.task == "both" else (args.task,)
-    path = reproduce(args.out, preset=preset, iterations=args.iterations, batch_sizes=args.batch_sizes,
-                     tasks=tasks, data=args.data, layout=args.layout, device=args.device, threads=args.threads,
-                     seed=args.seed, lr=args.lr, progress=not args.no_progress,
-                     slices_per_case=args.slices_per_case, missing_group=args.missing_group)
-    print(f"report: {path}")
+    from phidice import distributed
+
+    joined = distributed.init_from_env(args.device)  # under torchrun: every rank its share of each batch
+    rank = distributed.get_rank()
+    try:
+        path = reproduce(args.out, preset=preset, iterations=args.iterations, batch_sizes=args.batch_sizes,
+                         tasks=tasks, data=args.data, layout=args.layout, device=args.device, threads=args.threads,
+                         seed=args.seed, lr=args.lr, progress=not args.no_progress,
+                         slices_per_case=args.slices_per_case, missing_group=args.missing_group)
+    finally:
+        if joined:
+            distributed.dist.destroy_process_group()
+    if rank == 0:
+        print(f"report: {path}")
     return 0
