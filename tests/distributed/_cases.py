@@ -142,6 +142,8 @@ def cases() -> dict[str, tuple]:
         out[f"{phi}-fused"] = (_dice(phi, fused=True), "fused")
         out[f"{phi}-keep"] = (_keep(phi), None)
         out[f"{phi}-sigmoid-onehot"] = (_sigmoid(phi), None)
+    out["BI-fused-ignore-index"] = (_dice("BI", ignore_index=255, fused=True), "fused")
+    out["BCI-fused-sigmoid-labels"] = (_dice("BCI", activation="sigmoid", fused=True), "fused")
     out["BI-skip-nobg"] = (_dice("BI", include_background=False, empty="skip", fused=False), None)
     out["I-skip-classweights"] = (_dice("I", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False), None)
     out["CI-skip-classweights"] = (_dice("CI", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False), None)
