@@ -1,7 +1,8 @@
 """CPU backend: the numba kernels of :mod:`phidice.ops._numba_cpu` on float32 logits.
 
-The forward pass also writes the labels narrowed to uint8 (int32 beyond 256 classes) and the backward
-reads those: at C = 2 the int64 labels would otherwise be as large as the logits themselves.
+From C = 4 classes on, the forward pass also writes the labels narrowed to uint8 (int32 beyond 256
+classes) and the backward reads those instead of the int64 labels (an eighth of the bytes). Below 4
+classes that copy would cost more than 1/16 of the logits' memory, so the int64 labels are re-read.
 """
 
 from __future__ import annotations
@@ -54,21 +55,22 @@ def _mask_arg(mask: torch.Tensor | None):
 
 
 def forward(x, labels, mask, activation):
-    """(intersection, pred_sum, target_sum) as float32 (B, C) tensors, and the narrowed labels."""
+    """(intersection, pred_sum, target_sum) as float32 (B, C) tensors, and the labels for the backward."""
     K = kernels()
     _threads()
     B, C, N = x.shape
     blk, chunk = _layout(C, N)
     T = -(-N // chunk)
     out = np.zeros((3, B * T, C), np.float64)
-    narrow = torch.empty((B, N), dtype=torch.uint8 if C <= 256 else torch.int32)
+    store = C >= 4
+    narrow = torch.empty((B, N), dtype=torch.uint8 if C <= 256 else torch.int32) if store else labels
     m, has_mask = _mask_arg(mask)
     xn, ln, lo = x.detach().numpy(), labels.numpy(), narrow.numpy()
     zero = np.float32(0)
     if activation == "softmax":
-        K.softmax_forward(xn, ln, m, has_mask, lo, True, chunk, blk, zero, out)
+        K.softmax_forward(xn, ln, m, has_mask, lo, store, chunk, blk, zero, out)
     else:
-        K.sigmoid_forward(xn, ln, m, has_mask, lo, True, int(C == 1), chunk, blk, zero, out)
+        K.sigmoid_forward(xn, ln, m, has_mask, lo, store, int(C == 1), chunk, blk, zero, out)
     sums = torch.from_numpy(out.reshape(3, B, T, C).sum(2)).to(torch.float32)
     return sums[0], sums[1], sums[2], narrow
 
