@@ -66,8 +66,11 @@ def cross_entropy_term(
     ignore_index: int | None = None,
     mask: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    sync_batch: bool = False,
 ) -> torch.Tensor:
-    """Cross-entropy (softmax) or binary cross-entropy (sigmoid) averaged over the kept voxels, in float32."""
+    """Cross-entropy (softmax) or binary cross-entropy (sigmoid) averaged over the kept voxels, in float32.
+
+    With ``sync_batch`` the mean runs over the kept voxels of every rank (the global batch)."""
     if activation not in ("softmax", "sigmoid"):
         raise ValueError(f"DiceCELoss needs logits: activation must be 'softmax' or 'sigmoid'; got {activation!r}")
     prepared = prepare_target(input, target, activation=activation, ignore_index=ignore_index, mask=mask)
@@ -99,8 +102,9 @@ def cross_entropy_term(
     if prepared.mask is not None:
         m = prepared.mask.to(x.dtype)
         per_voxel, norm = per_voxel * m, norm * m
-    total = norm.sum()
-    return per_voxel.sum() / torch.where(total > 0, total, torch.ones_like(total))
+    from phidice.distributed import global_mean
+
+    return global_mean(per_voxel.sum(), norm.sum(), sync=sync_batch)
 
 
 def dice_ce_loss(input, target, *, lambda_dice: float = 1.0, lambda_ce: float = 1.0, ce_weight=None,
@@ -113,7 +117,8 @@ def dice_ce_loss(input, target, *, lambda_dice: float = 1.0, lambda_ce: float = 
         if not (isinstance(lam, (int, float)) and lam >= 0):
             raise ValueError(f"{name} must be a number ≥ 0; got {lam!r}")
     ce = cross_entropy_term(input, target, activation=activation, ce_weight=ce_weight,
-                            ignore_index=dice_kwargs.get("ignore_index"), mask=mask, label_smoothing=label_smoothing)
+                            ignore_index=dice_kwargs.get("ignore_index"), mask=mask, label_smoothing=label_smoothing,
+                            sync_batch=dice_kwargs.get("sync_batch", False))
     return lambda_dice * dice_loss(input, target, mask=mask, **dice_kwargs) + lambda_ce * ce
 
 
