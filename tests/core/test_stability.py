@@ -39,12 +39,15 @@ def test_half_precision_accumulates_in_float32(dtype, tol):
     assert abs(float(got) - float(ref)) < tol
 
 
-def test_all_empty_batch_zero_eps_zero_prediction_is_finite():
-    """ε = 0, empty target and a prediction of exactly 0 is 0/0: read as a perfect score, zero gradient."""
+@pytest.mark.parametrize("fused", [False, "auto"])
+def test_all_empty_batch_zero_eps_zero_prediction_is_finite(fused):
+    """ε = 0, empty target and a prediction of exactly 0 is 0/0: read as a perfect score, zero gradient.
+
+    The fused kernel's exponential must underflow to 0 as the reference path's does, or 0/0 turns into 0/tiny."""
     x = torch.full((2, 1, 8), -1e4, requires_grad=True)  # sigmoid → exactly 0 in float32
     y = torch.zeros(2, 8, dtype=torch.long)
     for phi in PHIS:
-        loss = phidice.dice_loss(x, y, phi=phi, eps=0.0, activation="sigmoid")
+        loss = phidice.dice_loss(x, y, phi=phi, eps=0.0, activation="sigmoid", fused=fused)
         (grad,) = torch.autograd.grad(loss, x)
         assert float(loss.detach()) == 0.0
         assert torch.isfinite(grad).all() and float(grad.abs().max()) == 0.0

@@ -140,12 +140,10 @@ def prepare_target(
             valid = labels != ignore_index
             labels = labels.masked_fill(~valid, 0)
         if checking:
-            bad = (labels < 0) | (labels >= upper)
-            if bool(bad.any()):
-                lo, hi = int(labels.min()), int(labels.max())
-                where = f"values in [{lo}, {hi}]"
+            lo, hi = (int(v) for v in torch.aminmax(labels))  # one pass over the labels
+            if lo < 0 or hi >= upper:
                 extra = "" if ignore_index is None else f" (ignore_index={ignore_index} excepted)"
-                raise ValueError(f"target labels must lie in [0, {upper - 1}]{extra}; got {where}")
+                raise ValueError(f"target labels must lie in [0, {upper - 1}]{extra}; got values in [{lo}, {hi}]")
         if valid is not None:
             valid = valid.unsqueeze(1).to(input.dtype if input.is_floating_point() else torch.float32)
             mask = valid if mask is None else _check_mask(mask, input) * valid

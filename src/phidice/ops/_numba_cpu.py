@@ -50,13 +50,19 @@ def _exp_overload(x):
         log2e = np.float32(_LOG2E)
         half = np.float32(0.5)
 
+        zero = np.float32(0.0)
+
         def impl(x):
             # e^x = 2^t = 2^k·2^f with k = round(t), |f| ≤ 1/2; 2^k built from its exponent bits
-            t = max(x * log2e, lo)
+            t0 = x * log2e
+            t = max(t0, lo)
             k = np.floor(t + half)
             f = t - k
             p = ((((c5 * f + c4) * f + c3) * f + c2) * f + c1) * f + c0
-            return p * _i32_as_f32((np.int32(k) + np.int32(127)) << np.int32(23))
+            r = p * _i32_as_f32((np.int32(k) + np.int32(127)) << np.int32(23))
+            # below the normal range flush to 0, as expf underflows: a sigmoid of −1e4 is exactly 0 on
+            # both paths, so ε = 0 with nothing predicted stays the 0/0 case of the reference path
+            return r if t0 > lo else zero
 
         return impl
     return lambda x: math.exp(x)
