@@ -27,7 +27,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -q --runslow
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_fused.py --write
+	$(PY) benchmarks/bench_fused.py --repeats 15
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
