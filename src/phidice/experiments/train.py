@@ -89,7 +89,10 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
     else:
         eps = SMALL_EPS
     _, _, distributed = distributed_info()
-    kwargs = dict(phi=phi, eps=eps, activation="sigmoid" if binary else "softmax", include_background=binary)
+    # fused=False: on these small images the reference path is faster than the fused CPU kernel, whose
+    # thread pool would also compete with torch's threads
+    kwargs = dict(phi=phi, eps=eps, activation="sigmoid" if binary else "softmax", include_background=binary,
+                  fused=False)
     if distributed:
         kwargs["sync_batch"] = True  # Φ ∋ B then spans the global batch
     loss = getattr(phidice, cls_name)(**kwargs)
