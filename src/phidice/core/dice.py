@@ -175,13 +175,17 @@ def loss_from_stats(
     reduction: str = "mean",
     sync_batch: bool = False,
     keep: torch.Tensor | None = None,
+    num_channels: int | None = None,
+    include_background: bool = True,
 ) -> torch.Tensor:
     """The Dice loss of Eq. 3 from (B, C) sums (see :func:`dice_loss` for the arguments).
 
     ``reduction="none"`` returns 1 − DSC_φ per subset, shape (B, C), (B, 1), (1, C) or (1, 1) for
-    I, CI, BI, BCI, unweighted; subsets skipped by ``empty="skip"`` are 0 there.
+    I, CI, BI, BCI, unweighted; subsets skipped by ``empty="skip"`` are 0 there. ``num_channels`` and
+    ``include_background`` say how per-class ε/weights align when the sums lack the background column.
     """
-    options = resolve_options(stats, stats.intersection.shape[1], True, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr,
+    C_in = stats.intersection.shape[1] if num_channels is None else num_channels
+    options = resolve_options(stats, C_in, include_background, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr,
                               eps_empty=eps_empty, class_weights=class_weights)
     terms = subset_terms(stats, phi=phi, weighting=weighting, empty=empty, reduction=reduction,
                          sync_batch=sync_batch, keep=keep, **options)
@@ -261,8 +265,7 @@ def dice_loss(
         input, target, activation=activation, mask=mask, ignore_index=ignore_index, squared=squared,
         include_background=include_background, check_finite=check_finite, fused=fused,
     )
-    options = resolve_options(stats, input.shape[1], include_background, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr,
-                              eps_empty=eps_empty, class_weights=class_weights)
-    terms = subset_terms(stats, phi=phi, weighting=weighting, empty=empty, reduction=reduction,
-                         sync_batch=sync_batch, **options)
-    return _reduce(terms, reduction)
+    return loss_from_stats(stats, phi=phi, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr, eps_empty=eps_empty,
+                           class_weights=class_weights, weighting=weighting, empty=empty, reduction=reduction,
+                           sync_batch=sync_batch, num_channels=input.shape[1],
+                           include_background=include_background)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from phidice.core._checks import _is_compiling, check_activation
-from phidice.core.dice import DEFAULT_EPS, _reduce, check_config, resolve_options, subset_terms
+from phidice.core.dice import DEFAULT_EPS, check_config, loss_from_stats
 from phidice.core.stats import (
     DiceStats,
     activate,
@@ -139,11 +139,10 @@ def _dice_from_stats(stats: DiceStats, keep: torch.Tensor, num_channels: int, *,
                      eps_nr, eps_dr, eps_empty, class_weights, weighting, empty, reduction, sync_batch):
     if not include_background and num_channels > 1:
         stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
-    options = resolve_options(stats, num_channels, include_background, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr,
-                              eps_empty=eps_empty, class_weights=class_weights)
-    terms = subset_terms(stats, phi=phi, weighting=weighting, empty=empty, reduction=reduction,
-                         sync_batch=sync_batch, keep=keep, **options)
-    return _reduce(terms, reduction)
+    return loss_from_stats(stats, phi=phi, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr, eps_empty=eps_empty,
+                           class_weights=class_weights, weighting=weighting, empty=empty, reduction=reduction,
+                           sync_batch=sync_batch, keep=keep, num_channels=num_channels,
+                           include_background=include_background)
 
 
 def leaf_dice_loss(
