@@ -85,6 +85,7 @@ def prepare_target(
     ignore_index: int | None = None,
     mask: torch.Tensor | None = None,
     check_finite: bool = False,
+    check_range: bool = True,
 ) -> PreparedTarget:
     """Validate ``target`` (and ``mask``) against ``input`` and bring them to one of two forms.
 
@@ -92,6 +93,8 @@ def prepare_target(
     sigmoid channel), with ``ignore_index`` voxels folded into the mask. Float/bool targets of shape
     (B, C, *S) are one-hot or soft maps in [0, 1]. A float target of shape (B, 1, *S) with C > 1 is
     taken as labels when its values are integers (MONAI stores labels as float).
+    ``check_range=False`` leaves the label range check (without ``ignore_index``) to the caller, who
+    must run :func:`check_label_range` — the fused CPU kernel gets the range in the pass it makes anyway.
     """
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor; got {type(target).__name__}")
@@ -134,16 +137,12 @@ def prepare_target(
                 )
             lab = lab.long()
         labels = lab.long() if lab.dtype != torch.long else lab
-        upper = 2 if (activation == "sigmoid" and C == 1) else C
         valid = None
         if ignore_index is not None:
             valid = labels != ignore_index
             labels = labels.masked_fill(~valid, 0)
-        if checking:
-            lo, hi = (int(v) for v in torch.aminmax(labels))  # one pass over the labels
-            if lo < 0 or hi >= upper:
-                extra = "" if ignore_index is None else f" (ignore_index={ignore_index} excepted)"
-                raise ValueError(f"target labels must lie in [0, {upper - 1}]{extra}; got values in [{lo}, {hi}]")
+        if checking and (check_range or ignore_index is not None):
+            check_label_range(labels, label_upper(input, activation), ignore_index=ignore_index)
         if valid is not None:
             valid = valid.unsqueeze(1).to(input.dtype if input.is_floating_point() else torch.float32)
             mask = valid if mask is None else _check_mask(mask, input) * valid
@@ -151,6 +150,22 @@ def prepare_target(
     if ignore_index is not None and labels is None:
         raise ValueError("ignore_index applies to integer label targets; for a one-hot/soft target pass mask=")
     return PreparedTarget(labels, dense, None if mask is None else _check_mask(mask, input))
+
+
+def label_upper(input: torch.Tensor, activation) -> int:
+    """Labels lie in [0, upper): C classes, or {0, 1} for a single sigmoid channel."""
+    C = input.shape[1]
+    return 2 if (activation == "sigmoid" and C == 1) else C
+
+
+def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | None = None,
+                      lo: int | None = None, hi: int | None = None) -> None:
+    """ValueError unless every label lies in [0, upper); ``lo``/``hi`` when the caller already has them."""
+    if lo is None or hi is None:
+        lo, hi = (int(v) for v in torch.aminmax(labels))  # one pass over the labels
+    if lo < 0 or hi >= upper:
+        extra = "" if ignore_index is None else f" (ignore_index={ignore_index} excepted)"
+        raise ValueError(f"target labels must lie in [0, {upper - 1}]{extra}; got values in [{lo}, {hi}]")
 
 
 def _check_mask(mask: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
@@ -234,7 +249,7 @@ def compute_stats(
     activation = check_activation(activation)
     check_input(input, activation, check_finite)
     prepared = prepare_target(input, target, activation=activation, ignore_index=ignore_index, mask=mask,
-                              check_finite=check_finite)
+                              check_finite=check_finite, check_range=False)  # fused_stats checks the range
     if fused not in (True, False, "auto"):
         raise ValueError(f"fused must be True, False or 'auto'; got {fused!r}")
     stats = None
@@ -247,6 +262,8 @@ def compute_stats(
         elif fused is True:
             raise ValueError(f"fused=True but the fused path does not apply: {reason}")
     if stats is None:
+        if prepared.labels is not None and ignore_index is None and not _is_compiling():
+            check_label_range(prepared.labels, label_upper(input, activation))
         probs = activate(input, activation)
         stats = reference_stats(probs, dense_target(prepared, probs, activation), prepared.mask, squared)
     if not include_background:

@@ -5,7 +5,9 @@ Contract used by :func:`phidice.core.stats.compute_stats`:
 * ``fused_unsupported_reason(input, prepared, *, activation, squared) -> str | None`` — ``None`` when
   the fused path applies, else a short reason.
 * ``fused_stats(logits, labels, *, activation, mask) -> DiceStats`` — (B, C) sums with an autograd
-  backward that writes ∂L/∂logits directly from ∂L/∂(intersection, pred_sum).
+  backward that writes ∂L/∂logits directly from ∂L/∂(intersection, pred_sum). It checks that the
+  labels lie in [0, C) ([0, 1] for one sigmoid channel) with the core's error, so ``compute_stats``
+  skips its own pass: the numba kernel gets the range in its forward pass, the others run aminmax.
 
 Backends: ``"triton"`` (CUDA), ``"numba"`` (CPU, float32), ``"torch"`` (chunked PyTorch, any device and
 dtype). ``"auto"`` picks Triton for CUDA tensors when it imports, numba for float32 CPU tensors, and the
@@ -18,7 +20,7 @@ import os
 
 import torch
 
-from phidice.core.stats import DiceStats
+from phidice.core.stats import DiceStats, check_label_range, label_upper
 
 BACKENDS = ("auto", "torch", "numba", "triton")
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -125,7 +127,9 @@ def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
     if mask is not None:
         m = mask.detach().reshape(B, -1)
         m = m.to(torch.float64 if x.dtype == torch.float64 else torch.float32).contiguous()
-    _, backend = select_backend(logits.device, logits.dtype)
+    name, backend = select_backend(logits.device, logits.dtype)
+    if name != "numba":  # the numba forward checks the range in its own pass
+        check_label_range(lab, label_upper(logits, activation))
     inter, pred, tgt = _apply(x, lab, m, activation, backend)
     return DiceStats(inter, pred, tgt)
 

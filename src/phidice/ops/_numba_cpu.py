@@ -1,13 +1,16 @@
 """CPU kernels (numba, ``cache=True``) for the fused, one-hot-free Dice sums and their gradient.
 
-Work is split into tasks of (image b, chunk of voxels), run in parallel; inside a task the voxels are
-walked in blocks of ``blk`` so that every inner loop runs over contiguous voxels with no branch that
+Work is split into tasks of (image b, chunk of voxels); every kernel runs the tasks ``t0 … t1 − 1`` on
+the calling thread (no GIL held), and :mod:`phidice.ops.cpu` spreads task ranges over its threads. Inside
+a task the voxels are walked in blocks of ``blk`` so that every inner loop runs over contiguous voxels with no branch that
 depends on the data (the label test is a select), and LLVM vectorises it. The exponential is a float32
 polynomial 2^k·p(f) — ``np.exp`` does not vectorise here and dominated the time — and float64 keeps the
 exact ``math.exp``. Partial sums are kept per block in the input's precision and added into float64
 per task, so fp32 results match a float32 reference to ~1e-7.
 
-Shapes: logits x (B, C, N); labels (B, N) int64; mask (B, N) of x's dtype, read only when ``has_mask``.
+Shapes: logits x (B, C, N); labels (B, N) int64 in the forward (any value: it is never used as an index,
+and its per-task range goes to ``rng`` for the caller to check), the narrowed uint8/int32 copy in the
+backward; mask (B, N) of x's dtype, or None (numba then compiles the mask out).
 """
 
 from __future__ import annotations
@@ -69,28 +72,44 @@ def _exp_overload(x):
 
 
 _JIT = dict(nogil=True, cache=True, fastmath=_FM, error_model="numpy")  # numpy: no ZeroDivision branch
+_BIG = np.int64(2**62)
 
 
 @numba.njit(**_JIT)
-def _load_block(lab, mask, has_mask, b, j0, n, lf, mf, lab_out, store):
-    """Labels of the block as float (so that the class test is as wide as the data), the mask (or 1)."""
+def _task(task, T, N, chunk):
+    start = (task % T) * chunk
+    return task // T, start, min(start + chunk, N)
+
+
+@numba.njit(**_JIT)
+def _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi):
+    """Labels of the block as float (the class test is then as wide as the data), narrowed into ``lab_out``;
+    the mask into ``mf``; returns the running (min, max) of the int64 labels."""
     lr = lab[b, j0:j0 + n]
-    if store:
-        lo = lab_out[b, j0:j0 + n]
-        for j in range(n):
-            v = np.int32(lr[j])  # int64 → float/uint8 have no AVX2 instruction; via int32 they vectorise
-            lf[j] = v
-            lo[j] = v
-    else:
-        for j in range(n):
-            lf[j] = np.int32(lr[j])
-    if has_mask:
+    lw = lab_out[b, j0:j0 + n]
+    for j in range(n):
+        v = lr[j]
+        lo = min(lo, v)
+        hi = max(hi, v)
+        w = np.int32(v)  # int64 → float/uint8 have no AVX2 instruction; via int32 they vectorise
+        lf[j] = w
+        lw[j] = w
+    if mask is not None:
         mr = mask[b, j0:j0 + n]
         for j in range(n):
             mf[j] = mr[j]
-    else:
+    return lo, hi
+
+
+@numba.njit(**_JIT)
+def _read_labels(lab, mask, b, j0, n, lf, mf):
+    lr = lab[b, j0:j0 + n]
+    for j in range(n):
+        lf[j] = lr[j]
+    if mask is not None:
+        mr = mask[b, j0:j0 + n]
         for j in range(n):
-            mf[j] = 1
+            mf[j] = mr[j]
 
 
 @numba.njit(**_JIT)
@@ -109,9 +128,10 @@ def _softmax_block(x, b, j0, n, e, s, zero):
         er = e[c]
         for j in range(n):
             er[j] = _exp(xr[j] - s[j])
+    er = e[0]
     for j in range(n):
-        s[j] = zero
-    for c in range(C):
+        s[j] = er[j]
+    for c in range(1, C):
         er = e[c]
         for j in range(n):
             s[j] += er[j]
@@ -119,79 +139,123 @@ def _softmax_block(x, b, j0, n, e, s, zero):
         s[j] = 1 / s[j]
 
 
-@numba.njit(parallel=True, **_JIT)
-def softmax_forward(x, lab, mask, has_mask, lab_out, store, chunk, blk, zero, out):
-    """out[3, B·T, C] (float64): Σ m·p·[y=c], Σ m·p, Σ m·[y=c] per task (image b, chunk t).
+@numba.njit(**_JIT)
+def _pair_block(x, b, j0, n, p0, p1, zero):
+    """Two-class softmax with one exponential: p = (1, t)/(1 + t), t = e^(−|x1 − x0|), larger logit first."""
+    one = zero + np.float32(1)
+    x0 = x[b, 0, j0:j0 + n]
+    x1 = x[b, 1, j0:j0 + n]
+    for j in range(n):
+        d = x1[j] - x0[j]
+        t = _exp(-abs(d))
+        r = one / (one + t)
+        q = t * r
+        p0[j] = q if d >= zero else r
+        p1[j] = r if d >= zero else q
 
-    With ``store`` the labels are also written, narrowed, to ``lab_out`` for the backward pass.
-    """
+
+@numba.njit(**_JIT)
+def softmax_forward(x, lab, mask, lab_out, t0, t1, chunk, blk, zero, out, rng):
+    """out[:, task] (float64) = Σ m·p·[y=c], Σ m·p, Σ m·[y=c] per task (image b, chunk t) for t0 ≤ task < t1;
+    the labels narrowed into ``lab_out``; rng[task] = their (min, max)."""
     B, C, N = x.shape
     T = (N + chunk - 1) // chunk
-    for task in numba.prange(B * T):
-        b = task // T
-        start = (task % T) * chunk
-        stop = min(start + chunk, N)
-        e = np.empty((C, blk), x.dtype)
-        s = np.empty(blk, x.dtype)
-        lf = np.empty(blk, x.dtype)
-        mf = np.empty(blk, x.dtype)
+    one = zero + np.float32(1)
+    e = np.empty((C, blk), x.dtype)
+    s = np.empty(blk, x.dtype)
+    lf = np.empty(blk, x.dtype)
+    mf = np.empty(blk, x.dtype)
+    for task in range(t0, t1):
+        b, start, stop = _task(task, T, N, chunk)
+        lo, hi = _BIG, -_BIG
         for j0 in range(start, stop, blk):
             n = min(blk, stop - j0)
-            _load_block(lab, mask, has_mask, b, j0, n, lf, mf, lab_out, store)
-            _softmax_block(x, b, j0, n, e, s, zero)
-            for j in range(n):
-                s[j] *= mf[j]
+            lo, hi = _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi)
+            if C == 2:  # probabilities in e, s = m (or 1)
+                _pair_block(x, b, j0, n, e[0], e[1], zero)
+                for j in range(n):
+                    s[j] = mf[j] if mask is not None else one
+            else:  # exponentials in e, s = m/Σ e
+                _softmax_block(x, b, j0, n, e, s, zero)
+                if mask is not None:
+                    for j in range(n):
+                        s[j] *= mf[j]
             for c in range(C):
                 si = zero
                 sp = zero
                 st = zero
                 er = e[c]
-                cf = zero + c
+                cf = zero + np.float32(c)  # float32 + int64 would be float64
                 for j in range(n):
                     p = er[j] * s[j]
                     hit = lf[j] == cf
                     sp += p
                     si += p if hit else zero
-                    st += mf[j] if hit else zero
+                    if mask is not None:
+                        st += mf[j] if hit else zero
+                    else:
+                        st += one if hit else zero
                 out[0, task, c] += si
                 out[1, task, c] += sp
                 out[2, task, c] += st
+        rng[task, 0] = lo
+        rng[task, 1] = hi
 
 
-@numba.njit(parallel=True, **_JIT)
-def softmax_backward(x, lab, mask, has_mask, gi, gp, chunk, blk, zero, grad):
-    """grad[b, c] = m·p_c·(g_c − Σ_k p_k g_k), g_c = gP[b, c] + gI[b, c]·[y = c]."""
+@numba.njit(**_JIT)
+def softmax_backward(x, lab, mask, gi, gp, t0, t1, chunk, blk, zero, grad):
+    """grad[b, c] = m·p_c·(g_c − Σ_k p_k g_k), g_c = gP[b, c] + gI[b, c]·[y = c]; for two classes this is
+    ±m·p_0·p_1·(g_0 − g_1)."""
     B, C, N = x.shape
     T = (N + chunk - 1) // chunk
-    for task in numba.prange(B * T):
-        b = task // T
-        start = (task % T) * chunk
-        stop = min(start + chunk, N)
-        e = np.empty((C, blk), x.dtype)
-        s = np.empty(blk, x.dtype)
-        lf = np.empty(blk, x.dtype)
-        mf = np.empty(blk, x.dtype)
-        dot = np.empty(blk, x.dtype)
+    e = np.empty((C, blk), x.dtype)
+    s = np.empty(blk, x.dtype)
+    lf = np.empty(blk, x.dtype)
+    mf = np.empty(blk, x.dtype)
+    dot = np.empty(blk, x.dtype)
+    for task in range(t0, t1):
+        b, start, stop = _task(task, T, N, chunk)
         for j0 in range(start, stop, blk):
             n = min(blk, stop - j0)
-            _load_block(lab, mask, has_mask, b, j0, n, lf, mf, lab, False)
+            _read_labels(lab, mask, b, j0, n, lf, mf)
+            if C == 2:
+                _pair_block(x, b, j0, n, e[0], e[1], zero)
+                p0 = e[0]
+                p1 = e[1]
+                g0 = grad[b, 0, j0:j0 + n]
+                g1 = grad[b, 1, j0:j0 + n]
+                a0 = gp[b, 0]
+                a1 = gp[b, 1]
+                i0 = gi[b, 0]
+                i1 = gi[b, 1]
+                one = zero + np.float32(1)
+                d0 = (a0 - a1) + i0  # g_0 − g_1 where y = 0
+                d1 = (a0 - a1) - i1  # … and where y = 1
+                for j in range(n):
+                    q = p0[j] * p1[j] * (d1 if lf[j] == one else d0)
+                    if mask is not None:
+                        q *= mf[j]
+                    g0[j] = q
+                    g1[j] = -q
+                continue
             _softmax_block(x, b, j0, n, e, s, zero)
             for j in range(n):
                 dot[j] = zero
             for c in range(C):  # Σ_k e_k g_k, normalised below
                 gpc = gp[b, c]
                 gic = gi[b, c]
-                cf = zero + c
+                cf = zero + np.float32(c)  # float32 + int64 would be float64
                 er = e[c]
                 for j in range(n):
                     dot[j] += er[j] * (gpc + (gic if lf[j] == cf else zero))
             for j in range(n):
                 dot[j] *= s[j]
-                s[j] *= mf[j]
+                if mask is not None:
+                    s[j] *= mf[j]
             for c in range(C):
                 gpc = gp[b, c]
                 gic = gi[b, c]
-                cf = zero + c
+                cf = zero + np.float32(c)  # float32 + int64 would be float64
                 er = e[c]
                 gr = grad[b, c, j0:j0 + n]
                 for j in range(n):
@@ -199,64 +263,69 @@ def softmax_backward(x, lab, mask, has_mask, gi, gp, chunk, blk, zero, grad):
                     gr[j] = s[j] * er[j] * (g - dot[j])
 
 
-@numba.njit(parallel=True, **_JIT)
-def sigmoid_forward(x, lab, mask, has_mask, lab_out, store, offset, chunk, blk, zero, out):
+@numba.njit(**_JIT)
+def sigmoid_forward(x, lab, mask, lab_out, offset, t0, t1, chunk, blk, zero, out, rng):
     """Per-channel sigmoid; channel c's target is [y = c + offset] (offset 1 for one binary channel)."""
     B, C, N = x.shape
     T = (N + chunk - 1) // chunk
-    one = zero + 1
-    for task in numba.prange(B * T):
-        b = task // T
-        start = (task % T) * chunk
-        stop = min(start + chunk, N)
-        lf = np.empty(blk, x.dtype)
-        mf = np.empty(blk, x.dtype)
+    one = zero + np.float32(1)
+    lf = np.empty(blk, x.dtype)
+    mf = np.empty(blk, x.dtype)
+    for task in range(t0, t1):
+        b, start, stop = _task(task, T, N, chunk)
+        lo, hi = _BIG, -_BIG
         for j0 in range(start, stop, blk):
             n = min(blk, stop - j0)
-            _load_block(lab, mask, has_mask, b, j0, n, lf, mf, lab_out, store)
+            lo, hi = _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi)
             for c in range(C):
                 si = zero
                 sp = zero
                 st = zero
-                cf = zero + (c + offset)
+                cf = zero + np.float32(c + offset)
                 xr = x[b, c, j0:j0 + n]
                 for j in range(n):
                     v = xr[j]
                     t = _exp(-abs(v))
                     r = one / (one + t)
-                    p = mf[j] * (r if v >= zero else t * r)
+                    p = r if v >= zero else t * r
+                    w = one
+                    if mask is not None:
+                        w = mf[j]
+                        p *= w
                     hit = lf[j] == cf
                     sp += p
                     si += p if hit else zero
-                    st += mf[j] if hit else zero
+                    st += w if hit else zero
                 out[0, task, c] += si
                 out[1, task, c] += sp
                 out[2, task, c] += st
+        rng[task, 0] = lo
+        rng[task, 1] = hi
 
 
-@numba.njit(parallel=True, **_JIT)
-def sigmoid_backward(x, lab, mask, has_mask, gi, gp, offset, chunk, blk, zero, grad):
+@numba.njit(**_JIT)
+def sigmoid_backward(x, lab, mask, gi, gp, offset, t0, t1, chunk, blk, zero, grad):
     """grad = m·(gP + gI·[y = c + offset])·p·(1 − p), with p(1 − p) = t/(1 + t)², t = e^(−|x|)."""
     B, C, N = x.shape
     T = (N + chunk - 1) // chunk
-    one = zero + 1
-    for task in numba.prange(B * T):
-        b = task // T
-        start = (task % T) * chunk
-        stop = min(start + chunk, N)
-        lf = np.empty(blk, x.dtype)
-        mf = np.empty(blk, x.dtype)
+    one = zero + np.float32(1)
+    lf = np.empty(blk, x.dtype)
+    mf = np.empty(blk, x.dtype)
+    for task in range(t0, t1):
+        b, start, stop = _task(task, T, N, chunk)
         for j0 in range(start, stop, blk):
             n = min(blk, stop - j0)
-            _load_block(lab, mask, has_mask, b, j0, n, lf, mf, lab, False)
+            _read_labels(lab, mask, b, j0, n, lf, mf)
             for c in range(C):
                 gpc = gp[b, c]
                 gic = gi[b, c]
-                cf = zero + (c + offset)
+                cf = zero + np.float32(c + offset)
                 xr = x[b, c, j0:j0 + n]
                 gr = grad[b, c, j0:j0 + n]
                 for j in range(n):
                     t = _exp(-abs(xr[j]))
                     r = one / (one + t)
                     g = gpc + (gic if lf[j] == cf else zero)
-                    gr[j] = mf[j] * g * t * r * r
+                    if mask is not None:
+                        g *= mf[j]
+                    gr[j] = g * t * r * r

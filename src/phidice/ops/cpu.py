@@ -1,17 +1,29 @@
 """CPU backend: the numba kernels of :mod:`phidice.ops._numba_cpu` on float32 logits.
 
-From C = 4 classes on, the forward pass also writes the labels narrowed to uint8 (int32 beyond 256
-classes) and the backward reads those instead of the int64 labels (an eighth of the bytes). Below 4
-classes that copy would cost more than 1/16 of the logits' memory, so the int64 labels are re-read.
+The forward pass also writes the labels narrowed to uint8 (int32 beyond 256 classes) — at most 1/8 of
+the logits' bytes — and the backward reads those instead of the int64 labels. It gets the labels' range
+in the same pass and raises the core's out-of-range error itself, so the caller skips its own pass.
+
+Threads: the kernels release the GIL and run a range of tasks each; ``torch.get_num_threads()``
+threads (the caller plus a small pool of ours) take task ranges. This avoids numba's OpenMP pool, a
+second OpenMP runtime next to torch's whose idle threads spin against it and which stalls for
+milliseconds when it runs fewer threads than it owns.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import torch
 
+from phidice.core.stats import check_label_range
+
 _kernels = None
 _import_error: str | None = None
+_pool: list | None = None  # [ThreadPoolExecutor, size]
+_pool_lock = threading.Lock()
 
 
 def kernels():
@@ -36,58 +48,90 @@ def supports(dtype: torch.dtype) -> bool:
 
 
 def _layout(C: int, N: int) -> tuple[int, int]:
-    """Voxels per inner block (the C×blk exponentials stay in L1) and per parallel task."""
+    """Voxels per inner block (the C×blk exponentials stay in L1) and per task."""
     blk = max(16, min(1024, (4096 // C) // 16 * 16))
     chunk = blk * max(1, 16384 // blk)
     return blk, chunk
 
 
-def _threads():
-    import numba
+def _reset_pool() -> None:
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool)
+
+
+def _executor(workers: int):
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[1] < workers:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if _pool is not None:
+                _pool[0].shutdown(wait=False)
+            _pool = [ThreadPoolExecutor(workers, thread_name_prefix="phidice-ops"), workers]
+        return _pool[0]
+
+
+def _run(kernel, tasks: int, head: tuple, tail: tuple) -> None:
+    """kernel(*head, t0, t1, *tail) over tasks [0, tasks), split evenly over torch's thread count."""
+    n = max(1, min(torch.get_num_threads(), tasks))
+    if n == 1:
+        kernel(*head, 0, tasks, *tail)
+        return
+    bounds = [tasks * i // n for i in range(n + 1)]
+    pool = _executor(n - 1)
+    futures = [pool.submit(kernel, *head, bounds[i], bounds[i + 1], *tail) for i in range(1, n)]
+    kernel(*head, bounds[0], bounds[1], *tail)
+    for f in futures:
+        f.result()
 
 
 def _mask_arg(mask: torch.Tensor | None):
-    if mask is None:
-        return np.ones((1, 1), np.float32), False
-    return mask.to(torch.float32).contiguous().numpy(), True
+    return None if mask is None else mask.to(torch.float32).contiguous().numpy()
 
 
 def forward(x, labels, mask, activation):
-    """(intersection, pred_sum, target_sum) as float32 (B, C) tensors, and the labels for the backward."""
+    """(intersection, pred_sum, target_sum) as float32 (B, C) tensors, and the narrowed labels.
+
+    ValueError (the core's message) when a label lies outside [0, C) ([0, 1] for one sigmoid channel).
+    """
     K = kernels()
-    _threads()
     B, C, N = x.shape
     blk, chunk = _layout(C, N)
     T = -(-N // chunk)
     out = np.zeros((3, B * T, C), np.float64)
-    store = C >= 4
-    narrow = torch.empty((B, N), dtype=torch.uint8 if C <= 256 else torch.int32) if store else labels
-    m, has_mask = _mask_arg(mask)
+    rng = np.empty((B * T, 2), np.int64)
+    narrow = torch.empty((B, N), dtype=torch.uint8 if C <= 256 else torch.int32)
+    m = _mask_arg(mask)
     xn, ln, lo = x.detach().numpy(), labels.numpy(), narrow.numpy()
     zero = np.float32(0)
     if activation == "softmax":
-        K.softmax_forward(xn, ln, m, has_mask, lo, store, chunk, blk, zero, out)
+        _run(K.softmax_forward, B * T, (xn, ln, m, lo), (chunk, blk, zero, out, rng))
+        upper = C
     else:
-        K.sigmoid_forward(xn, ln, m, has_mask, lo, store, int(C == 1), chunk, blk, zero, out)
+        _run(K.sigmoid_forward, B * T, (xn, ln, m, lo, int(C == 1)), (chunk, blk, zero, out, rng))
+        upper = 2 if C == 1 else C
+    check_label_range(labels, upper, lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
     sums = torch.from_numpy(out.reshape(3, B, T, C).sum(2)).to(torch.float32)
     return sums[0], sums[1], sums[2], narrow
 
 
 def backward(x, narrow, mask, gi, gp, activation):
     K = kernels()
-    _threads()
     B, C, N = x.shape
     blk, chunk = _layout(C, N)
+    T = -(-N // chunk)
     grad = torch.empty((B, C, N), dtype=torch.float32)
-    m, has_mask = _mask_arg(mask)
+    m = _mask_arg(mask)
     gin = gi.detach().to(torch.float32).contiguous().numpy()
     gpn = gp.detach().to(torch.float32).contiguous().numpy()
     xn, ln, gn = x.detach().numpy(), narrow.numpy(), grad.numpy()
     zero = np.float32(0)
     if activation == "softmax":
-        K.softmax_backward(xn, ln, m, has_mask, gin, gpn, chunk, blk, zero, gn)
+        _run(K.softmax_backward, B * T, (xn, ln, m, gin, gpn), (chunk, blk, zero, gn))
     else:
-        K.sigmoid_backward(xn, ln, m, has_mask, gin, gpn, int(C == 1), chunk, blk, zero, gn)
+        _run(K.sigmoid_backward, B * T, (xn, ln, m, gin, gpn, int(C == 1)), (chunk, blk, zero, gn))
     return grad
