@@ -77,12 +77,12 @@ def test_numbers_match_an_independent_numpy_evaluation(smoke):
 
 def test_interrupted_grid_resumes(tmp_path, monkeypatch):
     out = str(tmp_path)
-    calls = []
+    calls, stop = [], [True]
     real = grid_mod.run_one
 
     def flaky(exp, run, settings, o):
         calls.append(run.key)
-        if len(calls) == 3:
+        if stop[0] and len(calls) == 3:
             raise _Stop  # the user stops the grid during the third run
         return real(exp, run, settings, o)
 
@@ -93,6 +93,7 @@ def test_interrupted_grid_resumes(tmp_path, monkeypatch):
     assert len(done) == 2 and not os.path.exists(os.path.join(out, "report.md"))
     stamps = {f: os.path.getmtime(os.path.join(out, "runs", f)) for f in done}
     calls.clear()
+    stop[0] = False
     messages = []
     reproduce(out, preset="smoke", tasks=("binary",), threads=1, progress=False, log=messages.append)
     assert len(calls) == 12 - 2 and not set(calls) & {f[:-5] for f in done}

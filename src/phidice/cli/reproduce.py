@@ -27,7 +27,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--out", default=None, help="output folder (default: ./phidice-runs/<timestamp>)")
     p.add_argument("--full", action="store_true", help="the full grid: more data and longer training")
-    p.add_argument("--iterations", type=int, default=None, help="training steps per configuration")
+    p.add_argument("--images", type=int, default=None,
+                   help="training images seen per configuration (steps = ceil(images / B)); quick 1600, full 4800")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="fixed number of training steps for every B (overrides --images)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="batch sizes of the binary grid, e.g. 1,2,4,8")
     p.add_argument("--task", choices=("binary", "multiclass", "both"), default="both",
                    help="embedded task(s) to run (default both)")
@@ -40,7 +43,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (cosine-decayed)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine-decayed; default 1e-3)")
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny grid, for tests
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -58,7 +61,7 @@ def run(args) -> int:
     joined = distributed.init_from_env(args.device)  # under torchrun: every rank its share of each batch
     rank = distributed.get_rank()
     try:
-        path = reproduce(args.out, preset=preset, iterations=args.iterations, batch_sizes=args.batch_sizes,
+        path = reproduce(args.out, preset=preset, images=args.images, iterations=args.iterations, batch_sizes=args.batch_sizes,
                          tasks=tasks, data=args.data, layout=args.layout, device=args.device, threads=args.threads,
                          seed=args.seed, lr=args.lr, progress=not args.no_progress,
                          slices_per_case=args.slices_per_case, missing_group=args.missing_group)

@@ -32,6 +32,9 @@ _TEMPLATE_FILES = {
 }
 Z_BAND = (62, 112)  # axial slices through the lateral ventricles and basal ganglia
 FOV_MM = 176.0  # square field of view around the brain centre
+# multiclass task: tissue contrast (GM, WM weights) and core radius / rim radius, per group
+TISSUE = {"ed": (0.35, 0.7), "es": (1.0, 0.15)}  # T1/FLAIR-like at ED, T2-like (GM ≫ WM) at ES
+CORE_FRACTION = {"ed": (0.58, 0.70), "es": (0.52, 0.64)}  # overlapping: the ES rim is a bit thicker
 
 
 @dataclass
@@ -200,12 +203,12 @@ def _binary_image(rng, stack, size, grade):
 
 def _multiclass_image(rng, stack, size, group):
     b = _sample_brain(rng, stack, size)
-    es = group == "es"
-    tissue = (0.75 * b["gm"] + 0.4 * b["wm"]) if es else (0.35 * b["gm"] + 0.7 * b["wm"])
+    w_gm, w_wm = TISSUE[group]
+    tissue = w_gm * b["gm"] + w_wm * b["wm"]
     radius = rng.uniform(0.13, 0.18) * size  # outer radius of the rim
     centre = _place(rng, b["mask"], radius * 1.4)
     rho = _blob(rng, size, centre, radius, wobble=0.08)
-    core_frac = rng.uniform(0.45, 0.55) if es else rng.uniform(0.6, 0.7)  # "contracted" core at ES
+    core_frac = rng.uniform(*CORE_FRACTION[group])  # "contracted" core at ES
     # edema: a crescent hugging the rim on one side
     side = rng.uniform(0, 2 * np.pi)
     shift = centre + radius * 0.55 * np.array([np.sin(side), np.cos(side)])

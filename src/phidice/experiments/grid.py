@@ -26,16 +26,24 @@ from phidice.experiments.unet import UNet2D
 
 @dataclass
 class GridSettings:
-    """Training settings shared by every run of a grid."""
+    """Training settings shared by every run of a grid.
 
-    iterations: int = 400
-    lr: float = 3e-3
+    Each run sees ``images`` training images, i.e. ceil(images / B) steps, so that every B gets the same
+    number of epochs; ``iterations`` (when set) fixes the number of steps instead.
+    """
+
+    images: int = 1600
+    iterations: int | None = None
+    lr: float = 1e-3
     base_channels: int = 12
     levels: int = 3
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    def steps(self, batch_size: int) -> int:
+        return self.iterations if self.iterations else -(-self.images // batch_size)
 
 
 @dataclass
@@ -158,7 +166,7 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
         trained = torch.nn.parallel.DistributedDataParallel(model.to(settings.device))
     t0 = time.perf_counter()
     losses = train_model(trained, loss_fn, train.images, train.labels, train.annotated(partial),
-                         batch_size=run.batch_size, iterations=settings.iterations, lr=settings.lr,
+                         batch_size=run.batch_size, iterations=settings.steps(run.batch_size), lr=settings.lr,
                          seed=settings.seed, device=settings.device, progress=settings.progress, desc=run.key)
     seconds = time.perf_counter() - t0
     pred = predict(model, exp.val.images, exp.val.num_classes, settings.device)
@@ -168,7 +176,7 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
     positive = next(g for g in ev["groups"] if g != missing_group)
     result = {
         **asdict(run), "key": run.key,
-        "eps": None if eps is None else [float(v) for v in eps],
+        "eps": None if eps is None else [float(v) for v in eps], "iterations": settings.steps(run.batch_size),
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "device")},
         "train_seconds": seconds, "final_loss": float(np.mean(losses[-25:])) if losses else None,
         "class_names": list(exp.val.class_names), "missing_group": missing_group, "missing_class": cls,

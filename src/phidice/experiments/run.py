@@ -16,12 +16,12 @@ from phidice.experiments.train import RunConfig, distributed_info
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a grid: images, training length and the batch sizes of the binary task."""
+    """Sizes of a grid: data, training length (images seen per run) and the batch sizes of the binary task."""
 
     n_train: int
     n_val: int
     size: int
-    iterations: int
+    images: int
     batch_sizes: tuple
     multiclass_batch: int = 2
 
@@ -29,11 +29,11 @@ class Preset:
 PRESETS = {
     # quick (default): B = 1, 2, 4 — enough for every claim (B = 1 vs B > 1); B = 8 alone would cost as much
     # as the three together
-    "quick": Preset(n_train=240, n_val=96, size=48, iterations=300, batch_sizes=(1, 2, 4)),
-    # full: twice the data and training length
-    "full": Preset(n_train=480, n_val=160, size=48, iterations=800, batch_sizes=(1, 2, 4, 8)),
+    "quick": Preset(n_train=240, n_val=96, size=48, images=1600, batch_sizes=(1, 2, 4)),
+    # full: twice the data, three times the training, B = 8 too
+    "full": Preset(n_train=480, n_val=160, size=48, images=4800, batch_sizes=(1, 2, 4, 8)),
     # smoke: seconds, for tests
-    "smoke": Preset(n_train=24, n_val=12, size=16, iterations=3, batch_sizes=(1, 2)),
+    "smoke": Preset(n_train=24, n_val=12, size=16, images=4, batch_sizes=(1, 2)),
 }
 BINARY_CONFIGS = ("I", "BI", "I_eps")
 MULTICLASS_CONFIGS = {"full": ("I", "BI", "I_eps"), "partial": ("I", "BI", "I_eps", "leaf", "marginal")}
@@ -82,11 +82,15 @@ def default_out() -> str:
     return os.path.join("phidice-runs", time.strftime("%Y%m%d-%H%M%S"))
 
 
-def reproduce(out: str | None = None, *, preset: str = "quick", iterations: int | None = None, batch_sizes=None,
+def reproduce(out: str | None = None, *, preset: str = "quick", images: int | None = None,
+              iterations: int | None = None, batch_sizes=None,
               tasks=("binary", "multiclass"), data: str | None = None, layout: str = "auto", device: str = "cpu",
-              threads: int | None = 2, seed: int = 0, lr: float = 3e-3, progress: bool = True,
+              threads: int | None = 2, seed: int = 0, lr: float = 1e-3, progress: bool = True,
               slices_per_case: int = 3, missing_group=None, log=print) -> str:
     """Run the grid of ``preset`` ("quick", "full" or "smoke") and write the report; returns report.md's path.
+
+    Each run sees ``images`` training images (default: the preset's), i.e. ceil(images / B) steps;
+    ``iterations`` fixes the number of steps for every B instead.
 
     Re-running with the same ``out`` resumes: runs whose results exist are skipped.
     """
@@ -95,6 +99,8 @@ def reproduce(out: str | None = None, *, preset: str = "quick", iterations: int 
     p = PRESETS[preset]
     if iterations is not None and iterations < 1:
         raise ValueError(f"iterations must be ≥ 1; got {iterations}")
+    if images is not None and images < 1:
+        raise ValueError(f"images must be ≥ 1; got {images}")
     if batch_sizes is not None and (not batch_sizes or any(int(b) < 1 for b in batch_sizes)):
         raise ValueError(f"batch sizes must be integers ≥ 1; got {batch_sizes}")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -107,14 +113,16 @@ def reproduce(out: str | None = None, *, preset: str = "quick", iterations: int 
     exps, vals = build_experiments(p, tasks=tasks, data=data, layout=layout, seed=seed,
                                    slices_per_case=slices_per_case, missing_group=missing_group,
                                    batch_sizes=batch_sizes)
-    settings = GridSettings(iterations=iterations or p.iterations, lr=lr, seed=seed, device=device, progress=progress)
+    settings = GridSettings(images=images or p.images, iterations=iterations, lr=lr, seed=seed, device=device,
+                            progress=progress)
     if rank == 0:
         n = sum(len(e.runs) for e in exps)
-        log(f"phidice reproduce: {n} runs ({preset}, {settings.iterations} iterations each) -> {out}")
+        length = f"{iterations} steps" if iterations else f"{settings.images} images = ⌈{settings.images}/B⌉ steps"
+        log(f"phidice reproduce: {n} runs ({preset}, {length} each) -> {out}")
     results = run_grid(exps, settings, out, log=log)
     if rank != 0:
         return os.path.join(out, "report.md")
-    meta = {"preset": preset, "iterations": settings.iterations, "lr": lr, "seed": seed, "device": device,
+    meta = {"preset": preset, "images": settings.images, "iterations": iterations, "lr": lr, "seed": seed, "device": device,
             "data": data or "embedded MNI152 (nilearn)", "wall_seconds": round(time.perf_counter() - t0, 1),
             "torch_threads": torch.get_num_threads()}
     return write_report(results, out, datasets=vals, meta=meta)

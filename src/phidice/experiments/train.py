@@ -118,7 +118,7 @@ def _batches(n: int, batch_size: int, iterations: int, seed: int, rank: int = 0,
 
 
 def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.ndarray, annotated: np.ndarray,
-                *, batch_size: int, iterations: int, lr: float = 3e-3, seed: int = 0, device: str = "cpu",
+                *, batch_size: int, iterations: int, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
                 progress: bool = True, desc: str = "train") -> list[float]:
     """Adam with a cosine-decayed learning rate for ``iterations`` steps of ``batch_size`` images.
 
