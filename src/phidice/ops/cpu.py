@@ -12,6 +12,7 @@ milliseconds when it runs fewer threads than it owns.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 
@@ -75,16 +76,30 @@ def _executor(workers: int):
         return _pool[0]
 
 
+PIECES_PER_THREAD = 4
+
+
+def _take(kernel, head, tail, bounds, counter) -> None:
+    while (i := next(counter)) < len(bounds) - 1:  # next() on a count is atomic under the GIL
+        kernel(*head, bounds[i], bounds[i + 1], *tail)
+
+
 def _run(kernel, tasks: int, head: tuple, tail: tuple) -> None:
-    """kernel(*head, t0, t1, *tail) over tasks [0, tasks), split evenly over torch's thread count."""
+    """kernel(*head, t0, t1, *tail) over tasks [0, tasks) on torch's thread count.
+
+    The tasks are cut into a few pieces per thread that the threads take in turn, so that a thread the
+    OS preempts (a shared machine, torch's own threads) delays the call by one piece, not by half of it.
+    """
     n = max(1, min(torch.get_num_threads(), tasks))
     if n == 1:
         kernel(*head, 0, tasks, *tail)
         return
-    bounds = [tasks * i // n for i in range(n + 1)]
+    pieces = min(tasks, n * PIECES_PER_THREAD)
+    bounds = [tasks * i // pieces for i in range(pieces + 1)]
+    counter = itertools.count()
     pool = _executor(n - 1)
-    futures = [pool.submit(kernel, *head, bounds[i], bounds[i + 1], *tail) for i in range(1, n)]
-    kernel(*head, bounds[0], bounds[1], *tail)
+    futures = [pool.submit(_take, kernel, head, tail, bounds, counter) for _ in range(n - 1)]
+    _take(kernel, head, tail, bounds, counter)
     for f in futures:
         f.result()
 
