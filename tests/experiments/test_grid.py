@@ -103,6 +103,8 @@ def test_interrupted_grid_resumes(tmp_path, monkeypatch):
     calls.clear()
     reproduce(out, preset="smoke", tasks=("binary",), threads=1, progress=False, log=lambda *a: None)
     assert calls == []  # a finished grid only rewrites the report
+    with pytest.raises(ValueError, match="other settings"):  # never mix runs of different training lengths
+        reproduce(out, preset="smoke", tasks=("binary",), images=9, threads=1, progress=False, log=lambda *a: None)
 
 
 def test_reproduce_rejects_bad_arguments(tmp_path):

@@ -199,6 +199,10 @@ def load_result(out: str, run: RunConfig) -> dict | None:
         return json.load(f)
 
 
+def _comparable(settings: dict) -> dict:
+    return {k: settings.get(k) for k in ("images", "iterations", "lr", "base_channels", "levels", "seed")}
+
+
 def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *, log=print) -> dict:
     """Run every configuration of every experiment, skipping those whose result file exists (resume).
 
@@ -209,6 +213,11 @@ def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *,
 
     rank, _, distributed = distributed_info()
     done = {r.key: load_result(out, r) for e in experiments for r in e.runs}
+    current = _comparable(asdict(settings))
+    for key, res in done.items():
+        if res is not None and _comparable(res.get("settings", {})) != current:
+            raise ValueError(f"{out} holds run {key} trained with other settings ({_comparable(res.get('settings', {}))} "
+                             f"vs {current}); resume with the same options or choose another --out")
     todo = [(e, r) for e in experiments for r in e.runs if done[r.key] is None]
     skipped = len(done) - len(todo)
     if skipped and rank == 0:
