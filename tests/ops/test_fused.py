@@ -115,13 +115,21 @@ def test_labels_out_of_range(backend, bad):
     _compare(x.detach(), y, torch.float32)  # nothing stale after the error
 
 
-def test_multi_task_layout(backend):
-    """Volumes spanning several parallel tasks and inner blocks, sizes not multiples of either."""
-    B, C, N = 2, 3, 3 * 16384 + 37
-    x = torch.randn(B, C, N) * 4
-    y = torch.randint(0, C, (B, N))
-    _compare(x, y, torch.float32, phi="I")
-    _compare(x, y, torch.float32, phi="BCI", activation="sigmoid")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_multi_task_layout(backend, threads, monkeypatch):
+    """Volumes spanning several tasks and inner blocks, sizes not multiples of either, on 1 and 2 threads."""
+    monkeypatch.setattr(cpu, "MIN_PARALLEL_LOGITS", 0)  # thread even this small volume
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for C in (2, 3):
+            B, N = 2, 3 * 16384 + 37
+            x = torch.randn(B, C, N) * 4
+            y = torch.randint(0, C, (B, N))
+            _compare(x, y, torch.float32, phi="I", mask=torch.rand(B, 1, N))
+            _compare(x, y, torch.float32, phi="BCI", activation="sigmoid")
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_many_classes_wide_labels(backend):

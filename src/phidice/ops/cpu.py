@@ -77,6 +77,7 @@ def _executor(workers: int):
 
 
 PIECES_PER_THREAD = 4
+MIN_PARALLEL_LOGITS = 1 << 19  # below ~0.7 ms of work, waking a second thread costs more than it saves
 
 
 def _take(kernel, head, tail, bounds, counter) -> None:
@@ -90,8 +91,9 @@ def _run(kernel, tasks: int, head: tuple, tail: tuple) -> None:
     The tasks are cut into a few pieces per thread that the threads take in turn, so that a thread the
     OS preempts (a shared machine, torch's own threads) delays the call by one piece, not by half of it.
     """
+    x = head[0]
     n = max(1, min(torch.get_num_threads(), tasks))
-    if n == 1:
+    if n == 1 or x.size < MIN_PARALLEL_LOGITS:
         kernel(*head, 0, tasks, *tail)
         return
     pieces = min(tasks, n * PIECES_PER_THREAD)
