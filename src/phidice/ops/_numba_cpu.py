@@ -329,3 +329,30 @@ def sigmoid_backward(x, lab, mask, gi, gp, offset, t0, t1, chunk, blk, zero, gra
                     if mask is not None:
                         g *= mf[j]
                     gr[j] = g * t * r * r
+
+
+# Parallel drivers: numba's thread pool runs the task pieces [bounds[i], bounds[i + 1]) of a serial kernel.
+
+
+@numba.njit(parallel=True, **_JIT)
+def softmax_forward_par(x, lab, mask, lab_out, bounds, chunk, blk, zero, out, rng):
+    for i in numba.prange(len(bounds) - 1):
+        softmax_forward(x, lab, mask, lab_out, bounds[i], bounds[i + 1], chunk, blk, zero, out, rng)
+
+
+@numba.njit(parallel=True, **_JIT)
+def softmax_backward_par(x, lab, mask, gi, gp, bounds, chunk, blk, zero, grad):
+    for i in numba.prange(len(bounds) - 1):
+        softmax_backward(x, lab, mask, gi, gp, bounds[i], bounds[i + 1], chunk, blk, zero, grad)
+
+
+@numba.njit(parallel=True, **_JIT)
+def sigmoid_forward_par(x, lab, mask, lab_out, offset, bounds, chunk, blk, zero, out, rng):
+    for i in numba.prange(len(bounds) - 1):
+        sigmoid_forward(x, lab, mask, lab_out, offset, bounds[i], bounds[i + 1], chunk, blk, zero, out, rng)
+
+
+@numba.njit(parallel=True, **_JIT)
+def sigmoid_backward_par(x, lab, mask, gi, gp, offset, bounds, chunk, blk, zero, grad):
+    for i in numba.prange(len(bounds) - 1):
+        sigmoid_backward(x, lab, mask, gi, gp, offset, bounds[i], bounds[i + 1], chunk, blk, zero, grad)
