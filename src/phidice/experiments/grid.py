@@ -28,8 +28,9 @@ from phidice.experiments.unet import UNet2D
 class GridSettings:
     """Training settings shared by every run of a grid.
 
-    Each run sees ``images`` training images, i.e. ceil(images / B) steps, so that every B gets the same
-    number of epochs; ``iterations`` (when set) fixes the number of steps instead.
+    Each run sees ``images`` training images, i.e. ceil(images / global batch) steps, so that every B gets
+    the same number of epochs; under torchrun the global batch is B × ranks (B is per rank). ``iterations``
+    (when set) fixes the number of steps instead.
     """
 
     images: int = 1600
@@ -42,8 +43,8 @@ class GridSettings:
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
-    def steps(self, batch_size: int) -> int:
-        return self.iterations if self.iterations else -(-self.images // batch_size)
+    def steps(self, global_batch: int) -> int:
+        return self.iterations if self.iterations else -(-self.images // global_batch)
 
 
 @dataclass
@@ -154,7 +155,8 @@ def roc_for(evaluation: dict, cls: int, positive: str) -> dict:
 
 def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -> dict:
     """Train one configuration, evaluate it on the fully labelled validation set, save checkpoint and results."""
-    rank, _, distributed = distributed_info()
+    rank, world, distributed = distributed_info()
+    steps = settings.steps(run.batch_size * world)
     partial = run.labelling == "partial"
     train = exp.train.partial() if partial else exp.train
     eps = epsilon_for(train.labels, train.num_classes) if run.config == "I_eps" else None
@@ -166,7 +168,7 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
         trained = torch.nn.parallel.DistributedDataParallel(model.to(settings.device))
     t0 = time.perf_counter()
     losses = train_model(trained, loss_fn, train.images, train.labels, train.annotated(partial),
-                         batch_size=run.batch_size, iterations=settings.steps(run.batch_size), lr=settings.lr,
+                         batch_size=run.batch_size, iterations=steps, lr=settings.lr,
                          seed=settings.seed, device=settings.device, progress=settings.progress, desc=run.key)
     seconds = time.perf_counter() - t0
     pred = predict(model, exp.val.images, exp.val.num_classes, settings.device)
@@ -176,7 +178,7 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
     positive = next(g for g in ev["groups"] if g != missing_group)
     result = {
         **asdict(run), "key": run.key,
-        "eps": None if eps is None else [float(v) for v in eps], "iterations": settings.steps(run.batch_size),
+        "eps": None if eps is None else [float(v) for v in eps], "iterations": steps,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "device")},
         "train_seconds": seconds, "final_loss": float(np.mean(losses[-25:])) if losses else None,
         "class_names": list(exp.val.class_names), "missing_group": missing_group, "missing_class": cls,
