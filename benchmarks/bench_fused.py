@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -191,7 +192,7 @@ def run_cpu(args) -> str:
         for impl in IMPLS:
             t = times[case, impl]
             lines.append(f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.1f} | {times[case, impl, 'min'] * 1e3:.1f} | "
-                         f"{t / monai:.2f} | {t / nnunet:.2f} | {mem[case, impl]:.2f} |")
+                         f"{t / monai:.2f} | {t / nnunet:.2f} | {_fmt(mem[case, impl])} |")
     header = [
         "### Fused Dice on the CPU (phidice.ops)",
         "",
@@ -209,6 +210,11 @@ def run_cpu(args) -> str:
 
 
 # ---------------------------------------------------------------- CUDA
+
+
+def _fmt(value: float) -> str:
+    """A ratio for the table, or "–" where it was not measured (--no-memory)."""
+    return "–" if math.isnan(value) else f"{value:.2f}"
 
 
 def peak_bandwidth(name: str, override: float | None) -> float | None:
