@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phidice.io import iter_label_files, read_label_image
+from phidice.io import as_label_array, iter_label_files, read_label_image
 
 __all__ = ["EpsilonStats", "epsilon_stats", "estimate_epsilon", "expected_volume"]
 
@@ -223,17 +223,7 @@ def _scale(name, img_spacing, ndim, target_spacing) -> float:
 
 def label_counts(labels: np.ndarray, ignore_index, name: str) -> np.ndarray:
     """Voxels per label value 0..max of one integer label map (``ignore_index`` voxels dropped)."""
-    flat = np.asarray(labels).reshape(-1)
-    if flat.dtype == np.bool_:
-        flat = flat.astype(np.uint8)
-    if not np.issubdtype(flat.dtype, np.integer):
-        if not np.issubdtype(flat.dtype, np.floating):
-            raise TypeError(f"{name}: labels must be integers; got dtype {flat.dtype}")
-        bad = ~np.isfinite(flat) | (flat != np.round(flat))
-        if bad.any():
-            raise ValueError(f"{name} holds non-integer labels (e.g. {flat[bad][0].item()!r}); "
-                             "expected whole-number class indices")
-        flat = flat.astype(np.int64)
+    flat = as_label_array(np.asarray(labels).reshape(-1), name)
     if ignore_index is not None:
         flat = flat[flat != ignore_index]
     if flat.size and flat.min() < 0:

@@ -109,20 +109,25 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, 
     ``ValueError`` names the file and an offending value.
     """
     array, spacing = read_image(path)
+    return as_label_array(array, f"label file {str(path)!r}",
+                          "expected a label map with whole-number class indices"), spacing
+
+
+def as_label_array(array: np.ndarray, what: str, hint: str = "expected whole-number class indices") -> np.ndarray:
+    """``array`` as integer labels: integers as they are, booleans as uint8, floats as int64 when every value
+    is a finite whole number (label maps saved as float are common); otherwise a ``ValueError`` that names
+    ``what`` and an offending value, followed by ``hint``."""
+    array = np.asarray(array)
     if array.dtype == np.bool_:
-        return array.astype(np.uint8), spacing
+        return array.astype(np.uint8)
     if np.issubdtype(array.dtype, np.integer):
-        return array, spacing
+        return array
     if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"label file {str(path)!r} has dtype {array.dtype}, expected integer labels")
+        raise ValueError(f"{what} has dtype {array.dtype}, expected integer labels")
     bad = ~np.isfinite(array) | (array != np.round(array))
     if bad.any():
-        value = array[bad].flat[0]
-        raise ValueError(
-            f"label file {str(path)!r} holds non-integer labels (e.g. {value.item()!r}); "
-            "expected a label map with whole-number class indices"
-        )
-    return array.astype(np.int64), spacing
+        raise ValueError(f"{what} holds non-integer labels (e.g. {array[bad].flat[0].item()!r}); {hint}")
+    return array.astype(np.int64)
 
 
 def iter_label_files(source, *, recursive: bool = False) -> Iterator[Path]:

@@ -78,7 +78,7 @@ def match_cases(pred_dir, gt_dir, *, allow_missing: bool = False) -> tuple[list[
 def read_prediction(path: Path, threshold: float | None) -> tuple[np.ndarray, tuple[float, ...]]:
     """A prediction file as labels: integer (or whole-number float) files as they are; a probability map
     of the foreground with ``threshold`` (``p >= threshold`` → label 1); anything else is an error."""
-    from phidice.io import read_image
+    from phidice.io import as_label_array, read_image
 
     array, spacing = read_image(path)
     if array.dtype == np.bool_:
@@ -90,15 +90,8 @@ def read_prediction(path: Path, threshold: float | None) -> tuple[np.ndarray, tu
         if not np.isfinite(array).all():
             raise ValueError(f"prediction file {str(path)!r} contains NaN or Inf")
         return (array >= threshold).astype(np.uint8), spacing
-    if np.issubdtype(array.dtype, np.integer):
-        return array, spacing
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"prediction file {str(path)!r} has dtype {array.dtype}; expected integer labels")
-    bad = ~np.isfinite(array) | (array != np.round(array))
-    if bad.any():
-        raise ValueError(f"prediction file {str(path)!r} holds non-integer values (e.g. {array[bad].flat[0]!r}): "
-                         "pass --threshold T to binarise a probability map, or save hard labels")
-    return array.astype(np.int64), spacing
+    return as_label_array(array, f"prediction file {str(path)!r}",
+                          "pass --threshold T to binarise a probability map, or save hard labels"), spacing
 
 
 def case_counts(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
