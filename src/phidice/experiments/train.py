@@ -52,10 +52,9 @@ class RunConfig:
 
 def distributed_info() -> tuple[int, int, bool]:
     """(rank, world size, initialised) of torch.distributed; (0, 1, False) outside torchrun."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), True
-    return 0, 1, False
+    from phidice import distributed
+
+    return distributed.get_rank(), distributed.get_world_size(), distributed.is_initialized()
 
 
 def epsilon_for(labels: np.ndarray, num_classes: int, spacing=None) -> torch.Tensor:

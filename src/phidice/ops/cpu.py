@@ -18,7 +18,7 @@ import os
 import numpy as np
 import torch
 
-from phidice.core.stats import check_label_range
+from phidice.core.stats import check_label_range, label_upper
 
 _kernels = None
 _import_error: str | None = None
@@ -107,11 +107,9 @@ def forward(x, labels, mask, activation):
     zero = np.float32(0)
     if activation == "softmax":
         _run(K.softmax_forward, B * T, (xn, ln, m, lo), (chunk, blk, zero, out, rng))
-        upper = C
     else:
         _run(K.sigmoid_forward, B * T, (xn, ln, m, lo, int(C == 1)), (chunk, blk, zero, out, rng))
-        upper = 2 if C == 1 else C
-    check_label_range(labels, upper, lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
+    check_label_range(labels, label_upper(x, activation), lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
     sums = torch.from_numpy(out.reshape(3, B, T, C).sum(2)).to(torch.float32)
     return sums[0], sums[1], sums[2], narrow
 

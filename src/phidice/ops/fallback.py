@@ -32,8 +32,8 @@ def _chunk(x, labels, mask, s, e, dt):
     return xc, lc, mc
 
 
-def _hit(lc: torch.Tensor, C: int, dt) -> torch.Tensor:
-    """[y = c + offset] for one binary sigmoid channel (C = 1), as (B, 1, n)."""
+def _hit(lc: torch.Tensor, dt) -> torch.Tensor:
+    """[y = 1] for one binary sigmoid channel (C = 1), as (B, 1, n)."""
     return (lc == 1).to(dt).unsqueeze(1)
 
 
@@ -48,7 +48,7 @@ def forward(x: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, ac
         pm = p if mc is None else p * mc.unsqueeze(1)
         acc[1] += pm.sum(-1, dtype=torch.float64)
         if activation == "sigmoid" and C == 1:
-            hit = _hit(lc, C, dt)
+            hit = _hit(lc, dt)
             acc[0] += (pm * hit).sum(-1, dtype=torch.float64)
             acc[2] += (hit if mc is None else hit * mc.unsqueeze(1)).sum(-1, dtype=torch.float64)
         else:
@@ -78,7 +78,7 @@ def backward(x, labels, mask, gi, gp, activation: str) -> torch.Tensor:
         else:
             p = torch.sigmoid(xc)
             if C == 1:
-                hit = _hit(lc, C, dt)
+                hit = _hit(lc, dt)
             else:
                 hit = torch.zeros_like(p).scatter_(1, lc.unsqueeze(1), 1.0)
             d = (gp.unsqueeze(-1) + gi.unsqueeze(-1) * hit) * p * (1 - p)
