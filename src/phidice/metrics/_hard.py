@@ -255,20 +255,23 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
     return stats, ndim
 
 
+def _image_class_index(labels: torch.Tensor, C: int) -> torch.Tensor:
+    """b·C + label for every voxel of a (B, *S) label map: one bincount then counts per (image, class)."""
+    B = labels.shape[0]
+    return labels + (torch.arange(B, device=labels.device) * C).view(B, *([1] * (labels.ndim - 1)))
+
+
+def _count(idx: torch.Tensor, B: int, C: int) -> torch.Tensor:
+    return torch.bincount(idx.flatten(), minlength=B * C).view(B, C)
+
+
 def _label_counts(pred: torch.Tensor, target: torch.Tensor, C: int, valid: torch.Tensor | None) -> DiceStats:
     """Counts of two label maps by one bincount per sum (no one-hot)."""
     B = pred.shape[0]
-    offset = (torch.arange(B, device=pred.device) * C).view(B, *([1] * (pred.ndim - 1)))
-    pi, ti = (pred + offset), (target + offset)
+    pi, ti, same = _image_class_index(pred, C), _image_class_index(target, C), pred == target
     if valid is not None:
-        pi, ti, same = pi[valid], ti[valid], (pred == target)[valid]
-    else:
-        pi, ti, same = pi.flatten(), ti.flatten(), (pred == target).flatten()
-
-    def count(idx):
-        return torch.bincount(idx, minlength=B * C).view(B, C)
-
-    return DiceStats(count(ti[same]), count(pi), count(ti))
+        pi, ti, same = pi[valid], ti[valid], same[valid]
+    return DiceStats(_count(ti[same], B, C), _count(pi, B, C), _count(ti, B, C))
 
 
 def single_counts(x, name: str, *, num_classes=None, threshold=None,
@@ -286,8 +289,7 @@ def single_counts(x, name: str, *, num_classes=None, threshold=None,
         if C == 1:
             counts = (lab == 1).reshape(B, -1).sum(1, keepdim=True)
         else:
-            offset = (torch.arange(B, device=lab.device) * C).view(B, *([1] * (lab.ndim - 1)))
-            counts = torch.bincount((lab + offset).flatten(), minlength=B * C).view(B, C)
+            counts = _count(_image_class_index(lab, C), B, C)
     counts = counts.long()
     if not include_background and counts.shape[1] > 1:
         counts = counts[:, 1:]
