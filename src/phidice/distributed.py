@@ -29,7 +29,7 @@ import torch.distributed as dist
 from phidice.core.stats import DiceStats
 
 __all__ = ["init_from_env", "is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "global_mean", "all_reduce_stats",
-           "gather_batch"]
+           "gather_batch", "gather_rows"]
 
 _warned = False
 
@@ -98,18 +98,39 @@ class _AllReduceSum(torch.autograd.Function):
         return g
 
 
+def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """Every rank's rows of ``x`` (dim 0; counts may differ, 0 included), concatenated in rank order.
+
+    No gradient. Trailing dims are zero-padded to the largest across ranks (every rank must pass the same
+    number of dims). Returns the rows, on ``x``'s device, and each rank's shape. Needs a process group.
+    """
+    device = x.device
+    if dist.get_backend() == "nccl" and not x.is_cuda:  # nccl moves CUDA tensors only
+        device = torch.device("cuda", torch.cuda.current_device())
+    shape = torch.tensor(x.shape, dtype=torch.int64, device=device)
+    shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size())]
+    dist.all_gather(shapes, shape)
+    shapes = [tuple(int(v) for v in s.tolist()) for s in shapes]
+    padded = torch.zeros(tuple(max(dims) for dims in zip(*shapes)), dtype=x.dtype, device=device)
+    padded[tuple(slice(0, n) for n in x.shape)] = x.detach().to(device)
+    parts = [torch.empty_like(padded) for _ in shapes]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: s[0]] for p, s in zip(parts, shapes)]).to(x.device), shapes
+
+
 class _GatherRows(torch.autograd.Function):
-    """Every rank's rows (dim 0, sizes may differ), concatenated in rank order; backward Σ_r then own rows."""
+    """Every rank's (B_r, C, k) rows, concatenated in rank order; backward Σ_r then own rows."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        rows, shapes = gather_rows(x)
+        sizes, classes = [s[0] for s in shapes], {s[1] for s in shapes}
+        if len(classes) > 1 or min(sizes) == 0:
+            raise ValueError(f"sync_batch needs the same number of classes and at least one image on every rank; "
+                             f"got (B, C) per rank = {[s[:2] for s in shapes]}")
         rank = dist.get_rank()
-        padded = x.new_zeros((max(sizes), *x.shape[1:]))
-        padded[: x.shape[0]] = x.detach()
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
         ctx.rows = (sum(sizes[:rank]), sum(sizes[: rank + 1]))
-        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+        return rows
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -172,13 +193,6 @@ def gather_batch(stats: DiceStats, keep: torch.Tensor | None = None) -> tuple[Di
         raise ValueError(f"keep must have shape (B, C) = {tuple(I.shape)}; got {tuple(keep.shape)}")
     if not _active(warn=True):
         return stats, keep
-    shape = torch.tensor(I.shape, dtype=torch.int64, device=I.device)  # (B_r, C)
-    shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size())]
-    dist.all_gather(shapes, shape)
-    sizes, classes = [int(s[0]) for s in shapes], {int(s[1]) for s in shapes}
-    if len(classes) > 1 or min(sizes) == 0:
-        raise ValueError(f"sync_batch needs the same number of classes and at least one image on every rank; "
-                         f"got (B, C) per rank = {[tuple(int(v) for v in s) for s in shapes]}")
     columns = list(stats) + ([] if keep is None else [keep.to(I.dtype)])
-    parts = _GatherRows.apply(torch.stack(columns, dim=-1), sizes).unbind(-1)  # (B_global, C) each
+    parts = _GatherRows.apply(torch.stack(columns, dim=-1)).unbind(-1)  # (B_global, C) each
     return DiceStats(*parts[:3]), (None if keep is None else parts[3] > 0.5)

@@ -91,26 +91,14 @@ class DiceAccumulator:
 
         Images are ordered by rank. Idempotent until the next :meth:`update`; every rank must call it.
         """
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()):
+        from phidice import distributed
+
+        if not distributed.is_initialized():
             return self
         local = self._local_stats() if self._local else None
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else (
-            local.intersection.device if local is not None else torch.device("cpu"))
-        n, c = (0, 0) if local is None else tuple(local.intersection.shape)
-        world = dist.get_world_size()
-        sizes = [torch.zeros(2, dtype=torch.long, device=device) for _ in range(world)]
-        dist.all_gather(sizes, torch.tensor([n, c], dtype=torch.long, device=device))
-        sizes = [tuple(int(v) for v in s.tolist()) for s in sizes]
-        max_n, max_c = max(s[0] for s in sizes), max(s[1] for s in sizes)
-        if max_n == 0:
+        block = torch.zeros((0, 3, 0), dtype=torch.long) if local is None else torch.stack(tuple(local), 1)
+        rows, _ = distributed.gather_rows(block)  # (N, 3, C), classes zero-padded to the largest
+        if rows.shape[0] == 0:
             raise ValueError("DiceAccumulator.sync: no rank has any image")
-        block = torch.zeros((max_n, 3, max_c), dtype=torch.long, device=device)
-        if local is not None:
-            block[:n, :, :c] = torch.stack(tuple(local), 1).to(device)
-        blocks = [torch.empty_like(block) for _ in range(world)]
-        dist.all_gather(blocks, block)
-        rows = torch.cat([b[:s[0]] for b, s in zip(blocks, sizes)], 0)
-        out_device = local.intersection.device if local is not None else torch.device("cpu")
-        self._gathered = DiceStats(*(rows[:, k].to(out_device) for k in range(3)))
+        self._gathered = DiceStats(*rows.unbind(1))
         return self
