@@ -169,6 +169,21 @@ def test_extreme_logits_and_empty_maps(backend):
     _compare(xs, torch.ones_like(y), torch.float32, activation="sigmoid")
 
 
+def test_minus_inf_logits_and_max_in_any_channel(backend):
+    """−inf logits (a class switched off) give probability 0 on both paths, and the softmax's running
+    maximum is right wherever it lies: first, middle or last channel, or tied."""
+    C, N = 5, 40
+    x = torch.randn(2, C, N)
+    for c in range(C):  # voxel block c has its maximum in channel c, by a wide margin
+        x[:, c, c * 8:(c + 1) * 8] += 1000.0 * (c + 1)  # far beyond exp's float32 range
+    x[0, 3] = float("-inf")
+    x[1, :, :4] = 7.0  # ties across all channels
+    y = torch.randint(0, C, (2, N))
+    y[0][y[0] == 3] = 0
+    for phi in ("I", "BCI"):
+        _compare(x, y, torch.float32, phi=phi)
+
+
 def test_all_voxels_ignored(backend):
     x = torch.randn(1, 3, 5, 5)
     y = torch.full((1, 5, 5), 255)

@@ -19,6 +19,7 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
@@ -32,6 +33,25 @@ def _i32_as_f32(typingctx, x):
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _fmax(typingctx, a, b):
+    """llvm.maxnum: max(a, b) as one vector max; NaN loses to a number (a NaN logit still makes its exp NaN).
+
+    Python's ``max`` is a compare-and-select, which LLVM turns into a masked store (vmaskmovps: microcoded
+    and slow on AMD) when the result overwrites one of its operands, as the running maximum does.
+    """
+    if a != b or not isinstance(a, types.Float):
+        return None
+    sig = a(a, b)
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [ty], ir.FunctionType(ty, [ty, ty]))
+        return builder.call(fn, args)
 
     return sig, codegen
 
@@ -122,7 +142,7 @@ def _softmax_block(x, b, j0, n, e, s, zero):
     for c in range(1, C):
         xr = x[b, c, j0:j0 + n]
         for j in range(n):
-            s[j] = max(s[j], xr[j])
+            s[j] = _fmax(s[j], xr[j])
     for c in range(C):
         xr = x[b, c, j0:j0 + n]
         er = e[c]
