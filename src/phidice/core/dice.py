@@ -134,10 +134,11 @@ def subset_terms(
     skipped = is_empty if empty == "skip" else torch.zeros_like(is_empty)
     if kept_phi is not None:
         skipped = skipped | ~kept_phi
-    outer = outer * (~skipped).to(outer.dtype)
+    if empty == "skip" or kept_phi is not None:
+        outer = outer * (~skipped).to(outer.dtype)
     if reduction == "mean":
         total = outer.sum()
-        outer = outer / torch.where(total > 0, total, torch.ones_like(total))
+        outer = outer / torch.where(total > 0, total, 1.0)
     return SubsetTerms(numerator, denominator, outer, is_empty, skipped, inner)
 
 
@@ -158,7 +159,7 @@ def check_config(*, phi, empty, reduction, weighting) -> Phi:
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """N/D, with 0/0 (ε = 0 and nothing predicted nor labelled) read as a perfect score of 1."""
     ok = den > 0
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.ones_like(num))
+    return torch.where(ok, num / torch.where(ok, den, 1.0), 1.0)
 
 
 def loss_from_stats(
