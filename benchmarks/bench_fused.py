@@ -1,7 +1,10 @@
 """Fused one-hot-free Dice (phidice.ops) against the reference path, MONAI and nnU-Net: time and extra memory.
 
 CPU (default): in one process, forward+backward of each implementation is timed in interleaved rounds
-(median of ``--repeats``) with ``torch.set_num_threads(--threads)``. Extra peak memory is measured in a
+(median of ``--repeats``) with ``torch.set_num_threads(--threads)``, under three heap protocols (``HEAPS``):
+glibc returns freed memory to the system lazily, so with its defaults a step can pay for trimming memory the
+previous implementation freed (strace showed 11–19 ms ``brk`` calls inside a fused backward that frees
+1.7 MB); ``trimmed`` makes each step pay for exactly its own memory, ``warm`` for none. Extra peak memory is measured in a
 fresh subprocess per (implementation, case) after a small warm-up: the peak RSS is reset
 (/proc/self/clear_refs), then VmHWM − VmRSS across one forward+backward, gradient included, reported as a
 multiple of the logits' size. The Markdown table goes to ``--out`` and stdout.
@@ -118,28 +121,75 @@ def measure_memory(impl: str, case: str, threads: int) -> float:
     return json.loads(out.strip().splitlines()[-1])["extra"]
 
 
-def time_cpu(cases, impls, repeats: int, warmup: int = 2):
-    """{(case, impl): median seconds}, all implementations interleaved round by round in this process."""
+HEAPS = {
+    "glibc": "glibc's defaults: a step may pay for trimming memory an earlier step freed",
+    "trimmed": "malloc_trim(0) before every step: each step faults in, and gives back, only its own memory",
+    "warm": "no trimming, no mmap (mallopt): freed pages are reused, as a caching allocator does",
+}
+
+
+class Heap:
+    """glibc's allocator, set per timing protocol (see HEAPS); inert where libc is not glibc."""
+
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+    def __init__(self):
+        import ctypes
+
+        try:
+            self.libc = ctypes.CDLL("libc.so.6")
+            self.libc.malloc_trim, self.libc.mallopt  # noqa: B018 - both must exist
+        except (OSError, AttributeError):
+            self.libc = None
+
+    def set(self, mode: str) -> bool:
+        """Switch to ``mode``; False where it cannot be set here (then only "glibc" is timed)."""
+        if mode == "glibc":
+            return True
+        if self.libc is None:
+            return False
+        if mode == "warm":  # one-way: the dynamic mmap threshold does not come back, so time it last
+            self.libc.mallopt(self.M_MMAP_MAX, 0)
+            self.libc.mallopt(self.M_TRIM_THRESHOLD, 2**31 - 1)
+        return True
+
+    def before_step(self, mode: str) -> None:
+        if mode == "trimmed":
+            self.libc.malloc_trim(0)
+
+
+def time_cpu(cases, impls, repeats: int, heaps=tuple(HEAPS), warmup: int = 2):
+    """{(case, impl, heap): median seconds} (and "min"), implementations interleaved round by round.
+
+    Every protocol of ``heaps`` runs in this process, in that order (``warm`` last: it cannot be undone).
+    The previous step's gradient is freed before the clock starts, so no step pays for another's.
+    """
     from tqdm import tqdm
 
+    heap = Heap()
     results = {}
-    for case in cases:
-        shape, dtype = parse_case(case)
-        x, y = make_inputs(shape, dtype)
-        fns = {impl: make_loss(impl) for impl in impls}
-        for fn in fns.values():
-            for _ in range(warmup):
-                step(fn, x, y)
-        times = {impl: [] for impl in impls}
-        for _ in tqdm(range(repeats), desc=f"time {case}", leave=False):
-            for impl, fn in fns.items():
-                t0 = time.perf_counter()
-                step(fn, x, y)
-                times[impl].append(time.perf_counter() - t0)
-        for impl in impls:
-            results[case, impl] = statistics.median(times[impl])
-            results[case, impl, "min"] = min(times[impl])
-        del x, y
+    for mode in heaps:
+        if not heap.set(mode):
+            continue
+        for case in cases:
+            shape, dtype = parse_case(case)
+            x, y = make_inputs(shape, dtype)
+            fns = {impl: make_loss(impl) for impl in impls}
+            for fn in fns.values():
+                for _ in range(warmup):
+                    step(fn, x, y)
+            times = {impl: [] for impl in impls}
+            for _ in tqdm(range(repeats), desc=f"time {case} ({mode})", leave=False):
+                for impl, fn in fns.items():
+                    x.grad = None
+                    heap.before_step(mode)
+                    t0 = time.perf_counter()
+                    fn(x, y).backward()
+                    times[impl].append(time.perf_counter() - t0)
+            for impl in impls:
+                results[case, impl, mode] = statistics.median(times[impl])
+                results[case, impl, mode, "min"] = min(times[impl])
+            del x, y
     return results
 
 
@@ -174,25 +224,26 @@ def write_atomic(path: Path, text: str) -> None:
 def run_cpu(args) -> str:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    times = time_cpu(args.cases, IMPLS, args.repeats)
+    times = time_cpu(args.cases, IMPLS, args.repeats, heaps=args.heaps)
     load_after = os.getloadavg()[0]
+    heaps = [h for h in args.heaps if (args.cases[0], IMPLS[0], h) in times]
     from tqdm import tqdm
 
     mem = {}
     for case in args.cases:
         for impl in tqdm(IMPLS, desc=f"memory {case}", leave=False):
             mem[case, impl] = measure_memory(impl, case, args.threads) if not args.no_memory else float("nan")
-    lines = [
-        "| case (B, C, *S) fp32 | implementation | fwd+bwd ms (median) | min ms | × MONAI | × nnU-Net | "
-        "extra peak (× logits) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+    cols = "".join(f" {h}: ms (min) | × MONAI | × nnU-Net |" for h in heaps)
+    lines = [f"| case (B, C, *S) fp32 | implementation |{cols} extra peak (× logits) |",
+             "|---|---|" + "---:|---:|---:|" * len(heaps) + "---:|"]
     for case in args.cases:
-        monai, nnunet = times[case, "MONAI DiceLoss"], times[case, "nnU-Net MemEffSoftDice"]
         for impl in IMPLS:
-            t = times[case, impl]
-            lines.append(f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.1f} | {times[case, impl, 'min'] * 1e3:.1f} | "
-                         f"{t / monai:.2f} | {t / nnunet:.2f} | {_fmt(mem[case, impl])} |")
+            cells = ""
+            for h in heaps:
+                t = times[case, impl, h]
+                monai, nnunet = times[case, "MONAI DiceLoss", h], times[case, "nnU-Net MemEffSoftDice", h]
+                cells += f" {t * 1e3:.1f} ({times[case, impl, h, 'min'] * 1e3:.1f}) | {t / monai:.2f} | {t / nnunet:.2f} |"
+            lines.append(f"| {case.replace(',', ', ')} | {impl} |{cells} {_fmt(mem[case, impl])} |")
     header = [
         "### Fused Dice on the CPU (phidice.ops)",
         "",
@@ -201,9 +252,11 @@ def run_cpu(args) -> str:
         f"- versions: {versions()}",
         f"- date: {datetime.datetime.now().isoformat(timespec='minutes')}; 1-min load average {load_before:.2f} "
         f"before timing, {load_after:.2f} after (a shared machine: above ~0.5 the numbers are disturbed)",
-        f"- time: median of {args.repeats} interleaved rounds of forward+backward, same process; extra peak: "
-        "VmHWM − VmRSS across one forward+backward (gradient included) in a fresh process after a warm-up, "
-        "peak reset via /proc/self/clear_refs; Φ = I, ε = 1e-5 everywhere",
+        f"- time: median (and minimum) of {args.repeats} interleaved rounds of forward+backward, same process, "
+        "the previous gradient freed before the clock starts; one column group per heap protocol:",
+        *[f"  - `{h}`: {HEAPS[h]}" for h in heaps],
+        "- extra peak: VmHWM − VmRSS across one forward+backward (gradient included) in a fresh process after a "
+        "warm-up, peak reset via /proc/self/clear_refs; Φ = I, ε = 1e-5 everywhere",
         "",
     ]
     return "\n".join(header + lines) + "\n"
@@ -305,12 +358,16 @@ def main(argv=None) -> int:
     p.add_argument("--cases", nargs="+", default=CPU_CASES, help="B,C,S1[,S2,S3][:bf16|fp16]")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--heaps", nargs="+", choices=list(HEAPS), default=list(HEAPS),
+                   help="CPU heap protocols to time, in this order ('warm' cannot be undone: keep it last)")
     p.add_argument("--peak-bw", type=float, default=None, help="GPU peak bandwidth in GB/s (else from the name)")
     p.add_argument("--memory-child", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child, args.threads)
         return 0
+    if "warm" in args.heaps and args.heaps[-1] != "warm":
+        p.error("--heaps: 'warm' must come last (glibc cannot undo it)")
     if args.repeats < 10:
         p.error("--repeats must be ≥ 10 (median of at least 10 runs)")
     text = run_cuda(args) if args.device == "cuda" else run_cpu(args)
