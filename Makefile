@@ -34,7 +34,7 @@ test-all: $(TESTDEPS)
 	$(PY) -m pytest -n 2 -q --runslow
 
 bench: $(TESTDEPS)
-	$(PY) benchmarks/bench_fused.py --repeats 15
+	$(PY) benchmarks/bench_fused.py --repeats 21
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
