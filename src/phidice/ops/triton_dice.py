@@ -18,6 +18,12 @@ import triton.language as tl
 
 
 @triton.jit
+def _rows(offs_c, N):
+    """Element offsets of the class rows (BLOCK_C, 1), in int64: C·N may pass 2^31 in large 3D volumes."""
+    return offs_c.to(tl.int64)[:, None] * N
+
+
+@triton.jit
 def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                    BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
     """Per voxel: the max over classes and Σ_c exp(x_c − max), by an online pass over class chunks."""
@@ -26,7 +32,7 @@ def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.c
     for ci in range(NUM_CHUNKS):
         offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = offs_c < C
-        xt = tl.load(x_base + offs_c[:, None] * N + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
+        xt = tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
                      other=0.0).to(ACC)
         xt = tl.where(cmask[:, None], xt, float("-inf"))
         new_mx = tl.maximum(mx, tl.max(xt, 0))
@@ -56,7 +62,7 @@ def _fwd_kernel(x_ptr, lab_ptr, mask_ptr, part_ptr, C, N, NB,
     for ci in range(NUM_CHUNKS):
         offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = offs_c < C
-        xt = tl.load(x_base + offs_c[:, None] * N + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
+        xt = tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
                      other=0.0).to(ACC)
         if SOFTMAX:
             p = tl.exp(xt - mx[None, :]) * scale[None, :]
@@ -91,7 +97,7 @@ def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
         for ci in range(NUM_CHUNKS):  # Σ_k p_k g_k
             offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
             cmask = offs_c < C
-            xt = tl.load(x_base + offs_c[:, None] * N + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
+            xt = tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
                          other=0.0).to(ACC)
             p = tl.where(cmask[:, None], tl.exp(xt - mx[None, :]) * inv[None, :], 0.0)
             gp = tl.load(gp_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
@@ -101,9 +107,9 @@ def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
     for ci in range(NUM_CHUNKS):
         offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = offs_c < C
-        io = offs_c[:, None] * N + offs_n[None, :]
+        rows = _rows(offs_c, N)
         both = cmask[:, None] & nmask[None, :]
-        xt = tl.load(x_base + io, mask=both, other=0.0).to(ACC)
+        xt = tl.load(x_base + rows + offs_n[None, :], mask=both, other=0.0).to(ACC)
         gp = tl.load(gp_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
         gi = tl.load(gi_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
         g = gp[:, None] + tl.where(lab[None, :] == (offs_c[:, None] + OFFSET), gi[:, None], 0.0)
@@ -113,12 +119,12 @@ def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
         else:
             p = tl.sigmoid(xt)
             d = m[None, :] * g * p * (1.0 - p)
-        tl.store(g_base + io, d.to(grad_ptr.dtype.element_ty), mask=both)
+        tl.store(g_base + rows + offs_n[None, :], d.to(grad_ptr.dtype.element_ty), mask=both)
 
 
 def _config(C: int, dtype: torch.dtype) -> dict:
     block_c = min(triton.next_power_of_2(C), 16)
-    block_n = max(64, min(1024, 4096 // block_c))
+    block_n = max(64, min(1024, (2048 if dtype == torch.float64 else 4096) // block_c))  # fp64: half, or ~240 registers
     return dict(ACC=tl.float64 if dtype == torch.float64 else tl.float32, BLOCK_C=block_c, BLOCK_N=block_n,
                 NUM_CHUNKS=triton.cdiv(C, block_c), num_warps=4)
 
@@ -127,9 +133,15 @@ def _mask_arg(mask, x):
     return (mask.contiguous(), True) if mask is not None else (x, False)  # x: an unused valid pointer
 
 
+def _check_size(N: int) -> None:
+    if N >= 2**31:  # voxel offsets within an image are int32 in the kernels
+        raise ValueError(f"the Triton kernels take at most 2^31 − 1 voxels per image; got {N}: use fused=False")
+
+
 def forward(x, labels, mask, activation):
     """(intersection, pred_sum, target_sum) (B, C) for logits x (B, C, N), labels (B, N), mask (B, N)."""
     B, C, N = x.shape
+    _check_size(N)
     cfg = _config(C, x.dtype)
     NB = triton.cdiv(N, cfg["BLOCK_N"])
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
