@@ -248,3 +248,17 @@ def test_torch_compile_does_not_crash():
     ref = phidice.dice_loss(x.detach(), y, phi="BCI", fused=False)
     torch.testing.assert_close(loss.detach(), ref, rtol=1e-5, atol=1e-6)
     assert torch.isfinite(x.grad).all()
+
+
+def test_double_backward_raises_instead_of_a_silent_zero(backend):
+    """create_graph=True still gives first-order gradients; differentiating them again is an error, since the
+    kernels' gradient has no graph (it would otherwise read as a constant)."""
+    x = torch.randn(2, 3, 6, 5, requires_grad=True)
+    y = torch.randint(0, 3, (2, 6, 5))
+    g, = torch.autograd.grad(phidice.dice_loss(x, y, fused=True), x, create_graph=True)
+    g0, = torch.autograd.grad(phidice.dice_loss(x, y, fused=False), x)
+    torch.testing.assert_close(g.detach(), g0, rtol=1e-5, atol=1e-7)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        g.sum().backward()
+    with pytest.raises(RuntimeError, match="not have been used in the graph"):  # no path back to x at all
+        torch.autograd.grad(g.sum(), x)

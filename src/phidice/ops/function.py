@@ -12,6 +12,7 @@ recomputed voxel by voxel from the logits — neither a one-hot nor the probabil
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 
 class FusedDiceStats(torch.autograd.Function):
@@ -26,6 +27,7 @@ class FusedDiceStats(torch.autograd.Function):
         return inter, pred, tgt
 
     @staticmethod
+    @once_differentiable  # the kernels' gradient has no graph: a second derivative raises instead of reading 0
     def backward(ctx, g_inter, g_pred, g_tgt):
         logits, labels, mask = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
