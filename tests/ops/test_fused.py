@@ -262,3 +262,11 @@ def test_double_backward_raises_instead_of_a_silent_zero(backend):
         g.sum().backward()
     with pytest.raises(RuntimeError, match="not have been used in the graph"):  # no path back to x at all
         torch.autograd.grad(g.sum(), x)
+
+
+def test_channels_last_logits(backend):
+    """Logits in channels_last_3d order are copied to (B, C, voxels) first and give the same numbers."""
+    x = torch.randn(2, 3, 5, 6, 7).to(memory_format=torch.channels_last_3d)
+    y = torch.randint(0, 3, (2, 5, 6, 7))
+    assert not x.is_contiguous()
+    _compare(x, y, torch.float32, phi="BI")
