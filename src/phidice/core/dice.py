@@ -25,8 +25,8 @@ class SubsetTerms(NamedTuple):
     numerator: torch.Tensor  # N_φ = 2 Σ v·I + ε_nr
     denominator: torch.Tensor  # D_φ = Σ v·(P + Y) + ε_dr
     weight: torch.Tensor  # ω_φ (normalised for "mean", raw for "sum"; 0 for skipped φ)
-    empty: torch.Tensor  # bool: Σ_φ y == 0
-    skipped: torch.Tensor  # bool: φ dropped from the mean (empty="skip" and empty)
+    empty: torch.Tensor | None  # bool: Σ_φ y == 0 (None when neither eps_empty nor empty="skip" needs it)
+    skipped: torch.Tensor | None  # bool: φ dropped from the mean (None: none can be)
     inner: torch.Tensor  # v, broadcastable to (B, C)
 
 
@@ -124,21 +124,24 @@ def subset_terms(
 
         outer = (ones if class_weights is None else as_row(class_weights)).expand_as(target_sum)
 
-    is_empty = target_sum == 0
+    is_empty = target_sum == 0 if (eps_empty is not None or empty == "skip") else None
     en, ed = eps_phi(eps_nr), eps_phi(eps_dr)
     if eps_empty is not None:
         ee = eps_phi(eps_empty)
         en, ed = torch.where(is_empty, ee, en), torch.where(is_empty, ee, ed)
-    numerator = 2 * inter + en
+    numerator = torch.add(en, inter, alpha=2)  # 2·I + ε_nr in one operation
     denominator = den + ed
-    skipped = is_empty if empty == "skip" else torch.zeros_like(is_empty)
+    skipped = is_empty if empty == "skip" else None
     if kept_phi is not None:
-        skipped = skipped | ~kept_phi
-    if empty == "skip" or kept_phi is not None:
+        skipped = ~kept_phi if skipped is None else skipped | ~kept_phi
+    if skipped is not None:
         outer = outer * (~skipped).to(outer.dtype)
     if reduction == "mean":
-        total = outer.sum()
-        outer = outer / torch.where(total > 0, total, 1.0)
+        if skipped is None and (phi.sums_classes or class_weights is None):  # equal weights
+            outer = torch.full_like(target_sum, 1.0 / target_sum.numel())
+        else:
+            total = outer.sum()
+            outer = outer / torch.where(total > 0, total, 1.0)
     return SubsetTerms(numerator, denominator, outer, is_empty, skipped, inner)
 
 
@@ -213,7 +216,7 @@ def resolve_options(stats: DiceStats, num_channels: int, include_background: boo
 def _reduce(terms: SubsetTerms, reduction: str) -> torch.Tensor:
     per_subset = 1 - _safe_ratio(terms.numerator, terms.denominator)
     if reduction == "none":
-        return per_subset.masked_fill(terms.skipped, 0.0)
+        return per_subset if terms.skipped is None else per_subset.masked_fill(terms.skipped, 0.0)
     return (terms.weight * per_subset).sum()
 
 
