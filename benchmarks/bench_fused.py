@@ -7,7 +7,9 @@ previous implementation freed (strace showed 11–19 ms ``brk`` calls inside a f
 1.7 MB); ``trimmed`` makes each step pay for exactly its own memory, ``warm`` for none. Extra peak memory is measured in a
 fresh subprocess per (implementation, case) after a small warm-up: the peak RSS is reset
 (/proc/self/clear_refs), then VmHWM − VmRSS across one forward+backward, gradient included, reported as a
-multiple of the logits' size. The Markdown table goes to ``--out`` and stdout.
+multiple of the logits' size. The Markdown table goes to ``--out``, stdout and BENCHMARKS.md (between its
+``<!-- bench_fused:cpu-2threads:start/end -->`` markers, per thread count and ``cuda``; ``--no-benchmarks-md``
+leaves it alone).
 
     .venv/bin/python benchmarks/bench_fused.py                   # CPU → benchmarks/results/fused_cpu.md
     .venv/bin/python benchmarks/bench_fused.py --device cuda     # GPU → benchmarks/results/fused_cuda.md
@@ -350,6 +352,23 @@ def run_cuda(args) -> str:
     return "\n".join(header + lines) + "\n"
 
 
+def update_benchmarks_md(path: Path, key: str, text: str) -> bool:
+    """Replace the region between the ``bench_fused:<key>`` markers in ``path`` (BENCHMARKS.md) with ``text``.
+
+    ``key`` is "cuda" or "cpu-<n>threads". False, touching nothing, when the file or its markers are missing.
+    """
+    start, end = f"<!-- bench_fused:{key}:start -->", f"<!-- bench_fused:{key}:end -->"
+    if not path.is_file():
+        return False
+    doc = path.read_text()
+    i, j = doc.find(start), doc.find(end)
+    if i < 0 or j < i:
+        return False
+    body = text.replace("### Fused Dice on the", "#### Latest run: fused Dice on the", 1)
+    write_atomic(path, doc[:i + len(start)] + "\n" + body + doc[j:])
+    return True
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -361,6 +380,9 @@ def main(argv=None) -> int:
     p.add_argument("--heaps", nargs="+", choices=list(HEAPS), default=list(HEAPS),
                    help="CPU heap protocols to time, in this order ('warm' cannot be undone: keep it last)")
     p.add_argument("--peak-bw", type=float, default=None, help="GPU peak bandwidth in GB/s (else from the name)")
+    p.add_argument("--benchmarks-md", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md",
+                   help="also write the table into this file, between its bench_fused:<device> markers")
+    p.add_argument("--no-benchmarks-md", action="store_true", help="leave BENCHMARKS.md alone")
     p.add_argument("--memory-child", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -374,6 +396,12 @@ def main(argv=None) -> int:
     out = args.out or Path(__file__).parent / "results" / f"fused_{args.device}.md"
     write_atomic(out, text)
     print(text)
+    if not args.no_benchmarks_md:
+        key = "cuda" if args.device == "cuda" else f"cpu-{args.threads}threads"
+        if update_benchmarks_md(args.benchmarks_md, key, text):
+            print(f"(table written into {args.benchmarks_md})")
+        else:
+            print(f"({args.benchmarks_md} has no bench_fused:{key} markers; only {out} was written)")
     return 0
 
 

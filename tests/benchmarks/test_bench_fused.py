@@ -24,10 +24,17 @@ def _load():
 def test_cpu_table_has_every_implementation_and_heap(tmp_path):
     bench = _load()
     out = tmp_path / "fused.md"
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# B\n\nbefore\n<!-- bench_fused:cpu-2threads:start -->\nold table\n"
+                  "<!-- bench_fused:cpu-2threads:end -->\nafter\n")
     # "warm" is left out: it changes this (shared) test process's allocator for good
     assert bench.main(["--cases", "1,2,8,8", "--repeats", "10", "--no-memory", "--heaps", "glibc", "trimmed",
-                       "--out", str(out)]) == 0
+                       "--out", str(out), "--benchmarks-md", str(md)]) == 0
     text = out.read_text()
+    doc = md.read_text()  # the region between the markers is the new table, the rest untouched
+    assert doc.startswith("# B\n\nbefore\n<!-- bench_fused:cpu-2threads:start -->\n#### Latest run")
+    assert "old table" not in doc and doc.endswith("<!-- bench_fused:cpu-2threads:end -->\nafter\n")
+    assert text.split("\n", 1)[1] in doc
     rows = [line for line in text.splitlines() if line.startswith("| 1, 2, 8, 8 |")]
     assert [row.split("|")[2].strip() for row in rows] == bench.IMPLS
     for row in rows:
@@ -48,3 +55,12 @@ def test_warm_must_come_last():
     bench = _load()
     with pytest.raises(SystemExit):
         bench.main(["--heaps", "warm", "glibc", "--no-memory"])
+
+
+def test_benchmarks_md_without_markers_is_left_alone(tmp_path):
+    bench = _load()
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("no markers here\n")
+    assert not bench.update_benchmarks_md(md, "cpu-2threads", "### table\n")
+    assert md.read_text() == "no markers here\n"
+    assert not bench.update_benchmarks_md(tmp_path / "missing.md", "cuda", "### table\n")
