@@ -24,6 +24,36 @@ def _rows(offs_c, N):
 
 
 @triton.jit
+def _voxel_block(lab_ptr, mask_ptr, N, HAS_MASK: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's image b, block nb, voxel offsets and validity, labels and mask (1 where no mask)."""
+    b = tl.program_id(0).to(tl.int64)
+    nb = tl.program_id(1)
+    offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = offs_n < N
+    lab = tl.load(lab_ptr + b * N + offs_n, mask=nmask, other=-1).to(tl.int32)
+    if HAS_MASK:
+        m = tl.load(mask_ptr + b * N + offs_n, mask=nmask, other=0.0).to(ACC)
+    else:
+        m = nmask.to(ACC)
+    return b, nb, offs_n, nmask, lab, m
+
+
+@triton.jit
+def _load_tile(x_base, offs_c, cmask, offs_n, nmask, N, ACC: tl.constexpr):
+    """Logits of one class chunk × voxel block, in ACC, 0 outside the valid classes and voxels."""
+    return tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
+                   other=0.0).to(ACC)
+
+
+@triton.jit
+def _class_grad(gp_ptr, gi_ptr, b, C, offs_c, cmask, lab, OFFSET: tl.constexpr, ACC: tl.constexpr):
+    """g_c = ∂L/∂P[b, c] + ∂L/∂I[b, c]·[y = c + OFFSET] for one class chunk × voxel block."""
+    gp = tl.load(gp_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
+    gi = tl.load(gi_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
+    return gp[:, None] + tl.where(lab[None, :] == (offs_c[:, None] + OFFSET), gi[:, None], 0.0)
+
+
+@triton.jit
 def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                    BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
     """Per voxel: the max over classes and Σ_c exp(x_c − max), by an online pass over class chunks."""
@@ -32,8 +62,7 @@ def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.c
     for ci in range(NUM_CHUNKS):
         offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = offs_c < C
-        xt = tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
-                     other=0.0).to(ACC)
+        xt = _load_tile(x_base, offs_c, cmask, offs_n, nmask, N, ACC)
         xt = tl.where(cmask[:, None], xt, float("-inf"))
         new_mx = tl.maximum(mx, tl.max(xt, 0))
         s = s * tl.exp(mx - new_mx) + tl.sum(tl.exp(xt - new_mx[None, :]), 0)
@@ -45,15 +74,7 @@ def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.c
 def _fwd_kernel(x_ptr, lab_ptr, mask_ptr, part_ptr, C, N, NB,
                 HAS_MASK: tl.constexpr, SOFTMAX: tl.constexpr, OFFSET: tl.constexpr, ACC: tl.constexpr,
                 BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    nb = tl.program_id(1)
-    offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = offs_n < N
-    lab = tl.load(lab_ptr + b * N + offs_n, mask=nmask, other=-1).to(tl.int32)
-    if HAS_MASK:
-        m = tl.load(mask_ptr + b * N + offs_n, mask=nmask, other=0.0).to(ACC)
-    else:
-        m = nmask.to(ACC)
+    b, nb, offs_n, nmask, lab, m = _voxel_block(lab_ptr, mask_ptr, N, HAS_MASK, ACC, BLOCK_N)
     x_base = x_ptr + b * C * N
     if SOFTMAX:
         mx, s = _softmax_stats(x_base, offs_n, nmask, C, N, ACC, BLOCK_C, BLOCK_N, NUM_CHUNKS)
@@ -62,8 +83,7 @@ def _fwd_kernel(x_ptr, lab_ptr, mask_ptr, part_ptr, C, N, NB,
     for ci in range(NUM_CHUNKS):
         offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = offs_c < C
-        xt = tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
-                     other=0.0).to(ACC)
+        xt = _load_tile(x_base, offs_c, cmask, offs_n, nmask, N, ACC)
         if SOFTMAX:
             p = tl.exp(xt - mx[None, :]) * scale[None, :]
         else:
@@ -79,15 +99,7 @@ def _fwd_kernel(x_ptr, lab_ptr, mask_ptr, part_ptr, C, N, NB,
 def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
                 HAS_MASK: tl.constexpr, SOFTMAX: tl.constexpr, OFFSET: tl.constexpr, ACC: tl.constexpr,
                 BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    nb = tl.program_id(1)
-    offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = offs_n < N
-    lab = tl.load(lab_ptr + b * N + offs_n, mask=nmask, other=-1).to(tl.int32)
-    if HAS_MASK:
-        m = tl.load(mask_ptr + b * N + offs_n, mask=nmask, other=0.0).to(ACC)
-    else:
-        m = nmask.to(ACC)
+    b, nb, offs_n, nmask, lab, m = _voxel_block(lab_ptr, mask_ptr, N, HAS_MASK, ACC, BLOCK_N)
     x_base = x_ptr + b * C * N
     g_base = grad_ptr + b * C * N
     if SOFTMAX:
@@ -97,29 +109,23 @@ def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
         for ci in range(NUM_CHUNKS):  # Σ_k p_k g_k
             offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
             cmask = offs_c < C
-            xt = tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
-                         other=0.0).to(ACC)
+            xt = _load_tile(x_base, offs_c, cmask, offs_n, nmask, N, ACC)
             p = tl.where(cmask[:, None], tl.exp(xt - mx[None, :]) * inv[None, :], 0.0)
-            gp = tl.load(gp_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
-            gi = tl.load(gi_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
-            g = gp[:, None] + tl.where(lab[None, :] == offs_c[:, None], gi[:, None], 0.0)
+            g = _class_grad(gp_ptr, gi_ptr, b, C, offs_c, cmask, lab, OFFSET, ACC)  # OFFSET is 0 with softmax
             dot += tl.sum(p * g, 0)
     for ci in range(NUM_CHUNKS):
         offs_c = ci * BLOCK_C + tl.arange(0, BLOCK_C)
         cmask = offs_c < C
-        rows = _rows(offs_c, N)
-        both = cmask[:, None] & nmask[None, :]
-        xt = tl.load(x_base + rows + offs_n[None, :], mask=both, other=0.0).to(ACC)
-        gp = tl.load(gp_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
-        gi = tl.load(gi_ptr + b * C + offs_c, mask=cmask, other=0.0).to(ACC)
-        g = gp[:, None] + tl.where(lab[None, :] == (offs_c[:, None] + OFFSET), gi[:, None], 0.0)
+        xt = _load_tile(x_base, offs_c, cmask, offs_n, nmask, N, ACC)
+        g = _class_grad(gp_ptr, gi_ptr, b, C, offs_c, cmask, lab, OFFSET, ACC)
         if SOFTMAX:
             p = tl.exp(xt - mx[None, :]) * inv[None, :]
             d = m[None, :] * p * (g - dot[None, :])
         else:
             p = tl.sigmoid(xt)
             d = m[None, :] * g * p * (1.0 - p)
-        tl.store(g_base + rows + offs_n[None, :], d.to(grad_ptr.dtype.element_ty), mask=both)
+        tl.store(g_base + _rows(offs_c, N) + offs_n[None, :], d.to(grad_ptr.dtype.element_ty),
+                 mask=cmask[:, None] & nmask[None, :])
 
 
 def _config(C: int, dtype: torch.dtype) -> dict:
