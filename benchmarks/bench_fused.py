@@ -169,6 +169,7 @@ def time_cpu(cases, impls, repeats: int, heaps=tuple(HEAPS), warmup: int = 2):
     from tqdm import tqdm
 
     heap = Heap()
+    fns = {impl: make_loss(impl) for impl in impls}
     results = {}
     for mode in heaps:
         if not heap.set(mode):
@@ -176,7 +177,6 @@ def time_cpu(cases, impls, repeats: int, heaps=tuple(HEAPS), warmup: int = 2):
         for case in cases:
             shape, dtype = parse_case(case)
             x, y = make_inputs(shape, dtype)
-            fns = {impl: make_loss(impl) for impl in impls}
             for fn in fns.values():
                 for _ in range(warmup):
                     step(fn, x, y)
