@@ -101,17 +101,17 @@ def forward(x, labels, mask, activation):
     T = -(-N // chunk)
     out = np.zeros((3, B * T, C), np.float64)
     rng = np.empty((B * T, 2), np.int64)
-    lo = np.empty((B, N), np.uint8 if C <= 256 else np.int32)
+    narrow = np.empty((B, N), np.uint8 if C <= 256 else np.int32)
     m = _mask_arg(mask)
     xn, ln = x.detach().numpy(), labels.numpy()
     zero = np.float32(0)
     if activation == "softmax":
-        _run(K.softmax_forward, B * T, (xn, ln, m, lo), (chunk, blk, zero, out, rng))
+        _run(K.softmax_forward, B * T, (xn, ln, m, narrow), (chunk, blk, zero, out, rng))
     else:
-        _run(K.sigmoid_forward, B * T, (xn, ln, m, lo, int(C == 1)), (chunk, blk, zero, out, rng))
+        _run(K.sigmoid_forward, B * T, (xn, ln, m, narrow, int(C == 1)), (chunk, blk, zero, out, rng))
     check_label_range(labels, label_upper(x, activation), lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
     sums = out.reshape(3, B, T, C).sum(2).astype(np.float32)  # numpy, not torch ops: this is per-call overhead
-    return torch.from_numpy(sums[0]), torch.from_numpy(sums[1]), torch.from_numpy(sums[2]), torch.from_numpy(lo)
+    return torch.from_numpy(sums[0]), torch.from_numpy(sums[1]), torch.from_numpy(sums[2]), torch.from_numpy(narrow)
 
 
 def backward(x, narrow, mask, gi, gp, activation):
