@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from phidice.core.dice import DEFAULT_EPS, check_config, resolve_options, subset_terms
+from phidice.core.dice import DEFAULT_EPS, _reduce, check_config, resolve_options, subset_terms
 from phidice.core.phi import parse_phi
 from phidice.core.stats import activate, compute_stats, dense_target, prepare_target
 
@@ -83,7 +83,7 @@ def dice_gradient(
         v = t.inner.expand(B, C) if parse_phi(phi).sums_classes else torch.ones(B, C, dtype=D.dtype, device=D.device)
         dI = dI.expand(B, C) * v
         dP = dP.expand(B, C) * v
-        loss = (t.weight * (1 - torch.where(ok, N / D_safe, torch.ones_like(N)))).sum()
+        loss = _reduce(t, reduction)  # the loss itself, exactly as loss_from_stats computes it
 
         spatial_ones = (1,) * (probs.ndim - 2)
         yk, pk = y[:, keep], p[:, keep]
