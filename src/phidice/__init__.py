@@ -4,8 +4,16 @@ Every loss, metric and diagnostic here is a thin layer over the same per-subset 
 (Tilborghs, Bertels et al., MICCAI 2022): the intersection Σ y·ỹ, the prediction sum Σ ỹ and the
 target sum Σ y, computed per image b and class c and then summed over the subsets φ ∈ Φ.
 
-Public names are imported lazily so that ``import phidice`` stays cheap (no numba, nibabel or
-matplotlib until they are used).
+Layers, each importing only those below it::
+
+    core/        Φ, DiceConfig, types, checks                     (the leaf)
+    ops/         fused kernels: numba (CPU), Triton (CUDA), torch fallback
+    sums         the per-(b, c) sums from logits and targets
+    equations    Eq. 3 and Eq. 4 as named steps
+    losses/, missing/, metrics/, distributed, epsilon
+    diagnostics/, cli/, experiments/, integrations/, keras/
+
+Public names are imported lazily so that ``import phidice`` stays cheap.
 """
 
 from __future__ import annotations
@@ -17,18 +25,20 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    # core (issue: core loss)
-    "DiceLoss": "phidice.core.losses",
-    "DiceCELoss": "phidice.core.losses",
-    "dice_loss": "phidice.core.dice",
-    "dice_ce_loss": "phidice.core.losses",
-    "dice_gradient": "phidice.core.gradient",
-    "DiceGradient": "phidice.core.gradient",
-    "DiceStats": "phidice.core.stats",
-    "compute_stats": "phidice.core.stats",
-    "loss_from_stats": "phidice.core.dice",
+    "DiceConfig": "phidice.core.config",
+    "CEConfig": "phidice.core.config",
+    "DEFAULT_EPS": "phidice.core.config",
     "Phi": "phidice.core.phi",
     "parse_phi": "phidice.core.phi",
+    "DiceStats": "phidice.core.types",
+    "compute_stats": "phidice.sums",
+    "loss_from_stats": "phidice.losses.dice",
+    "dice_loss": "phidice.losses.dice",
+    "DiceLoss": "phidice.losses.dice",
+    "dice_ce_loss": "phidice.losses.compound",
+    "DiceCELoss": "phidice.losses.compound",
+    "dice_gradient": "phidice.losses.gradient",
+    "DiceGradient": "phidice.losses.gradient",
     # missing labels
     "LeafDiceLoss": "phidice.missing.losses",
     "MarginalDiceLoss": "phidice.missing.losses",
@@ -46,8 +56,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-_SUBPACKAGES = ("core", "ops", "missing", "diagnostics", "metrics", "distributed", "experiments", "epsilon", "cli")
+_SUBPACKAGES = ("core", "ops", "sums", "equations", "losses", "missing", "diagnostics", "metrics", "distributed",
+                "experiments", "epsilon", "io", "cli")
 
 
 def __getattr__(name: str):
@@ -66,8 +76,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from phidice.core.dice import dice_loss, loss_from_stats
-    from phidice.core.gradient import DiceGradient, dice_gradient
-    from phidice.core.losses import DiceCELoss, DiceLoss, dice_ce_loss
+    from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig
     from phidice.core.phi import Phi, parse_phi
-    from phidice.core.stats import DiceStats, compute_stats
+    from phidice.core.types import DiceStats
+    from phidice.losses.compound import DiceCELoss, dice_ce_loss
+    from phidice.losses.dice import DiceLoss, dice_loss, loss_from_stats
+    from phidice.losses.gradient import DiceGradient, dice_gradient
+    from phidice.sums import compute_stats

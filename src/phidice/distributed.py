@@ -26,7 +26,7 @@ import warnings
 import torch
 import torch.distributed as dist
 
-from phidice.core.stats import DiceStats
+from phidice.core.types import DiceStats
 
 __all__ = ["init_from_env", "is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "global_mean", "all_reduce_stats",
            "gather_batch", "gather_rows"]

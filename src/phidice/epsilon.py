@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phidice.core.phi import parse_phi
 from phidice.io import as_label_array, iter_label_files, read_label_image
+from phidice.progress import progress as progress_bar
 
 __all__ = ["EpsilonStats", "epsilon_stats", "estimate_epsilon", "expected_volume"]
 
@@ -111,7 +113,7 @@ def estimate_epsilon(
         spacing: voxel size of array sources (files use their header).
         target_spacing: voxel size of the training grid; each image's counts are scaled by
             prod(spacing) / prod(target_spacing), so ε is in voxels of the grid the network sees.
-        progress: a tqdm bar on stderr.
+        progress: a progress bar on stderr (tqdm, when installed).
     """
     import torch
 
@@ -124,8 +126,6 @@ def estimate_epsilon(
 def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignore_index=None, spacing=None,
                   target_spacing=None, batch_size=1, workers=None, progress=True) -> EpsilonStats:
     """Like :func:`estimate_epsilon`, returning :class:`EpsilonStats` (ε with the counts behind it)."""
-    from phidice.core.phi import parse_phi
-
     phi = parse_phi(phi)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer ≥ 1; got {batch_size!r}")
@@ -244,13 +244,11 @@ def _is_pathlike(x) -> bool:
 
 def _iter_counts(source, ignore_index, spacing, workers, progress) -> Iterator[tuple]:
     """Yield (name, counts, spacing or None, ndim) per label map of ``source``."""
-    from tqdm.auto import tqdm
-
     if _is_pathlike(source) or (isinstance(source, (list, tuple)) and source and all(map(_is_pathlike, source))):
         if spacing is not None:
             raise ValueError("spacing= is for array sources; label files take their spacing from the header")
         files = list(iter_label_files(source))
-        bar = tqdm(total=len(files), desc="ε: label files", unit="file", disable=not progress)
+        bar = progress_bar(total=len(files), desc="ε: label files", unit="file", disable=not progress)
         try:
             for path, (counts, sp, ndim) in zip(files, _map_files(files, ignore_index, workers)):
                 bar.update()
@@ -276,7 +274,7 @@ def _iter_counts(source, ignore_index, spacing, workers, progress) -> Iterator[t
         raise ValueError("source holds no label maps")
     if _is_pathlike(first):
         raise TypeError("mixing file paths with other objects in source; pass a list of paths only")
-    for i, item in enumerate(tqdm(itertools.chain([first], it), total=total, desc="ε: label maps",
+    for i, item in enumerate(progress_bar(itertools.chain([first], it), total=total, desc="ε: label maps",
                                   unit="map", disable=not progress)):
         name = f"label map #{i}"
         sp = spacing

@@ -1,5 +1,5 @@
-"""Reading label maps and images from disk: one small reader shared by ``phidice epsilon``,
-``phidice explain`` and ``phidice evaluate``.
+"""Files in and out: one image reader shared by ``phidice epsilon``, ``explain``, ``evaluate`` and the
+experiments, and one atomic writer for every file phidice writes.
 
 NIfTI (``.nii``, ``.nii.gz``) is read with nibabel; NRRD (``.nrrd``, ``.nhdr``) and MetaImage
 (``.mha``, ``.mhd``) with SimpleITK. Whatever the format, the returned array's axes follow the
@@ -12,16 +12,24 @@ API (stable):
   only when every value is a whole number, anything else is a ``ValueError`` naming the file.
 - ``iter_label_files(source)``: the label files named by a path, a directory, a glob pattern or a
   list of these, sorted within each directory/pattern; ``list_label_files`` is the list form.
+- ``atomic_write(path, data)``: ``data`` (str, bytes, or a function that writes to a binary file object)
+  goes to a temporary file beside ``path``, which is then renamed into place: a reader never sees half a
+  file, and an interrupted run leaves the previous version.
+
+nibabel and SimpleITK come with the ``io`` extra and are imported when a file of theirs is read.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from phidice.core.deps import require
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -32,6 +40,8 @@ __all__ = [
     "list_label_files",
     "read_image",
     "read_label_image",
+    "image_stem",
+    "atomic_write",
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -47,6 +57,13 @@ def _suffix(path: Path) -> str | None:
         if name.endswith(suffix):
             return suffix
     return None
+
+
+def image_stem(path: "str | os.PathLike") -> str:
+    """The file name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd): the case name."""
+    name = Path(path).name
+    suffix = _suffix(Path(path))
+    return name[: -len(suffix)] if suffix else name
 
 
 def is_label_file(path: str | os.PathLike) -> bool:
@@ -71,7 +88,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
         if suffix in NIFTI_SUFFIXES:
             return _read_nifti(path)
         return _read_itk(path)
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError, ImportError):
         raise
     except Exception as err:  # nibabel ImageFileError, SimpleITK RuntimeError, zlib/EOF errors, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -79,8 +96,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import nibabel as nib
-
+    nib = require("nibabel", "io", "reading NIfTI files")
     img = nib.load(str(path))
     array = np.asanyarray(img.dataobj)  # applies scl_slope/inter when set, keeps ints otherwise
     zooms = tuple(float(z) for z in img.header.get_zooms())
@@ -89,8 +105,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import SimpleITK as sitk
-
+    sitk = require("SimpleITK", "io", "reading NRRD/MHA files")
     img = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(img)  # (z, y, x[, components])
     if img.GetNumberOfComponentsPerPixel() > 1:
@@ -169,3 +184,26 @@ def _expand_one(item, recursive: bool) -> Iterator[Path]:
         yield from files
     else:
         raise FileNotFoundError(f"label file not found: {text!r}")
+
+
+def atomic_write(path: "str | os.PathLike", data: "str | bytes | Callable") -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place.
+
+    ``data`` is text, bytes, or a function called with the open binary file (``torch.save``,
+    ``np.savez_compressed``, ``figure.savefig`` write through it). The folder is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

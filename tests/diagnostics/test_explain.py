@@ -146,9 +146,12 @@ def test_plot_written_atomically(tmp_path, monkeypatch):
 
     import matplotlib.figure
 
-    def broken(self, fname, **kw):
-        with open(fname, "wb") as f:
-            f.write(b"\x89PNG partial")
+    def broken(self, fname, **kw):  # writes part of a PNG wherever it is sent, then fails
+        if hasattr(fname, "write"):
+            fname.write(b"\x89PNG partial")
+        else:
+            with open(fname, "wb") as f:
+                f.write(b"\x89PNG partial")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)

@@ -7,14 +7,12 @@ per-rank keep masks would all give a different loss than the global batch.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
 
 import phidice
-from phidice.core.dice import loss_from_stats
-from phidice.core.stats import DiceStats, compute_stats
+from phidice import DiceStats, compute_stats, loss_from_stats
+from phidice.missing import losses as missing_losses
 
 SPLITS = ((0, 3), (3, 4))  # rank r gets images SPLITS[r][0]:SPLITS[r][1]
 C, SHAPE = 3, (6, 6)
@@ -36,23 +34,6 @@ def make_data() -> dict[str, torch.Tensor]:
 def make_model() -> nn.Module:
     torch.manual_seed(7)
     return nn.Conv2d(2, C, 3, padding=1).to(torch.float64)
-
-
-def ops_fused_available() -> str | None:
-    """None when ``fused=True`` runs on CPU float64 here, else the reason."""
-    d = make_data()
-    try:
-        phidice.dice_loss(make_model()(d["x"]), d["labels"], fused=True).backward()
-    except (ValueError, NotImplementedError, RuntimeError, TypeError) as e:
-        return f"phidice.ops has no working fused path here: {e}"
-    return None
-
-
-def ce_syncs() -> bool:
-    """Whether DiceCELoss's cross-entropy term takes sync_batch (the global voxel mean)."""
-    from phidice.core.losses import cross_entropy_term
-
-    return "sync_batch" in inspect.signature(cross_entropy_term).parameters
 
 
 def _dice(phi, **kw):
@@ -93,13 +74,6 @@ def _ce_global_mean(out, d, sync):
     return phidice.distributed.global_mean(ce.sum(), count, sync=sync)
 
 
-def missing_ce_syncs() -> bool:
-    """Whether the missing-label Dice + CE losses' marginal cross-entropy takes sync_batch."""
-    from phidice.missing.functional import marginal_cross_entropy
-
-    return "sync_batch" in inspect.signature(marginal_cross_entropy).parameters
-
-
 def _dice_ce(phi):
     def f(out, d, sync):
         return phidice.DiceCELoss(phi, sync_batch=sync)(out, d["labels"])
@@ -116,80 +90,48 @@ def _sigmoid(phi):
 
 def _missing(cls_name, phi, **kw):
     def f(out, d, sync):
-        from phidice.missing import losses
-
-        return getattr(losses, cls_name)(phi, sync_batch=sync, **kw)(out, d["labels"], d["keep"])
+        return getattr(missing_losses, cls_name)(phi, sync_batch=sync, **kw)(out, d["labels"], d["keep"])
 
     return f
 
 
-def missing_available() -> str | None:
-    try:
-        from phidice.missing import losses
-
-        losses.LeafDiceLoss, losses.MarginalDiceLoss  # noqa: B018
-    except (ImportError, AttributeError) as e:
-        return f"phidice.missing losses not available: {e}"
-    return None
-
-
-def cases() -> dict[str, tuple]:
-    """name -> (loss(out, data, sync), needs): needs is None, "fused", "missing", "ce_sync" or "missing_ce_sync"."""
+def cases() -> dict[str, object]:
+    """name -> loss(out, data, sync)."""
     out = {}
     for phi in ("I", "CI", "BI", "BCI"):
-        out[f"{phi}-reference"] = (_dice(phi, fused=False), None)
-        out[f"{phi}-auto"] = (_dice(phi, fused="auto"), None)
-        out[f"{phi}-fused"] = (_dice(phi, fused=True), "fused")
-        out[f"{phi}-keep"] = (_keep(phi), None)
-        out[f"{phi}-sigmoid-onehot"] = (_sigmoid(phi), None)
-    out["BI-fused-ignore-index"] = (_dice("BI", ignore_index=255, fused=True), "fused")
-    out["BCI-fused-sigmoid-labels"] = (_dice("BCI", activation="sigmoid", fused=True), "fused")
-    out["BI-skip-nobg"] = (_dice("BI", include_background=False, empty="skip", fused=False), None)
-    out["I-skip-classweights"] = (_dice("I", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False), None)
-    out["CI-skip-classweights"] = (_dice("CI", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False), None)
-    out["BCI-generalized"] = (_dice("BCI", weighting="generalized", eps=1.0, fused=False), None)
-    out["CI-generalized-simple"] = (_dice("CI", weighting="generalized_simple", fused=False), None)
-    out["BI-ignore-index"] = (_dice("BI", ignore_index=255, fused=False), None)
-    out["I-ignore-index-auto"] = (_dice("I", ignore_index=255, fused="auto"), None)
-    out["I-sum"] = (_dice("I", reduction="sum", fused=False), None)
-    out["BI-sum"] = (_dice("BI", reduction="sum", fused=False), None)
-    out["I-none"] = (_dice("I", reduction="none", fused=False), None)
-    out["CI-none"] = (_dice("CI", reduction="none", fused=False), None)
-    out["BI-none"] = (_dice("BI", reduction="none", fused=False), None)
-    out["BI-eps0"] = (_dice("BI", eps=0.0, fused=False), None)
-    out["BI-all_reduce_stats"] = (_all_reduce_stats, None)
-    out["CE-mean-all_reduce_sum"] = (_ce_all_reduce_sum, None)
-    out["CE-global_mean-ignore"] = (_ce_global_mean, None)
+        out[f"{phi}-reference"] = _dice(phi, fused=False)
+        out[f"{phi}-auto"] = _dice(phi, fused="auto")
+        out[f"{phi}-fused"] = _dice(phi, fused=True)
+        out[f"{phi}-keep"] = _keep(phi)
+        out[f"{phi}-sigmoid-onehot"] = _sigmoid(phi)
+    out["BI-fused-ignore-index"] = _dice("BI", ignore_index=255, fused=True)
+    out["BCI-fused-sigmoid-labels"] = _dice("BCI", activation="sigmoid", fused=True)
+    out["BI-skip-nobg"] = _dice("BI", include_background=False, empty="skip", fused=False)
+    out["I-skip-classweights"] = _dice("I", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False)
+    out["CI-skip-classweights"] = _dice("CI", empty="skip", class_weights=[1.0, 2.0, 3.0], fused=False)
+    out["BCI-generalized"] = _dice("BCI", weighting="generalized", eps=1.0, fused=False)
+    out["CI-generalized-simple"] = _dice("CI", weighting="generalized_simple", fused=False)
+    out["BI-ignore-index"] = _dice("BI", ignore_index=255, fused=False)
+    out["I-ignore-index-auto"] = _dice("I", ignore_index=255, fused="auto")
+    out["I-sum"] = _dice("I", reduction="sum", fused=False)
+    out["BI-sum"] = _dice("BI", reduction="sum", fused=False)
+    out["I-none"] = _dice("I", reduction="none", fused=False)
+    out["CI-none"] = _dice("CI", reduction="none", fused=False)
+    out["BI-none"] = _dice("BI", reduction="none", fused=False)
+    out["BI-eps0"] = _dice("BI", eps=0.0, fused=False)
+    out["BI-all_reduce_stats"] = _all_reduce_stats
+    out["CE-mean-all_reduce_sum"] = _ce_all_reduce_sum
+    out["CE-global_mean-ignore"] = _ce_global_mean
     for phi in ("I", "CI", "BI", "BCI"):
-        out[f"Leaf-{phi}"] = (_missing("LeafDiceLoss", phi), "missing")
-        out[f"Marginal-{phi}"] = (_missing("MarginalDiceLoss", phi), "missing")
-    out["Leaf-BI-nobg-skip"] = (_missing("LeafDiceLoss", "BI", include_background=False, empty="skip"), "missing")
-    out["Marginal-BCI-nobg"] = (_missing("MarginalDiceLoss", "BCI", include_background=False), "missing")
-    out["LeafDiceCE-BI"] = (_missing("LeafDiceCELoss", "BI"), "missing_ce_sync")
-    out["MarginalDiceCE-I"] = (_missing("MarginalDiceCELoss", "I"), "missing_ce_sync")
-    out["DiceCE-BI"] = (_dice_ce("BI"), "ce_sync")
-    out["DiceCE-I"] = (_dice_ce("I"), "ce_sync")
+        out[f"Leaf-{phi}"] = _missing("LeafDiceLoss", phi)
+        out[f"Marginal-{phi}"] = _missing("MarginalDiceLoss", phi)
+    out["Leaf-BI-nobg-skip"] = _missing("LeafDiceLoss", "BI", include_background=False, empty="skip")
+    out["Marginal-BCI-nobg"] = _missing("MarginalDiceLoss", "BCI", include_background=False)
+    out["LeafDiceCE-BI"] = _missing("LeafDiceCELoss", "BI")
+    out["MarginalDiceCE-I"] = _missing("MarginalDiceCELoss", "I")
+    out["DiceCE-BI"] = _dice_ce("BI")
+    out["DiceCE-I"] = _dice_ce("I")
     return out
-
-
-def skip_reason(need) -> str | None:
-    """Why a case with this ``need`` cannot run yet (None when it can)."""
-    if need == "fused":
-        return ops_fused_available()
-    if need == "missing":
-        return missing_available()
-    if need == "missing_ce_sync" and (missing_available() or not missing_ce_syncs()):
-        return ("the missing-label Dice + CE losses' marginal cross-entropy stays a per-rank voxel mean until "
-                "marginal_cross_entropy takes sync_batch (see docs/distributed.md, 'Dice + CE')")
-    if need == "ce_sync" and not ce_syncs():
-        return ("DiceCELoss's cross-entropy stays a per-rank voxel mean until cross_entropy_term takes "
-                "sync_batch (see docs/distributed.md, 'Dice + CE')")
-    return None
-
-
-def runnable_cases() -> dict[str, tuple]:
-    reasons = {need: skip_reason(need) for need in (None, "fused", "ce_sync", "missing", "missing_ce_sync")}
-    return {name: c for name, c in cases().items() if reasons[c[1]] is None}
 
 
 def backward_scalar(value: torch.Tensor) -> torch.Tensor:

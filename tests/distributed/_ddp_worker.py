@@ -27,7 +27,7 @@ def main(rank: int, world: int, port: int, outdir: str) -> None:
     data = {k: v[lo:hi] for k, v in _cases.make_data().items()}
     model = DistributedDataParallel(_cases.make_model())
     results = {}
-    for name, (fn, _) in _cases.runnable_cases().items():  # the same list on every rank
+    for name, fn in _cases.cases().items():  # the same list on every rank
         try:
             results[name] = _cases.run_case(model, fn, data, sync=True)
         except Exception:  # noqa: BLE001 - reported by the test, per case

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from phidice.core.stats import DiceStats
+from phidice import DiceStats
 from phidice.metrics import EMPTY_CONVENTIONS, dice_score, hard_stats, score_from_stats
 
 NAN = float("nan")

@@ -252,11 +252,11 @@ def test_modules_match_functional():
 def test_fused_path_is_used_where_it_applies(monkeypatch):
     """Leaf (and marginal without background) take compute_stats' fused path; marginal with background cannot."""
     from phidice import ops
-    from phidice.core.stats import compute_stats
+    from phidice.sums import compute_stats
 
     calls = []
 
-    def fake_fused_stats(logits, labels, *, activation, mask):
+    def fake_fused_stats(logits, labels, *, activation, mask, **kw):
         calls.append(1)
         return compute_stats(logits, labels, activation=activation, mask=mask, fused=False)
 

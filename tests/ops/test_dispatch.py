@@ -7,12 +7,14 @@ import torch
 
 import phidice
 from phidice import ops
-from phidice.core.stats import prepare_target
+from phidice.core.config import DiceConfig
+from phidice.sums import prepare_target
 from phidice.ops import cpu, fallback
 
 
 def _reason(x, y, activation="softmax", squared=False, **kw):
-    prepared = prepare_target(x, y, activation=activation, **kw)
+    mask = kw.pop("mask", None)
+    prepared = prepare_target(x, y, DiceConfig(activation=activation, **kw), mask)
     return ops.fused_unsupported_reason(x, prepared, activation=activation, squared=squared)
 
 

@@ -11,15 +11,21 @@ CI    image b (classes summed)     (B, 1)                  class-wise  DL_CI
 BI    class c (batch summed)       (1, C)                  batch-wise  DL_BI
 BCI   everything                   (1, 1)                  all-wise    DL_BCI
 ====  ===========================  ======================  ====================
+
+The subset sums are two steps, :meth:`Phi.sum_batch` then :meth:`Phi.sum_classes`, because Eq. 3 weighs
+the classes of a φ (inner weights v_c, computed from the batch-summed target) between them. No torch
+import: ``ops`` is the array namespace (:mod:`phidice.core.xp`); without it tensor methods are used.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-import torch
-
 _ALIASES = {"IC": "CI", "BIC": "BCI", "CBI": "BCI", "IB": "BI"}
+
+
+def _sum(x, axis: int, ops):
+    return x.sum(axis, keepdim=True) if ops is None else ops.sum(x, axis)
 
 
 class Phi(str, Enum):
@@ -38,14 +44,17 @@ class Phi(str, Enum):
         """Whether one subset φ spans all classes (C ∈ Φ's name)."""
         return "C" in self.value
 
-    def reduce(self, per_image_class: torch.Tensor) -> torch.Tensor:
+    def sum_batch(self, x, ops=None):
+        """Σ over the images b (axis 0, kept) when φ spans the batch; ``x`` unchanged otherwise."""
+        return _sum(x, 0, ops) if self.sums_batch else x
+
+    def sum_classes(self, x, ops=None):
+        """Σ over the classes c (axis 1, kept) when φ spans the classes; ``x`` unchanged otherwise."""
+        return _sum(x, 1, ops) if self.sums_classes else x
+
+    def reduce(self, per_image_class, ops=None):
         """Sum a (B, C) tensor of per-image, per-class sums into per-φ sums (keepdim)."""
-        out = per_image_class
-        if self.sums_batch:
-            out = out.sum(0, keepdim=True)
-        if self.sums_classes:
-            out = out.sum(1, keepdim=True)
-        return out
+        return self.sum_classes(self.sum_batch(per_image_class, ops), ops)
 
 
 def parse_phi(phi: "str | Phi") -> Phi:

@@ -18,20 +18,25 @@ Scenes (each a batch of ``batch_size`` images, every class of an image empty or 
 
 from __future__ import annotations
 
+import io as _stdio
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from phidice.core.config import DEFAULT_EPS
+from phidice.core.deps import require
 from phidice.core.phi import parse_phi
+from phidice.epsilon import epsilon_stats, expected_volume
+from phidice.equations import eq4
+from phidice.io import atomic_write
+from phidice.losses.gradient import dice_gradient
 
 __all__ = ["Explanation", "explain", "eq5_curves", "plot_epsilon_curves", "SMALL_EPS", "FLAG_RATIO"]
 
-SMALL_EPS = 1e-5  # "negligible" ε recommended for missing labels (the library default)
+SMALL_EPS = DEFAULT_EPS  # the "negligible" ε recommended for missing labels
 FLAG_RATIO = 0.01  # an empty map's |gradient| below 1 % of a non-empty map's y = 0 |gradient| is flagged
 INTENTS = (None, "missing", "empty")
 
@@ -168,8 +173,6 @@ def explain(
     notes: list[str] = []
     empty_fraction = None
     if labels is not None:
-        from phidice.epsilon import epsilon_stats, expected_volume
-
         stats = epsilon_stats(labels, num_classes=num_classes, phi="I", ignore_index=ignore_index,
                               target_spacing=target_spacing, workers=workers, progress=progress)
         C = stats.volume_sum.shape[0]
@@ -292,8 +295,6 @@ def _segment_batch(Y, P, I, L, empty: bool) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _scene_gradients(phi, eps_vec, B, Y, P, I, P_empty) -> dict:
-    from phidice.core.gradient import dice_gradient
-
     L = int(max(Y.max() + math.ceil(max(0.0, (P - I).max())), math.ceil(P_empty.max()))) + 1
     p_ne, y_ne = _segment_batch(Y, P, I, L, empty=False)
     p_e, y_e = _segment_batch(Y, P_empty, I, L, empty=True)
@@ -357,53 +358,44 @@ def _check_plot_path(plot) -> Path | None:
 
 
 def eq5_curves(P, volume, eps, overlap: float = 0.5):
-    """The two sides of Eq. 5 for one φ of weight 1, as functions of the predicted volume P:
-    (empty map: ε/(P + ε)², non-empty map of volume Y at y = 0: (2I + ε)/(Y + P + ε)², I = a·min(Y, P))."""
+    """The two sides of Eq. 5 for one φ of weight 1, as functions of the predicted volume P: the Eq. 4 value
+    at y = 0 of an empty map (N = ε, D = P + ε: ε/(P + ε)²) and of a non-empty map of volume Y
+    (N = 2I + ε, D = Y + P + ε: (2I + ε)/(Y + P + ε)², I = a·min(Y, P))."""
     P = np.asarray(P, dtype=np.float64)
     inter = overlap * np.minimum(volume, P)
-    return eps / (P + eps) ** 2, (2 * inter + eps) / (volume + P + eps) ** 2
+    empty = eq4(eps, P + eps)[1]
+    nonempty = eq4(2 * inter + eps, volume + P + eps)[1]
+    return empty, nonempty
 
 
 def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5) -> Path:
     """Eq. 5 picture, one panel per class (first 4): ∂L_φ/∂ỹ at y = 0 of an empty map, ε/(P + ε)²,
     against its predicted volume P for several ε, beside a non-empty map's (2I + ε₀)/(Y + P + ε₀)²
     with I = a·min(Y, P) and a negligible ε₀. One subset φ with weight 1. Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    figure = require("matplotlib.figure", "plots", "the Eq. 5 plot")
     path = _check_plot_path(path)
     volumes = np.atleast_1d(np.asarray(volumes, dtype=np.float64))
     eps = np.broadcast_to(np.atleast_1d(np.asarray(eps, dtype=np.float64)), volumes.shape)
     n = min(4, len(classes))
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
-    try:
-        for k, ax in enumerate(axes[0]):
-            v = float(volumes[k])
-            P = np.logspace(np.log10(v) - 3, np.log10(v) + 2, 200)
-            candidates = {SMALL_EPS: "ε=1e-5", v / 10: "ε=v̂/10", v: "ε=v̂ (heuristic)", 10 * v: "ε=10·v̂"}
-            candidates.setdefault(float(eps[k]), f"ε={eps[k]:.3g} (chosen)")
-            if float(eps[k]) in candidates and "chosen" not in candidates[float(eps[k])]:
-                candidates[float(eps[k])] += " (chosen)"
-            for e, label in sorted(candidates.items()):
-                ax.loglog(P, eq5_curves(P, v, e, overlap)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
-            ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap)[1], "k--", label="non-empty map, Y=v̂")
-            ax.axvline(v, color="grey", lw=0.8, ls=":")
-            ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
-            ax.set_xlabel("predicted volume P on the empty map (voxels)")
-            ax.set_ylabel("∂L_φ/∂ỹ at y=0 (one φ)")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png", dpi=110)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    finally:
-        plt.close(fig)
+    fig = figure.Figure(figsize=(4.6 * n, 3.8))
+    axes = fig.subplots(1, n, squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        v = float(volumes[k])
+        P = np.logspace(np.log10(v) - 3, np.log10(v) + 2, 200)
+        candidates = {SMALL_EPS: "ε=1e-5", v / 10: "ε=v̂/10", v: "ε=v̂ (heuristic)", 10 * v: "ε=10·v̂"}
+        candidates.setdefault(float(eps[k]), f"ε={eps[k]:.3g} (chosen)")
+        if float(eps[k]) in candidates and "chosen" not in candidates[float(eps[k])]:
+            candidates[float(eps[k])] += " (chosen)"
+        for e, label in sorted(candidates.items()):
+            ax.loglog(P, eq5_curves(P, v, e, overlap)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
+        ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap)[1], "k--", label="non-empty map, Y=v̂")
+        ax.axvline(v, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
+        ax.set_xlabel("predicted volume P on the empty map (voxels)")
+        ax.set_ylabel("∂L_φ/∂ỹ at y=0 (one φ)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = _stdio.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write(path, buf.getvalue())
     return path

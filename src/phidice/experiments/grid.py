@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
+from phidice import metrics
 from phidice.experiments.data import SegDataset
 from phidice.experiments.train import RunConfig, distributed_info, epsilon_for, make_loss, predict, train_model
 from phidice.experiments.unet import UNet2D
+from phidice.io import atomic_write
+from phidice.progress import progress as progress_bar
 
 
 @dataclass
@@ -57,48 +59,8 @@ class Experiment:
     runs: list
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_write_json(path: str, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode())
-
-
-def atomic_torch_save(obj, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_npz(path: str, **arrays) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
 
 
 def _jsonable(x):
@@ -120,8 +82,6 @@ def evaluate(pred: np.ndarray, val: SegDataset) -> dict:
     Slices are scored as volumes one voxel thick (a trailing singleton axis), so the spacing's third entry
     turns areas into millilitres. Dice of an empty reference is NaN and left out of the means.
     """
-    from phidice import metrics
-
     C = 2 if val.num_classes == 1 else val.num_classes
     p = torch.as_tensor(pred)[..., None]
     y = torch.as_tensor(val.labels)[..., None]
@@ -146,8 +106,6 @@ def evaluate(pred: np.ndarray, val: SegDataset) -> dict:
 
 def roc_for(evaluation: dict, cls: int, positive: str) -> dict:
     """Volume-based detection of the ``positive`` (always labelled) group from class ``cls``'s predicted volume."""
-    from phidice import metrics
-
     per = evaluation["per_image"]
     r = metrics.volume_roc(np.asarray(per["pred_ml"])[:, cls], np.asarray(per["group"]), positive=positive)
     return {"auc": float(r.auc), "fpr": r.fpr.tolist(), "tpr": r.tpr.tolist(), "positive": positive}
@@ -186,9 +144,10 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
         "per_image": ev["per_image"],
     }
     if rank == 0:
-        atomic_torch_save({"model": model.state_dict(), "run": asdict(run), "eps": eps},
-                          os.path.join(out, "checkpoints", f"{run.key}.pt"))
-        atomic_save_npz(os.path.join(out, "preds", f"{run.key}.npz"), pred=pred.astype(np.uint8))
+        checkpoint = {"model": model.state_dict(), "run": asdict(run), "eps": eps}
+        atomic_write(os.path.join(out, "checkpoints", f"{run.key}.pt"), lambda f: torch.save(checkpoint, f))
+        atomic_write(os.path.join(out, "preds", f"{run.key}.npz"),
+                     lambda f: np.savez_compressed(f, pred=pred.astype(np.uint8)))
         atomic_write_json(os.path.join(out, "runs", f"{run.key}.json"), result)
     return result
 
@@ -211,8 +170,6 @@ def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *,
     Returns {run key: result}. The set of runs to do is fixed before any training, so all ranks of a
     torchrun job agree on it; only rank 0 writes.
     """
-    from tqdm.auto import tqdm
-
     rank, _, distributed = distributed_info()
     done = {r.key: load_result(out, r) for e in experiments for r in e.runs}
     current = _comparable(asdict(settings))
@@ -225,7 +182,7 @@ def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *,
     if skipped and rank == 0:
         log(f"resuming: {skipped} of {len(done)} runs already done in {out}")
     results = {k: v for k, v in done.items() if v is not None}
-    bar = tqdm(todo, desc="grid", disable=not settings.progress or rank != 0, unit="run")
+    bar = progress_bar(todo, desc="grid", disable=not settings.progress or rank != 0, unit="run")
     for exp, run in bar:
         bar.set_postfix_str(run.key)
         results[run.key] = run_one(exp, run, settings, out)

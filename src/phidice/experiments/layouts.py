@@ -23,32 +23,10 @@ import numpy as np
 from scipy import ndimage
 
 from phidice.experiments.data import SegDataset
-
-_EXTS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-
-
-def _read(path: str):
-    """(array, spacing) of a NIfTI/NRRD/MHA image (spacing in mm, one per axis)."""
-    if path.endswith((".nii.gz", ".nii")):
-        import nibabel as nib
-
-        img = nib.load(path)
-        return np.asarray(img.dataobj), tuple(float(z) for z in img.header.get_zooms()[: img.ndim])
-    import SimpleITK as sitk
-
-    img = sitk.ReadImage(path)
-    return sitk.GetArrayFromImage(img).transpose(), tuple(img.GetSpacing())
-
-
-def _strip(name: str) -> str:
-    for e in _EXTS:
-        if name.endswith(e):
-            return name[: -len(e)]
-    return name
-
+from phidice.io import LABEL_SUFFIXES, read_image
 
 def _find(folder: str, stem: str) -> str | None:
-    for e in _EXTS:
+    for e in LABEL_SUFFIXES:
         p = os.path.join(folder, stem + e)
         if os.path.exists(p):
             return p
@@ -112,7 +90,7 @@ def load_brats(root: str, size: int = 48, slices_per_case: int = 3, modality: st
             seg, im = _find(case_dir, f"{case}_seg"), _find(case_dir, f"{case}_{modality}")
             if seg is None or im is None:
                 raise FileNotFoundError(f"{case_dir}: needs {case}_seg and {case}_{modality} (.nii.gz/.nii/.nrrd/.mha)")
-            (a, sp), (b, _) = _read(im), _read(seg)
+            (a, sp), (b, _) = read_image(im), read_image(seg)
             for x, y, s in _slices(a, (b > 0).astype(np.int64), sp, size, slices_per_case):
                 items.append((case, grade.lower(), x, y, s))
     return _assemble(items, size, 1, {"lgg": (1,)}, ("tumour",))
@@ -144,7 +122,7 @@ def load_acdc(root: str, size: int = 48, slices_per_case: int = 3) -> SegDataset
             if im is None:
                 raise FileNotFoundError(f"{case_dir}: no image for {os.path.basename(gt)}")
             phase = phases.get(frame, "ed" if frame == frames[0] else "es")
-            (a, sp), (b, _) = _read(im), _read(gt)
+            (a, sp), (b, _) = read_image(im), read_image(gt)
             for x, y, s in _slices(a, b, sp, size, slices_per_case):
                 items.append((case, phase, x, y, s))
     return _assemble(items, size, 4, {"es": (2,)}, ("RV", "MYO", "LV"))
@@ -172,7 +150,7 @@ def load_plain(root: str, size: int = 48, slices_per_case: int = 3, missing_grou
         im, lab = _find(os.path.join(root, "images"), name), _find(os.path.join(root, "labels"), name)
         if im is None or lab is None:
             raise FileNotFoundError(f"{root}: no images/{name} or labels/{name} (.nii.gz/.nii/.nrrd/.mha)")
-        (a, sp), (b, _) = _read(im), _read(lab)
+        (a, sp), (b, _) = read_image(im), read_image(lab)
         top = max(top, int(np.max(b)))
         for x, y, s in _slices(a, b, sp, size, slices_per_case):
             items.append((name, group, x, y, s))

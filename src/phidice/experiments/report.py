@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from phidice.experiments.grid import atomic_write_bytes, atomic_write_json
+from phidice.experiments.grid import atomic_write_json
+from phidice.io import atomic_write
 from phidice.experiments.paper import PAPER_AUC, PAPER_GROUPS, paper_value
 from phidice.experiments.train import LABEL
 
@@ -210,7 +211,7 @@ def _save_fig(fig, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def plot_examples(results: dict, datasets: dict, out: str, path: str, per_group: int = 2) -> None:
@@ -300,5 +301,5 @@ def write_report(results: dict, out: str, *, datasets: dict | None = None, meta:
         md += ["This grid has no pairs of runs that the claims compare."]
     md += ["", "Every number of the tables is in results.json; checkpoints/ holds one model per configuration."]
     path = os.path.join(out, "report.md")
-    atomic_write_bytes(path, ("\n".join(md) + "\n").encode())
+    atomic_write(path, "\n".join(md) + "\n")
     return path

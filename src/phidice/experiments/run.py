@@ -10,6 +10,7 @@ import torch
 
 from phidice.experiments.data import make_dataset
 from phidice.experiments.grid import Experiment, GridSettings, run_grid
+from phidice.experiments.layouts import load_folder, split_by_case
 from phidice.experiments.report import write_report
 from phidice.experiments.train import RunConfig, distributed_info
 
@@ -54,8 +55,6 @@ def build_experiments(preset: Preset, *, tasks=("binary", "multiclass"), data: s
     batch_sizes = tuple(batch_sizes or preset.batch_sizes)
     exps = []
     if data is not None:
-        from phidice.experiments.layouts import load_folder, split_by_case
-
         ds = load_folder(data, layout, size=preset.size, slices_per_case=slices_per_case,
                          missing_group=missing_group)
         train, val = split_by_case(ds, 0.3, seed)

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# the negligible ε of I and BI (the paper uses 1e-7)
-SMALL_EPS = 1e-7
+import phidice
+from phidice import distributed
+from phidice.progress import progress as progress_bar
+
+# the negligible ε of Φ = I and BI in the paper's experiments (the library's default is DEFAULT_EPS = 1e-5)
+PAPER_EPS = 1e-7
 
 # name -> (loss class name, Φ, uses the ε heuristic, needs the annotated-classes mask)
 CONFIGS = {
@@ -52,18 +56,14 @@ class RunConfig:
 
 def distributed_info() -> tuple[int, int, bool]:
     """(rank, world size, initialised) of torch.distributed; (0, 1, False) outside torchrun."""
-    from phidice import distributed
-
     return distributed.get_rank(), distributed.get_world_size(), distributed.is_initialized()
 
 
-def epsilon_for(labels: np.ndarray, num_classes: int, spacing=None) -> torch.Tensor:
+def epsilon_for(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """ε = E[Σy] per output class over the training label maps (Eq. 5 heuristic), via phidice.estimate_epsilon.
 
     For a sigmoid output (num_classes == 1) the foreground class is returned as a one-entry tensor.
     """
-    import phidice
-
     C = 2 if num_classes == 1 else num_classes
     eps = phidice.estimate_epsilon(torch.as_tensor(labels), num_classes=C, progress=False)
     eps = torch.as_tensor(eps, dtype=torch.float64)
@@ -76,8 +76,6 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
     Binary (num_classes == 1): sigmoid output, the single channel is the lesion. Multiclass: softmax, the
     background channel is left out of the Dice (as the paper), ε per class is given without background.
     """
-    import phidice
-
     cls_name, phi, uses_eps, needs_annotated = CONFIGS[config]
     binary = num_classes == 1
     if uses_eps:
@@ -86,13 +84,13 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
         eps = eps_vector if binary else eps_vector[1:]
         eps = [float(v) for v in eps]
     else:
-        eps = SMALL_EPS
-    _, _, distributed = distributed_info()
+        eps = PAPER_EPS
+    _, _, in_ddp = distributed_info()
     # fused=False: on these small images the reference path is faster than the fused CPU kernel, whose
     # thread pool would also compete with torch's threads
     kwargs = dict(phi=phi, eps=eps, activation="sigmoid" if binary else "softmax", include_background=binary,
                   fused=False)
-    if distributed:
+    if in_ddp:
         kwargs["sync_batch"] = True  # Φ ∋ B then spans the global batch
     loss = getattr(phidice, cls_name)(**kwargs)
     if needs_annotated:
@@ -125,8 +123,6 @@ def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.
     (see :func:`_batches`); wrap ``model`` in DistributedDataParallel before calling, and the losses were
     built with ``sync_batch=True`` by :func:`make_loss`. Returns the loss of every step (this rank's).
     """
-    from tqdm.auto import tqdm
-
     rank, world, _ = distributed_info()
     torch.manual_seed(seed)
     model.to(device).train()
@@ -136,7 +132,7 @@ def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.
     y_all = torch.as_tensor(labels)
     a_all = torch.as_tensor(annotated)
     losses = []
-    bar = tqdm(_batches(len(images), batch_size, iterations, seed, rank, world), total=iterations, desc=desc,
+    bar = progress_bar(_batches(len(images), batch_size, iterations, seed, rank, world), total=iterations, desc=desc,
                leave=False, disable=not progress or rank != 0, mininterval=0.5)
     for idx in bar:
         idx = torch.as_tensor(idx)

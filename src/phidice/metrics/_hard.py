@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from phidice.core.stats import DiceStats
+from phidice.core.types import DiceStats
 
 
 class Hard(NamedTuple):

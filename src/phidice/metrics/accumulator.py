@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from phidice.core._checks import check_choice
+from phidice import distributed
+from phidice.core.config import check_choice
 from phidice.core.phi import Phi, parse_phi
-from phidice.core.stats import DiceStats
+from phidice.core.types import DiceStats
 from phidice.metrics._hard import hard_stats
 from phidice.metrics.dice import EMPTY_CONVENTIONS, reduce_scores, score_from_stats
 
@@ -91,8 +92,6 @@ class DiceAccumulator:
 
         Images are ordered by rank. Idempotent until the next :meth:`update`; every rank must call it.
         """
-        from phidice import distributed
-
         if not distributed.is_initialized():
             return self
         local = self._local_stats() if self._local else None

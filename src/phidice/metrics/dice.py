@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import torch
 
-from phidice.core._checks import check_choice
+from phidice.core.config import EMPTY_SCORES, check_choice
 from phidice.core.phi import Phi, parse_phi
-from phidice.core.stats import DiceStats
+from phidice.core.types import DiceStats
 from phidice.metrics._hard import hard_stats
 
-EMPTY_CONVENTIONS = ("nan", "ratio", "one", "zero")
+EMPTY_CONVENTIONS = EMPTY_SCORES
 SCORE_REDUCTIONS = ("none", "mean")
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import csv
 import io as _stdio
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from phidice.core.stats import DiceStats
+from phidice.core.types import DiceStats
+from phidice.io import as_label_array, atomic_write, image_stem, list_label_files, read_image, read_label_image
 from phidice.metrics._hard import hard_stats
+from phidice.progress import progress as progress_bar
 from phidice.metrics.dice import EMPTY_CONVENTIONS, score_from_stats
 from phidice.metrics.roc import ROC, volume_roc
 
@@ -27,18 +28,10 @@ SPACING_RTOL = 1e-4  # header spacings of a pair must agree to this relative tol
 
 def case_name(path: "str | os.PathLike") -> str:
     """File name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd)."""
-    from phidice.io import LABEL_SUFFIXES
-
-    name = Path(path).name
-    for suffix in sorted(LABEL_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return image_stem(path)
 
 
 def _index(folder: Path, what: str) -> dict[str, Path]:
-    from phidice.io import list_label_files
-
     if not folder.exists():
         raise FileNotFoundError(f"{what} folder not found: {str(folder)!r}")
     if not folder.is_dir():
@@ -78,8 +71,6 @@ def match_cases(pred_dir, gt_dir, *, allow_missing: bool = False) -> tuple[list[
 def read_prediction(path: Path, threshold: float | None) -> tuple[np.ndarray, tuple[float, ...]]:
     """A prediction file as labels: integer (or whole-number float) files as they are; a probability map
     of the foreground with ``threshold`` (``p >= threshold`` → label 1); anything else is an error."""
-    from phidice.io import as_label_array, read_image
-
     array, spacing = read_image(path)
     if array.dtype == np.bool_:
         return array.astype(np.uint8), spacing
@@ -97,8 +88,6 @@ def read_prediction(path: Path, threshold: float | None) -> tuple[np.ndarray, tu
 def case_counts(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
                 num_classes: int | None = None) -> tuple[DiceStats, float]:
     """Counts (1, C) of one pair and the volume of one voxel in ml, with checks that name the files."""
-    from phidice.io import read_label_image
-
     pred, pred_spacing = read_prediction(pred_path, threshold)
     ref, ref_spacing = read_label_image(gt_path)
     if pred.shape != ref.shape:
@@ -207,10 +196,8 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
             raise ValueError(f"{len(lacking)} case(s) have no group in {str(groups_csv)!r}: "
                              + ", ".join(lacking[:10]) + (" …" if len(lacking) > 10 else ""))
 
-    from tqdm.auto import tqdm
-
     rows, voxel_ml = [], []
-    for case, pred_path, gt_path in tqdm(pairs, desc="phidice evaluate", unit="case", disable=not progress):
+    for case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
         stats, ml = case_counts(pred_path, gt_path, threshold=threshold, spacing=spacing, num_classes=num_classes)
         rows.append(stats)
         voxel_ml.append(ml)
@@ -256,20 +243,6 @@ def _add_roc(ev: Evaluation, positive_group: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-
-
-def atomic_write(path: Path, data: "str | bytes") -> None:
-    """Write to a temporary file next to ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _g(x: float) -> str:

@@ -4,6 +4,7 @@ Per-sample ``annotated`` (B, C) flags say which classes each sample labels; see 
 """
 
 from phidice.missing.functional import (
+    check_annotated,
     leaf_dice_ce_loss,
     leaf_dice_loss,
     marginal_cross_entropy,
@@ -22,6 +23,6 @@ from phidice.missing.losses import (
 
 __all__ = [
     "LeafDiceCELoss", "LeafDiceLoss", "MarginalCrossEntropyLoss", "MarginalDiceCELoss", "MarginalDiceLoss",
-    "annotated_from_label_sets", "leaf_dice_ce_loss", "leaf_dice_loss", "marginal_cross_entropy",
+    "annotated_from_label_sets", "check_annotated", "leaf_dice_ce_loss", "leaf_dice_loss", "marginal_cross_entropy",
     "marginal_dice_ce_loss", "marginal_dice_loss", "merge_probabilities",
 ]

@@ -1,7 +1,8 @@
-"""``nn.Module`` wrappers of the missing-label losses; ``forward(input, target, annotated=None, mask=None)``.
+"""``nn.Module`` forms of the missing-label losses; ``forward(input, target, annotated=None, mask=None)``.
 
 ``annotated`` is a (B, C) bool tensor of the classes annotated in each sample (None: all of them). See
 :mod:`phidice.missing.functional` for the definitions and docs/missing_labels.md for when to use which.
+Options are checked at construction; ε and the class weights are buffers (:class:`phidice.losses.base.LossModule`).
 """
 
 from __future__ import annotations
@@ -9,115 +10,90 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from phidice.core._checks import check_activation
-from phidice.core.dice import DEFAULT_EPS, check_config
-from phidice.missing.functional import (
-    _ce_combo,
-    _check_marginal_activation,
-    leaf_dice_loss,
-    marginal_cross_entropy,
-    marginal_dice_loss,
-)
+from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig
+from phidice.losses.base import LossModule
+from phidice.losses.compound import check_compound
+from phidice.missing.functional import check_marginal, check_marginal_fused, marginal_ce_from, partial_loss
 
 
-class _MissingDice(nn.Module):
-    _fn = None
+class _PartialDice(LossModule):
+    _kind = "leaf"
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, eps_nr=None, eps_dr=None, eps_empty=None,
-                 activation: str | None = "softmax", squared: bool = False, include_background: bool = True,
-                 class_weights=None, weighting: str | None = None, empty: str = "smooth",
-                 ignore_index: int | None = None, reduction: str = "mean", check_finite: bool = False,
-                 fused="auto", sync_batch: bool = False):
-        super().__init__()
-        self.phi = check_config(phi=phi, empty=empty, reduction=reduction, weighting=weighting)
-        self.activation = check_activation(activation)
-        self.options = dict(
-            phi=self.phi, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr, eps_empty=eps_empty, activation=self.activation,
-            squared=squared, include_background=include_background, class_weights=class_weights,
-            weighting=weighting, empty=empty, ignore_index=ignore_index, reduction=reduction,
-            check_finite=check_finite, fused=fused, sync_batch=sync_batch,
-        )
+    def __init__(self, phi="I", eps=DEFAULT_EPS, **options):
+        super().__init__(DiceConfig(phi=phi, eps=eps, **options))
+        self._check_config()
+
+    def _check_config(self) -> None:
+        if self._kind == "marginal":
+            check_marginal(self.config.activation, type(self).__name__)
+            check_marginal_fused(self.config, type(self).__name__)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        return type(self)._fn(input, target, annotated, mask=mask, **self.options)
-
-    def extra_repr(self) -> str:
-        o = self.options
-        return (f"phi={o['phi'].value!r}, eps={o['eps']}, activation={o['activation']!r}, "
-                f"include_background={o['include_background']}")
+        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask)
 
 
-class LeafDiceLoss(_MissingDice):
+class LeafDiceLoss(_PartialDice):
     """Leaf Dice (Fidon et al. 2021) with explicit Φ and ε: unannotated (image, class) entries leave φ.
 
     >>> loss = LeafDiceLoss(phi="I", eps=1e-5, include_background=False)
     >>> value = loss(logits, labels, annotated)     # annotated: (B, C) bool
     """
 
-    _fn = staticmethod(leaf_dice_loss)
 
-
-class MarginalDiceLoss(_MissingDice):
+class MarginalDiceLoss(_PartialDice):
     """Marginal Dice (Shi et al. 2021) with explicit Φ and ε: unannotated probabilities join the background.
 
     Needs softmax (or probabilities with ``activation=None``).
     """
 
-    _fn = staticmethod(marginal_dice_loss)
+    _kind = "marginal"
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, **kwargs):
-        super().__init__(phi, eps, **kwargs)
-        _check_marginal_activation(self.activation, None, "MarginalDiceLoss")
+
+class _PartialDiceCE(_PartialDice):
+    _buffer_names = LossModule._buffer_names + ("ce_weight",)
+
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
+                 ce_weight=None, label_smoothing: float = 0.0, **options):
+        options.setdefault("activation", "softmax")
+        LossModule.__init__(self, DiceConfig(phi=phi, eps=eps, **options),
+                            CEConfig(lambda_dice, lambda_ce, ce_weight, label_smoothing))
+        self._check_config()
+
+    def _check_config(self) -> None:
+        check_compound(self.config, type(self).__name__)
+        super()._check_config()
+
+    def forward(self, input, target, annotated=None, mask=None):
+        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, self.ce,
+                            self.ce_weight)
+
+
+class LeafDiceCELoss(_PartialDiceCE):
+    """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (the voxel-wise counterpart of dropping a class)."""
+
+
+class MarginalDiceCELoss(_PartialDiceCE):
+    """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax), the counterpart of ``DiceCELoss``."""
+
+    _kind = "marginal"
 
 
 class MarginalCrossEntropyLoss(nn.Module):
     """Cross-entropy with unannotated classes marginalised into the background (log-sum-exp; BCE over the
-    annotated channels for ``activation="sigmoid"``)."""
+    annotated channels for ``activation="sigmoid"``); ``ce_weight`` is a buffer."""
 
     def __init__(self, *, activation: str = "softmax", ce_weight=None, ignore_index: int | None = None,
-                 sync_batch: bool = False):
+                 sync_batch: bool = False, label_smoothing: float = 0.0, validate_args: bool = True):
         super().__init__()
-        activation = check_activation(activation)
-        if activation not in ("softmax", "sigmoid"):
-            raise ValueError(f"MarginalCrossEntropyLoss needs logits: activation must be 'softmax' or 'sigmoid'; "
-                             f"got {activation!r}")
-        self.options = dict(activation=activation, ce_weight=ce_weight, ignore_index=ignore_index,
-                            sync_batch=sync_batch)
+        self.config = DiceConfig(activation=activation, ignore_index=ignore_index, sync_batch=sync_batch,
+                                 validate_args=validate_args)
+        if self.config.activation is None:
+            raise ValueError("MarginalCrossEntropyLoss needs logits: activation must be 'softmax' or 'sigmoid'; "
+                             "got None")
+        self.ce = CEConfig(ce_weight=ce_weight, label_smoothing=label_smoothing)
+        weight = self.ce.ce_weight
+        self.register_buffer("ce_weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
 
     def forward(self, input, target, annotated=None, mask=None):
-        return marginal_cross_entropy(input, target, annotated, mask=mask, **self.options)
-
-
-class _MissingDiceCE(_MissingDice):
-    _dice = None
-
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
-                 ce_weight=None, **kwargs):
-        kwargs.setdefault("activation", "softmax")
-        if check_activation(kwargs["activation"]) is None:
-            raise ValueError(f"{type(self).__name__} needs logits: activation must be 'softmax' or 'sigmoid'; "
-                             f"got None")
-        super().__init__(phi, eps, **kwargs)
-        if self.options["reduction"] == "none":
-            raise ValueError(f"{type(self).__name__} supports reduction 'mean' or 'sum', not 'none'")
-        self.ce_options = dict(lambda_dice=lambda_dice, lambda_ce=lambda_ce, ce_weight=ce_weight)
-
-    def forward(self, input, target, annotated=None, mask=None):
-        return _ce_combo(type(self)._dice, input, target, annotated, mask=mask, **self.ce_options, **self.options)
-
-
-class LeafDiceCELoss(_MissingDiceCE):
-    """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (the voxel-wise counterpart of dropping a class)."""
-
-    _dice = staticmethod(leaf_dice_loss)
-
-
-class MarginalDiceCELoss(_MissingDiceCE):
-    """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax), the counterpart of ``DiceCELoss``."""
-
-    _dice = staticmethod(marginal_dice_loss)
-
-    def __init__(self, phi="I", eps=DEFAULT_EPS, **kwargs):
-        super().__init__(phi, eps, **kwargs)
-        _check_marginal_activation(self.activation, None, "MarginalDiceCELoss")
+        return marginal_ce_from(input, target, annotated, self.config, self.ce, self.ce_weight, mask)

@@ -20,7 +20,11 @@ import os
 
 import torch
 
-from phidice.core.stats import DiceStats, check_label_range, label_upper
+from phidice.core.checks import check_label_range, label_upper
+from phidice.core.deps import missing_dependency
+from phidice.core.types import DiceStats
+from phidice.ops import cpu, fallback
+from phidice.ops.function import FusedDiceStats
 
 BACKENDS = ("auto", "torch", "numba", "triton")
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -51,21 +55,26 @@ def get_backend() -> str:
 
 
 def _triton():
+    """The Triton backend module, imported on first use; None when triton is not installed.
+
+    Any other error in importing it (a broken kernel module, an incompatible triton) is raised, not
+    hidden behind the slower fallback.
+    """
     global _triton_module, _triton_error
     if _triton_module is None and _triton_error is None:
         try:
-            from phidice.ops import triton_dice
+            from phidice.ops import triton_dice  # optional backend: imported on first use
 
             _triton_module = triton_dice
-        except Exception as err:  # ImportError, or a triton that cannot build here
+        except ImportError as err:
+            if not missing_dependency(err, "triton"):
+                raise
             _triton_error = f"{type(err).__name__}: {err}"
     return _triton_module
 
 
 def select_backend(device: torch.device, dtype: torch.dtype):
     """(name, module) of the backend that runs tensors of this device and dtype; ValueError if forced and unfit."""
-    from phidice.ops import cpu, fallback
-
     forced = get_backend()
     if forced == "torch":
         return "torch", fallback
@@ -110,10 +119,12 @@ def fused_unsupported_reason(input, prepared, *, activation, squared) -> str | N
 
 @torch.compiler.disable
 def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
-                mask: torch.Tensor | None = None) -> DiceStats:
+                mask: torch.Tensor | None = None, check_range: bool = True) -> DiceStats:
     """Per-(b, c) sums of all C classes via the fused kernels, differentiable w.r.t. ``logits``.
 
     ``labels`` (B, *S) integers (ignored voxels already 0 and masked out); ``mask`` (B, 1, *S) or None.
+    ``check_range=False`` skips the label range check on the Triton and torch backends (one host
+    synchronisation); the numba kernel gets the range in its own pass and always checks it.
     Run outside torch.compile's graph (a graph break), since the kernels are opaque to it.
     """
     B, C = logits.shape[:2]
@@ -128,13 +139,6 @@ def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
         m = mask.detach().reshape(B, -1)
         m = m.to(torch.float64 if x.dtype == torch.float64 else torch.float32).contiguous()
     name, backend = select_backend(logits.device, logits.dtype)
-    if name != "numba":  # the numba forward checks the range in its own pass
-        check_label_range(lab, label_upper(logits, activation))
-    inter, pred, tgt = _apply(x, lab, m, activation, backend)
-    return DiceStats(inter, pred, tgt)
-
-
-def _apply(x, lab, m, activation, backend):
-    from phidice.ops.function import FusedDiceStats
-
-    return FusedDiceStats.apply(x, lab, m, activation, backend)
+    if name != "numba" and check_range:  # the numba forward checks the range in its own pass
+        check_label_range(lab, label_upper(C, activation))
+    return DiceStats(*FusedDiceStats.apply(x, lab, m, activation, backend))

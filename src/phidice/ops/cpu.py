@@ -18,7 +18,8 @@ import os
 import numpy as np
 import torch
 
-from phidice.core.stats import check_label_range, label_upper
+from phidice.core.checks import check_label_range, label_upper
+from phidice.core.deps import missing_dependency
 
 _kernels = None
 _import_error: str | None = None
@@ -29,11 +30,13 @@ def kernels():
     global _kernels, _import_error
     if _kernels is None and _import_error is None:
         try:
-            from phidice.ops import _numba_cpu
+            from phidice.ops import _numba_cpu  # optional backend (numba): imported on first use
 
             _kernels = _numba_cpu
-        except Exception as err:  # pragma: no cover - depends on the environment
-            _import_error = f"{type(err).__name__}: {err}"
+        except ImportError as err:
+            if not missing_dependency(err, "numba", "llvmlite"):
+                raise  # a broken kernel module is an error, not a reason to fall back
+            _import_error = f"{type(err).__name__}: {err} (pip install phidice[numba] for the fused CPU kernel)"
     return _kernels
 
 
@@ -109,7 +112,7 @@ def forward(x, labels, mask, activation):
         _run(K.softmax_forward, B * T, (xn, ln, m, narrow), (chunk, blk, zero, out, rng))
     else:
         _run(K.sigmoid_forward, B * T, (xn, ln, m, narrow, int(C == 1)), (chunk, blk, zero, out, rng))
-    check_label_range(labels, label_upper(x, activation), lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
+    check_label_range(labels, label_upper(C, activation), lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
     sums = out.reshape(3, B, T, C).sum(2).astype(np.float32)  # numpy, not torch ops: this is per-call overhead
     return torch.from_numpy(sums[0]), torch.from_numpy(sums[1]), torch.from_numpy(sums[2]), torch.from_numpy(narrow)
 

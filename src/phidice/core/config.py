@@ -1,0 +1,299 @@
+"""One frozen, validated configuration for every loss built on the sums of Eq. 3.
+
+:class:`DiceConfig` holds the options of :func:`phidice.dice_loss` (Φ, ε, activation, weights, empty rule, …),
+checked once when it is built — at module construction, or once per functional call — so that a bad option
+fails where it is written, not at the first forward. The losses, the missing-label losses, ``explain``, the
+Keras losses and the integrations all take their options from it. It holds plain Python values (a per-class
+ε is a tuple of floats); the modules keep ε and the class weights as tensors in registered buffers.
+
+:class:`Overlap` says which index of the three sums a loss uses (Dice, Tversky, Jaccard; see
+:mod:`phidice.equations`). :class:`CEConfig` holds the cross-entropy options of the compound losses.
+No torch import: this module is shared with :mod:`phidice.keras`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+from phidice.core.phi import Phi, parse_phi
+
+DEFAULT_EPS = 1e-5  # the library's negligible ε (MONAI's and nnU-Net's trainer value)
+
+ACTIVATIONS = ("softmax", "sigmoid", None)
+REDUCTIONS = ("mean", "sum", "none")
+EMPTY_MODES = ("smooth", "skip")  # how a subset φ with an empty target enters a *loss*; see EMPTY_SCORES
+WEIGHTINGS = (None, "generalized", "generalized_simple")
+FUSED = (True, False, "auto")
+
+# How the *metrics* score a φ whose reference is empty (phidice.metrics.dice_score, phidice evaluate). The
+# loss's "skip" leaves such a φ out of the mean, as the metrics' "nan" does; the loss's "smooth" lets ε decide,
+# and ε = 0 with nothing predicted reads as DSC 1, the metrics' "one".
+EMPTY_SCORES = ("nan", "ratio", "one", "zero")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """ValueError naming ``name`` and the allowed values unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {shown}; got {value!r}")
+
+
+def check_activation(activation):
+    """The activation in canonical form ("softmax", "sigmoid" or None), any case."""
+    if isinstance(activation, str):
+        activation = activation.lower()
+    check_choice("activation", activation, ACTIVATIONS)
+    return activation
+
+
+def check_flag(name: str, value) -> bool:
+    if value not in (True, False) or isinstance(value, float):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_number(name: str, value, *, low: float = 0.0, high: float = math.inf) -> float:
+    """A real number in [low, high] as a float (bools refused: a flag passed as a weight is a bug)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not low <= float(value) <= high:
+        bound = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f"≥ {low:g}"
+        raise ValueError(f"{name} must be a number {bound}; got {value!r}")
+    return float(value)
+
+
+def per_class_value(value, name: str, *, allow_none: bool = False):
+    """A float, or a tuple of floats (one per class): finite and ≥ 0.
+
+    Accepts numbers, sequences, numpy arrays and torch tensors (read once, here, on the host).
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{name} must be a non-negative number or a sequence of one per class; got None")
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or a sequence of numbers; got bool")
+    raw = value
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()  # tensor or ndarray; a 0-d one gives a number
+    if isinstance(value, Real):
+        v = float(value)
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be finite and ≥ 0; got {v}")
+        return v
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a number or a sequence of numbers; got {raw!r}")
+    items = list(value)
+    if any(hasattr(v, "__iter__") and not isinstance(v, (str, bytes)) for v in items):
+        shape = (len(items), len(items[0])) if items and hasattr(items[0], "__len__") else (len(items),)
+        raise ValueError(f"{name} must be a scalar or 1-D (one value per class); got shape {shape}")
+    if not items:
+        raise ValueError(f"{name} must hold at least one value (one per class); got an empty sequence")
+    if not all(isinstance(v, Real) and not isinstance(v, bool) for v in items):
+        raise TypeError(f"{name} must be a number or a sequence of numbers; got {raw!r}")
+    out = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name} must be finite; got {list(out)}")
+    if any(v < 0 for v in out):
+        raise ValueError(f"{name} must be ≥ 0; got {list(out)}")
+    return out
+
+
+def class_slice(name: str, length: int, num_channels: int, include_background: bool) -> slice:
+    """Which entries of a per-class vector of ``length`` values align with the classes the loss scores.
+
+    A vector may have C values (the input's channels; the background entry is dropped when
+    ``include_background=False``) or C − 1 (already without background). Anything else is an error.
+    """
+    drop_bg = not include_background and num_channels > 1
+    expected = num_channels - 1 if drop_bg else num_channels
+    if length == num_channels and drop_bg:
+        return slice(1, None)
+    if length != expected:
+        extra = f" or {num_channels} (with background, dropped)" if drop_bg else ""
+        raise ValueError(f"{name} has {length} values but the input has {num_channels} classes: expected "
+                         f"{expected}{extra} values, one per class along dim 1")
+    return slice(None)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """The overlap index of one subset φ, linear-fractional in its sums I (Σ y·ỹ), P (Σ ỹ) and Y (Σ y):
+
+        T_φ = (a·I + ε_nr) / (b_I·I + b_P·P + b_Y·Y + ε_dr),   loss per φ: (1 − T_φ)^γ
+
+    Dice: a = 2, (b_I, b_P, b_Y) = (0, 1, 1). Tversky (α, β): a = 1, (1 − α − β, α, β), since
+    FP = P − I and FN = Y − I. Jaccard: a = 1, (−1, 1, 1). Focal Tversky: γ ≠ 1.
+    """
+
+    name: str = "dice"
+    a: float = 2.0
+    b_i: float = 0.0
+    b_p: float = 1.0
+    b_y: float = 1.0
+    gamma: float = 1.0
+
+
+DICE = Overlap()
+JACCARD = Overlap("jaccard", 1.0, -1.0, 1.0, 1.0)
+
+
+def tversky(alpha: float, beta: float, gamma: float = 1.0) -> Overlap:
+    """The Tversky index with weights α (false positives) and β (false negatives); α = β = ½ is Dice."""
+    alpha = check_number("alpha", alpha)
+    beta = check_number("beta", beta)
+    if alpha + beta <= 0:
+        raise ValueError(f"alpha + beta must be > 0 (else the index has no denominator); got {alpha} + {beta}")
+    gamma = check_number("gamma", gamma)
+    if gamma <= 0:
+        raise ValueError(f"gamma must be > 0; got {gamma}")
+    return Overlap("tversky", 1.0, 1.0 - alpha - beta, alpha, beta, gamma)
+
+
+@dataclass(frozen=True)
+class DiceConfig:
+    """The validated options of a loss on the sums of Eq. 3 (see :func:`phidice.dice_loss` for each).
+
+    Build it with keywords; every option is checked here and a ``ValueError``/``TypeError`` names the bad
+    one. ``validate_args=False`` skips, per call, every check that reads tensor values on the host (label
+    range, target/mask in [0, 1], integer-valued float labels, the ``annotated`` flags): use it in a hot loop
+    once the data are known to be valid — bad values then give wrong numbers or an indexing error instead of
+    a clear message. Shapes and dtypes are always checked; ``check_finite=True`` is honoured either way.
+
+    Raises:
+        ValueError / TypeError: an unknown Φ, activation, reduction, empty rule, weighting or fused value;
+            a negative or non-finite ε or weight; weighting with a Φ that does not sum classes.
+    """
+
+    phi: Phi = Phi.I
+    eps: "float | tuple[float, ...]" = DEFAULT_EPS
+    eps_nr: "float | tuple[float, ...] | None" = None
+    eps_dr: "float | tuple[float, ...] | None" = None
+    eps_empty: "float | tuple[float, ...] | None" = None
+    activation: str | None = "softmax"
+    squared: bool = False
+    include_background: bool = True
+    class_weights: "float | tuple[float, ...] | None" = None
+    weighting: str | None = None
+    empty: str = "smooth"
+    ignore_index: int | None = None
+    reduction: str = "mean"
+    check_finite: bool = False
+    fused: "bool | str" = "auto"
+    sync_batch: bool = False
+    validate_args: bool = True
+    overlap: Overlap = field(default=DICE)
+
+    def __post_init__(self):
+        put = object.__setattr__.__get__(self)
+        put("phi", parse_phi(self.phi))
+        put("activation", check_activation(self.activation))
+        for name in ("eps", "eps_nr", "eps_dr", "eps_empty", "class_weights"):
+            put(name, per_class_value(getattr(self, name), name, allow_none=name != "eps"))
+        for name in ("squared", "include_background", "check_finite", "sync_batch", "validate_args"):
+            put(name, check_flag(name, getattr(self, name)))
+        check_choice("weighting", self.weighting, WEIGHTINGS)
+        check_choice("empty", self.empty, EMPTY_MODES)
+        check_choice("reduction", self.reduction, REDUCTIONS)
+        if self.fused not in FUSED:
+            raise ValueError(f"fused must be True, False or 'auto'; got {self.fused!r}")
+        if self.ignore_index is not None:
+            if isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, Integral):
+                raise TypeError(f"ignore_index must be an integer or None; got {self.ignore_index!r}")
+            put("ignore_index", int(self.ignore_index))
+        if self.weighting is not None and not self.phi.sums_classes:
+            raise ValueError(
+                f"weighting={self.weighting!r} weighs classes inside one Dice ratio and needs a Φ that sums over "
+                f"classes ('CI' or 'BCI'); got phi={self.phi.value!r}"
+            )
+        if not isinstance(self.overlap, Overlap):
+            raise TypeError(f"overlap must be an Overlap; got {type(self.overlap).__name__}")
+
+    @property
+    def eps_nr_value(self):
+        """ε of the numerator: ``eps_nr``, else ``eps``."""
+        return self.eps if self.eps_nr is None else self.eps_nr
+
+    @property
+    def eps_dr_value(self):
+        """ε of the denominator: ``eps_dr``, else ``eps``."""
+        return self.eps if self.eps_dr is None else self.eps_dr
+
+    def replace(self, **changes) -> "DiceConfig":
+        """A copy with some options changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready options (Φ as its name, per-class values as lists); ``DiceConfig(**d)`` rebuilds it."""
+        out = dataclasses.asdict(self)
+        out["phi"] = self.phi.value
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    @classmethod
+    def build(cls, config: "DiceConfig | None" = None, options: dict | None = None) -> "DiceConfig":
+        """``config`` with ``options`` applied on top (validated again), or a new config from ``options``."""
+        if config is None:
+            return cls(**(options or {}))
+        if not isinstance(config, DiceConfig):
+            raise TypeError(f"config must be a DiceConfig; got {type(config).__name__}")
+        return config.replace(**options) if options else config
+
+    @classmethod
+    def from_dict(cls, options: dict) -> "DiceConfig":
+        options = dict(options)
+        if isinstance(options.get("overlap"), dict):
+            options["overlap"] = Overlap(**options["overlap"])
+        return cls(**options)
+
+    def describe(self) -> str:
+        """The options that differ from the defaults, as ``name=value`` pairs (for reprs and logs)."""
+        default = DiceConfig()
+        parts = [f"phi={self.phi.value!r}"]
+        for f in dataclasses.fields(self):
+            if f.name != "phi" and getattr(self, f.name) != getattr(default, f.name):
+                parts.append(f"{f.name}={getattr(self, f.name)!r}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class CEConfig:
+    """Options of the cross-entropy term of the compound losses (λ_dice · Dice + λ_ce · CE).
+
+    ``ce_weight`` weighs classes as ``torch.nn.functional.cross_entropy`` does (a weighted mean over voxels);
+    ``label_smoothing`` in [0, 1] as in torch (for BCE: targets y·(1 − s) + s/2).
+    """
+
+    lambda_dice: float = 1.0
+    lambda_ce: float = 1.0
+    ce_weight: "tuple[float, ...] | None" = None
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        put = object.__setattr__.__get__(self)
+        put("lambda_dice", check_number("lambda_dice", self.lambda_dice))
+        put("lambda_ce", check_number("lambda_ce", self.lambda_ce))
+        put("label_smoothing", check_number("label_smoothing", self.label_smoothing, high=1.0))
+        weight = per_class_value(self.ce_weight, "ce_weight", allow_none=True)
+        put("ce_weight", (weight,) if isinstance(weight, float) else weight)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        if out["ce_weight"] is not None:
+            out["ce_weight"] = list(out["ce_weight"])
+        return out
+
+
+def split_options(options: dict) -> tuple[dict, dict]:
+    """Split keyword options into (DiceConfig fields, CEConfig fields); an unknown name is a TypeError."""
+    dice_names = {f.name for f in dataclasses.fields(DiceConfig)}
+    ce_names = {f.name for f in dataclasses.fields(CEConfig)}
+    unknown = sorted(set(options) - dice_names - ce_names)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of "
+                        f"DiceConfig ({', '.join(sorted(dice_names))}) and CEConfig ({', '.join(sorted(ce_names))})")
+    return ({k: v for k, v in options.items() if k in dice_names},
+            {k: v for k, v in options.items() if k in ce_names})

@@ -1,0 +1,191 @@
+"""Eq. 3 and Eq. 4 of the paper as named steps on the (B, C) sums I = Σ y·ỹ, P = Σ ỹ, Y = Σ y.
+
+Eq. 3, for any overlap index of the sums (:class:`~phidice.core.config.Overlap`; Dice: a = 2, b = (0, 1, 1)):
+
+    DL = Σ_φ ω_φ · ℓ(T_φ),   T_φ = (a·Σ_{c∈φ} v_c I_c + ε_nr,φ) / (Σ_{c∈φ} v_c (b_I I_c + b_P P_c + b_Y Y_c) + ε_dr,φ)
+
+with ℓ(T) = (1 − T)^γ (γ = 1: 1 − T), ω_φ the outer weights (1/|Φ| by default) and v_c the inner class weights,
+which are 1 unless a φ spans several classes (Φ = CI, BCI) and class weights or a generalized weighting are
+given. :func:`subset_terms` runs the steps — :func:`kept_sums`, the batch sum of Φ, :func:`inner_weights`, the
+class sum of Φ, :func:`subset_eps`, :func:`outer_weights` — and :func:`loss_from_terms` takes the ratio and the
+weighted sum. Eq. 4 is :func:`eq4`: within a φ the gradient ∂DL/∂ỹ takes one value at y = 0 and one at y = 1.
+
+Every loss (fused or reference path, Dice, Tversky, Jaccard, leaf, marginal), :func:`phidice.dice_gradient`,
+:func:`phidice.explain` and the Keras losses call these functions. They are array-generic: ``ops`` is the
+namespace of array operations (:data:`phidice.core.xp.TORCH`, or keras.ops in :mod:`phidice.keras`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from phidice.core.config import DICE, DiceConfig, Overlap
+from phidice.core.phi import Phi
+from phidice.core.types import DiceStats
+
+# a focal exponent γ < 1 has an infinite slope at T = 1: ℓ is evaluated on max(1 − T, FOCAL_FLOOR) there
+FOCAL_FLOOR = 1e-12
+
+
+class Smoothing(NamedTuple):
+    """ε and class weights aligned with the classes of the sums: a float, a 0-d array, or a (1, C) row."""
+
+    eps_nr: object
+    eps_dr: object
+    eps_empty: object = None
+    class_weights: object = None
+
+
+class SubsetTerms(NamedTuple):
+    """Eq. 3 per subset φ (shapes (Bφ, Cφ)) before the ratio, and the inner weights v (None: all 1)."""
+
+    numerator: object  # N_φ = a·Σ v·I + ε_nr
+    denominator: object  # D_φ = Σ v·(b_I·I + b_P·P + b_Y·Y) + ε_dr
+    weight: object  # ω_φ (normalised for "mean", raw for "sum"; 0 for skipped φ); may be a float
+    skipped: object  # bool: φ left out of the mean (None: none can be)
+    inner: object  # v, broadcastable to (B, C), or None
+
+
+def _times(v, x):
+    return x if v is None else v * x
+
+
+def _is_row(value) -> bool:
+    return getattr(value, "ndim", 0) == 2
+
+
+def kept_sums(stats: DiceStats, keep, ops) -> DiceStats:
+    """The sums of the kept (image, class) entries only (the leaf Dice's annotated classes); all without ``keep``."""
+    if keep is None:
+        return stats
+    k = ops.float(keep, stats.intersection)
+    return DiceStats(*(t * k for t in stats))
+
+
+def generalized_weights(target_sum, kind: str, ops):
+    """Sudre's w_c = 1/(Σy)² ("generalized") or 1/Σy ("generalized_simple") per row of ``target_sum``.
+
+    Empty classes (Σy = 0, weight ∞) take the largest weight among the non-empty classes of the same subset
+    (MONAI's rule); if every class of the subset is empty, all weights are 1, so that ε alone decides it, as
+    in a plain Dice. No gradient flows through the weights.
+    """
+    ts = ops.stop_gradient(target_sum)
+    w = 1.0 / (ts * ts) if kind == "generalized" else 1.0 / ts
+    inf = ops.isinf(w)
+    w = ops.where(inf, 0.0, w)
+    w = ops.where(inf, ops.amax(w, 1), w)
+    return ops.where(ops.all(inf, 1), 1.0, w)
+
+
+def inner_weights(target_sum, phi: Phi, class_weights, weighting: str | None, keep, ops):
+    """v_c: the weights of the classes inside one φ (Φ ∋ C); None when every v_c is 1.
+
+    ``target_sum`` is Y after the batch sum of Φ. Unkept classes carry no weight (and so no ε) in a class sum.
+    """
+    if not phi.sums_classes:
+        return None
+    v = class_weights
+    if weighting is not None:
+        v = _times(v, generalized_weights(target_sum, weighting, ops))
+    if keep is not None:
+        k = ops.float(keep, target_sum)
+        v = _times(v, ops.amax(k, 0) if phi.sums_batch else k)
+    return v
+
+
+def subset_eps(eps, v, phi: Phi, ops):
+    """ε_φ: a scalar ε enters each φ once; a per-class ε is a virtual volume of its class, summed (with v_c)
+    over the classes a φ spans."""
+    if eps is None or not _is_row(eps):
+        return eps
+    return phi.sum_classes(_times(v, eps), ops)
+
+
+def overlap_sums(I, P, Y, v, phi: Phi, overlap: Overlap, ops):
+    """(Σ_{c∈φ} v_c I_c, Σ_{c∈φ} v_c (b_I I_c + b_P P_c + b_Y Y_c)) after the batch sum of Φ."""
+    if overlap.b_p == 1 and overlap.b_y == 1:
+        linear = P + Y
+    else:
+        linear = overlap.b_p * P + overlap.b_y * Y
+    if overlap.b_i:
+        linear = linear + overlap.b_i * I
+    return phi.sum_classes(_times(v, I), ops), phi.sum_classes(_times(v, linear), ops)
+
+
+def outer_weights(target, keep, phi: Phi, class_weights, config: DiceConfig, ops):
+    """(ω_φ, skipped): 1/|Φ| by default — with class weights under I/BI their normalised weighted mean — over
+    the subsets that take part; a φ leaves the mean when its target is empty (``empty="skip"``) or it holds no
+    kept entry. ``reduction="sum"`` keeps the raw weights."""
+    skipped = (target == 0) if config.empty == "skip" else None
+    if keep is not None:
+        dropped = phi.reduce(ops.float(keep, target), ops) == 0
+        skipped = dropped if skipped is None else skipped | dropped
+    w = None if (phi.sums_classes or class_weights is None) else class_weights * ops.ones_like(target)
+    if skipped is not None:
+        w = _times(w, ops.float(~skipped, target))
+    if config.reduction != "mean":
+        return (1.0 if w is None else w), skipped
+    if w is None:  # equal weights, no normalising sum needed
+        return 1.0 / ops.size(target), skipped
+    total = ops.total(w)
+    return w / ops.where(total > 0, total, 1.0), skipped
+
+
+def subset_terms(stats: DiceStats, config: DiceConfig, smoothing: Smoothing, *, keep=None, ops) -> SubsetTerms:
+    """Eq. 3 up to the ratio: N_φ, D_φ and ω_φ of every φ ∈ Φ from the (B, C) sums.
+
+    ``keep`` (B, C) bool says which (image, class) entries take part (the leaf Dice); a φ without one leaves
+    the mean. ``smoothing`` holds ε and the class weights aligned with the sums' classes.
+    """
+    phi, overlap = config.phi, config.overlap
+    I, P, Y = (phi.sum_batch(t, ops) for t in kept_sums(stats, keep, ops))
+    v = inner_weights(Y, phi, smoothing.class_weights, config.weighting, keep, ops)
+    inter, linear = overlap_sums(I, P, Y, v, phi, overlap, ops)
+    target = phi.sum_classes(Y, ops)
+    en, ed = subset_eps(smoothing.eps_nr, v, phi, ops), subset_eps(smoothing.eps_dr, v, phi, ops)
+    if smoothing.eps_empty is not None:
+        empty, ee = target == 0, subset_eps(smoothing.eps_empty, v, phi, ops)
+        en, ed = ops.where(empty, ee, en), ops.where(empty, ee, ed)
+    weight, skipped = outer_weights(target, keep, phi, smoothing.class_weights, config, ops)
+    return SubsetTerms(overlap.a * inter + en, linear + ed, weight, skipped, v)
+
+
+def overlap_index(numerator, denominator, ops):
+    """T_φ = N_φ / D_φ, with 0/0 (ε = 0 and nothing predicted nor labelled) read as a perfect score of 1."""
+    ok = denominator > 0
+    return ops.where(ok, numerator / ops.where(ok, denominator, 1.0), 1.0)
+
+
+def subset_loss(index, gamma: float, ops):
+    """ℓ(T) = 1 − T, or (1 − T)^γ for a focal exponent (never negative, finite slope)."""
+    if gamma == 1:
+        return 1 - index
+    return ops.power(ops.maximum(1 - index, FOCAL_FLOOR if gamma < 1 else 0.0), gamma)
+
+
+def loss_from_terms(terms: SubsetTerms, config: DiceConfig, ops):
+    """DL = Σ_φ ω_φ ℓ(T_φ); ``reduction="none"``: ℓ(T_φ) per φ, unweighted, 0 for skipped φ."""
+    per_subset = subset_loss(overlap_index(terms.numerator, terms.denominator, ops), config.overlap.gamma, ops)
+    if config.reduction == "none":
+        return per_subset if terms.skipped is None else ops.where(terms.skipped, 0.0, per_subset)
+    if isinstance(terms.weight, float):
+        return ops.total(per_subset) * terms.weight
+    return ops.total(terms.weight * per_subset)
+
+
+def eq4(numerator, denominator, weight=1.0, overlap: Overlap = DICE):
+    """Eq. 4: (∂DL/∂I_c, ∂DL/∂P_c) of one subset φ with N_φ, D_φ (> 0) and weight ω_φ, for a class of inner
+    weight 1 (multiply both by v_c otherwise). At a voxel of φ, ∂DL/∂ỹ = ∂DL/∂I · y + ∂DL/∂P: one value at
+    y = 0 (∂DL/∂P) and one at y = 1 (their sum). Dice: ∂DL/∂I = −2ω/D, ∂DL/∂P = ω·N/D².
+
+    Plain arithmetic, so it serves tensors and NumPy arrays alike (the Eq. 5 curves of ``explain``).
+    """
+    d2 = denominator * denominator
+    dl_dt = -weight
+    if overlap.gamma != 1:  # ℓ = max(1 − T, floor)^γ: slope γ·(1 − T)^(γ−1) above the floor, 0 below
+        base = 1 - numerator / denominator
+        ok = (base >= (FOCAL_FLOOR if overlap.gamma < 1 else 0.0)) * 1.0
+        dl_dt = dl_dt * overlap.gamma * (base * ok + (1 - ok)) ** (overlap.gamma - 1) * ok
+    d_inter = dl_dt * (overlap.a * denominator - overlap.b_i * numerator) / d2
+    d_pred = dl_dt * (-overlap.b_p * numerator) / d2
+    return d_inter, d_pred

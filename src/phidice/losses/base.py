@@ -1,0 +1,147 @@
+"""What every loss module shares: its :class:`DiceConfig`, ε and class weights as registered buffers, and
+the step from (B, C) sums to the loss (the global batch under DDP, then Eq. 3).
+
+A module keeps ε (numerator, denominator, empty maps) and the class weights as float64 buffers, cast to
+the sums' dtype per call (``.half()`` or ``.float()`` of a model leave them exact): they follow
+``.to(device)``, appear in ``state_dict`` and load back, and its :attr:`config` follows what was loaded.
+The functional forms use the config's numbers directly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from phidice import distributed
+from phidice.core.config import CEConfig, DiceConfig, class_slice
+from phidice.core.types import DiceStats
+from phidice.core.xp import TORCH
+from phidice.equations import Smoothing, loss_from_terms, subset_terms
+
+SMOOTHING = ("eps_nr", "eps_dr", "eps_empty", "class_weights")
+
+
+def config_smoothing(config: DiceConfig) -> Smoothing:
+    """ε and class weights as the config gives them: floats or tuples (one per class)."""
+    return Smoothing(config.eps_nr_value, config.eps_dr_value, config.eps_empty, config.class_weights)
+
+
+def _names(config: DiceConfig) -> tuple[str, ...]:
+    """The option each smoothing value came from, for errors (``eps`` when eps_nr/eps_dr were not given)."""
+    return ("eps" if config.eps_nr is None else "eps_nr", "eps" if config.eps_dr is None else "eps_dr",
+            "eps_empty", "class_weights")
+
+
+def align_smoothing(raw: Smoothing, config: DiceConfig, num_channels: int, like: torch.Tensor) -> Smoothing:
+    """ε and weights for :func:`phidice.equations.subset_terms`: per-class values as (1, C') rows of the sums'
+    dtype, matched to the classes the loss scores (C or C − 1 values; see ``class_slice``); scalars as they
+    are, except that with ``eps_empty`` they become 0-d tensors (``torch.where`` takes their dtype)."""
+    scalar_tensors = config.eps_empty is not None
+
+    def one(name, value):
+        if value is None:
+            return None
+        if isinstance(value, torch.Tensor):
+            if value.ndim == 0:
+                return value.to(like.dtype)
+            sl = class_slice(name, value.shape[0], num_channels, config.include_background)
+            return value[sl].to(like.dtype).reshape(1, -1)
+        if isinstance(value, tuple):
+            sl = class_slice(name, len(value), num_channels, config.include_background)
+            return torch.tensor(value[sl], dtype=like.dtype, device=like.device).reshape(1, -1)
+        return torch.tensor(value, dtype=like.dtype, device=like.device) if scalar_tensors else value
+
+    return Smoothing(*(one(n, v) for n, v in zip(_names(config), raw)))
+
+
+def loss_from_sums(stats: DiceStats, config: DiceConfig, raw: Smoothing, *, num_channels: int, keep=None):
+    """The loss of Eq. 3 from the (B, C') sums of the scored classes.
+
+    Under ``sync_batch`` the (b, c) rows of every rank are gathered first (:func:`phidice.distributed.
+    gather_batch`), so every Φ, weight and skip rule is that of one process on the global batch.
+    """
+    if config.sync_batch:
+        stats, keep = distributed.gather_batch(stats, keep)
+    smoothing = align_smoothing(raw, config, num_channels, stats.intersection)
+    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, ops=TORCH), config, TORCH)
+
+
+class LossModule(nn.Module):
+    """A loss with a :class:`DiceConfig` (and a :class:`CEConfig` for the compound losses) built at construction.
+
+    ε, the class weights and ``ce_weight`` are buffers; ``config`` is updated when a state dict is loaded.
+    """
+
+    _buffer_names = SMOOTHING
+
+    def __init__(self, config: DiceConfig, ce: CEConfig | None = None):
+        super().__init__()
+        self.config = config
+        self.ce = ce
+        values = dict(zip(SMOOTHING, config_smoothing(config)))
+        values["ce_weight"] = None if ce is None else ce.ce_weight
+        for name in self._buffer_names:
+            value = values[name]
+            self.register_buffer(name, None if value is None else torch.tensor(value, dtype=torch.float64))
+        self.register_load_state_dict_post_hook(LossModule._follow_loaded_buffers)
+
+    @classmethod
+    def from_config(cls, config: DiceConfig, ce: CEConfig | None = None, **ce_options) -> "LossModule":
+        """The loss for a built configuration (integrations pass the one config they validated)."""
+        self = cls.__new__(cls)
+        if "ce_weight" in cls._buffer_names:
+            ce = CEConfig(**{**(ce.to_dict() if ce else {}), **ce_options})
+        elif ce is not None or ce_options:
+            raise TypeError(f"{cls.__name__} has no cross-entropy term; got CE options")
+        LossModule.__init__(self, config, ce)
+        self._check_config()
+        return self
+
+    def _check_config(self) -> None:
+        """Checks of the options that only this loss has (a subclass's own rules)."""
+
+    @property
+    def phi(self):
+        return self.config.phi
+
+    @property
+    def activation(self):
+        return self.config.activation
+
+    @property
+    def smoothing(self) -> Smoothing:
+        return Smoothing(self.eps_nr, self.eps_dr, self.eps_empty, self.class_weights)
+
+    def _apply(self, fn, *args, **kwargs):
+        """ε and the weights follow ``.to(device)`` but stay float64 whatever dtype the model is cast to."""
+        before = {n: self._buffers.get(n) for n in self._buffer_names}
+        super()._apply(fn, *args, **kwargs)
+        for name, old in before.items():
+            new = self._buffers.get(name)
+            if new is not None and new.dtype != torch.float64:
+                self._buffers[name] = old.to(device=new.device)
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        for name in self._buffer_names:  # checkpoints saved before ε lived in buffers: keep the configured ε
+            buffer = self._buffers.get(name)
+            if buffer is not None and prefix + name not in state_dict:
+                state_dict[prefix + name] = buffer
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    @staticmethod
+    def _follow_loaded_buffers(module, incompatible_keys) -> None:
+        def value(t):
+            return None if t is None else (float(t) if t.ndim == 0 else tuple(t.tolist()))
+
+        b = module._buffers
+        module.config = module.config.replace(eps_nr=value(b["eps_nr"]), eps_dr=value(b["eps_dr"]),
+                                              eps_empty=value(b["eps_empty"]), class_weights=value(b["class_weights"]))
+        if module.ce is not None and "ce_weight" in b:
+            module.ce = CEConfig(**{**module.ce.to_dict(), "ce_weight": value(b["ce_weight"])})
+
+    def extra_repr(self) -> str:
+        ce = "" if self.ce is None else ", " + ", ".join(f"{k}={v!r}" for k, v in self.ce.to_dict().items())
+        return self.config.describe() + ce

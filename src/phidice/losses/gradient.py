@@ -1,0 +1,88 @@
+"""The analytic derivative of Eq. 3 with respect to the probabilities ỹ — Eq. 4 of the paper.
+
+For a voxel ω in subset φ^ω, with N_φ = 2 Σ v·y·ỹ + ε_nr and D_φ = Σ v·(y + ỹ) + ε_dr:
+
+    ∂DL/∂ỹ_ω = −ω_φ · v_c · (2 y_ω / D_φ − N_φ / D_φ²)
+
+so within one φ (and class c, when inner weights differ per class) the gradient takes two values, one
+for y = 0 and one for y = 1. :func:`dice_gradient` computes it in closed form from the same Eq. 3 steps as
+the loss (:func:`phidice.equations.subset_terms`, then :func:`phidice.equations.eq4`), independently of
+autograd; the tests hold autograd of :func:`phidice.dice_loss` against it, and :func:`phidice.explain`
+reports it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from phidice.core.config import DEFAULT_EPS, DiceConfig
+from phidice.core.xp import TORCH
+from phidice.equations import eq4, loss_from_terms, subset_terms
+from phidice.losses.base import align_smoothing, config_smoothing
+from phidice.sums import activate, class_stats, dense_target, drop_background, prepare_target
+
+
+class DiceGradient(NamedTuple):
+    """∂DL/∂ỹ and its two values per image and class.
+
+    grad: (B, C, *spatial), the full gradient (0 on an excluded background channel and masked voxels).
+    g0:   (B, C') value of ∂DL/∂ỹ at voxels with y = 0 (L1 relaxation; None when ``squared``).
+    g1:   (B, C') value at voxels with y = 1 (None when ``squared``).
+    loss: the loss value, for reference.
+    """
+
+    grad: torch.Tensor
+    g0: torch.Tensor | None
+    g1: torch.Tensor | None
+    loss: torch.Tensor
+
+
+def entry_gradients(terms, config: DiceConfig, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4 per (image, class) entry: (∂DL/∂I, ∂DL/∂P), each of ``shape`` (B, C'), v_c included."""
+    N, D = terms.numerator, terms.denominator
+    ok = D > 0  # 0/0 reads as a perfect score with zero gradient
+    d_inter, d_pred = eq4(N, torch.where(ok, D, 1.0), terms.weight, config.overlap)
+    d_inter, d_pred = (torch.where(ok, g, 0.0).expand(shape) for g in (d_inter, d_pred))
+    if terms.inner is not None:
+        d_inter, d_pred = d_inter * terms.inner, d_pred * terms.inner
+    return d_inter, d_pred
+
+
+def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAULT_EPS, *,
+                  mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> DiceGradient:
+    """Eq. 4: the gradient of :func:`phidice.dice_loss` (with ``activation=None``) w.r.t. ``probs``.
+
+    Same options as :func:`phidice.dice_loss`; ``probs`` are probabilities (B, C, *spatial).
+    """
+    config = DiceConfig(phi=phi, eps=eps, **options) if config is None else config.replace(**options)
+    config = config.replace(activation=None, fused=False)
+    if config.reduction == "none":
+        raise ValueError("reduction='none' gives one loss per subset, which has no single gradient; "
+                         "use 'mean' or 'sum'")
+    if config.sync_batch:
+        raise ValueError("dice_gradient is the gradient of one process's batch; sync_batch=True is not supported")
+    with torch.no_grad():
+        stats = drop_background(class_stats(probs, target, config, mask), config.include_background)
+        smoothing = align_smoothing(config_smoothing(config), config, probs.shape[1], stats.intersection)
+        terms = subset_terms(stats, config, smoothing, ops=TORCH)
+        d_inter, d_pred = entry_gradients(terms, config, stats.intersection.shape)
+        prepared = prepare_target(probs, target, config, mask)
+        p = activate(probs, None)
+        C_in = probs.shape[1]
+        keep = slice(1, None) if (not config.include_background and C_in > 1) else slice(None)
+        B, C = d_inter.shape
+        spatial_ones = (1,) * (probs.ndim - 2)
+        pk = p[:, keep]
+        dP_voxel = d_pred.view(B, C, *spatial_ones) * (2 * pk if config.squared else 1)
+        g = d_inter.view(B, C, *spatial_ones) * dense_target(prepared, p, None)[:, keep] + dP_voxel
+        if prepared.mask is not None:
+            m = prepared.mask.to(g.dtype)
+            g = g * (m if m.shape[1] == 1 else m[:, keep])
+        grad = torch.zeros_like(p)
+        grad[:, keep] = g
+        loss = loss_from_terms(terms, config, TORCH)
+        if config.squared:
+            return DiceGradient(grad, None, None, loss)
+        return DiceGradient(grad, d_pred, d_inter + d_pred, loss)

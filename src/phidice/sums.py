@@ -1,0 +1,184 @@
+"""The per-(image, class) sums of Eq. 3 from logits and targets — the input of every loss in phidice.
+
+For probabilities ỹ (after the activation), targets y and a voxel mask m, the sums are, per image b and
+class c: I = Σ m·y·ỹ, P = Σ m·ỹ (Σ m·ỹ² when squared) and Y = Σ m·y (Σ m·y²). Integer labels with softmax
+or sigmoid go through the fused one-hot-free kernels (:mod:`phidice.ops`); everything else through the
+dense reference path here, which the kernels are tested against.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from phidice import ops
+from phidice.core.checks import (
+    check_input,
+    check_label_range,
+    check_mask,
+    check_unit_interval,
+    is_compiling,
+    label_upper,
+)
+from phidice.core.config import DiceConfig
+from phidice.core.types import DiceStats, PreparedTarget
+
+__all__ = ["compute_stats", "class_stats", "stats_of_prepared", "prepare_target", "activate", "dense_target", "reference_stats",
+           "drop_background"]
+
+
+def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
+                   mask: torch.Tensor | None = None, *, check_range: bool = True) -> PreparedTarget:
+    """Check ``target`` (and ``mask``) against ``input`` and bring them to one of two forms.
+
+    Integer targets of shape (B, *S) or (B, 1, *S) are labels in [0, C) (or {0, 1} for a single sigmoid
+    channel), with ``ignore_index`` voxels folded into the mask. Float/bool targets of shape (B, C, *S) are
+    one-hot or soft maps in [0, 1]. A float target of shape (B, 1, *S) with C > 1 is taken as labels when its
+    values are integers (MONAI stores labels as float). ``check_range=False`` leaves the label range check
+    (without ``ignore_index``) to the caller: the fused CPU kernel gets the range in the pass it makes anyway.
+    Value checks run only with ``config.validate_args``.
+    """
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor; got {type(target).__name__}")
+    if target.is_complex():
+        raise TypeError(f"target must be integer labels or a float/bool map; got dtype {target.dtype}")
+    B, C = input.shape[:2]
+    if target.shape[0] != B:
+        raise ValueError(f"target batch size {target.shape[0]} does not match input batch size {B} "
+                         f"(input {tuple(input.shape)}, target {tuple(target.shape)})")
+    values = config.validate_args and not is_compiling()
+    ignore_index = config.ignore_index
+    is_int = not target.is_floating_point() and target.dtype != torch.bool
+    if target.dtype == torch.bool:
+        target = target.to(torch.float32)
+    if not is_int and target.shape[1:] == input.shape[1:]:
+        if ignore_index is not None:
+            raise ValueError("ignore_index applies to integer label targets; for a one-hot/soft target pass mask=")
+        if config.check_finite and not is_compiling() and not bool(torch.isfinite(target).all()):
+            raise ValueError("target contains NaN or Inf (check_finite=True)")
+        if values:
+            check_unit_interval(target, "target values must lie in [0, 1] (one-hot or soft maps)")
+        return PreparedTarget(None, target, None if mask is None else check_mask(mask, input, values=values))
+    labels = _labels(input, target, values)
+    valid = None
+    if ignore_index is not None:
+        valid = labels != ignore_index
+        labels = labels.masked_fill(~valid, 0)
+    if values and (check_range or ignore_index is not None):
+        check_label_range(labels, label_upper(C, config.activation), ignore_index=ignore_index)
+    if mask is not None:
+        mask = check_mask(mask, input, values=values)
+    if valid is not None:
+        valid = valid.unsqueeze(1).to(input.dtype)
+        mask = valid if mask is None else mask * valid
+    return PreparedTarget(labels, None, mask)
+
+
+def _labels(input: torch.Tensor, target: torch.Tensor, values: bool) -> torch.Tensor:
+    """A label target (B, *S) or (B, 1, *S), integer or integer-valued float, as (B, *S) int64."""
+    lab = target[:, 0] if (target.ndim == input.ndim and target.shape[1] == 1) else target
+    if tuple(lab.shape[1:]) != tuple(input.shape[2:]):
+        B = input.shape[0]
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}: expected "
+            f"labels (B, *spatial) = {(B, *input.shape[2:])} or (B, 1, *spatial), or a map (B, C, *spatial) = "
+            f"{tuple(input.shape)}"
+        )
+    if lab.is_floating_point() and values and not bool((lab == torch.round(lab)).all()):
+        raise ValueError(
+            f"target of shape {tuple(target.shape)} has one channel but input has C={input.shape[1]}: it is read "
+            f"as labels, yet it holds non-integer values"
+        )
+    return lab if lab.dtype == torch.long else lab.long()
+
+
+def activate(input: torch.Tensor, activation) -> torch.Tensor:
+    """Probabilities in float32 (float64 kept): the activation never runs in fp16/bf16."""
+    x = input if input.dtype == torch.float64 else input.float()
+    if activation == "softmax":
+        return torch.softmax(x, dim=1)
+    if activation == "sigmoid":
+        return torch.sigmoid(x)
+    return x
+
+
+def dense_target(prepared: PreparedTarget, probs: torch.Tensor, activation) -> torch.Tensor:
+    """The target as a (B, C, *S) map of ``probs``' dtype (one-hot for labels)."""
+    if prepared.dense is not None:
+        return prepared.dense.to(probs.dtype)
+    labels = prepared.labels
+    if probs.shape[1] == 1 and activation != "softmax":
+        return labels.unsqueeze(1).to(probs.dtype)
+    return torch.zeros_like(probs).scatter_(1, labels.unsqueeze(1), 1.0)
+
+
+def reference_stats(probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+                    squared: bool) -> DiceStats:
+    """Sums of Eq. 3 per (b, c) from dense probabilities and targets (the readable reference path)."""
+    B, C = probs.shape[:2]
+    p = probs.reshape(B, C, -1)
+    y = target.reshape(B, C, -1)
+    if mask is not None:
+        m = mask.to(probs.dtype).reshape(B, mask.shape[1], -1)
+        pm, ym = p * m, y * m
+    else:
+        pm, ym = p, y
+    intersection = (pm * y).sum(-1)
+    pred_sum = (pm * p).sum(-1) if squared else pm.sum(-1)
+    target_sum = (ym * y).sum(-1) if squared else ym.sum(-1)
+    return DiceStats(intersection, pred_sum, target_sum)
+
+
+def class_stats(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
+                mask: torch.Tensor | None = None) -> DiceStats:
+    """(B, C) sums of every channel, differentiable w.r.t. ``input``; fused when ``config.fused`` allows."""
+    check_input(input, config.activation, config.check_finite)
+    return stats_of_prepared(input, prepare_target(input, target, config, mask, check_range=False), config)
+
+
+def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> DiceStats:
+    """(B, C) sums of a target prepared with ``check_range=False``; the label range is checked here.
+
+    ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
+    no squared denominator — and the dense reference path otherwise; ``True`` demands them.
+    """
+    if config.fused is not False:
+        reason = ops.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
+        if reason is None:
+            return ops.fused_stats(input, prepared.labels, activation=config.activation, mask=prepared.mask,
+                                   check_range=config.validate_args)
+        if config.fused is True:
+            raise ValueError(f"fused=True but the fused path does not apply: {reason}")
+    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling():
+        check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
+    probs = activate(input, config.activation)
+    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared)
+
+
+_warned_bg = False
+
+
+def drop_background(stats: DiceStats, include_background: bool) -> DiceStats:
+    """The sums without class 0 unless ``include_background`` (a single channel is the foreground: kept)."""
+    global _warned_bg
+    if include_background:
+        return stats
+    if stats.intersection.shape[1] == 1:
+        if not _warned_bg:
+            warnings.warn("include_background=False ignored: a single channel is the foreground", stacklevel=3)
+            _warned_bg = True
+        return stats
+    return stats.select_classes(slice(1, None))
+
+
+def compute_stats(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
+                  config: DiceConfig | None = None, **options) -> DiceStats:
+    """Per-image, per-class sums (B, C') of Eq. 3, differentiable with respect to ``input``.
+
+    Options are those of :class:`~phidice.core.config.DiceConfig` that concern the sums (``activation``,
+    ``ignore_index``, ``squared``, ``include_background``, ``check_finite``, ``fused``, ``validate_args``);
+    ``config`` passes a built one.
+    """
+    config = DiceConfig.build(config, options)
+    return drop_background(class_stats(input, target, config, mask), config.include_background)
