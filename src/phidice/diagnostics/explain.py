@@ -22,6 +22,7 @@ import io as _stdio
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -158,64 +159,92 @@ def explain(
     Target volumes are realised in whole voxels (rounded, at least 1); the realised values are reported.
     """
     phi = parse_phi(phi)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer ≥ 1; got {batch_size!r}")
-    batch_size = int(batch_size)
-    if intent not in INTENTS:
-        raise ValueError(f"intent must be 'missing', 'empty' or None; got {intent!r}")
-    if not (isinstance(overlap, (int, float)) and 0 <= overlap <= 1):
-        raise ValueError(f"overlap must be a number in [0, 1]; got {overlap!r}")
+    batch_size = _check_args(batch_size, intent, overlap, volumes, labels)
     plot_path = _check_plot_path(plot)
-    if (volumes is None) == (labels is None):
-        raise ValueError("give exactly one of volumes= (typical foreground volume per class) or labels= "
-                         "(label files or arrays to measure it from)")
-
-    notes: list[str] = []
-    empty_fraction = None
     if labels is not None:
-        stats = epsilon_stats(labels, num_classes=num_classes, phi="I", ignore_index=ignore_index,
-                              target_spacing=target_spacing, workers=workers, progress=progress)
-        C = stats.volume_sum.shape[0]
-        classes = list(range(0 if include_background else 1, C))
-        absent = [c for c in classes if stats.n_positive[c] == 0]
-        if absent:
-            notes.append(f"class(es) {absent} present in no label map: left out")
-        classes = [c for c in classes if stats.n_positive[c] > 0]
-        if not classes:
-            raise ValueError("the label maps contain no foreground class to explain")
-        vol = stats.mean_positive_volume[classes]
-        empty_fraction = [float(1 - stats.n_positive[c] / stats.n_images) for c in classes]
-        B_eps = batch_size if phi.sums_batch else 1
-        expected, expected_I = (
-            expected_volume(stats.volume_sum[classes], stats.n_positive[classes], stats.n_images, b, positives_only)
-            for b in (B_eps, 1))
+        m = _measure_labels(labels, phi, batch_size, num_classes=num_classes, ignore_index=ignore_index,
+                            target_spacing=target_spacing, positives_only=positives_only, workers=workers,
+                            progress=progress, include_background=include_background)
     else:
         vol = _positive_vector(volumes, "volumes", None)
-        classes = list(range(vol.shape[0]))
-        expected_I = vol
-        expected = vol * (batch_size if phi.sums_batch else 1)
-    C = len(classes)
+        m = _Measured(list(range(vol.shape[0])), vol, None, vol * (batch_size if phi.sums_batch else 1), vol, [])
+    C = len(m.classes)
 
-    Y = np.maximum(1.0, np.round(vol))
+    Y = np.maximum(1.0, np.round(m.volume))
     P = Y.copy() if predicted_volume is None else _positive_vector(predicted_volume, "predicted_volume", C,
                                                                    allow_zero=True)
     P_empty = P.copy() if empty_predicted_volume is None else _positive_vector(
         empty_predicted_volume, "empty_predicted_volume", C, allow_zero=True)
     inter = overlap * np.minimum(Y, P)
-
-    if isinstance(eps, str):
-        if eps.strip().lower() != "auto":
-            raise ValueError(f"eps must be a number, one per class, or 'auto'; got {eps!r}")
-        eps_vec = np.asarray(expected, dtype=np.float64)
-    else:
-        eps_vec = _eps_vector(eps, C)
+    eps_vec = _eps_vector(eps, C, m.expected)
 
     g = _scene_gradients(phi, eps_vec, batch_size, Y, P, inter, P_empty)
     ref = np.abs(g["nonempty_g0"])
     ratio = np.divide(np.abs(g["empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     all_ratio = np.divide(np.abs(g["all_empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     flagged = ratio < FLAG_RATIO
+    result = Explanation(
+        phi=phi.value, eps=eps_vec.tolist(), batch_size=batch_size, classes=m.classes, volume=Y.tolist(),
+        predicted_volume=P.tolist(), intersection=inter.tolist(), empty_predicted_volume=P_empty.tolist(),
+        nonempty_g0=g["nonempty_g0"].tolist(), nonempty_g1=g["nonempty_g1"].tolist(),
+        empty_g0=g["empty_g0"].tolist(), all_empty_g0=g["all_empty_g0"].tolist(), ratio=ratio.tolist(),
+        all_empty_ratio=all_ratio.tolist(), flagged=flagged.tolist(), empty_fraction=m.empty_fraction,
+        expected_volume=np.asarray(m.expected, dtype=np.float64).tolist(),
+        recommendation=_recommend(intent, batch_size, m.expected_image, m.empty_fraction),
+        notes=m.notes + _notes(phi, batch_size, m.classes, m.empty_fraction, flagged),
+    )
+    if plot_path is not None:
+        plot_epsilon_curves(plot_path, Y, eps_vec, m.classes, overlap=overlap)
+        result.plot = str(plot_path)
+    return result
 
+
+def _check_args(batch_size, intent, overlap, volumes, labels) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer ≥ 1; got {batch_size!r}")
+    if intent not in INTENTS:
+        raise ValueError(f"intent must be 'missing', 'empty' or None; got {intent!r}")
+    if not (isinstance(overlap, (int, float)) and 0 <= overlap <= 1):
+        raise ValueError(f"overlap must be a number in [0, 1]; got {overlap!r}")
+    if (volumes is None) == (labels is None):
+        raise ValueError("give exactly one of volumes= (typical foreground volume per class) or labels= "
+                         "(label files or arrays to measure it from)")
+    return int(batch_size)
+
+
+class _Measured(NamedTuple):
+    """What ``explain`` needs from the data, per shown class."""
+
+    classes: list
+    volume: np.ndarray  # typical volume of a non-empty map
+    empty_fraction: list | None  # share of images without the class (None: volumes were given)
+    expected: np.ndarray  # E[Σ_φ y] for the Φ and batch size (the heuristic ε)
+    expected_image: np.ndarray  # E[Σ y] per image (the Φ = I heuristic ε)
+    notes: list
+
+
+def _measure_labels(labels, phi, batch_size, *, num_classes, ignore_index, target_spacing, positives_only,
+                    workers, progress, include_background) -> _Measured:
+    """Typical volumes, empty fractions and E[Σ_φ y] of the classes found in the label maps."""
+    stats = epsilon_stats(labels, num_classes=num_classes, phi="I", ignore_index=ignore_index,
+                          target_spacing=target_spacing, workers=workers, progress=progress)
+    C = stats.volume_sum.shape[0]
+    classes = list(range(0 if include_background else 1, C))
+    absent = [c for c in classes if stats.n_positive[c] == 0]
+    notes = [f"class(es) {absent} present in no label map: left out"] if absent else []
+    classes = [c for c in classes if stats.n_positive[c] > 0]
+    if not classes:
+        raise ValueError("the label maps contain no foreground class to explain")
+    empty_fraction = [float(1 - stats.n_positive[c] / stats.n_images) for c in classes]
+    expected, expected_image = (
+        expected_volume(stats.volume_sum[classes], stats.n_positive[classes], stats.n_images, b, positives_only)
+        for b in (batch_size if phi.sums_batch else 1, 1))
+    return _Measured(classes, stats.mean_positive_volume[classes], empty_fraction, expected, expected_image, notes)
+
+
+def _notes(phi, batch_size, classes, empty_fraction, flagged) -> list[str]:
+    """What Φ and B mean for empty maps, in words."""
+    notes = []
     if phi.sums_batch and batch_size > 1:
         notes.append(f"Φ={phi.value}: an empty map shares φ with the B−1 other images; a batch whose images are "
                      "all empty has the Φ=I behaviour (column 'all-empty batch')")
@@ -231,20 +260,7 @@ def explain(
     if flagged.any():
         notes.append("flagged: the empty-map gradient is < 1% of the y=0 gradient of a non-empty map, so "
                      "empty maps are effectively ignored (fine for missing labels, not for learning empty maps)")
-
-    rec = _recommend(intent, batch_size, expected_I, empty_fraction)
-    result = Explanation(
-        phi=phi.value, eps=eps_vec.tolist(), batch_size=batch_size, classes=classes, volume=Y.tolist(),
-        predicted_volume=P.tolist(), intersection=inter.tolist(), empty_predicted_volume=P_empty.tolist(),
-        nonempty_g0=g["nonempty_g0"].tolist(), nonempty_g1=g["nonempty_g1"].tolist(),
-        empty_g0=g["empty_g0"].tolist(), all_empty_g0=g["all_empty_g0"].tolist(), ratio=ratio.tolist(),
-        all_empty_ratio=all_ratio.tolist(), flagged=flagged.tolist(), empty_fraction=empty_fraction,
-        expected_volume=np.asarray(expected, dtype=np.float64).tolist(), recommendation=rec, notes=notes,
-    )
-    if plot_path is not None:
-        plot_epsilon_curves(plot_path, Y, eps_vec, classes, overlap=overlap)
-        result.plot = str(plot_path)
-    return result
+    return notes
 
 
 def _positive_vector(value, name, C, allow_zero=False) -> np.ndarray:
@@ -265,7 +281,12 @@ def _positive_vector(value, name, C, allow_zero=False) -> np.ndarray:
     return v
 
 
-def _eps_vector(eps, C) -> np.ndarray:
+def _eps_vector(eps, C, expected) -> np.ndarray:
+    """ε per shown class: given, or "auto" for the heuristic E[Σ_φ y]."""
+    if isinstance(eps, str):
+        if eps.strip().lower() != "auto":
+            raise ValueError(f"eps must be a number, one per class, or 'auto'; got {eps!r}")
+        return np.asarray(expected, dtype=np.float64)
     if isinstance(eps, bool):
         raise TypeError("eps must be a number, one number per class, or 'auto'; got bool")
     return _positive_vector(eps, "eps", C, allow_zero=True)

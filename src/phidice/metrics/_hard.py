@@ -188,14 +188,34 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
         raise ValueError("pred and target must be on the same device")
     if ignore_index is not None and t.labels is None:
         raise ValueError("ignore_index applies to a label-map target (B, *S); target is a map (B, C, *S)")
-
     p, t = _labels_as_map(p, t, "pred"), _labels_as_map(t, p, "target")
     p, t = _int_one_hot(p, t, "pred"), _int_one_hot(t, p, "target")
     maps_c = {m.shape[1] for m in (p.maps, t.maps) if m is not None}
     if p.maps is not None and t.maps is not None and p.maps.shape != t.maps.shape:
         raise ValueError(f"pred shape {tuple(p.maps.shape)} and target shape {tuple(t.maps.shape)} differ")
     spatial = p.maps.shape[2:] if p.maps is not None else t.maps.shape[2:] if t.maps is not None else None
-    labels = []
+    labels = _common_label_layout(p, t, spatial)
+    batch = {x.shape[0] for x in (p.labels, p.maps, t.labels, t.maps) if x is not None}
+    if len(batch) != 1:
+        raise ValueError(f"pred and target batch sizes differ: {sorted(batch)}")
+    if len(maps_c) > 1:
+        raise ValueError(f"pred and target maps have different channel counts: {sorted(maps_c)}")
+    found = maps_c.pop() if maps_c else None
+    inferred = 1 + max((_max_label(lab, ignore_index if name == "target" else None) for name, lab in labels.items()),
+                       default=-1)
+    C = _num_classes(num_classes, found, inferred)
+    for name, lab in labels.items():
+        _check_labels(lab, C, name, ignore_index if name == "target" else None)
+    stats = _counts(p, t, labels, C, next(iter(batch)), ignore_index)
+    if not include_background and C > 1:
+        stats = stats.select_classes(slice(1, None))
+    ndim = len(spatial) if spatial is not None else next(iter(labels.values())).ndim - 1
+    return stats, ndim
+
+
+def _common_label_layout(p: Hard, t: Hard, spatial) -> dict[str, torch.Tensor]:
+    """{"pred"/"target": (B, *S) labels} for the sides given as label maps, checked against the maps' shape."""
+    labels = {}
     for name, h in (("pred", p), ("target", t)):
         if h.labels is None:
             continue
@@ -207,37 +227,26 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
                 other = p.maps if p.maps is not None else t.maps
                 raise ValueError(f"{name} label map of shape {tuple(h.labels.shape)} does not fit the map of shape "
                                  f"{tuple(other.shape)}: expected (B, *S) = {(other.shape[0], *spatial)}")
-        labels.append((name, lab))
+        labels[name] = lab
     if len(labels) == 2:  # two label maps: (B, *S) and (B, 1, *S) are the same layout
-        a, b = labels[0][1], labels[1][1]
+        a, b = labels["pred"], labels["target"]
         if a.ndim == b.ndim + 1 and a.shape[1] == 1:
-            labels[0] = (labels[0][0], a[:, 0])
+            labels["pred"] = a[:, 0]
         elif b.ndim == a.ndim + 1 and b.shape[1] == 1:
-            labels[1] = (labels[1][0], b[:, 0])
-    if len(labels) == 2 and labels[0][1].shape != labels[1][1].shape:
-        raise ValueError(f"pred shape {tuple(labels[0][1].shape)} and target shape {tuple(labels[1][1].shape)} "
-                         "differ")
-    batch = {x.shape[0] for x in (p.labels, p.maps, t.labels, t.maps) if x is not None}
-    if len(batch) != 1:
-        raise ValueError(f"pred and target batch sizes differ: {sorted(batch)}")
-    if len(maps_c) > 1:
-        raise ValueError(f"pred and target maps have different channel counts: {sorted(maps_c)}")
+            labels["target"] = b[:, 0]
+        if labels["pred"].shape != labels["target"].shape:
+            raise ValueError(f"pred shape {tuple(labels['pred'].shape)} and target shape "
+                             f"{tuple(labels['target'].shape)} differ")
+    return labels
 
-    found = maps_c.pop() if maps_c else None
-    inferred = 1 + max((_max_label(lab, ignore_index if name == "target" else None) for name, lab in labels),
-                       default=-1)
-    C = _num_classes(num_classes, found, inferred)
-    for name, lab in labels:
-        _check_labels(lab, C, name, ignore_index if name == "target" else None)
 
+def _counts(p: Hard, t: Hard, labels: dict, C: int, B: int, ignore_index) -> DiceStats:
+    """Exact int64 (B, C) counts; ``ignore_index`` voxels of the target leave every sum."""
     valid = None
-    t_labels = dict(labels).get("target")
+    t_labels, p_labels = labels.get("target"), labels.get("pred")
     if ignore_index is not None:
         valid = t_labels != ignore_index
         t_labels = t_labels.masked_fill(~valid, 0)
-    p_labels = dict(labels).get("pred")
-
-    B = next(iter(batch))
     if p_labels is not None and t_labels is not None and C > 1:
         stats = _label_counts(p_labels, t_labels, C, valid)
     else:
@@ -248,11 +257,7 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
             pm, tm = pm & v, tm & v
         dims = tuple(range(2, pm.ndim))
         stats = DiceStats((pm & tm).sum(dims), pm.sum(dims), tm.sum(dims))
-    stats = DiceStats(*(s.long().reshape(B, C) for s in stats))
-    if not include_background and C > 1:
-        stats = stats.select_classes(slice(1, None))
-    ndim = len(spatial) if spatial is not None else labels[0][1].ndim - 1
-    return stats, ndim
+    return DiceStats(*(s.long().reshape(B, C) for s in stats))
 
 
 def _image_class_index(labels: torch.Tensor, C: int) -> torch.Tensor:
