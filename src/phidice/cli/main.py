@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module ``phidice.cli.<name>`` exposing ``add_parser(subparsers)``,
 which registers the subparser and sets ``func`` (called with the parsed namespace, returns an exit code).
-Modules are imported lazily, so ``phidice --help`` stays fast.
+A subcommand module imports only argparse at its top; its ``run`` imports what the command needs, so
+``phidice --help`` stays fast and works in the base install, and a missing extra is named when it runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import argparse
 import importlib
 import sys
 
+from phidice import __version__
+
 SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate")
+EXTRAS = {"reproduce": "experiments", "epsilon": "io", "explain": "io", "evaluate": "eval"}  # what each needs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,18 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="phidice",
         description="The Dice loss with explicit reduction subsets Φ and smoothing ε.",
     )
-    from phidice import __version__
-
     parser.add_argument("--version", action="version", version=f"phidice {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"phidice.cli.{name}")
-        except ModuleNotFoundError as err:  # a subcommand whose module is not there yet
-            if err.name != f"phidice.cli.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"phidice.cli.{name}").add_parser(sub)
     return parser
 
 
@@ -44,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"phidice {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # an optional dependency of this subcommand is not installed
+        extra = EXTRAS.get(args.command, "all")
+        print(f"phidice {args.command}: error: {err}; this command needs the '{extra}' extra: "
+              f"pip install 'phidice[{extra}]'", file=sys.stderr)
         return 2
 
 
