@@ -4,14 +4,16 @@ Every loss, metric and diagnostic here is a thin layer over the same per-subset 
 (Tilborghs, Bertels et al., MICCAI 2022): the intersection Σ y·ỹ, the prediction sum Σ ỹ and the
 target sum Σ y, computed per image b and class c and then summed over the subsets φ ∈ Φ.
 
-Layers, each importing only those below it::
+Layers, each importing only those below it (tests/test_layers.py checks it)::
 
-    core/        Φ, DiceConfig, types, checks                     (the leaf)
-    ops/         fused kernels: numba (CPU), Triton (CUDA), torch fallback
-    sums         the per-(b, c) sums from logits and targets
-    equations    Eq. 3 and Eq. 4 as named steps
-    losses/, missing/, metrics/, distributed, epsilon
-    diagnostics/, cli/, experiments/, integrations/, keras/
+    core/         Φ, DiceConfig, the types between layers, checks          (the leaf)
+    io, progress  files in and out, progress bars
+    ops/          fused kernels: numba (CPU), Triton (CUDA), chunked torch fallback
+    sums          the per-(b, c) sums from logits and targets
+    equations     Eq. 3 and Eq. 4 as named steps
+    distributed   the global batch under DDP
+    losses/, metrics/, epsilon, then missing/
+    diagnostics/, then experiments/, integrations/, keras/, then cli/
 
 Public names are imported lazily so that ``import phidice`` stays cheap.
 """
