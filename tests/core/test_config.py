@@ -215,3 +215,12 @@ def test_validate_args_false_does_not_catch_bad_labels():
         phidice.dice_loss(X, y, fused=False, validate_args=False)
     with pytest.raises(ValueError, match="target labels must lie in"):  # numba checks in its own pass
         phidice.dice_loss(X, y, fused=True, validate_args=False)
+
+
+def test_empty_rules_of_losses_and_scores_point_to_each_other():
+    with pytest.raises(ValueError, match="'nan' is a score rule; the loss's counterpart is 'skip'"):
+        phidice.DiceLoss(empty="nan")
+    with pytest.raises(ValueError, match="'skip' is a loss rule; the score's counterpart is 'nan'"):
+        phidice.dice_score(Y, Y, num_classes=3, empty="skip")
+    with pytest.raises(ValueError, match="'smooth' is a loss rule; the score's counterpart is 'one'"):
+        phidice.DiceAccumulator(empty="smooth")

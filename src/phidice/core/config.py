@@ -32,6 +32,23 @@ FUSED = (True, False, "auto")
 # loss's "skip" leaves such a φ out of the mean, as the metrics' "nan" does; the loss's "smooth" lets ε decide,
 # and ε = 0 with nothing predicted reads as DSC 1, the metrics' "one".
 EMPTY_SCORES = ("nan", "ratio", "one", "zero")
+_EMPTY_COUNTERPART = {"skip": "nan", "nan": "skip", "smooth": "one", "one": "smooth"}
+
+
+def check_empty(value, kind: str) -> None:
+    """``value`` is one of the loss's (``kind="loss"``) or the metrics' (``"score"``) empty rules; a value of
+    the other vocabulary gets a pointer to its counterpart."""
+    choices = EMPTY_MODES if kind == "loss" else EMPTY_SCORES
+    if value in choices:
+        return
+    shown = ", ".join(repr(c) for c in choices)
+    hint = ""
+    if value in (EMPTY_SCORES if kind == "loss" else EMPTY_MODES):
+        other = "score" if kind == "loss" else "loss"
+        counterpart = _EMPTY_COUNTERPART.get(value)
+        hint = f" ({value!r} is a {other} rule" + (f"; the {kind}'s counterpart is {counterpart!r})" if counterpart
+                                                  else ")")
+    raise ValueError(f"empty must be one of {shown}; got {value!r}{hint}")
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -194,7 +211,7 @@ class DiceConfig:
         for name in ("squared", "include_background", "check_finite", "sync_batch", "validate_args"):
             put(name, check_flag(name, getattr(self, name)))
         check_choice("weighting", self.weighting, WEIGHTINGS)
-        check_choice("empty", self.empty, EMPTY_MODES)
+        check_empty(self.empty, "loss")
         check_choice("reduction", self.reduction, REDUCTIONS)
         if self.fused not in FUSED:
             raise ValueError(f"fused must be True, False or 'auto'; got {self.fused!r}")

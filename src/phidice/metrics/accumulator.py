@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from phidice import distributed
-from phidice.core.config import check_choice
+from phidice.core.config import check_empty
 from phidice.core.phi import Phi, parse_phi
 from phidice.core.types import DiceStats
 from phidice.metrics._hard import hard_stats
@@ -35,7 +35,7 @@ class DiceAccumulator:
 
     def __init__(self, num_classes: int | None = None, *, include_background: bool = True, threshold=None,
                  ignore_index: int | None = None, empty: str = "nan"):
-        check_choice("empty", empty, EMPTY_CONVENTIONS)
+        check_empty(empty, "score")
         self.num_classes = num_classes
         self.include_background = include_background
         self.threshold = threshold

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from phidice.core.config import EMPTY_SCORES, check_choice
+from phidice.core.config import EMPTY_SCORES, check_choice, check_empty
 from phidice.core.phi import Phi, parse_phi
 from phidice.core.types import DiceStats
 from phidice.metrics._hard import hard_stats
@@ -34,7 +34,7 @@ SCORE_REDUCTIONS = ("none", "mean")
 def score_from_stats(stats: DiceStats, *, phi: "str | Phi" = "I", empty: str = "nan") -> torch.Tensor:
     """DSC_φ (float64) from (B, C) counts: shapes (B, C), (B, 1), (1, C), (1, 1) for Φ = I, CI, BI, BCI."""
     phi = parse_phi(phi)
-    check_choice("empty", empty, EMPTY_CONVENTIONS)
+    check_empty(empty, "score")
     inter, pred, ref = (t.to(torch.float64) for t in stats.reduce(phi))
     den = pred + ref
     dsc = 2 * inter / torch.where(den > 0, den, torch.ones_like(den))  # 0/0 → 0 before the convention
@@ -89,7 +89,7 @@ def dice_score(
         ignore_index: label of the target whose voxels leave every count.
         reduction: "none" (per-φ scores) or "mean" (nanmean over φ; NaN when none is defined).
     """
-    check_choice("empty", empty, EMPTY_CONVENTIONS)
+    check_empty(empty, "score")
     check_choice("reduction", reduction, SCORE_REDUCTIONS)
     phi = parse_phi(phi)
     stats = hard_stats(pred, target, num_classes=num_classes, threshold=threshold, ignore_index=ignore_index,
