@@ -35,10 +35,16 @@ from pathlib import Path
 
 import torch
 
+from phidice.io import atomic_write
+
 CPU_CASES = ["2,4,96,96,96", "2,16,64,64,64", "8,2,256,256"]
 CUDA_CASES = CPU_CASES + ["2,118,128,128,128:bf16"]
-IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss", "nnU-Net MemEffSoftDice"]
-CUDA_IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss"]
+IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss", "nnU-Net MemEffSoftDice",
+         "phidice Tversky fused", "MONAI TverskyLoss"]
+CUDA_IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss", "phidice Tversky fused", "MONAI TverskyLoss"]
+TVERSKY = dict(alpha=0.3, beta=0.7)  # the Tversky rows: false negatives weigh more, as for small lesions
+# the "× MONAI" column compares each row with MONAI's loss of the same family (no nnU-Net Tversky exists)
+MONAI_OF = {"phidice Tversky fused": "MONAI TverskyLoss", "MONAI TverskyLoss": "MONAI TverskyLoss"}
 EPS = 1e-5
 PEAK_BW = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s, SXM unless named
 
@@ -50,7 +56,8 @@ def parse_case(case: str):
 
 
 def make_loss(impl: str):
-    """A callable (logits, labels (B, *S) int64) → scalar loss; all are the per-image, per-class Dice (Φ = I)."""
+    """A callable (logits, labels (B, *S) int64) → scalar loss; all per image and class (Φ = I): Dice, or the
+    Tversky index with α = 0.3, β = 0.7 for the Tversky rows."""
     if impl == "phidice fused":
         import phidice
 
@@ -59,6 +66,15 @@ def make_loss(impl: str):
         import phidice
 
         return lambda x, y: phidice.dice_loss(x, y, phi="I", eps=EPS, fused=False)
+    if impl == "phidice Tversky fused":
+        import phidice
+
+        return lambda x, y: phidice.tversky_loss(x, y, phi="I", eps=EPS, fused=True, **TVERSKY)
+    if impl == "MONAI TverskyLoss":
+        from monai.losses import TverskyLoss
+
+        loss = TverskyLoss(softmax=True, to_onehot_y=True, smooth_nr=EPS, smooth_dr=EPS, **TVERSKY)
+        return lambda x, y: loss(x, y.unsqueeze(1))
     if impl == "MONAI DiceLoss":
         from monai.losses import DiceLoss
 
@@ -101,7 +117,7 @@ def memory_child(impl: str, case: str, threads: int) -> None:
     shape, dtype = parse_case(case)
     fn = make_loss(impl)
     xw, yw = make_inputs((shape[0], shape[1], *[8] * (len(shape) - 2)), dtype)  # warm-up: imports, kernels
-    if impl == "phidice fused":  # load the parallel kernels and start their thread pool too (one-time cost)
+    if "fused" in impl:  # load the parallel kernels and start their thread pool too (one-time cost)
         from phidice.ops import cpu
 
         small, cpu.MIN_PARALLEL_LOGITS = cpu.MIN_PARALLEL_LOGITS, 0
@@ -216,13 +232,6 @@ def versions() -> str:
     return ", ".join(parts)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_cpu(args) -> str:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
@@ -243,8 +252,9 @@ def run_cpu(args) -> str:
             cells = ""
             for h in heaps:
                 t = times[case, impl, h]
-                monai, nnunet = times[case, "MONAI DiceLoss", h], times[case, "nnU-Net MemEffSoftDice", h]
-                cells += f" {t * 1e3:.1f} ({times[case, impl, h, 'min'] * 1e3:.1f}) | {t / monai:.2f} | {t / nnunet:.2f} |"
+                monai = times[case, MONAI_OF.get(impl, "MONAI DiceLoss"), h]
+                nnunet = "–" if impl in MONAI_OF else f"{t / times[case, 'nnU-Net MemEffSoftDice', h]:.2f}"
+                cells += f" {t * 1e3:.1f} ({times[case, impl, h, 'min'] * 1e3:.1f}) | {t / monai:.2f} | {nnunet} |"
             lines.append(f"| {case.replace(',', ', ')} | {impl} |{cells} {_fmt(mem[case, impl])} |")
     header = [
         "### Fused Dice on the CPU (phidice.ops)",
@@ -259,6 +269,7 @@ def run_cpu(args) -> str:
         *[f"  - `{h}`: {HEAPS[h]}" for h in heaps],
         "- extra peak: VmHWM − VmRSS across one forward+backward (gradient included) in a fresh process after a "
         "warm-up, peak reset via /proc/self/clear_refs; Φ = I, ε = 1e-5 everywhere",
+        "- the Tversky rows (α = 0.3, β = 0.7) compare with MONAI's TverskyLoss in the × MONAI column",
         "",
     ]
     return "\n".join(header + lines) + "\n"
@@ -332,8 +343,8 @@ def run_cuda(args) -> str:
             except torch.cuda.OutOfMemoryError:
                 row[impl] = (float("nan"), float("nan"))
                 torch.cuda.empty_cache()
-        monai = row["MONAI DiceLoss"][0]
         for impl in impls:
+            monai = row[MONAI_OF.get(impl, "MONAI DiceLoss")][0]
             t, extra = row[impl]
             pct = f"{100 * floor_bytes / bw / t:.0f}%" if bw and "fused" in impl else "–"
             lines.append(f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.2f} | {t / monai:.2f} | {extra:.2f} | {pct} |")
@@ -365,7 +376,7 @@ def update_benchmarks_md(path: Path, key: str, text: str) -> bool:
     if i < 0 or j < i:
         return False
     body = text.replace("### Fused Dice on the", "#### Latest run: fused Dice on the", 1)
-    write_atomic(path, doc[:i + len(start)] + "\n" + body + doc[j:])
+    atomic_write(path, doc[:i + len(start)] + "\n" + body + doc[j:])
     return True
 
 
@@ -394,7 +405,7 @@ def main(argv=None) -> int:
         p.error("--repeats must be ≥ 10 (median of at least 10 runs)")
     text = run_cuda(args) if args.device == "cuda" else run_cpu(args)
     out = args.out or Path(__file__).parent / "results" / f"fused_{args.device}.md"
-    write_atomic(out, text)
+    atomic_write(out, text)
     print(text)
     if not args.no_benchmarks_md:
         key = "cuda" if args.device == "cuda" else f"cpu-{args.threads}threads"

@@ -30,6 +30,10 @@ _EXPORTS: dict[str, str] = {
     "DiceConfig": "phidice.core.config",
     "CEConfig": "phidice.core.config",
     "DEFAULT_EPS": "phidice.core.config",
+    "Overlap": "phidice.core.config",
+    "tversky": "phidice.core.config",
+    "DICE": "phidice.core.config",
+    "JACCARD": "phidice.core.config",
     "Phi": "phidice.core.phi",
     "parse_phi": "phidice.core.phi",
     "DiceStats": "phidice.core.types",
@@ -41,6 +45,17 @@ _EXPORTS: dict[str, str] = {
     "DiceCELoss": "phidice.losses.compound",
     "dice_gradient": "phidice.losses.gradient",
     "DiceGradient": "phidice.losses.gradient",
+    # the other indices of the same sums
+    "TverskyLoss": "phidice.losses.overlaps",
+    "JaccardLoss": "phidice.losses.overlaps",
+    "TverskyCELoss": "phidice.losses.overlaps",
+    "JaccardCELoss": "phidice.losses.overlaps",
+    "tversky_loss": "phidice.losses.overlaps",
+    "jaccard_loss": "phidice.losses.overlaps",
+    "tversky_ce_loss": "phidice.losses.overlaps",
+    "jaccard_ce_loss": "phidice.losses.overlaps",
+    "tversky_gradient": "phidice.losses.overlaps",
+    "jaccard_gradient": "phidice.losses.overlaps",
     # missing labels
     "LeafDiceLoss": "phidice.missing.losses",
     "MarginalDiceLoss": "phidice.missing.losses",
@@ -78,10 +93,22 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig
+    from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, CEConfig, DiceConfig, Overlap, tversky
     from phidice.core.phi import Phi, parse_phi
     from phidice.core.types import DiceStats
     from phidice.losses.compound import DiceCELoss, dice_ce_loss
     from phidice.losses.dice import DiceLoss, dice_loss, loss_from_stats
     from phidice.losses.gradient import DiceGradient, dice_gradient
+    from phidice.losses.overlaps import (
+        JaccardCELoss,
+        JaccardLoss,
+        TverskyCELoss,
+        TverskyLoss,
+        jaccard_ce_loss,
+        jaccard_gradient,
+        jaccard_loss,
+        tversky_ce_loss,
+        tversky_gradient,
+        tversky_loss,
+    )
     from phidice.sums import compute_stats

@@ -189,3 +189,37 @@ def eq4(numerator, denominator, weight=1.0, overlap: Overlap = DICE):
     d_inter = dl_dt * (overlap.a * denominator - overlap.b_i * numerator) / d2
     d_pred = dl_dt * (-overlap.b_p * numerator) / d2
     return d_inter, d_pred
+
+
+def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float:
+    """c in the heuristic ε = c·E[Σ_φ y] (Eq. 5, Sect. 2.3) for any overlap index; 1 for the Dice loss.
+
+    Eq. 5 asks that an empty map under Φ = I with ε get the y = 0 gradient that a non-empty map gets under
+    Φ = BI with an infinite batch and a negligible ε. With a predicted volume v̂ ≈ Y ≈ P and an intersection
+    ``fraction``·v̂, Eq. 4 gives (per v̂) b_P·A·a/K² · f(A·a/K) for the non-empty map, K = b_I·a + b_P + b_Y, and
+    b_P·c/(b_P + c)² · f(c/(b_P + c)) for the empty one, f(T) = γ(1 − T)^(γ−1). The empty side rises with c up
+    to a maximum and falls after it; c is the root on the falling side, where the push on an empty map barely
+    depends on how much is predicted there (for Dice the two roots meet at c = 1: ε = v̂). When no c reaches
+    the target, the c of the maximum is returned.
+    """
+    a, gamma = fraction, overlap.gamma
+    K = overlap.b_i * a + overlap.b_p + overlap.b_y
+
+    def focal(t: float) -> float:
+        return 1.0 if gamma == 1 else gamma * max(1.0 - t, FOCAL_FLOOR) ** (gamma - 1)
+
+    def empty(c: float) -> float:
+        return overlap.b_p * c / (overlap.b_p + c) ** 2 * focal(c / (overlap.b_p + c))
+
+    target = overlap.b_p * overlap.a * a / K ** 2 * focal(overlap.a * a / K)
+    grid = [overlap.b_p * 10 ** (k / 50) for k in range(-200, 201)]
+    peak = max(grid, key=empty)
+    if empty(peak) <= target:
+        return peak
+    lo, hi = peak, peak
+    while empty(hi) > target:
+        hi *= 2.0
+    for _ in range(200):  # bisection on the falling side
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if empty(mid) > target else (lo, mid)
+    return (lo + hi) / 2

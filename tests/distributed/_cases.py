@@ -131,6 +131,14 @@ def cases() -> dict[str, object]:
     out["MarginalDiceCE-I"] = _missing("MarginalDiceCELoss", "I")
     out["DiceCE-BI"] = _dice_ce("BI")
     out["DiceCE-I"] = _dice_ce("I")
+    out["Tversky-BI"] = lambda o, d, sync: phidice.tversky_loss(o, d["labels"], alpha=0.3, beta=0.7, phi="BI",
+                                                               sync_batch=sync)
+    out["FocalTversky-BCI-fused"] = lambda o, d, sync: phidice.tversky_loss(
+        o, d["labels"], alpha=0.3, beta=0.7, gamma=4 / 3, phi="BCI", fused=True, sync_batch=sync)
+    out["Jaccard-I-skip"] = lambda o, d, sync: phidice.jaccard_loss(o, d["labels"], phi="I", empty="skip",
+                                                                    sync_batch=sync)
+    out["TverskyCE-BI"] = lambda o, d, sync: phidice.TverskyCELoss(0.3, 0.7, phi="BI", sync_batch=sync)(o, d["labels"])
+    out["LeafJaccard-BI"] = _missing("LeafDiceLoss", "BI", overlap=phidice.JACCARD)
     return out
 
 

@@ -33,6 +33,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eps", type=_eps, nargs="+", default=[1e-5],
                    help="ε: one number, one per class, or 'auto' for ε = E[Σ_φ y] (default 1e-5)")
     p.add_argument("--batch-size", type=int, default=2, help="batch size B (default 2)")
+    p.add_argument("--loss", choices=("dice", "tversky", "jaccard"), default="dice",
+                   help="the loss whose gradient is shown (default dice)")
+    p.add_argument("--alpha", type=float, default=0.5, help="Tversky: weight of false positives (default 0.5)")
+    p.add_argument("--beta", type=float, default=0.5, help="Tversky: weight of false negatives (default 0.5)")
+    p.add_argument("--gamma", type=float, default=1.0, help="focal Tversky exponent (default 1)")
     p.add_argument("--intent", choices=("missing", "empty"), default=None,
                    help="recommend Φ and ε to ignore missing labels or to learn empty maps")
     p.add_argument("--num-classes", type=int, default=None)
@@ -63,7 +68,7 @@ def run(args) -> int:
         num_classes=args.num_classes, predicted_volume=args.predicted_volume, intent=args.intent,
         include_background=args.include_background, ignore_index=args.ignore_index,
         target_spacing=args.target_spacing, workers=args.workers, progress=bool(args.labels) and not args.json,
-        plot=args.plot,
+        plot=args.plot, loss=args.loss, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
     )
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.to_markdown())
     return 0

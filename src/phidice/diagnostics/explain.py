@@ -27,11 +27,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from phidice.core.config import DEFAULT_EPS
+from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, Overlap, tversky
 from phidice.core.deps import require
 from phidice.core.phi import parse_phi
 from phidice.epsilon import epsilon_stats, expected_volume
-from phidice.equations import eq4
+from phidice.equations import eq4, heuristic_eps_scale
 from phidice.io import atomic_write
 from phidice.losses.gradient import dice_gradient
 
@@ -40,6 +40,14 @@ __all__ = ["Explanation", "explain", "eq5_curves", "plot_epsilon_curves", "SMALL
 SMALL_EPS = DEFAULT_EPS  # the "negligible" ε recommended for missing labels
 FLAG_RATIO = 0.01  # an empty map's |gradient| below 1 % of a non-empty map's y = 0 |gradient| is flagged
 INTENTS = (None, "missing", "empty")
+LOSSES = ("dice", "tversky", "jaccard")
+
+
+def loss_index(loss: str = "dice", alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0) -> Overlap:
+    """The overlap index of ``loss`` ("dice", "tversky" with α, β, γ, or "jaccard")."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {loss!r}")
+    return {"dice": DICE, "jaccard": JACCARD}.get(loss) or tversky(alpha, beta, gamma)
 
 
 @dataclass
@@ -73,6 +81,8 @@ class Explanation:
     recommendation: dict | None = None
     notes: list = field(default_factory=list)
     plot: str | None = None
+    loss: str = "dice"
+    eps_scale: float = 1.0  # c of the heuristic ε = c·E[Σ_φ y] for this loss (1 for Dice)
 
     @property
     def any_flagged(self) -> bool:
@@ -84,8 +94,8 @@ class Explanation:
     def to_markdown(self) -> str:
         eps_text = _fmt_list(self.eps)
         lines = [
-            f"Eq. 4 gradient ∂DL/∂ỹ for Φ={self.phi}, ε={eps_text}, batch size {self.batch_size} "
-            f"(reduction 'mean', from phidice.dice_gradient)",
+            f"Eq. 4 gradient ∂L/∂ỹ of the {self.loss} loss for Φ={self.phi}, ε={eps_text}, batch size "
+            f"{self.batch_size} (reduction 'mean', from phidice.dice_gradient)",
             "",
             "| class | volume | predicted | non-empty y=1 | non-empty y=0 | empty y=0 | empty/non-empty "
             "| all-empty batch y=0 | flag |",
@@ -136,6 +146,10 @@ def explain(
     workers: int | None = None,
     progress: bool = False,
     plot=None,
+    loss: str = "dice",
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
 ) -> Explanation:
     """Eq. 4 gradient magnitudes of non-empty and empty maps for a Φ, ε and batch size.
 
@@ -155,10 +169,15 @@ def explain(
         intent: "missing" (maps without labels should be ignored) or "empty" (empty maps should be
             learned) adds a recommendation of Φ and ε with the reason.
         plot: a PNG path: ∂L/∂ỹ at y = 0 of an empty map vs its predicted volume for several ε (Eq. 5).
+        loss: "dice", "tversky" (``alpha`` weighs false positives, ``beta`` false negatives, ``gamma`` the
+            focal exponent) or "jaccard": the gradients are those of that loss, and ``eps="auto"`` is its
+            heuristic ε = c·E[Σ_φ y] (:func:`phidice.equations.heuristic_eps_scale`; c = 1 for Dice).
 
     Target volumes are realised in whole voxels (rounded, at least 1); the realised values are reported.
     """
     phi = parse_phi(phi)
+    index = loss_index(loss, alpha, beta, gamma)
+    scale = heuristic_eps_scale(index)
     batch_size = _check_args(batch_size, intent, overlap, volumes, labels)
     plot_path = _check_plot_path(plot)
     if labels is not None:
@@ -176,9 +195,9 @@ def explain(
     P_empty = P.copy() if empty_predicted_volume is None else _positive_vector(
         empty_predicted_volume, "empty_predicted_volume", C, allow_zero=True)
     inter = overlap * np.minimum(Y, P)
-    eps_vec = _eps_vector(eps, C, m.expected)
+    eps_vec = _eps_vector(eps, C, scale * np.asarray(m.expected, dtype=np.float64))
 
-    g = _scene_gradients(phi, eps_vec, batch_size, Y, P, inter, P_empty)
+    g = _scene_gradients(phi, index, eps_vec, batch_size, Y, P, inter, P_empty)
     ref = np.abs(g["nonempty_g0"])
     ratio = np.divide(np.abs(g["empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     all_ratio = np.divide(np.abs(g["all_empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
@@ -190,11 +209,12 @@ def explain(
         empty_g0=g["empty_g0"].tolist(), all_empty_g0=g["all_empty_g0"].tolist(), ratio=ratio.tolist(),
         all_empty_ratio=all_ratio.tolist(), flagged=flagged.tolist(), empty_fraction=m.empty_fraction,
         expected_volume=np.asarray(m.expected, dtype=np.float64).tolist(),
-        recommendation=_recommend(intent, batch_size, m.expected_image, m.empty_fraction),
+        recommendation=_recommend(intent, batch_size, scale * np.asarray(m.expected_image), m.empty_fraction, scale),
         notes=m.notes + _notes(phi, batch_size, m.classes, m.empty_fraction, flagged),
+        loss=loss, eps_scale=scale,
     )
     if plot_path is not None:
-        plot_epsilon_curves(plot_path, Y, eps_vec, m.classes, overlap=overlap)
+        plot_epsilon_curves(plot_path, Y, eps_vec, m.classes, overlap=overlap, index=index)
         result.plot = str(plot_path)
     return result
 
@@ -315,7 +335,7 @@ def _segment_batch(Y, P, I, L, empty: bool) -> tuple[torch.Tensor, torch.Tensor]
     return p, y
 
 
-def _scene_gradients(phi, eps_vec, B, Y, P, I, P_empty) -> dict:
+def _scene_gradients(phi, index: Overlap, eps_vec, B, Y, P, I, P_empty) -> dict:
     L = int(max(Y.max() + math.ceil(max(0.0, (P - I).max())), math.ceil(P_empty.max()))) + 1
     p_ne, y_ne = _segment_batch(Y, P, I, L, empty=False)
     p_e, y_e = _segment_batch(Y, P_empty, I, L, empty=True)
@@ -324,7 +344,7 @@ def _scene_gradients(phi, eps_vec, B, Y, P, I, P_empty) -> dict:
     def run(images):
         probs = torch.stack([im[0] for im in images])
         target = torch.stack([im[1] for im in images])
-        out = dice_gradient(probs, target, phi=phi, eps=eps_t, include_background=True)
+        out = dice_gradient(probs, target, phi=phi, eps=eps_t, include_background=True, overlap=index)
         return out.g0[0].numpy(), out.g1[0].numpy()
 
     ne, e = (p_ne, y_ne), (p_e, y_e)
@@ -334,8 +354,8 @@ def _scene_gradients(phi, eps_vec, B, Y, P, I, P_empty) -> dict:
     return dict(nonempty_g0=g0_ne, nonempty_g1=g1_ne, empty_g0=g0_mixed, all_empty_g0=g0_all)
 
 
-def _recommend(intent, B, expected, empty_fraction) -> dict | None:
-    """Φ and ε for the intent; ``expected`` is E[Σy] per image (the Φ=I heuristic ε)."""
+def _recommend(intent, B, expected, empty_fraction, scale: float = 1.0) -> dict | None:
+    """Φ and ε for the intent; ``expected`` is the Φ=I heuristic ε, c·E[Σy] per image (c = ``scale``)."""
     if intent is None:
         return None
     if intent == "missing":
@@ -346,20 +366,21 @@ def _recommend(intent, B, expected, empty_fraction) -> dict | None:
         ])
     eps_heur = [float(e) for e in np.asarray(expected, dtype=np.float64)]
     heur = _fmt_list(eps_heur)
+    rule = "E[Σy]" if scale == 1 else f"{scale:.3g}·E[Σy]"
     no_empty = empty_fraction is not None and not any(f > 0 for f in empty_fraction)
     caveat = " (no empty maps found in these labels)" if no_empty else ""
     if B > 1:
         return dict(intent="empty", phi="BI", eps=SMALL_EPS, batch_size=B,
                     alternative=dict(phi="I", eps=eps_heur, batch_size=B), why=[
                         f"Φ=BI with B={B}: an empty map shares φ with the rest of the batch and gets the same push "
-                        f"towards 0 as false positives there; or, if B must be 1, Φ=I with ε ≈ E[Σy] = {heur}"
+                        f"towards 0 as false positives there; or, if B must be 1, Φ=I with ε ≈ {rule} = {heur}"
                         f"{caveat}.",
-                        "With Φ=I and a small ε an empty map's gradient ε/(P+ε)² vanishes; ε ≈ E[Σy] makes it "
+                        f"With Φ=I and a small ε an empty map's gradient ε/(P+ε)² vanishes; ε ≈ {rule} makes it "
                         "match a non-empty map's at ~50% overlap (Eq. 5).",
                     ])
     return dict(intent="empty", phi="I", eps=eps_heur, batch_size=B, why=[
-        f"Φ=I with ε ≈ E[Σy] = {heur}: with B=1 Φ=BI equals Φ=I, so ε must carry empty maps{caveat}.",
-        "Eq. 5: ε/(v̂+ε)² equals a non-empty map's y=0 gradient at ~50% overlap when ε ≈ v̂ ≈ E[Σy]; a small ε "
+        f"Φ=I with ε ≈ {rule} = {heur}: with B=1 Φ=BI equals Φ=I, so ε must carry empty maps{caveat}.",
+        f"Eq. 5: an empty map's y=0 gradient equals a non-empty map's at ~50% overlap when ε ≈ {rule}; a small ε "
         "leaves empty maps with gradient ≈ 0.",
     ])
 
@@ -378,22 +399,27 @@ def _check_plot_path(plot) -> Path | None:
     return path
 
 
-def eq5_curves(P, volume, eps, overlap: float = 0.5):
+def eq5_curves(P, volume, eps, overlap: float = 0.5, index: Overlap = DICE):
     """The two sides of Eq. 5 for one φ of weight 1, as functions of the predicted volume P: the Eq. 4 value
-    at y = 0 of an empty map (N = ε, D = P + ε: ε/(P + ε)²) and of a non-empty map of volume Y
-    (N = 2I + ε, D = Y + P + ε: (2I + ε)/(Y + P + ε)², I = a·min(Y, P))."""
+    at y = 0 of an empty map and of a non-empty map of volume Y with intersection I = a·min(Y, P). Dice: empty
+    N = ε, D = P + ε (ε/(P + ε)²); non-empty N = 2I + ε, D = Y + P + ε; other indices by their coefficients."""
     P = np.asarray(P, dtype=np.float64)
     inter = overlap * np.minimum(volume, P)
-    empty = eq4(eps, P + eps)[1]
-    nonempty = eq4(2 * inter + eps, volume + P + eps)[1]
-    return empty, nonempty
+
+    def g0(I, Y):
+        N = index.a * I + eps
+        D = index.b_i * I + index.b_p * P + index.b_y * Y + eps
+        return eq4(N, D, 1.0, index)[1]
+
+    return g0(0.0, 0.0), g0(inter, volume)
 
 
-def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5) -> Path:
+def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5, index: Overlap = DICE) -> Path:
     """Eq. 5 picture, one panel per class (first 4): ∂L_φ/∂ỹ at y = 0 of an empty map, ε/(P + ε)²,
     against its predicted volume P for several ε, beside a non-empty map's (2I + ε₀)/(Y + P + ε₀)²
     with I = a·min(Y, P) and a negligible ε₀. One subset φ with weight 1. Written atomically."""
     figure = require("matplotlib.figure", "plots", "the Eq. 5 plot")
+    scale = heuristic_eps_scale(index)
     path = _check_plot_path(path)
     volumes = np.atleast_1d(np.asarray(volumes, dtype=np.float64))
     eps = np.broadcast_to(np.atleast_1d(np.asarray(eps, dtype=np.float64)), volumes.shape)
@@ -403,13 +429,14 @@ def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5) -> Pa
     for k, ax in enumerate(axes[0]):
         v = float(volumes[k])
         P = np.logspace(np.log10(v) - 3, np.log10(v) + 2, 200)
-        candidates = {SMALL_EPS: "ε=1e-5", v / 10: "ε=v̂/10", v: "ε=v̂ (heuristic)", 10 * v: "ε=10·v̂"}
+        h, c = scale * v, ("" if scale == 1 else f"{scale:.3g}·")
+        candidates = {SMALL_EPS: "ε=1e-5", h / 10: f"ε={c}v̂/10", h: f"ε={c}v̂ (heuristic)", 10 * h: f"ε=10·{c}v̂"}
         candidates.setdefault(float(eps[k]), f"ε={eps[k]:.3g} (chosen)")
         if float(eps[k]) in candidates and "chosen" not in candidates[float(eps[k])]:
             candidates[float(eps[k])] += " (chosen)"
         for e, label in sorted(candidates.items()):
-            ax.loglog(P, eq5_curves(P, v, e, overlap)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
-        ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap)[1], "k--", label="non-empty map, Y=v̂")
+            ax.loglog(P, eq5_curves(P, v, e, overlap, index)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
+        ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap, index)[1], "k--", label="non-empty map, Y=v̂")
         ax.axvline(v, color="grey", lw=0.8, ls=":")
         ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
         ax.set_xlabel("predicted volume P on the empty map (voxels)")
