@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="Eq. 4 gradient of empty vs non-empty maps for a Φ, ε and batch size",
         description="Show the Eq. 4 gradient ∂DL/∂ỹ at y=0 and y=1 voxels of non-empty maps and at y=0 voxels of "
                     "empty maps, computed by phidice.dice_gradient on synthetic batches with your volumes, and "
-                    "flag classes whose empty maps get < 1%% of a non-empty map's y=0 gradient.",
+                    "flag classes whose empty maps get < 1% of a non-empty map's y=0 gradient.",
     )
     p.add_argument("labels", nargs="*", metavar="LABELS",
                    help="label files, directories or globs to measure volumes from (or use --volume)")
