@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target-spacing", type=float, nargs="+", default=None, metavar="MM",
                    help="voxel size of the training grid (volumes are measured in its voxels)")
     p.add_argument("--include-background", action="store_true", help="also explain label 0")
-    p.add_argument("--workers", type=int, default=None, help="reader processes (default min(2, CPUs))")
+    p.add_argument("--workers", type=int, default=None, help="reader threads (default min(2, CPUs))")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="write the Eq. 5 picture to this PNG")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=run)
