@@ -5,8 +5,8 @@ that of a non-empty map under an infinite-batch Φ = BI, 2a·v̂/(b·v̂)². Wit
 b ≈ 2) this gives ε ≈ v̂, and v̂ ≈ E[Σ_φ y]: the mean foreground volume of one subset φ, in voxels of
 the grid the network trains on (BRATS whole tumour: ≈ 8.8k voxels at 2 mm, 8× that at 1 mm).
 
-:func:`estimate_epsilon` streams label maps (arrays or files, one at a time, files read in worker
-processes) and returns that mean per class. :func:`epsilon_stats` returns the same together with the
+:func:`estimate_epsilon` streams label maps (arrays or files, one at a time; files read by ``workers``
+threads) and returns that mean per class. :func:`epsilon_stats` returns the same together with the
 counts it is built from (images, images containing each class, summed volumes).
 """
 
@@ -99,8 +99,9 @@ def estimate_epsilon(
     Args:
         source: a batch of integer label maps (tensor/ndarray of shape (B, *S)); an iterable of label
             maps (each (*S), or ``(array, spacing)`` pairs); or label files — a path, a directory, a
-            glob pattern, or a list of these (NIfTI, NRRD, MHA/MHD). Files are read one at a time in
-            ``workers`` processes (default min(2, CPUs); 1 reads in this process).
+            glob pattern, or a list of these (NIfTI, NRRD, MHA/MHD). Files are read by ``workers``
+            threads (default min(2, CPUs); 1 reads them one by one in the calling thread); no process is
+            started, so no ``if __name__ == "__main__":`` guard is needed.
         num_classes: C; inferred as (largest label + 1) when None. A label ≥ C is an error naming the
             image.
         phi: "I" or "CI" give the per-image mean; "BI" or "BCI" the expected sum over a batch of
@@ -298,7 +299,12 @@ def _to_numpy(x, name) -> np.ndarray:
 
 
 def _map_files(files, ignore_index, workers):
-    """Per-file counts in order; a process pool when workers > 1 and there is more than one file."""
+    """Per-file counts in order; ``workers`` threads when workers > 1 and there is more than one file.
+
+    Threads, not processes: gzip/zlib decompression, SimpleITK reads and numpy's counting release the GIL, so
+    two readers overlap, and a thread pool needs no ``if __name__ == "__main__":`` guard in the caller's script
+    and works inside daemonic processes (DataLoader workers), where a process pool cannot start.
+    """
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -308,14 +314,13 @@ def _map_files(files, ignore_index, workers):
         for path in files:
             yield _file_counts(path, ignore_index)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phidice-read") as pool:
         futures = [pool.submit(_file_counts, path, ignore_index) for path in files]
         try:
             for fut in futures:
                 yield fut.result()
-        finally:
+        finally:  # an error or an abandoned generator: drop the files not yet started
             for fut in futures:
                 fut.cancel()

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ignore-index", type=int, default=None, help="label that counts for no class")
     p.add_argument("--phi", default="I", help="Φ: I, CI, BI or BCI (BI/BCI: expected volume per batch)")
     p.add_argument("--batch-size", type=int, default=1, help="batch size B, used by Φ = BI/BCI")
-    p.add_argument("--workers", type=int, default=None, help="reader processes (default min(2, CPUs))")
+    p.add_argument("--workers", type=int, default=None, help="reader threads (default min(2, CPUs))")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="Eq. 4 gradient of empty vs non-empty maps for a Φ, ε and batch size",
         description="Show the Eq. 4 gradient ∂DL/∂ỹ at y=0 and y=1 voxels of non-empty maps and at y=0 voxels of "
                     "empty maps, computed by phidice.dice_gradient on synthetic batches with your volumes, and "
-                    "flag classes whose empty maps get < 1%% of a non-empty map's y=0 gradient.",
+                    "flag classes whose empty maps get < 1% of a non-empty map's y=0 gradient.",
     )
     p.add_argument("labels", nargs="*", metavar="LABELS",
                    help="label files, directories or globs to measure volumes from (or use --volume)")
@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target-spacing", type=float, nargs="+", default=None, metavar="MM",
                    help="voxel size of the training grid (volumes are measured in its voxels)")
     p.add_argument("--include-background", action="store_true", help="also explain label 0")
-    p.add_argument("--workers", type=int, default=None, help="reader processes (default min(2, CPUs))")
+    p.add_argument("--workers", type=int, default=None, help="reader threads (default min(2, CPUs))")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="write the Eq. 5 picture to this PNG")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=run)
