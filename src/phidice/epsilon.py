@@ -13,6 +13,7 @@ counts it is built from (images, images containing each class, summed volumes).
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 import math
 import os
 import warnings
@@ -314,8 +315,6 @@ def _map_files(files, ignore_index, workers):
         for path in files:
             yield _file_counts(path, ignore_index)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="phidice-read") as pool:
         futures = [pool.submit(_file_counts, path, ignore_index) for path in files]
         try:
