@@ -226,3 +226,27 @@ def test_scipy_is_imported_only_when_needed():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install phidice[eval]" in out.stdout
+
+
+@pytest.mark.parametrize("empty", ["nan", "one"])
+def test_label_map_path_equals_the_mask_path(empty):
+    """The folder evaluation scores each class on its bounding box (label_map_scores): the same numbers as
+    surface_metrics on whole masks, for classes at the image border, absent from one map, or from both."""
+    from phidice.metrics.surface import label_map_scores
+
+    pred, ref = _cases((21, 17, 9), 4, 3)
+    pred[0][pred[0] == 3] = 0  # class 3 missed in image 0
+    ref[1][ref[1] == 2] = 0  # class 2 hallucinated in image 1
+    pred[2][pred[2] == 1], ref[2][ref[2] == 1] = 0, 0  # class 1 absent from both in image 2
+    spacing = (0.9, 1.4, 2.2)
+    whole = surface_metrics(pred, ref, spacing, tolerance=1.5, num_classes=5, empty=empty)
+    for b in range(4):
+        hd, nsd = label_map_scores(pred[b], ref[b], spacing, [0, 1, 2, 3, 4], tolerance=1.5, empty=empty)
+        np.testing.assert_array_equal(hd, whole.hd95[b].numpy())
+        np.testing.assert_array_equal(nsd, whole.nsd[b].numpy())
+    assert whole.nsd[0, 3] == 0  # missed: worst under every convention
+    hallucinated = whole.nsd[1, 2].item()
+    assert hallucinated == 0 if empty == "one" else math.isnan(hallucinated)
+    both_empty = (0.0, 1.0) if empty == "one" else (NAN, NAN)  # class 1 of image 2, class 4 everywhere
+    for b, c in [(2, 1), (0, 4), (1, 4), (2, 4), (3, 4)]:
+        np.testing.assert_array_equal([whole.hd95[b, c].item(), whole.nsd[b, c].item()], both_empty)

@@ -194,6 +194,41 @@ def pair_scores(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing, *, toleran
     return _scores(*_distances(p, y, sp), tolerance, percentile)
 
 
+def label_map_scores(pred: np.ndarray, ref: np.ndarray, spacing, classes, *, tolerance=None, empty: str = "nan",
+                     percentile: float = 95.0, hd_worst="diagonal") -> tuple[np.ndarray, np.ndarray]:
+    """(HD95, NSD) of each class in ``classes`` for one pair of integer label maps (*S) — the folder evaluation's
+    path: one pass over each map finds every class's bounding box, and each class is scored on the box
+    that holds it in either map. NSD is NaN without a tolerance; ``tolerance`` is one value or one per class."""
+    ndimage = _scipy_ndimage()
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred shape {pred.shape} and reference shape {ref.shape} differ")
+    sp = check_spacing(spacing, 1, ref.ndim)[0]
+    worst = _worst(hd_worst, ref.shape, sp)
+    tol = _check_tolerance(tolerance, len(classes))
+    top = max(classes, default=0)
+    boxes = [ndimage.find_objects(x, max_label=top) if top > 0 else [] for x in (pred, ref)]
+    hd, nsd = np.empty(len(classes)), np.empty(len(classes))
+    for j, c in enumerate(classes):
+        if c == 0:
+            box = tuple(slice(None) for _ in ref.shape)
+        else:
+            found = [b[c - 1] for b in boxes if b[c - 1] is not None]
+            if not found:
+                conv = empty_scores(True, True, empty, worst)
+                hd[j], nsd[j] = conv[0], conv[1] if tol is not None else float("nan")
+                continue
+            box = tuple(slice(min(f[k].start for f in found), max(f[k].stop for f in found)) for k in range(ref.ndim))
+        # outside the box class c is absent from both maps, so eroding with a background border and the distance
+        # transform inside the box give the surfaces and distances of the whole image
+        p, y = pred[box] == c, ref[box] == c
+        conv = empty_scores(not p.any(), not y.any(), empty, worst)
+        if conv is not None:
+            hd[j], nsd[j] = conv[0], conv[1] if tol is not None else float("nan")
+            continue
+        hd[j], nsd[j] = _scores(*_distances(p, y, sp), None if tol is None else tol[j], percentile)
+    return hd, nsd
+
+
 def _as_masks(pred, target, num_classes, threshold, include_background):
     """Both inputs as per-image, per-class masks, following the layout rules of :func:`dice_score`:
     (B, reported classes, spatial shape, get(b, c) -> (pred mask, reference mask))."""
