@@ -194,7 +194,8 @@ def _sign_flip_null(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -
         return out, True
     out = np.empty(n_resamples)
     for k, m in _chunks(n_resamples, n, per_row=2):
-        swapped = rng.permuted(np.tile(np.arange(2), (m, n, 1)), axis=-1)[..., 0] == 1
+        # one row per (resample, case), shuffled in place of scipy's (m, n, 2): the same rows in the same order
+        swapped = (rng.permuted(np.tile(np.arange(2), (m * n, 1)), axis=-1)[:, 0] == 1).reshape(m, n)
         out[k:k + m] = np.where(swapped, -d, d).mean(axis=-1)
     return out, False
 
