@@ -9,6 +9,7 @@ metrics) and matplotlib (figures) are imported only by the functions that need t
 from phidice.metrics._hard import hard_stats
 from phidice.metrics.accumulator import DiceAccumulator
 from phidice.metrics.bootstrap import MeanCI, PairedTest, bootstrap_ci, bootstrap_ci_by_group, paired_test
+from phidice.metrics.compare import Comparison, compare_folders, write_comparison
 from phidice.metrics.dice import EMPTY_CONVENTIONS, dice_score, score_from_stats
 from phidice.metrics.evaluate import Evaluation, evaluate_folders, write_outputs
 from phidice.metrics.roc import ROC, volume_roc
@@ -18,6 +19,7 @@ from phidice.metrics.volume import Volume, volume, volume_difference
 __all__ = [
     "EMPTY_CONVENTIONS",
     "ROC",
+    "Comparison",
     "DiceAccumulator",
     "Evaluation",
     "MeanCI",
@@ -26,6 +28,7 @@ __all__ = [
     "Volume",
     "bootstrap_ci",
     "bootstrap_ci_by_group",
+    "compare_folders",
     "dice_score",
     "evaluate_folders",
     "hard_stats",
@@ -38,5 +41,6 @@ __all__ = [
     "volume",
     "volume_difference",
     "volume_roc",
+    "write_comparison",
     "write_outputs",
 ]
