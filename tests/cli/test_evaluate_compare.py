@@ -9,6 +9,7 @@ all 64.
 
 import csv
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -264,3 +265,13 @@ def test_bad_groups_and_names(data, tmp_path, capsys):
     assert main(base + ["--confidence", "95"]) == 2
     assert "--confidence must be in (0, 1)" in _err(capsys)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("blocked", ["tqdm", "matplotlib"])
+def test_missing_optional_dependency_names_the_extra(data, tmp_path, capsys, monkeypatch, blocked):
+    for name in [m for m in list(sys.modules) if m == blocked or m.startswith(blocked + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, blocked, None)  # import blocked → ImportError
+    assert _run(data, tmp_path / "o") == 2
+    assert f"needs {blocked}, which is not installed: pip install phidice[eval]" in _err(capsys)
+    assert not (tmp_path / "o" / "compare.md").exists()

@@ -19,6 +19,7 @@ import numpy as np
 
 from phidice.metrics.evaluate import (
     FORMATS,
+    SURFACE_COLUMNS,
     SURFACE_TEXT,
     _EMPTY_TEXT,
     Evaluation,
@@ -35,9 +36,9 @@ from phidice.metrics.evaluate import (
     mean_ci_cell,
     p_cell,
     read_groups,
+    require,
     row_sets,
     score_case,
-    SURFACE_COLUMNS,
 )
 
 METRIC_TITLES = {"DSC": "DSC", "dV_ml": "ΔV ml", "HD95_mm": "HD95 mm", "NSD": "NSD"}
@@ -140,9 +141,9 @@ def compare_folders(pred_dirs, gt_dir, *, names=None, baseline: str | None = Non
             raise ValueError(f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
                              "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items()))
 
-    from tqdm.auto import tqdm
-
     from phidice.io import read_label_image
+
+    tqdm = require("tqdm.auto", "the progress bar of phidice evaluate").tqdm
 
     scores = {n: [] for n in names}
     for case in tqdm(cases, desc="phidice evaluate (compare)", unit="case", disable=not progress):
@@ -281,7 +282,7 @@ def roc_csv(cmp: Comparison) -> str:
 
 def roc_png(cmp: Comparison) -> bytes:
     """One panel per class, one curve per method (Fig. 2 for several methods)."""
-    from matplotlib.figure import Figure  # no pyplot: renders with Agg, leaves the global backend alone
+    Figure = require("matplotlib.figure", "the ROC figure").Figure  # no pyplot: Agg, the global backend untouched
 
     classes = list(cmp.first.roc)
     fig = Figure(figsize=(4.2 * len(classes), 4.4), dpi=120)

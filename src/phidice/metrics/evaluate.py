@@ -10,6 +10,7 @@ Comparing several methods on one reference folder is :mod:`phidice.metrics.compa
 from __future__ import annotations
 
 import csv
+import importlib
 import io as _stdio
 import os
 import tempfile
@@ -27,6 +28,16 @@ from phidice.metrics.dice import EMPTY_CONVENTIONS, score_from_stats
 from phidice.metrics.roc import ROC, volume_roc
 
 SPACING_RTOL = 1e-4  # header spacings of a pair must agree to this relative tolerance
+
+
+def require(module: str, what: str):
+    """Import an optional dependency of the evaluation (scipy, matplotlib, tqdm, nibabel), or say which extra
+    installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{what} needs {module.split('.')[0]}, which is not installed: pip install phidice[eval]") \
+            from err
 
 
 def case_name(path: "str | os.PathLike") -> str:
@@ -303,7 +314,7 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
     pairs, notes = match_cases(pred_dir, gt_dir, allow_missing=allow_missing)
     check_groups(group_of, [c for c, _, _ in pairs], groups_csv)
 
-    from tqdm.auto import tqdm
+    tqdm = require("tqdm.auto", "the progress bar of phidice evaluate").tqdm
 
     scores = []
     for case, pred_path, gt_path in tqdm(pairs, desc="phidice evaluate", unit="case", disable=not progress):
@@ -550,7 +561,7 @@ def roc_csv(ev: Evaluation) -> str:
 
 
 def roc_png(ev: Evaluation) -> bytes:
-    from matplotlib.figure import Figure  # no pyplot: renders with Agg, leaves the global backend alone
+    Figure = require("matplotlib.figure", "the ROC figure").Figure  # no pyplot: Agg, the global backend untouched
 
     fig = Figure(figsize=(4.5, 4.5), dpi=120)
     ax = fig.add_subplot()
