@@ -180,3 +180,14 @@ def test_paired_bad_input():
         paired_test([1.0, 2.0], [1.0, 2.0], method="t")
     same = paired_test([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
     assert same.p_value == 1.0 and same.difference == 0.0 and (same.low, same.high) == (0.0, 0.0)
+
+
+def test_permutation_equals_scipy_across_chunks(pair, monkeypatch):
+    """Odd chunk sizes (7 resamples × 61 cases: an odd number of 32-bit draws per chunk) draw the same coins."""
+    a, b = np.r_[pair[0], 0.5], np.r_[pair[1], 0.45]  # 61 cases
+    monkeypatch.setattr("phidice.metrics.bootstrap.CHUNK_ELEMENTS", 61 * 7)
+    ours = paired_test(a, b, n_resamples=999, seed=12)
+    ref = stats.permutation_test((a, b), _mean_diff, permutation_type="samples", n_resamples=999,
+                                 rng=np.random.default_rng(12), vectorized=True)
+    assert ours.p_value == pytest.approx(ref.pvalue, abs=1e-12) and not ours.exact
+    assert 0.001 < ref.pvalue < 0.999  # a p-value that depends on the draws, not a trivial 1 or minimum

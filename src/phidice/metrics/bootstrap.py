@@ -181,8 +181,8 @@ def bootstrap_ci_by_group(values, groups, **kwargs) -> dict:
 def _sign_flip_null(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
     """Means of d under sign flips: every pattern when 2ⁿ ≤ n_resamples (exact), else random ones.
 
-    A random flip swaps a_i and b_i: each case's pair of indices (0, 1) is shuffled, as
-    ``scipy.stats.permutation_test(permutation_type="samples")`` does, so the draws are the same as its.
+    A random flip swaps a_i and b_i with probability 1/2, independently per resample and case; the coins are
+    those of ``scipy.stats.permutation_test(permutation_type="samples")`` from the same Generator.
     """
     n = d.size
     if n < 63 and 2 ** n <= n_resamples:
@@ -193,9 +193,11 @@ def _sign_flip_null(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -
             out[k:k + m] = np.where(bits == 1, -d, d).mean(axis=-1)
         return out, True
     out = np.empty(n_resamples)
-    for k, m in _chunks(n_resamples, n, per_row=2):
-        # one row per (resample, case), shuffled in place of scipy's (m, n, 2): the same rows in the same order
-        swapped = (rng.permuted(np.tile(np.arange(2), (m * n, 1)), axis=-1)[:, 0] == 1).reshape(m, n)
+    for k, m in _chunks(n_resamples, n):
+        # a fair coin per (resample, case): the low bit of a uniform 32-bit integer. scipy shuffles each pair
+        # (0, 1) with Generator.permuted, whose one Fisher–Yates step for two items swaps exactly when the next
+        # 32-bit draw is even, so with numpy's Generator these are the same coins, 5× faster (equality tested)
+        swapped = (rng.integers(0, 2 ** 32, (m, n), dtype=np.uint32) & 1) == 0
         out[k:k + m] = np.where(swapped, -d, d).mean(axis=-1)
     return out, False
 
