@@ -240,3 +240,63 @@ def test_three_groups_one_vs_rest(folders):
     with open(out / "roc.csv", newline="") as f:
         auc = {int(r["class"]): float(r["auc"]) for r in csv.DictReader(f)}
     assert auc == {1: pytest.approx(0.75), 2: pytest.approx(0.875)}  # HGG vs the rest = HGG vs LGG ∪ other
+
+
+def _summary_rows(text):
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    head = [h.strip() for h in lines[0].strip("|").split("|")]
+    return head, {(r[0], r[1]): dict(zip(head, r)) for r in
+                  ([x.strip() for x in ln.strip("|").split("|")] for ln in lines[1:]) if len(r) == len(head)}
+
+
+def test_intervals_and_surface_metrics_in_the_summary(folders):
+    """CI columns against scipy.stats.bootstrap (same seed); HD95/NSD columns against surface_metrics on the arrays;
+    a group with one case shows "n < 2" instead of an interval."""
+    stats = pytest.importorskip("scipy.stats")
+    from phidice.metrics import surface_metrics
+
+    tmp, pred, gt, _ = folders
+    g3 = tmp / "g3.csv"
+    g3.write_text("case,group\na,HGG\nb,HGG\nc,LGG\nd,other\n")
+    out = tmp / "o"
+    assert _evaluate("--pred", pred, "--gt", gt, "--groups", g3, "--positive-group", "HGG", "--out", out,
+                     "--surface-tolerance", 3, "--n-resamples", 999, "--seed", 4) == 0
+    rows = _rows(out)
+    cases = _cases()
+    for (case, c), r in rows.items():
+        ref, prd = cases[case]
+        want = surface_metrics(prd[None], ref[None], SPACING, tolerance=3.0, num_classes=3, include_background=False)
+        for key, arr in (("HD95_mm", want.hd95), ("NSD", want.nsd)):
+            got, w = float(r[key]), arr[0, c - 1].item()
+            assert (math.isnan(got) and math.isnan(w)) or got == pytest.approx(w, rel=1e-9, abs=1e-12), (case, c, key)
+    # d, class 1: the prediction is empty, the reference is not: worst case under every convention
+    assert float(rows["d", 1]["NSD"]) == 0.0
+    assert float(rows["d", 1]["HD95_mm"]) == pytest.approx(math.sqrt((3 * 2) ** 2 + (4 * 2) ** 2 + (5 * 3) ** 2))
+    head, table = _summary_rows((out / "summary.md").read_text())
+    assert head[6:9] == ["DSC 95 % CI", "ΔV ml mean ± std", "ΔV 95 % CI"]
+    assert head[-2:] == ["HD95 mm mean [95 % CI]", "NSD@3 mm mean [95 % CI]"]
+
+    def ci(v):
+        r = stats.bootstrap((np.asarray(v),), np.mean, method="percentile", n_resamples=999,
+                            rng=np.random.default_rng(4)).confidence_interval
+        return f"[{r.low:.3f}, {r.high:.3f}]"
+
+    assert table["2", "all"]["DSC 95 % CI"] == ci([10 / 11, 6 / 9])  # c and d undefined (empty references)
+    assert table["1", "all"]["DSC 95 % CI"] == ci([0.8, 1.0, 1.0, 0.0])
+    assert table["1", "HGG"]["ΔV 95 % CI"] == ci([0.0, 0.0]) == "[0.000, 0.000]"
+    assert table["2", "all"]["ΔV 95 % CI"] == ci(np.array([1, -3, 3, 0]) * ML)
+    assert table["1", "other"]["DSC 95 % CI"] == "n < 2" and table["1", "LGG"]["DSC 95 % CI"] == "n < 2"
+    assert table["2", "LGG"]["DSC 95 % CI"] == "–"  # nothing defined
+    hd_all = [float(rows[k, 1]["HD95_mm"]) for k in "abcd"]
+    r = stats.bootstrap((np.asarray(hd_all),), np.mean, method="percentile", n_resamples=999,
+                        rng=np.random.default_rng(4)).confidence_interval
+    assert table["1", "all"]["HD95 mm mean [95 % CI]"] == f"{np.mean(hd_all):.2f} [{r.low:.2f}, {r.high:.2f}]"
+    assert table["2", "all"]["NSD@3 mm mean [95 % CI]"].endswith(" n=2")  # 2 of 4 cases defined
+    assert table["1", "other"]["NSD@3 mm mean [95 % CI]"] == "0.000 (n=1)"
+
+
+def test_surface_tolerance_must_be_a_distance(folders, capsys):
+    tmp, pred, gt, _ = folders
+    assert _evaluate("--pred", pred, "--gt", gt, "--out", tmp / "o", "--surface-tolerance", -1) == 2
+    assert "--surface-tolerance must be a finite distance" in _err(capsys)
+    assert not (tmp / "o").exists()

@@ -52,6 +52,34 @@ def test_results_json_holds_every_table_number(smoke):
     assert all(isinstance(c["ok"], bool) for c in res["checks"]) and res["checks"]
 
 
+def test_report_carries_intervals_and_significance(smoke):
+    """The tiny validation set still gets intervals and tests (or "n < 2"), never a crash; the LGG interval of a run
+    equals the bootstrap of its per-image DSC recomputed here."""
+    stats = pytest.importorskip("scipy.stats")
+    out, path = smoke
+    report = open(path).read()
+    assert "| significant |" in report and "tested differences are significant" in report
+    res = json.load(open(os.path.join(out, "results.json")))
+    tests = [c["test"] for c in res["checks"]]
+    assert all(set(t) >= {"p_value", "significant", "difference", "n"} for t in tests)
+    assert any(t["p_value"] is not None for t in tests)
+    for t in tests:
+        assert t["p_value"] is None or (0 < t["p_value"] <= 1 and t["significant"] == (t["p_value"] < 0.05))
+    run = json.load(open(os.path.join(out, "runs", "binary_I_B1_partial.json")))
+    dsc = np.array([np.nan if v[0] is None else v[0] for v in run["per_image"]["dsc"]])
+    lgg = dsc[np.array(run["per_image"]["group"]) == "lgg"]
+    lgg = lgg[~np.isnan(lgg)]
+    row = next(r for r in res["rows"] if r["task"] == "binary" and r["config"] == "I" and r["batch_size"] == 1
+               and r["labelling"] == "partial" and r["group"] == "lgg")
+    if np.ptp(lgg) > 0:
+        ci = stats.bootstrap((lgg,), np.mean, method="percentile", n_resamples=10_000,
+                             rng=np.random.default_rng(0)).confidence_interval
+        assert row["dsc_ci"] == pytest.approx([ci.low, ci.high], abs=1e-12)
+        assert f"[{ci.low:.2f}, {ci.high:.2f}]" in report
+    else:
+        assert row["dsc_ci"] == pytest.approx([lgg[0], lgg[0]])
+
+
 def test_numbers_match_an_independent_numpy_evaluation(smoke):
     """DSC, ΔV and AUC of a run, recomputed with numpy from the saved predictions and regenerated labels."""
     out, _ = smoke

@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"phidice {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as err:  # an optional dependency of this subcommand is not installed
+    except ImportError as err:  # an optional dependency of this subcommand is not installed
         extra = EXTRAS.get(args.command, "all")
-        print(f"phidice {args.command}: error: {err}; this command needs the '{extra}' extra: "
-              f"pip install 'phidice[{extra}]'", file=sys.stderr)
+        hint = "" if "pip install" in str(err) else (f"; this command needs the '{extra}' extra: "
+                                                     f"pip install 'phidice[{extra}]'")
+        print(f"phidice {args.command}: error: {err}{hint}", file=sys.stderr)
         return 2
 
 

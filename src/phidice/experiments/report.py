@@ -2,7 +2,10 @@
 roc.png (Fig. 2) and examples.png (Fig. 3) from the results of a grid.
 
 The pattern checks use fixed, stated thresholds (those of the task, written before any run); they report
-what the numbers are, and say "no" when the data do not show a claim.
+what the numbers are, and say "no" when the data do not show a claim. Means carry 95 % bootstrap intervals
+over the validation images, and each check says whether the difference it rests on is significant: a paired
+test over the same validation images (sign-flip permutation test, p < 0.05), as the paper tests partial
+against full labelling.
 """
 
 from __future__ import annotations
@@ -10,11 +13,17 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
 from phidice.experiments.grid import atomic_write_json
-from phidice.io import atomic_write
 from phidice.experiments.paper import PAPER_AUC, PAPER_GROUPS, paper_value
 from phidice.experiments.train import LABEL
+from phidice.io import atomic_write
+from phidice.metrics.evaluate import Resampling
+
+RESAMPLING = Resampling()  # 10,000 resamples, seed 0, percentile intervals, sign-flip permutation test
+ALPHA = 1 - RESAMPLING.confidence
 
 # thresholds of the claims (Sect. 4 of the paper, as stated in the task)
 KEEP_WITHIN = 0.10  # I and BI(B=1): missing-group DSC within this of full labelling
@@ -28,8 +37,8 @@ def _fmt(v, spec=".2f"):
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
-def _cell(ours, paper, spec):
-    return f"{_fmt(ours, spec)} ({_fmt(paper, spec if spec != '+.1f' else '+.0f')})"
+def _cell(ours, paper, spec, ci: str = ""):
+    return f"{_fmt(ours, spec)}{' ' + ci if ci else ''} ({_fmt(paper, spec if spec != '+.1f' else '+.0f')})"
 
 
 def _stat(result, group_index: int, what: str):
@@ -46,6 +55,63 @@ def _ordered_groups(result) -> tuple[str, str]:
     return other, miss
 
 
+def _per_image(result, group_index: int, what: str, cls: int | None = None) -> np.ndarray | None:
+    """Per-image values behind :func:`_stat` (class ``cls``, default the missing one): NaN where undefined;
+    None for results saved without per-image numbers."""
+    per = result.get("per_image")
+    if not per:
+        return None
+    c = result["missing_class"] - 1 if cls is None else cls
+    group = _ordered_groups(result)[group_index]
+    rows = np.array([g == group for g in per["group"]], dtype=bool)
+    if what == "dsc":
+        v = np.array([np.nan if r[c] is None else r[c] for r in per["dsc"]], dtype=np.float64)
+    elif what == "dv_ml":
+        v = np.asarray(per["pred_ml"], dtype=np.float64)[:, c] - np.asarray(per["ref_ml"], dtype=np.float64)[:, c]
+    else:
+        v = np.asarray(per[what], dtype=np.float64)[:, c]
+    return v[rows]
+
+
+def _ci(values: np.ndarray | None, spec: str) -> str:
+    """"[low, high]" of the mean over the images, "[n < 2]" with fewer than two defined, "" without per-image data."""
+    if values is None:
+        return ""
+    ci = RESAMPLING.ci(values)
+    if ci is None:
+        return "[n < 2]"
+    return f"[{ci.low:{spec}}, {ci.high:{spec}}]"
+
+
+def _ci_bounds(values: np.ndarray | None) -> tuple[float | None, float | None]:
+    ci = None if values is None else RESAMPLING.ci(values)
+    return (None, None) if ci is None else (ci.low, ci.high)
+
+
+def _paired(a_run, b_run, group_index: int, what: str, label: str) -> dict:
+    """Paired test of run a against run b on the same validation images of one group (a − b)."""
+    out = {"comparison": label, "difference": None, "ci": None, "p_value": None, "n": 0, "significant": None}
+    a, b = _per_image(a_run, group_index, what), _per_image(b_run, group_index, what)
+    if a is None or b is None:
+        out["note"] = "no per-image numbers"
+        return out
+    if a_run["per_image"]["group"] != b_run["per_image"]["group"]:
+        out["note"] = "different validation images"
+        return out
+    t = RESAMPLING.test_pair(a, b)
+    if t is None:
+        out["note"] = "n < 2"
+        return out
+    out.update(difference=t.difference, ci=[t.low, t.high], p_value=t.p_value, n=t.n,
+               significant=bool(t.p_value < ALPHA), note="")
+    return out
+
+
+def _no_test(note: str) -> dict:
+    return {"comparison": "", "difference": None, "ci": None, "p_value": None, "n": 0, "significant": None,
+            "note": note}
+
+
 def _index(results: dict):
     """{(task, labelling, B, config): result}."""
     return {(r["task"], r["labelling"], r["batch_size"], r["config"]): r for r in results.values()}
@@ -55,25 +121,33 @@ def rows_for_json(results: dict) -> list[dict]:
     """One flat row per (task, config, B, labelling, group, class): every number of the tables."""
     rows = []
     for r in sorted(results.values(), key=lambda r: r["key"]):
+        groups = _ordered_groups(r)
         for g, s in r["groups"].items():
             for c, name in enumerate(r["class_names"]):
+                gi = groups.index(g)
+                dsc_lo, dsc_hi = _ci_bounds(_per_image(r, gi, "dsc", c))
+                dv_lo, dv_hi = _ci_bounds(_per_image(r, gi, "dv_ml", c))
                 rows.append({
                     "task": r["task"], "config": r["config"], "batch_size": r["batch_size"],
                     "labelling": r["labelling"], "group": g, "class": name, "n": s["n"],
                     "dsc": s["dsc"][c], "dv_ml": s["dv_ml"][c], "pred_ml": s["pred_ml"][c], "ref_ml": s["ref_ml"][c],
                     "auc": r["roc"]["auc"] if c == r["missing_class"] - 1 else None,
                     "eps": r["eps"], "train_seconds": r["train_seconds"],
+                    "dsc_ci": None if dsc_lo is None else [dsc_lo, dsc_hi],
+                    "dv_ml_ci": None if dv_lo is None else [dv_lo, dv_hi],
                 })
     return rows
 
 
 def check_pattern(results: dict) -> list[dict]:
-    """The paper's claims as yes/no checks with the numbers behind them."""
+    """The paper's claims as yes/no checks with the numbers behind them, and whether the difference each rests
+    on is significant: a paired test over the same validation images (``test``: partial − full labelling of the
+    same set-up, or the two full-labelling set-ups furthest apart; none for the AUC, not a per-image mean)."""
     idx = _index(results)
     checks = []
 
-    def add(claim, ok, detail):
-        checks.append({"claim": claim, "ok": bool(ok), "detail": detail})
+    def add(claim, ok, detail, test):
+        checks.append({"claim": claim, "ok": bool(ok), "detail": detail, "test": test})
 
     for task in ("binary", "multiclass"):
         runs = [k for k in idx if k[0] == task]
@@ -89,30 +163,47 @@ def check_pattern(results: dict) -> list[dict]:
             ref = _stat(full, 1, "dsc")
             add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial keeps the {miss} DSC within {KEEP_WITHIN} of full labelling",
                 part is not None and ref is not None and part >= ref - KEEP_WITHIN,
-                f"partial {_fmt(part)} vs full {_fmt(ref)}")
+                f"partial {_fmt(part)} vs full {_fmt(ref)}",
+                _paired(idx[k], full, 1, "dsc", f"DSC partial − full {LABEL[full['config']]}"))
         droppers = [k for k in runs if k[1] == "partial" and (k[3] == "I_eps" or (k[3] == "BI" and k[2] >= 2))]
         for k in sorted(droppers):
             r = idx[k]
+            full = idx.get((task, "full", k[2], k[3]))
             dsc, dv, vref, auc = _stat(r, 1, "dsc"), _stat(r, 1, "dv_ml"), _stat(r, 1, "ref_ml"), r["roc"]["auc"]
             add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial drops the {miss} DSC below {DROP_BELOW}",
-                dsc is not None and dsc < DROP_BELOW, f"DSC {_fmt(dsc)}")
+                dsc is not None and dsc < DROP_BELOW, f"DSC {_fmt(dsc)}",
+                _paired(r, full, 1, "dsc", "DSC partial − full") if full else _no_test("no full-labelling run"))
             add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: {miss} ΔV ≤ −{DV_FRACTION}·V̄ (near minus the mean volume)",
-                dv <= -DV_FRACTION * vref, f"ΔV {dv:+.2f} ml, V̄ {vref:.2f} ml")
+                dv <= -DV_FRACTION * vref, f"ΔV {dv:+.2f} ml, V̄ {vref:.2f} ml",
+                _paired(r, full, 1, "dv_ml", "ΔV ml partial − full") if full else _no_test("no full-labelling run"))
             add(f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: volume-based detection AUC ≥ {AUC_MIN}",
-                auc >= AUC_MIN, f"AUC {auc:.3f}")
+                auc >= AUC_MIN, f"AUC {auc:.3f}", _no_test("AUC is not a per-image mean"))
         for B in sorted({k[2] for k in runs if k[1] == "full"}):
             full = [idx[k] for k in runs if k[1] == "full" and k[2] == B and k[3] in ("I", "BI", "I_eps")]
             if len(full) < 2:
                 continue
             for gi in (0, 1):
                 vals = [_stat(r, gi, "dsc") for r in full]
-                vals = [v for v in vals if v is not None]
-                spread = max(vals) - min(vals) if vals else float("nan")
+                defined = [(v, r) for v, r in zip(vals, full) if v is not None]
+                spread = max(v for v, _ in defined) - min(v for v, _ in defined) if defined else float("nan")
                 name = _ordered_groups(full[0])[gi]
+                test = _no_test("no DSC")
+                if len(defined) >= 2:  # the two set-ups furthest apart
+                    hi, lo = max(defined, key=lambda t: t[0])[1], min(defined, key=lambda t: t[0])[1]
+                    test = _paired(hi, lo, gi, "dsc", f"DSC {LABEL[hi['config']]} − {LABEL[lo['config']]}")
                 add(f"{task}: full labelling (B={B}), the configs agree on the {name} DSC within {AGREE_WITHIN}",
-                    bool(vals) and spread <= AGREE_WITHIN,
-                    ", ".join(f"{LABEL[r['config']]} {_fmt(_stat(r, gi, 'dsc'))}" for r in full))
+                    bool(defined) and spread <= AGREE_WITHIN,
+                    ", ".join(f"{LABEL[r['config']]} {_fmt(_stat(r, gi, 'dsc'))}" for r in full), test)
     return checks
+
+
+def _test_cells(t: dict) -> list[str]:
+    """difference [CI] (what), p, significant — or why there is no test."""
+    if t["p_value"] is None:
+        return [t.get("note") or "–", "–", "n/a"]
+    lo, hi = t["ci"]
+    return [f"{t['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}] ({t['comparison']}, n={t['n']})", f"{t['p_value']:.3g}",
+            "yes" if t["significant"] else "no"]
 
 
 def _table(results: dict, task: str, configs: list[str]) -> list[str]:
@@ -138,11 +229,13 @@ def _table(results: dict, task: str, configs: list[str]) -> list[str]:
                         r = idx.get((task, lab, B, c))
                         ours = None if r is None else _stat(r, gi, what)
                         paper = paper_value(task, lab, B, c, "dsc" if what == "dsc" else "dv", gi)
-                        cells.append(_cell(ours, paper, spec) if r is not None else "–")
+                        ci = "" if r is None else _ci(_per_image(r, gi, what), spec)
+                        cells.append(_cell(ours, paper, spec, ci) if r is not None else "–")
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Cells: ours (paper). Paper groups: {pg[0]} ↔ {g_lab}, {pg[1]} ↔ {g_miss}; the paper's ΔV is in ml "
-                 "of 3D volumes, ours in ml of one-voxel-thick slices, so compare signs and ratios, not magnitudes.")
+    lines.append(f"Cells: ours [{RESAMPLING.percent} CI over the validation images of the group] (paper); [n < 2]: too "
+                 f"few images for an interval. Paper groups: {pg[0]} ↔ {g_lab}, {pg[1]} ↔ {g_miss}; the paper's ΔV is in "
+                 "ml of 3D volumes, ours in ml of one-voxel-thick slices, so compare signs and ratios, not magnitudes.")
     return lines
 
 
@@ -168,23 +261,21 @@ def _class_table(results: dict) -> list[str]:
     head = ["config"] + [f"{n} {g}" for n in names for g in groups]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [LABEL[r["config"]]] + [_fmt(r["groups"][g]["dsc"][c]) for c in range(len(names)) for g in groups]
+        cells = [LABEL[r["config"]]] + [
+            f"{_fmt(r['groups'][g]['dsc'][c])} {_ci(_per_image(r, groups.index(g), 'dsc', c), '.2f')}".strip()
+            for c in range(len(names)) for g in groups]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Paper (ACDC, I vs leaf vs marginal, no significant difference): MYO_ED 0.88, MYO_ES 0.88, LV_ED 0.96, "
-                 "LV_ES 0.92, RV_ED 0.93, RV_ES 0.86–0.87.")
+    lines.append(f"Cells: mean DSC [{RESAMPLING.percent} CI]. Paper (ACDC, I vs leaf vs marginal, no significant "
+                 "difference): MYO_ED 0.88, MYO_ES 0.88, LV_ED 0.96, LV_ES 0.92, RV_ED 0.93, RV_ES 0.86–0.87.")
     return lines
 
 
 def plot_roc(results: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = [t for t in ("binary", "multiclass") if any(r["task"] == t and r["labelling"] == "partial"
                                                         for r in results.values())]
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.2 * max(len(tasks), 1), 4.8), squeeze=False)
+    fig = Figure(figsize=(5.2 * max(len(tasks), 1), 4.8))
+    axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = sorted((r for r in results.values() if r["task"] == task and r["labelling"] == "partial"),
                       key=lambda r: (r["config"], r["batch_size"]))
@@ -204,24 +295,12 @@ def plot_roc(results: dict, path: str) -> None:
 
 
 def _save_fig(fig, path):
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    """A matplotlib Figure (no pyplot: the caller's backend and figure registry are left alone) as a PNG."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def plot_examples(results: dict, datasets: dict, out: str, path: str, per_group: int = 2) -> None:
     """Overlays as Fig. 3: image, ground truth, training label (partial), and the partial-labelling predictions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
     cmap = ListedColormap([(0, 0, 0, 0), (1, 0.2, 0.2, 0.55), (0.2, 1, 0.2, 0.55), (0.3, 0.5, 1, 0.55)])
     panels = []  # (task, image index, label row, list of (title, map))
     for task, val in datasets.items():
@@ -243,7 +322,8 @@ def plot_examples(results: dict, datasets: dict, out: str, path: str, per_group:
     if not panels:
         return
     ncol = 1 + max(len(m) for *_, m in panels)
-    fig, axes = plt.subplots(len(panels), ncol, figsize=(1.6 * ncol, 1.7 * len(panels)), squeeze=False)
+    fig = Figure(figsize=(1.6 * ncol, 1.7 * len(panels)))
+    axes = fig.subplots(len(panels), ncol, squeeze=False)
     for row, (task, g, img, maps) in zip(axes, panels):
         row[0].imshow(img.T, cmap="gray", origin="lower")
         row[0].set_title(f"{task}: {g}", fontsize=7)
@@ -290,10 +370,20 @@ def write_report(results: dict, out: str, *, datasets: dict | None = None, meta:
         md += ["## Examples (Fig. 3)", "", "![examples](examples.png)", ""]
     md += ["## Pattern reproduced?", ""]
     if checks:
-        md += ["| claim | reproduced | numbers |", "|---|---|---|"]
-        md += [f"| {c['claim']} | {'yes' if c['ok'] else 'no'} | {c['detail']} |" for c in checks]
+        md += ["| claim | reproduced | numbers | difference [95 % CI] (compared, n) | p | significant |",
+               "|---|---|---|---|---:|---|"]
+        md += [f"| {c['claim']} | {'yes' if c['ok'] else 'no'} | {c['detail']} | " + " | ".join(_test_cells(c["test"]))
+               + " |" for c in checks]
         n_ok = sum(c["ok"] for c in checks)
-        md += ["", f"**{n_ok} of {len(checks)} claims reproduced.**"]
+        n_sig = sum(bool(c["test"]["significant"]) for c in checks)
+        n_tested = sum(c["test"]["p_value"] is not None for c in checks)
+        md += ["", f"**{n_ok} of {len(checks)} claims reproduced.** {n_sig} of the {n_tested} tested differences are "
+               f"significant (p < {ALPHA:g})."]
+        md += ["", "Significance: paired two-sided sign-flip permutation test of the mean per-image difference over the "
+               f"same validation images ({RESAMPLING.n_resamples} random sign patterns, or all of them when fewer; "
+               f"seed {RESAMPLING.seed}), the interval a {RESAMPLING.ci_method} bootstrap of that mean. The paper "
+               "expects the \"within\" claims not to be significant and the drops to be. p-values are not adjusted "
+               "for the number of checks."]
         if n_ok < len(checks):
             md += ["", "Claims marked 'no' are not shown by this run's data and settings; the numbers are reported "
                    "as measured (the evaluation is fixed, only training length and data can be changed)."]

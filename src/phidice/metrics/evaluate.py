@@ -1,8 +1,10 @@
-"""Folder evaluation behind ``phidice evaluate``: hard Dice, volumes and ΔV per case and class, summaries
-per class and group, and the volume ROC of the paper's Fig. 2.
+"""Folder evaluation behind ``phidice evaluate``: hard Dice, volumes and ΔV (and, with a surface tolerance, HD95
+and NSD) per case and class, summaries per class and group with bootstrap intervals, and the volume ROC of the
+paper's Fig. 2.
 
 Each (prediction, reference) pair is reduced to its per-class counts I, P, Y (the loss's sums), so the
 per-case DSC, the volumes and the pooled Φ = BI Dice of a group all come from the same (N, C) table.
+Comparing several methods on one reference folder is :mod:`phidice.metrics.compare`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from phidice.core.config import check_choice
+from phidice.core.deps import require
 from phidice.core.types import DiceStats
 from phidice.io import as_label_array, atomic_write, image_stem, list_label_files, read_image, read_label_image
+from phidice.metrics import surface
 from phidice.metrics._hard import hard_stats
-from phidice.progress import progress as progress_bar
+from phidice.metrics.bootstrap import CI_METHODS, TEST_METHODS, MeanCI, PairedTest, bootstrap_ci, paired_test
 from phidice.metrics.dice import EMPTY_CONVENTIONS, score_from_stats
 from phidice.metrics.roc import ROC, volume_roc
+from phidice.progress import progress as progress_bar
 
 SPACING_RTOL = 1e-4  # header spacings of a pair must agree to this relative tolerance
 
@@ -85,11 +91,14 @@ def read_prediction(path: Path, threshold: float | None) -> tuple[np.ndarray, tu
                           "pass --threshold T to binarise a probability map, or save hard labels"), spacing
 
 
-def case_counts(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
-                num_classes: int | None = None) -> tuple[DiceStats, float]:
-    """Counts (1, C) of one pair and the volume of one voxel in ml, with checks that name the files."""
+def load_pair(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
+              reference: tuple[np.ndarray, tuple[float, ...]] | None = None):
+    """(prediction labels, reference labels, spacing in mm) of one pair, with checks that name the files.
+
+    ``reference`` is the already read (array, header spacing) of ``gt_path`` (read once for several methods).
+    """
     pred, pred_spacing = read_prediction(pred_path, threshold)
-    ref, ref_spacing = read_label_image(gt_path)
+    ref, ref_spacing = reference if reference is not None else read_label_image(gt_path)
     if pred.shape != ref.shape:
         raise ValueError(f"prediction {str(pred_path)!r} has shape {pred.shape} but reference {str(gt_path)!r} has "
                          f"shape {ref.shape}")
@@ -105,12 +114,48 @@ def case_counts(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
     for arr, path in ((pred, pred_path), (ref, gt_path)):
         if arr.size and arr.min() < 0:
             raise ValueError(f"label file {str(path)!r} holds negative labels (min {arr.min()})")
+    return pred, ref, tuple(float(v) for v in spacing)
+
+
+def case_counts(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
+                num_classes: int | None = None) -> tuple[DiceStats, float]:
+    """Counts (1, C) of one pair and the volume of one voxel in ml, with checks that name the files."""
+    score = score_case(*load_pair(pred_path, gt_path, threshold=threshold, spacing=spacing), pred_path, gt_path,
+                       num_classes=num_classes)
+    return score.stats, score.voxel_ml
+
+
+@dataclass
+class CaseScore:
+    """One pair: counts (1, C_case), voxel volume in ml, and with a tolerance (HD95, NSD) of classes 0..C_case − 1
+    (``surface`` (C_case, 2); class 0 only when reported) and of a class absent from both maps (``absent``)."""
+
+    stats: DiceStats
+    voxel_ml: float
+    surface: np.ndarray | None = None
+    absent: tuple[float, float] = (float("nan"), float("nan"))
+
+
+def score_case(pred: np.ndarray, ref: np.ndarray, spacing, pred_path, gt_path, *, num_classes: int | None = None,
+               tolerance: float | None = None, empty: str = "nan", include_background: bool = False) -> CaseScore:
+    """Counts, voxel volume and (with ``tolerance`` in mm) HD95/NSD of one pair of label maps."""
     try:
         stats = hard_stats(torch.from_numpy(pred.astype(np.int64, copy=False)[None]),
                            torch.from_numpy(ref.astype(np.int64, copy=False)[None]), num_classes=num_classes)
     except ValueError as err:
         raise ValueError(f"case {case_name(gt_path)!r} ({str(pred_path)!r}, {str(gt_path)!r}): {err}") from None
-    return stats, float(np.prod(np.asarray(spacing, dtype=np.float64))) / 1000.0
+    score = CaseScore(stats, float(np.prod(np.asarray(spacing, dtype=np.float64))) / 1000.0)
+    if tolerance is not None:
+        C = stats.intersection.shape[1]
+        classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
+        if C == 1:  # a single class is the foreground label 1
+            pred, ref = (pred == 1).astype(np.int64), (ref == 1).astype(np.int64)
+            classes = [1]
+        hd, nsd = surface.label_map_scores(pred, ref, spacing, classes, tolerance=tolerance, empty=empty)
+        score.surface = np.full((C, 2), np.nan)
+        score.surface[-len(classes):] = np.stack([hd, nsd], 1)
+        score.absent = surface.empty_scores(True, True, empty, surface.image_diagonal(ref.shape, spacing))
+    return score
 
 
 def _mm(spacing) -> str:
@@ -145,7 +190,8 @@ def read_groups(path) -> dict[str, str]:
 
 @dataclass
 class Evaluation:
-    """Everything ``phidice evaluate`` reports: counts (N, C), per-case DSC and volumes, ROC per class."""
+    """Everything ``phidice evaluate`` reports: counts (N, C), per-case DSC, volumes and (with a surface tolerance)
+    HD95 and NSD, ROC per class."""
 
     cases: list[str]
     classes: list[int]  # the reported classes (column c of every (N, C) array is class classes[c])
@@ -158,6 +204,9 @@ class Evaluation:
     positive_rule: str = ""
     roc: dict[int, ROC] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tolerance: float | None = None  # NSD tolerance τ in mm; None: no surface metrics
+    hd95: np.ndarray | None = None  # (N, C) mm, the empty convention applied (worst case: the image diagonal)
+    nsd: np.ndarray | None = None  # (N, C) in [0, 1]
 
     @property
     def v_ref_ml(self) -> np.ndarray:
@@ -172,12 +221,17 @@ class Evaluation:
         """ΔV = V_pred − V_ref in ml (> 0: over-segmentation)."""
         return (self.stats.pred_sum - self.stats.target_sum).double().numpy() * self.voxel_ml[:, None]
 
+    def metrics(self) -> dict[str, np.ndarray]:
+        """The per-case (N, C) metrics that get means, intervals and tests: DSC, ΔV and, if computed, HD95, NSD."""
+        out = {"DSC": self.dsc, "dV_ml": self.dv_ml}
+        if self.hd95 is not None:
+            out["HD95_mm"], out["NSD"] = self.hd95, self.nsd
+        return out
 
-def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str | None = None, spacing=None,
-                     num_classes: int | None = None, empty: str = "nan", threshold: float | None = None,
-                     include_background: bool = False, allow_missing: bool = False,
-                     progress: bool = True) -> Evaluation:
-    """Evaluate every matched (prediction, reference) pair; see :mod:`phidice.cli.evaluate` for the options."""
+
+def check_options(*, empty, spacing, threshold, num_classes, surface_tolerance=None):
+    """The shared options of :func:`evaluate_folders` and :func:`~phidice.metrics.compare.compare_folders`,
+    checked and normalised (errors name the command-line option)."""
     if empty not in EMPTY_CONVENTIONS:
         raise ValueError(f"empty must be one of {', '.join(EMPTY_CONVENTIONS)}; got {empty!r}")
     if spacing is not None:
@@ -188,27 +242,64 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
         raise ValueError(f"--threshold must be a finite number; got {threshold}")
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"--num-classes must be ≥ 1; got {num_classes}")
-    group_of = read_groups(groups_csv) if groups_csv is not None else None
-    pairs, notes = match_cases(pred_dir, gt_dir, allow_missing=allow_missing)
-    if group_of is not None:
-        lacking = [c for c, _, _ in pairs if c not in group_of]
-        if lacking:
-            raise ValueError(f"{len(lacking)} case(s) have no group in {str(groups_csv)!r}: "
-                             + ", ".join(lacking[:10]) + (" …" if len(lacking) > 10 else ""))
+    if surface_tolerance is not None and not (np.isfinite(surface_tolerance) and surface_tolerance >= 0):
+        raise ValueError(f"--surface-tolerance must be a finite distance ≥ 0 in mm; got {surface_tolerance}")
+    return spacing
 
-    rows, voxel_ml = [], []
-    for case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
-        stats, ml = case_counts(pred_path, gt_path, threshold=threshold, spacing=spacing, num_classes=num_classes)
-        rows.append(stats)
-        voxel_ml.append(ml)
-    C = max(s.intersection.shape[1] for s in rows)
+
+def check_groups(group_of: dict | None, cases, groups_csv) -> None:
+    if group_of is None:
+        return
+    lacking = [c for c in cases if c not in group_of]
+    if lacking:
+        raise ValueError(f"{len(lacking)} case(s) have no group in {str(groups_csv)!r}: "
+                         + ", ".join(lacking[:10]) + (" …" if len(lacking) > 10 else ""))
+
+
+def assemble(cases: list[str], scores: list[CaseScore], *, num_classes_seen: int, empty: str,
+             include_background: bool, tolerance: float | None, notes: list[str]) -> Evaluation:
+    """One Evaluation from per-case scores; classes a case lacks count zero (and take the both-empty surface
+    convention). ``num_classes_seen``: C over every case (and every method, when comparing)."""
+    C = num_classes_seen
     stats = DiceStats(*(torch.cat([torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ts], 0)
-                        for ts in zip(*rows)))
+                        for ts in zip(*(s.stats for s in scores))))
     classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
     stats = stats.select_classes(classes)
-    ev = Evaluation(cases=[c for c, _, _ in pairs], classes=classes, stats=stats,
-                    voxel_ml=np.asarray(voxel_ml, dtype=np.float64),
-                    dsc=score_from_stats(stats, phi="I", empty=empty).numpy(), empty=empty, notes=notes)
+    ev = Evaluation(cases=list(cases), classes=classes, stats=stats,
+                    voxel_ml=np.asarray([s.voxel_ml for s in scores], dtype=np.float64),
+                    dsc=score_from_stats(stats, phi="I", empty=empty).numpy(), empty=empty, notes=list(notes))
+    if tolerance is not None:
+        surf = np.empty((len(scores), C, 2))
+        for i, s in enumerate(scores):
+            surf[i] = s.absent
+            surf[i, :s.surface.shape[0]] = s.surface
+        surf = surf[:, classes]
+        ev.tolerance, ev.hd95, ev.nsd = float(tolerance), surf[..., 0], surf[..., 1]
+    return ev
+
+
+def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str | None = None, spacing=None,
+                     num_classes: int | None = None, empty: str = "nan", threshold: float | None = None,
+                     include_background: bool = False, allow_missing: bool = False,
+                     surface_tolerance: float | None = None, progress: bool = True) -> Evaluation:
+    """Evaluate every matched (prediction, reference) pair; see :mod:`phidice.cli.evaluate` for the options.
+
+    ``surface_tolerance`` (mm) adds HD95 and the NSD at that tolerance per case and class.
+    """
+    spacing = check_options(empty=empty, spacing=spacing, threshold=threshold, num_classes=num_classes,
+                            surface_tolerance=surface_tolerance)
+    group_of = read_groups(groups_csv) if groups_csv is not None else None
+    pairs, notes = match_cases(pred_dir, gt_dir, allow_missing=allow_missing)
+    check_groups(group_of, [c for c, _, _ in pairs], groups_csv)
+
+
+    scores = []
+    for case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
+        pred, ref, sp = load_pair(pred_path, gt_path, threshold=threshold, spacing=spacing)
+        scores.append(score_case(pred, ref, sp, pred_path, gt_path, num_classes=num_classes,
+                                 tolerance=surface_tolerance, empty=empty, include_background=include_background))
+    ev = assemble([c for c, _, _ in pairs], scores, num_classes_seen=max(s.stats.intersection.shape[1] for s in scores),
+                  empty=empty, include_background=include_background, tolerance=surface_tolerance, notes=notes)
     if group_of is not None:
         ev.groups = [group_of[c] for c in ev.cases]
         _add_roc(ev, positive_group)
@@ -249,16 +340,29 @@ def _g(x: float) -> str:
     return "nan" if np.isnan(x) else f"{x:.10g}"
 
 
+SURFACE_COLUMNS = ("HD95_mm", "NSD")
+
+
 def per_case_csv(ev: Evaluation) -> str:
     buf = _stdio.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox", "V_pred_vox"])
+    w.writerow(["case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox", "V_pred_vox"]
+               + (list(SURFACE_COLUMNS) if ev.hd95 is not None else []))
+    for row in case_rows(ev):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def case_rows(ev: Evaluation):
+    """The per-case CSV rows: case, class, group, DSC, volumes, ΔV, voxel counts [, HD95, NSD]."""
     vr, vp, dv = ev.v_ref_ml, ev.v_pred_ml, ev.dv_ml
     for i, case in enumerate(ev.cases):
         for j, c in enumerate(ev.classes):
-            w.writerow([case, c, ev.groups[i] if ev.groups else "", _g(ev.dsc[i, j]), _g(vr[i, j]), _g(vp[i, j]),
-                        _g(dv[i, j]), int(ev.stats.target_sum[i, j]), int(ev.stats.pred_sum[i, j])])
-    return buf.getvalue()
+            row = [case, c, ev.groups[i] if ev.groups else "", _g(ev.dsc[i, j]), _g(vr[i, j]), _g(vp[i, j]),
+                   _g(dv[i, j]), int(ev.stats.target_sum[i, j]), int(ev.stats.pred_sum[i, j])]
+            if ev.hd95 is not None:
+                row += [_g(ev.hd95[i, j]), _g(ev.nsd[i, j])]
+            yield row
 
 
 def _mean_std(x: np.ndarray) -> tuple[str, int]:
@@ -270,6 +374,73 @@ def _mean_std(x: np.ndarray) -> tuple[str, int]:
     return f"{x.mean():.3f} ± {x.std(ddof=1):.3f}", int(x.size)
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """How the tables' intervals and tests are computed (:mod:`phidice.metrics.bootstrap`): ``n_resamples``
+    bootstrap resamples (and random sign patterns), the ``confidence`` level of the intervals (a test is
+    significant at p < 1 − confidence), ``seed``, ``ci_method`` and the paired ``test``."""
+
+    n_resamples: int = 10_000
+    confidence: float = 0.95
+    seed: int = 0
+    ci_method: str = "percentile"
+    test: str = "permutation"
+
+    def __post_init__(self):
+        check_choice("ci_method", self.ci_method, CI_METHODS)
+        check_choice("test", self.test, TEST_METHODS)
+        if isinstance(self.n_resamples, bool) or not isinstance(self.n_resamples, int) or self.n_resamples < 1:
+            raise ValueError(f"--n-resamples must be a positive integer; got {self.n_resamples!r}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"--confidence must be in (0, 1), e.g. 0.95; got {self.confidence!r}")
+
+    @property
+    def percent(self) -> str:
+        return f"{100 * self.confidence:g} %"
+
+    def ci(self, values: np.ndarray, name: str = "values") -> MeanCI | None:
+        """The interval of the mean of the defined values; None with fewer than 2 of them."""
+        if np.count_nonzero(~np.isnan(values)) < 2:
+            return None
+        return bootstrap_ci(values, confidence=self.confidence, n_resamples=self.n_resamples, method=self.ci_method,
+                            seed=self.seed, name=name)
+
+    def test_pair(self, a: np.ndarray, b: np.ndarray, names=("a", "b")) -> PairedTest | None:
+        """The paired test of a against b on the cases defined for both; None with fewer than 2 such cases."""
+        if np.count_nonzero(~(np.isnan(a) | np.isnan(b))) < 2:
+            return None
+        return paired_test(a, b, method=self.test, confidence=self.confidence, n_resamples=self.n_resamples,
+                           ci_method=self.ci_method, seed=self.seed, names=names)
+
+
+FORMATS = {"DSC": ".3f", "dV_ml": ".3f", "HD95_mm": ".2f", "NSD": ".3f"}
+
+
+def interval_cell(ci: MeanCI | None, values: np.ndarray, spec: str) -> str:
+    """"[low, high]", or why there is none: "–" (nothing defined), "n < 2" (one defined value)."""
+    if ci is None:
+        return "–" if np.isnan(values).all() else "n < 2"
+    return f"[{ci.low:{spec}}, {ci.high:{spec}}]"
+
+
+def mean_ci_cell(ci: MeanCI | None, values: np.ndarray, spec: str) -> str:
+    """"mean [low, high]" (plus "n=k" when only k of the cases are defined), "x (n=1)" or "–"."""
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
+        return "–"
+    if ci is None:
+        return f"{defined[0]:{spec}} (n=1)"
+    n = f" n={ci.n}" if ci.n_undefined else ""
+    return f"{ci.mean:{spec}} [{ci.low:{spec}}, {ci.high:{spec}}]{n}"
+
+
+def p_cell(test: PairedTest | None, alpha: float) -> str:
+    """The p-value with 3 significant digits, "*" when p < alpha; "n < 2" when no test is possible."""
+    if test is None:
+        return "n < 2"
+    return f"{test.p_value:.3g}" + ("*" if test.p_value < alpha else "")
+
+
 _EMPTY_TEXT = {
     "nan": "DSC is undefined (NaN, left out of the means) when the reference is empty",
     "ratio": "DSC is undefined (NaN) when reference and prediction are both empty, 0 when only the reference is",
@@ -277,8 +448,23 @@ _EMPTY_TEXT = {
     "zero": "DSC is 0 whenever the reference is empty",
 }
 
+SURFACE_TEXT = ("HD95 in mm (the larger directed 95th percentile of surface distances) and NSD at τ = {tol:g} mm; "
+                "with an empty reference or prediction they follow the same convention as DSC (NaN where DSC is "
+                "undefined, the worst value — HD95 = image diagonal, NSD = 0 — where DSC is 0; HD95 0 and NSD 1 where "
+                "DSC is 1)")
 
-def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="") -> str:
+
+def row_sets(ev: Evaluation) -> list[tuple[str, np.ndarray]]:
+    """("all", every case) and one (group, cases) per group, sorted."""
+    sets = [("all", np.ones(len(ev.cases), dtype=bool))]
+    if ev.groups:
+        sets += [(k, np.array([g == k for g in ev.groups])) for k in sorted(set(ev.groups))]
+    return sets
+
+
+def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="",
+                     resampling: Resampling | None = None) -> str:
+    res = resampling or Resampling()
     lines = ["# phidice evaluate", ""]
     lines.append(f"- predictions: `{pred_dir}`; references: `{gt_dir}`; {len(ev.cases)} cases")
     lines.append(f"- empty convention `{ev.empty}`: {_EMPTY_TEXT[ev.empty]}")
@@ -286,21 +472,36 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
         lines.append(f"- voxel spacing: {spacing_source}")
     lines.append("- ΔV = V_pred − V_ref in ml (> 0: over-segmentation); mean ± sample std over cases; "
                  "n = cases with a defined DSC; DSC_BI = Dice of the pooled counts of all cases in the row")
+    lines.append(f"- {res.percent} CI: {res.ci_method} bootstrap interval of the mean over the row's cases with a "
+                 f"defined value ({res.n_resamples} resamples, seed {res.seed}); n < 2: too few cases for an interval")
+    if ev.hd95 is not None:
+        lines.append("- " + SURFACE_TEXT.format(tol=ev.tolerance) + "; n=k in a cell: only k cases are defined")
     lines += [f"- note: {n}" for n in ev.notes]
-    lines += ["", "| class | group | cases | DSC mean ± std | n | DSC_BI | ΔV ml mean ± std | V_ref ml mean | "
-              "V_pred ml mean |", "|---|---|---:|---|---:|---:|---|---:|---:|"]
-    sets = [("all", np.ones(len(ev.cases), dtype=bool))]
-    if ev.groups:
-        sets += [(k, np.array([g == k for g in ev.groups])) for k in sorted(set(ev.groups))]
+    ci = f"{res.percent} CI"
+    head = ["class", "group", "cases", "DSC mean ± std", "n", "DSC_BI", f"DSC {ci}", "ΔV ml mean ± std", f"ΔV {ci}",
+            "V_ref ml mean", "V_pred ml mean"]
+    align = ["---", "---", "---:", "---", "---:", "---:", "---", "---", "---", "---:", "---:"]
+    if ev.hd95 is not None:
+        head += [f"HD95 mm mean [{ci}]", f"NSD@{ev.tolerance:g} mm mean [{ci}]"]
+        align += ["---", "---"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     vr, vp, dv = ev.v_ref_ml, ev.v_pred_ml, ev.dv_ml
     for j, c in enumerate(ev.classes):
-        for name, rows in sets:
+        for name, rows in row_sets(ev):
             dsc, n = _mean_std(ev.dsc[rows, j])
             pooled = DiceStats(*(t[torch.from_numpy(rows)][:, j:j + 1] for t in ev.stats))
             bi = float(score_from_stats(pooled, phi="BI", empty=ev.empty)[0, 0])
             dvs, _ = _mean_std(dv[rows, j])
-            lines.append(f"| {c} | {name} | {int(rows.sum())} | {dsc} | {n} | {'–' if np.isnan(bi) else f'{bi:.3f}'} "
-                         f"| {dvs} | {vr[rows, j].mean():.3f} | {vp[rows, j].mean():.3f} |")
+            what = f"class {c}, group {name!r}"
+            dsc_ci = interval_cell(res.ci(ev.dsc[rows, j], f"DSC of {what}"), ev.dsc[rows, j], ".3f")
+            dv_ci = interval_cell(res.ci(dv[rows, j], f"ΔV of {what}"), dv[rows, j], ".3f")
+            cells = [str(c), name, str(int(rows.sum())), dsc, str(n), "–" if np.isnan(bi) else f"{bi:.3f}", dsc_ci,
+                     dvs, dv_ci, f"{vr[rows, j].mean():.3f}", f"{vp[rows, j].mean():.3f}"]
+            if ev.hd95 is not None:
+                for key, arr in (("HD95_mm", ev.hd95), ("NSD", ev.nsd)):
+                    v = arr[rows, j]
+                    cells.append(mean_ci_cell(res.ci(v, f"{key} of {what}"), v, FORMATS[key]))
+            lines.append("| " + " | ".join(cells) + " |")
     if ev.roc:
         lines += ["", f"## ROC: detecting group `{ev.positive_group}` from the predicted volume", "",
                   f"Positive group: {ev.positive_rule}. A case is called positive when its predicted volume of the "
@@ -323,7 +524,7 @@ def roc_csv(ev: Evaluation) -> str:
 
 
 def roc_png(ev: Evaluation) -> bytes:
-    from matplotlib.figure import Figure  # no pyplot: renders with Agg, leaves the global backend alone
+    Figure = require("matplotlib.figure", "eval", "the ROC figure").Figure  # no pyplot: the global backend untouched
 
     fig = Figure(figsize=(4.5, 4.5), dpi=120)
     ax = fig.add_subplot()
@@ -344,7 +545,8 @@ def roc_png(ev: Evaluation) -> bytes:
 
 
 def write_outputs(ev: Evaluation, out_dir, **summary_kw) -> list[Path]:
-    """per_case.csv, summary.md, and roc.csv + roc.png when there is a ROC; each written atomically."""
+    """per_case.csv, summary.md, and roc.csv + roc.png when there is a ROC; each written atomically.
+    ``summary_kw``: :func:`summary_markdown`'s options (``resampling`` for the intervals)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"per_case.csv": per_case_csv(ev), "summary.md": summary_markdown(ev, **summary_kw)}

@@ -1,0 +1,322 @@
+"""Surface metrics of hard segmentations with a voxel spacing in mm: the 95th-percentile Hausdorff distance
+(HD95) and the normalised surface Dice (NSD, Nikolov et al.), per image b and class c.
+
+Definitions (the same as MONAI's ``HausdorffDistanceMetric(percentile=95)`` and ``SurfaceDiceMetric``):
+
+* the surface S of a mask M is M minus its binary erosion by the face-connected cross (voxels outside the
+  image count as background, so a mask touching the image border has a surface there);
+* d(x, S) is the Euclidean distance in mm from voxel x to the nearest voxel of S (``spacing`` per axis);
+* HD95 = max(q95{d(x, S_y) : x ∈ S_p}, q95{d(x, S_p) : x ∈ S_y}), the larger of the two directed 95th
+  percentiles (linear interpolation between order statistics);
+* NSD_τ = (|{x ∈ S_p : d(x, S_y) ≤ τ}| + |{x ∈ S_y : d(x, S_p) ≤ τ}|) / (|S_p| + |S_y|), τ in mm.
+
+Distances come from ``scipy.ndimage.distance_transform_edt`` on the bounding box of both masks (exact: every
+surface voxel lies inside it), so a small structure in a large volume costs little.
+
+When the reference or the prediction of (b, c) is empty there is no surface to measure from, and the value
+is a convention, chosen with the same ``empty=`` as :func:`~phidice.metrics.dice_score` so that the three
+metrics agree on which cases are undefined:
+
+=========  ========================  ==========================  ==========================
+empty      Y = ∅, P = ∅              Y = ∅, P ≠ ∅                Y ≠ ∅, P = ∅
+=========  ========================  ==========================  ==========================
+"nan"      NaN, NaN                  NaN, NaN                    worst, 0
+"ratio"    NaN, NaN                  worst, 0                    worst, 0
+"one"      0, 1                      worst, 0                    worst, 0
+"zero"     worst, 0                  worst, 0                    worst, 0
+=========  ========================  ==========================  ==========================
+
+(each cell: HD95, NSD). "worst" is ``hd_worst``: by default the image diagonal, √Σ((n_i − 1)·s_i)² mm —
+the largest distance two voxels of the image can have, so a missed or hallucinated structure never scores
+better than any real prediction, and means and confidence intervals stay finite; ``hd_worst=float("inf")``
+gives MONAI's value. MONAI's own conventions are those of ``empty="ratio"`` with ``hd_worst=inf`` for
+``SurfaceDiceMetric`` and ``HausdorffDistanceMetric()`` (the maximum); with ``percentile=95`` it returns NaN
+whenever one side is empty (the percentile of infinite distances).
+
+scipy is imported when a surface metric is computed, not when :mod:`phidice.metrics` is imported.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from phidice.core.config import check_choice
+from phidice.core.deps import require
+from phidice.metrics._hard import (
+    _check_labels,
+    _float_labels,
+    _int_one_hot,
+    _labels_as_map,
+    _max_label,
+    _num_classes,
+    as_tensor,
+    harden,
+)
+from phidice.metrics.dice import EMPTY_CONVENTIONS
+
+
+class SurfaceScores(NamedTuple):
+    """(B, C) float64 tensors: ``hd95`` in mm, and ``nsd`` in [0, 1] (None without a tolerance)."""
+
+    hd95: torch.Tensor
+    nsd: torch.Tensor | None
+
+
+def _scipy_ndimage():
+    return require("scipy.ndimage", "eval", "the surface metrics (HD95, NSD)")
+
+
+def check_spacing(spacing, batch: int, ndim: int) -> np.ndarray:
+    """Voxel spacing in mm as a (B, ndim) float64 array: one value per spatial axis, or one row per image."""
+    if spacing is None:
+        raise ValueError(f"spacing is required for surface metrics: the voxel size in mm, {ndim} values (one per "
+                         "spatial axis)")
+    try:
+        s = np.asarray(spacing.detach().cpu() if isinstance(spacing, torch.Tensor) else spacing, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"spacing must be numbers in mm, one per spatial axis; got {spacing!r}") from err
+    if s.ndim == 1:
+        s = np.broadcast_to(s, (batch, s.shape[0]))
+    if s.ndim != 2 or s.shape != (batch, ndim):
+        raise ValueError(f"spacing must have {ndim} values (one per spatial axis, in mm) or shape (B, {ndim}) = "
+                         f"({batch}, {ndim}); got shape {np.shape(spacing)}")
+    if not np.isfinite(s).all() or (s <= 0).any():
+        raise ValueError(f"spacing must be finite and > 0 (mm); got {spacing!r}")
+    return s
+
+
+def _check_tolerance(tolerance, C: int) -> np.ndarray | None:
+    if tolerance is None:
+        return None
+    try:
+        t = np.asarray(tolerance, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"tolerance must be a number in mm or one per class; got {tolerance!r}") from err
+    if t.ndim == 0:
+        t = np.full(C, float(t))
+    if t.shape != (C,):
+        raise ValueError(f"tolerance must be one number (mm) or one per reported class ({C}); got shape {t.shape}")
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise ValueError(f"tolerance must be finite and ≥ 0 (mm); got {tolerance!r}")
+    return t
+
+
+def image_diagonal(shape, spacing) -> float:
+    """√Σ((n_i − 1)·s_i)² in mm: the largest distance between two voxel centres of an image."""
+    return float(math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(shape, spacing))))
+
+
+def _worst(hd_worst, shape, spacing) -> float:
+    if isinstance(hd_worst, str):
+        check_choice("hd_worst", hd_worst, ("diagonal",))
+        return image_diagonal(shape, spacing)
+    if isinstance(hd_worst, bool) or not isinstance(hd_worst, (int, float)) or not hd_worst > 0:
+        raise ValueError(f"hd_worst must be 'diagonal', a distance > 0 in mm or float('inf'); got {hd_worst!r}")
+    return float(hd_worst)
+
+
+def empty_scores(pred_empty: bool, ref_empty: bool, empty: str, worst: float) -> tuple[float, float] | None:
+    """(HD95, NSD) of an empty reference and/or prediction under the ``empty`` convention (module table);
+    None when both are non-empty (then they are measured)."""
+    if not pred_empty and not ref_empty:
+        return None
+    nan = float("nan")
+    if ref_empty and pred_empty:
+        return {"nan": (nan, nan), "ratio": (nan, nan), "one": (0.0, 1.0), "zero": (worst, 0.0)}[empty]
+    if ref_empty and empty == "nan":
+        return nan, nan
+    return worst, 0.0
+
+
+def _bbox(*masks: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of the union of the masks, one voxel wider on every side (clipped to the image)."""
+    ndimage = _scipy_ndimage()
+    union = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
+    box = ndimage.find_objects(union.astype(np.uint8))[0]
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, union.shape))
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    ndimage = _scipy_ndimage()
+    cross = ndimage.generate_binary_structure(mask.ndim, 1)
+    return mask & ~ndimage.binary_erosion(mask, structure=cross, border_value=0)
+
+
+def surface_distances(pred_mask, ref_mask, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Distances in mm from every surface voxel of ``pred_mask`` to the surface of ``ref_mask``, and back.
+
+    Both masks are boolean arrays (*S) of one image and class and must be non-empty (an empty mask has no
+    surface: that case is the ``empty`` convention of :func:`surface_metrics`). ``spacing``: mm per axis.
+    Returns float64 arrays (|S_p|,) and (|S_y|,).
+    """
+    p, y = np.asarray(pred_mask, dtype=bool), np.asarray(ref_mask, dtype=bool)
+    if p.shape != y.shape:
+        raise ValueError(f"pred_mask shape {p.shape} and ref_mask shape {y.shape} differ")
+    if not p.any() or not y.any():
+        raise ValueError("surface_distances needs two non-empty masks (an empty mask has no surface)")
+    sp = check_spacing(spacing, 1, p.ndim)[0]
+    return _distances(p, y, sp)
+
+
+def _distances(p: np.ndarray, y: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ndimage = _scipy_ndimage()
+    box = _bbox(p, y)
+    p, y = p[box], y[box]
+    sp, sy = _surface(p), _surface(y)
+    to_y = ndimage.distance_transform_edt(~sy, sampling=spacing)
+    to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    return to_y[sp], to_p[sy]
+
+
+def _scores(d_p: np.ndarray, d_y: np.ndarray, tolerance: float | None, percentile: float) -> tuple[float, float]:
+    hd = max(float(np.percentile(d_p, percentile)), float(np.percentile(d_y, percentile)))
+    if tolerance is None:
+        return hd, float("nan")
+    return hd, float((np.count_nonzero(d_p <= tolerance) + np.count_nonzero(d_y <= tolerance)) / (d_p.size + d_y.size))
+
+
+def pair_scores(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing, *, tolerance: float | None = None,
+                empty: str = "nan", percentile: float = 95.0, hd_worst="diagonal") -> tuple[float, float]:
+    """(HD95, NSD) of one image and class from two boolean masks (*S); NSD is NaN without a tolerance."""
+    p, y = np.asarray(pred_mask, dtype=bool), np.asarray(ref_mask, dtype=bool)
+    sp = np.asarray(spacing, dtype=np.float64)
+    conv = empty_scores(not p.any(), not y.any(), empty, _worst(hd_worst, p.shape, sp))
+    if conv is not None:
+        hd, nsd = conv
+        return hd, (nsd if tolerance is not None else float("nan"))
+    return _scores(*_distances(p, y, sp), tolerance, percentile)
+
+
+def label_map_scores(pred: np.ndarray, ref: np.ndarray, spacing, classes, *, tolerance=None, empty: str = "nan",
+                     percentile: float = 95.0, hd_worst="diagonal") -> tuple[np.ndarray, np.ndarray]:
+    """(HD95, NSD) of each class in ``classes`` for one pair of integer label maps (*S) — the folder evaluation's
+    path: one pass over each map finds every class's bounding box, and each class is scored on the box
+    that holds it in either map. NSD is NaN without a tolerance; ``tolerance`` is one value or one per class."""
+    ndimage = _scipy_ndimage()
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred shape {pred.shape} and reference shape {ref.shape} differ")
+    sp = check_spacing(spacing, 1, ref.ndim)[0]
+    worst = _worst(hd_worst, ref.shape, sp)
+    tol = _check_tolerance(tolerance, len(classes))
+    top = max(classes, default=0)
+    boxes = [ndimage.find_objects(x, max_label=top) if top > 0 else [] for x in (pred, ref)]
+    hd, nsd = np.empty(len(classes)), np.empty(len(classes))
+    for j, c in enumerate(classes):
+        if c == 0:
+            box = tuple(slice(None) for _ in ref.shape)
+        else:
+            found = [b[c - 1] for b in boxes if b[c - 1] is not None]
+            if not found:
+                conv = empty_scores(True, True, empty, worst)
+                hd[j], nsd[j] = conv[0], conv[1] if tol is not None else float("nan")
+                continue
+            box = tuple(slice(min(f[k].start for f in found), max(f[k].stop for f in found)) for k in range(ref.ndim))
+        # outside the box class c is absent from both maps, so eroding with a background border and the distance
+        # transform inside the box give the surfaces and distances of the whole image
+        p, y = pred[box] == c, ref[box] == c
+        conv = empty_scores(not p.any(), not y.any(), empty, worst)
+        if conv is not None:
+            hd[j], nsd[j] = conv[0], conv[1] if tol is not None else float("nan")
+            continue
+        hd[j], nsd[j] = _scores(*_distances(p, y, sp), None if tol is None else tol[j], percentile)
+    return hd, nsd
+
+
+def _as_masks(pred, target, num_classes, threshold, include_background):
+    """Both inputs as per-image, per-class masks, following the layout rules of :func:`dice_score`:
+    (B, reported classes, spatial shape, get(b, c) -> (pred mask, reference mask))."""
+    p = harden(pred, "pred", threshold=threshold)
+    t = harden(target, "target", label_like=_float_labels(as_tensor(target, "target"), p))
+    p, t = _labels_as_map(p, t, "pred"), _labels_as_map(t, p, "target")
+    p, t = _int_one_hot(p, t, "pred"), _int_one_hot(t, p, "target")
+    maps = [m for m in (p.maps, t.maps) if m is not None]
+    if len(maps) == 2 and maps[0].shape != maps[1].shape:
+        raise ValueError(f"pred shape {tuple(maps[0].shape)} and target shape {tuple(maps[1].shape)} differ")
+    spatial = tuple(maps[0].shape[2:]) if maps else None
+    labels = {name: h.labels for name, h in (("pred", p), ("target", t)) if h.labels is not None}
+    for name, lab in labels.items():
+        if spatial is not None:
+            if lab.ndim == len(spatial) + 2 and lab.shape[1] == 1:
+                labels[name] = lab = lab[:, 0]
+            if tuple(lab.shape[1:]) != spatial:
+                raise ValueError(f"{name} label map of shape {tuple(lab.shape)} does not fit the map of shape "
+                                 f"{tuple(maps[0].shape)}: expected (B, *S) = {(maps[0].shape[0], *spatial)}")
+    if len(labels) == 2:  # (B, *S) next to (B, 1, *S) is the same layout
+        a, b = labels["pred"], labels["target"]
+        if a.ndim == b.ndim + 1 and a.shape[1] == 1:
+            labels["pred"] = a[:, 0]
+        elif b.ndim == a.ndim + 1 and b.shape[1] == 1:
+            labels["target"] = b[:, 0]
+        if labels["pred"].shape != labels["target"].shape:
+            raise ValueError(f"pred shape {tuple(labels['pred'].shape)} and target shape "
+                             f"{tuple(labels['target'].shape)} differ")
+    shape = (maps[0].shape[0], *spatial) if maps else tuple(next(iter(labels.values())).shape)
+    batch = {m.shape[0] for m in maps} | {lab.shape[0] for lab in labels.values()}
+    if len(batch) != 1:
+        raise ValueError(f"pred and target batch sizes differ: {sorted(batch)}")
+    if len(shape) < 2:
+        raise ValueError(f"surface metrics need a batch axis and at least one spatial axis; got shape {shape}")
+    inferred = 1 + max((_max_label(lab, None) for lab in labels.values()), default=-1)
+    C = _num_classes(num_classes, maps[0].shape[1] if maps else None, inferred)
+    for name, lab in labels.items():
+        _check_labels(lab, C, name)
+    classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
+    sides = [(labels[name].cpu().numpy(), None) if name in labels else (None, h.maps.cpu().numpy())
+             for name, h in (("pred", p), ("target", t))]
+
+    def get(b: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        (lp, mp), (lt, mt) = sides
+        pm = mp[b, c] if mp is not None else lp[b] == (1 if C == 1 else c)
+        tm = mt[b, c] if mt is not None else lt[b] == (1 if C == 1 else c)
+        return pm, tm
+
+    return shape[0], classes, tuple(shape[1:]), get
+
+
+def surface_metrics(pred, target, spacing, *, tolerance=None, num_classes: int | None = None,
+                    include_background: bool = True, threshold=None, empty: str = "nan", percentile: float = 95.0,
+                    hd_worst="diagonal") -> SurfaceScores:
+    """HD95 (mm) and NSD at ``tolerance`` mm per image and class (B, C), with the ``empty`` convention of DSC.
+
+    Args:
+        pred, target, num_classes, include_background, threshold: as :func:`~phidice.metrics.dice_score`
+            (label maps (B, *S), binary maps (B, C, *S), or probabilities with a threshold).
+        spacing: voxel size in mm, one value per spatial axis, or (B, ndim) for images of different spacings.
+        tolerance: τ of the NSD in mm, one value or one per reported class; None computes HD95 only.
+        empty: "nan", "ratio", "one" or "zero": the value when the reference and/or the prediction of (b, c)
+            is empty (module docstring table).
+        percentile: the percentile of the directed distances (95 for HD95, 100 for the Hausdorff distance).
+        hd_worst: HD95 of a missed or hallucinated structure: "diagonal" (image diagonal, default), a
+            distance in mm, or float("inf").
+    """
+    check_choice("empty", empty, EMPTY_CONVENTIONS)
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be a number in [0, 100]; got {percentile!r}")
+    B, classes, S, get = _as_masks(pred, target, num_classes, threshold, include_background)
+    sp = check_spacing(spacing, B, len(S))
+    tol = _check_tolerance(tolerance, len(classes))
+    hd = np.empty((B, len(classes)))
+    nsd = np.empty((B, len(classes)))
+    for b in range(B):
+        worst = _worst(hd_worst, S, sp[b])
+        for j, c in enumerate(classes):
+            p, y = get(b, c)
+            hd[b, j], nsd[b, j] = pair_scores(p, y, sp[b], tolerance=None if tol is None else tol[j], empty=empty,
+                                              percentile=percentile, hd_worst=worst)
+    return SurfaceScores(torch.from_numpy(hd), None if tol is None else torch.from_numpy(nsd))
+
+
+def hd95(pred, target, spacing, **kwargs) -> torch.Tensor:
+    """HD95 in mm per image and class (B, C); options as :func:`surface_metrics`."""
+    return surface_metrics(pred, target, spacing, **kwargs).hd95
+
+
+def normalized_surface_dice(pred, target, spacing, tolerance, **kwargs) -> torch.Tensor:
+    """NSD at ``tolerance`` mm per image and class (B, C); options as :func:`surface_metrics`."""
+    if tolerance is None:
+        raise ValueError("tolerance (mm) is required for the normalised surface Dice")
+    return surface_metrics(pred, target, spacing, tolerance=tolerance, **kwargs).nsd
