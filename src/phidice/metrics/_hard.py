@@ -178,9 +178,19 @@ def hard_stats(pred, target, *, num_classes: int | None = None, threshold=None, 
                          include_background=include_background)[0]
 
 
-def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_index=None,
-                  include_background=True) -> tuple[DiceStats, int]:
-    """:func:`hard_stats` and the number of spatial axes (to check a voxel spacing against)."""
+class Layout(NamedTuple):
+    """Two hard segmentations brought to one layout: maps and/or (B, *S) label maps of the same images."""
+
+    pred: Hard
+    target: Hard
+    labels: dict  # {"pred"/"target": (B, *S) labels} for the sides given as label maps
+    spatial: tuple | None  # the maps' spatial shape (None: two label maps)
+    batch: int
+    channels: int | None  # C of the maps (None: two label maps)
+
+
+def layout(pred, target, *, threshold=None, ignore_index=None) -> Layout:
+    """Read both inputs by the rules of the module docstring and check that they describe the same images."""
     p = harden(pred, "pred", threshold=threshold)
     t = harden(target, "target", label_like=_float_labels(as_tensor(target, "target"), p))
     ref = t.labels if t.labels is not None else t.maps
@@ -193,23 +203,38 @@ def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_inde
     maps_c = {m.shape[1] for m in (p.maps, t.maps) if m is not None}
     if p.maps is not None and t.maps is not None and p.maps.shape != t.maps.shape:
         raise ValueError(f"pred shape {tuple(p.maps.shape)} and target shape {tuple(t.maps.shape)} differ")
-    spatial = p.maps.shape[2:] if p.maps is not None else t.maps.shape[2:] if t.maps is not None else None
+    spatial = tuple(p.maps.shape[2:]) if p.maps is not None else tuple(t.maps.shape[2:]) if t.maps is not None \
+        else None
     labels = _common_label_layout(p, t, spatial)
     batch = {x.shape[0] for x in (p.labels, p.maps, t.labels, t.maps) if x is not None}
     if len(batch) != 1:
         raise ValueError(f"pred and target batch sizes differ: {sorted(batch)}")
     if len(maps_c) > 1:
         raise ValueError(f"pred and target maps have different channel counts: {sorted(maps_c)}")
-    found = maps_c.pop() if maps_c else None
-    inferred = 1 + max((_max_label(lab, ignore_index if name == "target" else None) for name, lab in labels.items()),
-                       default=-1)
-    C = _num_classes(num_classes, found, inferred)
-    for name, lab in labels.items():
-        _check_labels(lab, C, name, ignore_index if name == "target" else None)
-    stats = _counts(p, t, labels, C, next(iter(batch)), ignore_index)
+    return Layout(p, t, labels, spatial, batch.pop(), maps_c.pop() if maps_c else None)
+
+
+def layout_classes(lay: Layout, num_classes, ignore_index=None) -> int:
+    """C: given, the maps' channels, or 1 + the largest label (at least 2); every label checked against it."""
+    def ignored(name):
+        return ignore_index if name == "target" else None
+
+    inferred = 1 + max((_max_label(lab, ignored(name)) for name, lab in lay.labels.items()), default=-1)
+    C = _num_classes(num_classes, lay.channels, inferred)
+    for name, lab in lay.labels.items():
+        _check_labels(lab, C, name, ignored(name))
+    return C
+
+
+def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_index=None,
+                  include_background=True) -> tuple[DiceStats, int]:
+    """:func:`hard_stats` and the number of spatial axes (to check a voxel spacing against)."""
+    lay = layout(pred, target, threshold=threshold, ignore_index=ignore_index)
+    C = layout_classes(lay, num_classes, ignore_index)
+    stats = _counts(lay.pred, lay.target, lay.labels, C, lay.batch, ignore_index)
     if not include_background and C > 1:
         stats = stats.select_classes(slice(1, None))
-    ndim = len(spatial) if spatial is not None else next(iter(labels.values())).ndim - 1
+    ndim = len(lay.spatial) if lay.spatial is not None else next(iter(lay.labels.values())).ndim - 1
     return stats, ndim
 
 

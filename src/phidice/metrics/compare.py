@@ -32,6 +32,8 @@ from phidice.metrics.evaluate import (
     assemble,
     case_rows,
     check_groups,
+    draw_rocs,
+    png_bytes,
     check_options,
     load_pair,
     mean_ci_cell,
@@ -284,23 +286,11 @@ def roc_png(cmp: Comparison) -> bytes:
     classes = list(cmp.first.roc)
     fig = Figure(figsize=(4.2 * len(classes), 4.4), dpi=120)
     axes = fig.subplots(1, len(classes), squeeze=False)[0]
-    for ax, c in zip(axes, classes):
-        ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
-        for k, m in enumerate(cmp.methods):  # styles and widths differ so that curves on top of each other show
-            roc = cmp.evaluations[m].roc[c]
-            ax.plot(roc.fpr, roc.tpr, lw=max(3.2 - 0.5 * k, 1.0), ls=("-", "--", ":", "-.")[k % 4],
-                    label=f"{m}: AUC = {roc.auc:.3f}")
-        ax.set_xlabel("false-positive rate")
-        ax.set_ylabel("true-positive rate")
-        ax.set_title(f"class {c}: detecting '{cmp.first.positive_group}' from predicted volume", fontsize=9)
-        ax.set_xlim(-0.01, 1.01)
-        ax.set_ylim(-0.01, 1.01)
-        ax.set_aspect("equal")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buf = _stdio.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    for ax, c in zip(axes, classes):  # styles and widths differ so that curves on top of each other show
+        curves = [(m, cmp.evaluations[m].roc[c], dict(lw=max(3.2 - 0.5 * k, 1.0), ls=("-", "--", ":", "-.")[k % 4]))
+                  for k, m in enumerate(cmp.methods)]
+        draw_rocs(ax, curves, f"class {c}: detecting '{cmp.first.positive_group}' from predicted volume", fontsize=9)
+    return png_bytes(fig)
 
 
 def write_comparison(cmp: Comparison, out_dir, *, resampling: Resampling | None = None,

@@ -523,25 +523,33 @@ def roc_csv(ev: Evaluation) -> str:
     return buf.getvalue()
 
 
-def roc_png(ev: Evaluation) -> bytes:
-    Figure = require("matplotlib.figure", "eval", "the ROC figure").Figure  # no pyplot: the global backend untouched
-
-    fig = Figure(figsize=(4.5, 4.5), dpi=120)
-    ax = fig.add_subplot()
+def draw_rocs(ax, curves, title: str, fontsize: int = 10) -> None:
+    """ROC curves on one axes: ``curves`` are (label, ROC, plot keywords); the chance diagonal, unit square."""
     ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
-    for c, roc in ev.roc.items():
-        ax.plot(roc.fpr, roc.tpr, lw=1.8, label=f"class {c}: AUC = {roc.auc:.3f}")
+    for label, roc, style in curves:
+        ax.plot(roc.fpr, roc.tpr, label=f"{label}: AUC = {roc.auc:.3f}", **style)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
-    ax.set_title(f"detecting '{ev.positive_group}' from predicted volume", fontsize=10)
+    ax.set_title(title, fontsize=fontsize)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=8)
+
+
+def png_bytes(fig) -> bytes:
     fig.tight_layout()
     buf = _stdio.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def roc_png(ev: Evaluation) -> bytes:
+    Figure = require("matplotlib.figure", "eval", "the ROC figure").Figure  # no pyplot: the global backend untouched
+    fig = Figure(figsize=(4.5, 4.5), dpi=120)
+    draw_rocs(fig.add_subplot(), [(f"class {c}", roc, dict(lw=1.8)) for c, roc in ev.roc.items()],
+              f"detecting '{ev.positive_group}' from predicted volume")
+    return png_bytes(fig)
 
 
 def write_outputs(ev: Evaluation, out_dir, **summary_kw) -> list[Path]:

@@ -46,17 +46,9 @@ import torch
 
 from phidice.core.config import check_choice
 from phidice.core.deps import require
-from phidice.metrics._hard import (
-    _check_labels,
-    _float_labels,
-    _int_one_hot,
-    _labels_as_map,
-    _max_label,
-    _num_classes,
-    as_tensor,
-    harden,
-)
+from phidice.metrics._hard import layout, layout_classes
 from phidice.metrics.dice import EMPTY_CONVENTIONS
+from phidice.metrics.volume import check_spacing
 
 
 class SurfaceScores(NamedTuple):
@@ -68,25 +60,6 @@ class SurfaceScores(NamedTuple):
 
 def _scipy_ndimage():
     return require("scipy.ndimage", "eval", "the surface metrics (HD95, NSD)")
-
-
-def check_spacing(spacing, batch: int, ndim: int) -> np.ndarray:
-    """Voxel spacing in mm as a (B, ndim) float64 array: one value per spatial axis, or one row per image."""
-    if spacing is None:
-        raise ValueError(f"spacing is required for surface metrics: the voxel size in mm, {ndim} values (one per "
-                         "spatial axis)")
-    try:
-        s = np.asarray(spacing.detach().cpu() if isinstance(spacing, torch.Tensor) else spacing, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"spacing must be numbers in mm, one per spatial axis; got {spacing!r}") from err
-    if s.ndim == 1:
-        s = np.broadcast_to(s, (batch, s.shape[0]))
-    if s.ndim != 2 or s.shape != (batch, ndim):
-        raise ValueError(f"spacing must have {ndim} values (one per spatial axis, in mm) or shape (B, {ndim}) = "
-                         f"({batch}, {ndim}); got shape {np.shape(spacing)}")
-    if not np.isfinite(s).all() or (s <= 0).any():
-        raise ValueError(f"spacing must be finite and > 0 (mm); got {spacing!r}")
-    return s
 
 
 def _check_tolerance(tolerance, C: int) -> np.ndarray | None:
@@ -229,41 +202,12 @@ def label_map_scores(pred: np.ndarray, ref: np.ndarray, spacing, classes, *, tol
 def _as_masks(pred, target, num_classes, threshold, include_background):
     """Both inputs as per-image, per-class masks, following the layout rules of :func:`dice_score`:
     (B, reported classes, spatial shape, get(b, c) -> (pred mask, reference mask))."""
-    p = harden(pred, "pred", threshold=threshold)
-    t = harden(target, "target", label_like=_float_labels(as_tensor(target, "target"), p))
-    p, t = _labels_as_map(p, t, "pred"), _labels_as_map(t, p, "target")
-    p, t = _int_one_hot(p, t, "pred"), _int_one_hot(t, p, "target")
-    maps = [m for m in (p.maps, t.maps) if m is not None]
-    if len(maps) == 2 and maps[0].shape != maps[1].shape:
-        raise ValueError(f"pred shape {tuple(maps[0].shape)} and target shape {tuple(maps[1].shape)} differ")
-    spatial = tuple(maps[0].shape[2:]) if maps else None
-    labels = {name: h.labels for name, h in (("pred", p), ("target", t)) if h.labels is not None}
-    for name, lab in labels.items():
-        if spatial is not None:
-            if lab.ndim == len(spatial) + 2 and lab.shape[1] == 1:
-                labels[name] = lab = lab[:, 0]
-            if tuple(lab.shape[1:]) != spatial:
-                raise ValueError(f"{name} label map of shape {tuple(lab.shape)} does not fit the map of shape "
-                                 f"{tuple(maps[0].shape)}: expected (B, *S) = {(maps[0].shape[0], *spatial)}")
-    if len(labels) == 2:  # (B, *S) next to (B, 1, *S) is the same layout
-        a, b = labels["pred"], labels["target"]
-        if a.ndim == b.ndim + 1 and a.shape[1] == 1:
-            labels["pred"] = a[:, 0]
-        elif b.ndim == a.ndim + 1 and b.shape[1] == 1:
-            labels["target"] = b[:, 0]
-        if labels["pred"].shape != labels["target"].shape:
-            raise ValueError(f"pred shape {tuple(labels['pred'].shape)} and target shape "
-                             f"{tuple(labels['target'].shape)} differ")
-    shape = (maps[0].shape[0], *spatial) if maps else tuple(next(iter(labels.values())).shape)
-    batch = {m.shape[0] for m in maps} | {lab.shape[0] for lab in labels.values()}
-    if len(batch) != 1:
-        raise ValueError(f"pred and target batch sizes differ: {sorted(batch)}")
+    lay = layout(pred, target, threshold=threshold)
+    p, t, labels = lay.pred, lay.target, lay.labels
+    shape = (lay.batch, *lay.spatial) if lay.spatial is not None else tuple(next(iter(labels.values())).shape)
     if len(shape) < 2:
         raise ValueError(f"surface metrics need a batch axis and at least one spatial axis; got shape {shape}")
-    inferred = 1 + max((_max_label(lab, None) for lab in labels.values()), default=-1)
-    C = _num_classes(num_classes, maps[0].shape[1] if maps else None, inferred)
-    for name, lab in labels.items():
-        _check_labels(lab, C, name)
+    C = layout_classes(lay, num_classes)
     classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
     sides = [(labels[name].cpu().numpy(), None) if name in labels else (None, h.maps.cpu().numpy())
              for name, h in (("pred", p), ("target", t))]

@@ -22,10 +22,10 @@ class Volume(NamedTuple):
     ml: torch.Tensor | None
 
 
-def voxel_ml(spacing, batch: int, ndim: int) -> torch.Tensor | None:
-    """Volume of one voxel in ml, shape (B, 1), from a spacing in mm: (ndim,) for all images or (B, ndim)."""
+def check_spacing(spacing, batch: int, ndim: int) -> np.ndarray:
+    """Voxel spacing in mm as a (B, ndim) float64 array: one value per spatial axis, or one row per image."""
     if spacing is None:
-        return None
+        raise ValueError(f"spacing is required: the voxel size in mm, {ndim} values (one per spatial axis)")
     try:
         s = np.asarray(spacing.detach().cpu() if isinstance(spacing, torch.Tensor) else spacing, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -37,7 +37,14 @@ def voxel_ml(spacing, batch: int, ndim: int) -> torch.Tensor | None:
                          f"({batch}, {ndim}); got shape {np.shape(spacing)}")
     if not np.isfinite(s).all() or (s <= 0).any():
         raise ValueError(f"spacing must be finite and > 0 (mm); got {spacing!r}")
-    return torch.from_numpy(s.prod(1, keepdims=True) / 1000.0)  # mm³ → ml
+    return s
+
+
+def voxel_ml(spacing, batch: int, ndim: int) -> torch.Tensor | None:
+    """Volume of one voxel in ml, shape (B, 1), from a spacing in mm: (ndim,) for all images or (B, ndim)."""
+    if spacing is None:
+        return None
+    return torch.from_numpy(check_spacing(spacing, batch, ndim).prod(1, keepdims=True) / 1000.0)  # mm³ → ml
 
 
 def _with_ml(voxels: torch.Tensor, spacing, ndim: int) -> Volume:
