@@ -224,3 +224,13 @@ def test_empty_rules_of_losses_and_scores_point_to_each_other():
         phidice.dice_score(Y, Y, num_classes=3, empty="skip")
     with pytest.raises(ValueError, match="'smooth' is a loss rule; the score's counterpart is 'one'"):
         phidice.DiceAccumulator(empty="smooth")
+
+
+def test_buffers_left_behind_follow_the_input():
+    """A loss module that was not moved with the model: its buffers meet inputs elsewhere (meta stands in for a
+    GPU here) and are moved per call, not refused."""
+    loss = phidice.DiceCELoss("CI", eps=[1.0, 2.0, 3.0], class_weights=[1.0, 2.0, 3.0], ce_weight=[1.0, 1.0, 2.0],
+                              eps_empty=4.0, validate_args=False)  # meta tensors hold no values to check
+    out = loss(X.to("meta"), Y.to("meta"))
+    assert out.device.type == "meta"
+    assert loss.eps_nr.device.type == "cpu"

@@ -33,9 +33,10 @@ def _names(config: DiceConfig) -> tuple[str, ...]:
 
 
 def align_smoothing(raw: Smoothing, config: DiceConfig, num_channels: int, like: torch.Tensor) -> Smoothing:
-    """ε and weights for :func:`phidice.equations.subset_terms`: per-class values as (1, C') rows of the sums'
-    dtype, matched to the classes the loss scores (C or C − 1 values; see ``class_slice``); scalars as they
-    are, except that with ``eps_empty`` they become 0-d tensors (``torch.where`` takes their dtype)."""
+    """ε and weights for :func:`phidice.equations.subset_terms`: per-class values as (1, C') rows on the sums'
+    device and dtype, matched to the classes the loss scores (C or C − 1 values; see ``class_slice``). Scalars
+    stay as they are (a float, or a 0-d buffer, which adds to the sums without changing their dtype), except
+    that with ``eps_empty`` they feed ``torch.where`` and take the sums' dtype and device."""
     scalar_tensors = config.eps_empty is not None
 
     def one(name, value):
@@ -43,9 +44,9 @@ def align_smoothing(raw: Smoothing, config: DiceConfig, num_channels: int, like:
             return None
         if isinstance(value, torch.Tensor):
             if value.ndim == 0:
-                return value.to(like.dtype)
+                return value.to(like.device, like.dtype) if scalar_tensors else value
             sl = class_slice(name, value.shape[0], num_channels, config.include_background)
-            return value[sl].to(like.dtype).reshape(1, -1)
+            return value[sl].to(like.device, like.dtype).reshape(1, -1)
         if isinstance(value, tuple):
             sl = class_slice(name, len(value), num_channels, config.include_background)
             return torch.tensor(value[sl], dtype=like.dtype, device=like.device).reshape(1, -1)

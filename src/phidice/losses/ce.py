@@ -27,7 +27,7 @@ def ce_weight_tensor(weight, num_channels: int, like: torch.Tensor) -> torch.Ten
     """``ce_weight`` (tuple or buffer) as a (C,) tensor of ``like``'s dtype, one value per input channel."""
     if weight is None:
         return None
-    w = weight.to(like.dtype) if isinstance(weight, torch.Tensor) else \
+    w = weight.to(like.device, like.dtype) if isinstance(weight, torch.Tensor) else \
         torch.tensor(weight, dtype=like.dtype, device=like.device)
     if w.ndim != 1 or w.numel() != num_channels:
         raise ValueError(f"ce_weight must have one value per class ({num_channels}); got shape {tuple(w.shape)}")
