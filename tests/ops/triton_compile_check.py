@@ -28,7 +28,7 @@ except Exception:  # an older/newer triton: skip the register report, the compil
     PTXAS = ""
 TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
 
-# (C, logits dtype, softmax, mask): the multi-organ case, small C, one sigmoid channel, float64
+# (C, logits dtype, softmax, mask): a 118-class multi-organ case, small C, one sigmoid channel, float64
 CASES = [(118, torch.bfloat16, True, False), (4, torch.float32, True, True), (1, torch.float16, False, True),
          (3, torch.float64, True, False)]
 

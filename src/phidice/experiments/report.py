@@ -1,7 +1,7 @@
 """report.md (Table-1-style tables, the paper's numbers beside ours, automatic pattern checks), results.json,
 roc.png (Fig. 2) and examples.png (Fig. 3) from the results of a grid.
 
-The pattern checks use fixed, stated thresholds (those of the task, written before any run); they report
+The pattern checks use fixed thresholds, written down before any run (below); they report
 what the numbers are, and say "no" when the data do not show a claim. Means carry 95 % bootstrap intervals
 over the validation images, and each check says whether the difference it rests on is significant: a paired
 test over the same validation images (sign-flip permutation test, p < 0.05), as the paper tests partial
@@ -25,7 +25,7 @@ from phidice.metrics.evaluate import Resampling
 RESAMPLING = Resampling()  # 10,000 resamples, seed 0, percentile intervals, sign-flip permutation test
 ALPHA = 1 - RESAMPLING.confidence
 
-# thresholds of the claims (Sect. 4 of the paper, as stated in the task)
+# thresholds of the claims of Sect. 4 of the paper, fixed before any run
 KEEP_WITHIN = 0.10  # I and BI(B=1): missing-group DSC within this of full labelling
 DROP_BELOW = 0.30  # BI(B≥2) and I_ε: missing-group DSC below this
 DV_FRACTION = 0.70  # ... and ΔV ≤ −0.7 × mean reference volume of the missing group ("near −V̄")
