@@ -150,10 +150,15 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
                                    check_range=config.validate_args)
         if config.fused is True:
             raise ValueError(f"fused=True but the fused path does not apply: {reason}")
-    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling():
-        check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
+    check_prepared_range(input, prepared, config)
     probs = activate(input, config.activation)
     return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared)
+
+
+def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> None:
+    """The label range check that ``prepare_target(..., check_range=False)`` left to the dense path."""
+    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling():
+        check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
 
 
 _warned_bg = False

@@ -108,3 +108,13 @@ def test_core_options_are_still_checked(case):
         phidice.LeafDiceLoss(phi="XY")
     with pytest.raises(ValueError, match="eps has 2 values"):
         leaf_dice_loss(*case, eps=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("cls", [phidice.MarginalDiceLoss, phidice.MarginalDiceCELoss, phidice.LeafDiceLoss])
+def test_labels_out_of_range_are_named_on_every_path(cls):
+    """The marginal Dice with the background scored runs the dense path: its labels are checked there too."""
+    x = torch.randn(2, 3, 4, 4)
+    y = torch.randint(0, 3, (2, 4, 4))
+    y[1, 0, 0] = 3
+    with pytest.raises(ValueError, match=r"target labels must lie in \[0, 2\]"):
+        cls()(x, y, torch.ones(2, 3, dtype=torch.bool))

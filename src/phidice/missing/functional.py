@@ -24,7 +24,14 @@ from phidice.core.types import DiceStats
 from phidice.losses.base import config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from, marginal_log_probs
 from phidice.losses.compound import check_compound
-from phidice.sums import activate, dense_target, prepare_target, reference_stats, stats_of_prepared
+from phidice.sums import (
+    activate,
+    check_prepared_range,
+    dense_target,
+    prepare_target,
+    reference_stats,
+    stats_of_prepared,
+)
 
 __all__ = [
     "check_annotated", "leaf_keep", "merge_probabilities", "marginal_log_probs", "leaf_dice_loss",
@@ -166,6 +173,7 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
     if not config.include_background:
         stats = stats_of_prepared(input, prepared, config)
     else:
+        check_prepared_range(input, prepared, config)
         probs = activate(input, config.activation)
         y = dense_target(prepared, probs, config.activation)
         stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared)
