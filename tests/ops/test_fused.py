@@ -270,3 +270,28 @@ def test_channels_last_logits(backend):
     y = torch.randint(0, 3, (2, 5, 6, 7))
     assert not x.is_contiguous()
     _compare(x, y, torch.float32, phi="BI")
+
+
+@pytest.mark.parametrize("phi", ["I", "CI", "BI", "BCI"])
+def test_fused_backward_receives_eq4(backend, phi, monkeypatch):
+    """What the fused kernels' backward gets, ∂L/∂I and ∂L/∂P per (b, c), are Eq. 4's two values (g1 − g0, g0)
+    from the same Eq. 3 steps (phidice.equations), as dice_gradient computes them in closed form."""
+    from phidice.losses.gradient import dice_gradient
+
+    x = torch.randn(3, 4, 6, 5) * 2
+    y = torch.randint(0, 4, (3, 6, 5))
+    seen = {}
+    apply = FusedDiceStats.apply
+
+    def spy(*args):
+        inter, pred, tgt = apply(*args)
+        inter.register_hook(lambda g: seen.__setitem__("dI", g))
+        pred.register_hook(lambda g: seen.__setitem__("dP", g))
+        return inter, pred, tgt
+
+    monkeypatch.setattr(FusedDiceStats, "apply", spy)
+    options = dict(phi=phi, eps=[0.5, 1.0, 2.0, 3.0], class_weights=[1.0, 2.0, 1.0, 0.5])
+    phidice.dice_loss(x.requires_grad_(), y, fused=True, **options).backward()
+    ref = dice_gradient(torch.softmax(x.detach(), 1), y, **options)
+    torch.testing.assert_close(seen["dP"], ref.g0.float(), rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(seen["dI"], (ref.g1 - ref.g0).float(), rtol=1e-5, atol=1e-9)

@@ -2,7 +2,9 @@
 
 Forward returns, per image b and class c, I = Σ m·p_c·[y = c], P = Σ m·p_c and Y = Σ m·[y = c]
 (Y carries no gradient). Since the loss depends on the logits only through I and P, the backward
-needs just the incoming (B, C) gradients gI, gP: with g_c = gP[b, c] + gI[b, c]·[y = c],
+needs just the incoming (B, C) gradients gI = ∂L/∂I, gP = ∂L/∂P — Eq. 4's two values per entry (y = 0: gP;
+y = 1: gP + gI), which autograd brings back through the same Eq. 3 steps (:mod:`phidice.equations`) that
+:func:`phidice.dice_gradient` evaluates in closed form (tested equal). With g_c = gP[b, c] + gI[b, c]·[y = c],
 
     softmax: ∂L/∂z_c = m·p_c·(g_c − Σ_k p_k g_k)        sigmoid: ∂L/∂z_c = m·g_c·p_c·(1 − p_c)
 
