@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,8 +79,8 @@ def main(argv=None) -> list[float]:
 
     trainer.run()
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"losses": losses}, f)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"losses": losses}))
     return losses
 
 
