@@ -126,6 +126,10 @@ def test_rows_collate_and_ride_on_the_label():
     plain = {**batch, "label": batch["label"].as_tensor()}
     _, label2 = PrepareBatchAnnotated()(plain)
     assert isinstance(label2, MetaTensor) and torch.equal(label2.meta["annotated"], batch["annotated"])
+    # rows that a later transform turned into MetaTensors ride as plain tensors
+    typed = {**batch, "annotated": MetaTensor(batch["annotated"])}
+    _, label3 = PrepareBatchAnnotated()(typed)
+    assert type(label3.meta["annotated"]) is torch.Tensor
 
 
 def test_prepare_batch_errors():

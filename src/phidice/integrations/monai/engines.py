@@ -8,6 +8,7 @@ import torch
 from monai.data import MetaTensor
 from monai.engines import PrepareBatch
 
+from phidice.core.checks import plain_tensor
 from phidice.integrations.monai.losses import ANNOTATED_KEY
 
 __all__ = ["PrepareBatchAnnotated"]
@@ -43,7 +44,7 @@ class PrepareBatchAnnotated(PrepareBatch):
                                f"{list(batchdata)}")
         image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
         label = batchdata[self.label_key].to(device=device, non_blocking=non_blocking, **kwargs)
-        annotated = torch.as_tensor(batchdata[self.annotated_key])
+        annotated = plain_tensor(torch.as_tensor(batchdata[self.annotated_key]))  # a MetaTensor if typed so
         if annotated.ndim != 2 or annotated.shape[0] != label.shape[0]:
             raise ValueError(f"PrepareBatchAnnotated: batch[{self.annotated_key!r}] must be (B, C) rows with B = "
                              f"{label.shape[0]}; got shape {tuple(annotated.shape)}")
