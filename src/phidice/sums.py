@@ -20,6 +20,7 @@ from phidice.core.checks import (
     check_unit_interval,
     is_compiling,
     label_upper,
+    plain_tensor,
 )
 from phidice.core.config import DiceConfig
 from phidice.core.types import DiceStats, PreparedTarget
@@ -37,8 +38,10 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     one-hot or soft maps in [0, 1]. A float target of shape (B, 1, *S) with C > 1 is taken as labels when its
     values are integers (MONAI stores labels as float). ``check_range=False`` leaves the label range check
     (without ``ignore_index``) to the caller: the fused CPU kernel gets the range in the pass it makes anyway.
-    Value checks run only with ``config.validate_args``.
+    Value checks run only with ``config.validate_args``. A MONAI MetaTensor target or mask is read as a plain
+    tensor (:func:`~phidice.core.checks.plain_tensor`).
     """
+    target, mask = plain_tensor(target), plain_tensor(mask)
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor; got {type(target).__name__}")
     if target.is_complex():
@@ -95,6 +98,7 @@ def _labels(input: torch.Tensor, target: torch.Tensor, values: bool) -> torch.Te
 
 def activate(input: torch.Tensor, activation) -> torch.Tensor:
     """Probabilities in float32 (float64 kept): the activation never runs in fp16/bf16."""
+    input = plain_tensor(input)
     x = input if input.dtype == torch.float64 else input.float()
     if activation == "softmax":
         return torch.softmax(x, dim=1)
@@ -141,8 +145,10 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
     """(B, C) sums of a target prepared with ``check_range=False``; the label range is checked here.
 
     ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
-    no squared denominator — and the dense reference path otherwise; ``True`` demands them.
+    no squared denominator — and the dense reference path otherwise; ``True`` demands them. A MONAI MetaTensor
+    input is read as a plain tensor.
     """
+    input = plain_tensor(input)
     if config.fused is not False:
         reason = ops.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
         if reason is None:

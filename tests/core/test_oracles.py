@@ -112,6 +112,105 @@ def test_monai_class_weights_row(batch, phi, include_background):
     torch.testing.assert_close(got * w_used.mean(), expected, rtol=0, atol=1e-6)
 
 
+def _monai_has_ignore_index():
+    import inspect
+
+    return "ignore_index" in inspect.signature(monai_losses.DiceLoss).parameters
+
+
+IGNORE = 255
+# (row id, MONAI DiceLoss kwargs, phidice kwargs): MONAI ≥ 1.6 `ignore_index`, labels (B, 1, *S) as MONAI keeps
+# them (float); ignored voxels leave every sum after the activation in both
+MONAI_IGNORE_ROWS = [
+    ("monai-ignore-index", dict(softmax=True, to_onehot_y=True, ignore_index=IGNORE),
+     dict(phi="I", ignore_index=IGNORE)),
+    ("monai-batch-ignore-index", dict(softmax=True, to_onehot_y=True, batch=True, ignore_index=IGNORE),
+     dict(phi="BI", ignore_index=IGNORE)),
+    ("monai-no-background-ignore-index",
+     dict(softmax=True, to_onehot_y=True, include_background=False, ignore_index=IGNORE),
+     dict(phi="I", include_background=False, ignore_index=IGNORE)),
+    ("monai-ignore-index-negative", dict(softmax=True, to_onehot_y=True, batch=True, ignore_index=-1),
+     dict(phi="BI", ignore_index=-1)),
+    ("monai-ignore-index-class", dict(softmax=True, to_onehot_y=True, ignore_index=2), dict(phi="I", ignore_index=2)),
+]
+
+
+def _ignored_labels(sentinel):
+    logits, labels = _data()
+    g = torch.Generator().manual_seed(7)
+    ignored = torch.rand(labels.shape, generator=g) < 0.2
+    ignored[1] = False  # one image without ignored voxels
+    return logits, labels, ignored, labels.masked_fill(ignored, sentinel)
+
+
+@pytest.mark.parametrize("row,monai_kw,ours", MONAI_IGNORE_ROWS, ids=[r[0] for r in MONAI_IGNORE_ROWS])
+def test_monai_diceloss_ignore_index(row, monai_kw, ours):
+    if not _monai_has_ignore_index():
+        pytest.skip("MONAI < 1.6: DiceLoss has no ignore_index")
+    sentinel = monai_kw["ignore_index"]
+    logits, labels, ignored, marked = _ignored_labels(sentinel)
+    if 0 <= sentinel < C:  # a class index: every voxel of that class is ignored
+        ignored = labels == sentinel
+        marked = labels
+    target = marked.unsqueeze(1).double()  # MONAI's float labels, given to both as they are
+    x1 = logits.clone().requires_grad_()
+    x2 = logits.clone().requires_grad_()
+    expected = monai_losses.DiceLoss(**monai_kw)(x1, target)
+    got = phidice.dice_loss(x2, target, **ours)
+    expected.backward()
+    got.backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=0, atol=1e-6)
+    # the ignored voxels matter: without ignore_index (sentinel voxels read as background) the loss differs
+    plain = phidice.dice_loss(logits, marked.masked_fill(ignored, 0), **{**ours, "ignore_index": None})
+    assert abs(plain.item() - expected.item()) > 1e-3
+
+
+@pytest.mark.parametrize("sentinel", [IGNORE, 2], ids=["one-hot-sentinel", "one-hot-class"])
+@pytest.mark.parametrize("batch,phi", [(False, "I"), (True, "BI")])
+def test_monai_diceloss_ignore_index_onehot(sentinel, batch, phi):
+    """One-hot targets: MONAI masks the all-zero voxels (a sentinel) or those of class k (k < C); phidice says
+    the same with ``mask=``."""
+    if not _monai_has_ignore_index():
+        pytest.skip("MONAI < 1.6: DiceLoss has no ignore_index")
+    logits, labels, ignored, _ = _ignored_labels(0)
+    onehot = _onehot(labels)
+    if sentinel >= C:
+        onehot = onehot.masked_fill(ignored.unsqueeze(1), 0.0)
+        mask = onehot.sum(1, keepdim=True) > 0
+    else:
+        mask = onehot[:, sentinel : sentinel + 1] == 0
+    x1 = logits.clone().requires_grad_()
+    x2 = logits.clone().requires_grad_()
+    expected = monai_losses.DiceLoss(softmax=True, batch=batch, ignore_index=sentinel)(x1, onehot)
+    got = phidice.dice_loss(x2, onehot, phi=phi, mask=mask)
+    expected.backward()
+    got.backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=0, atol=1e-6)
+    assert abs(phidice.dice_loss(logits, onehot, phi=phi).item() - expected.item()) > 1e-3  # the mask matters
+
+
+@pytest.mark.parametrize("batch,phi", [(False, "I"), (True, "BI")])
+def test_monai_diceloss_ignore_index_sigmoid_binary(batch, phi):
+    if not _monai_has_ignore_index():
+        pytest.skip("MONAI < 1.6: DiceLoss has no ignore_index")
+    logits, _ = _data(C=1)
+    g = torch.Generator().manual_seed(3)
+    labels = (torch.rand(B, *S, generator=g) > 0.6).long()
+    labels[torch.rand(B, *S, generator=g) < 0.2] = IGNORE
+    x1 = logits.clone().requires_grad_()
+    x2 = logits.clone().requires_grad_()
+    expected = monai_losses.DiceLoss(sigmoid=True, batch=batch, ignore_index=IGNORE)(x1, labels.unsqueeze(1).double())
+    got = phidice.dice_loss(x2, labels, activation="sigmoid", phi=phi, ignore_index=IGNORE)
+    expected.backward()
+    got.backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=0, atol=1e-6)
+    plain = phidice.dice_loss(logits, labels.masked_fill(labels == IGNORE, 0), activation="sigmoid", phi=phi)
+    assert abs(plain.item() - expected.item()) > 1e-3  # ignoring the voxels matters
+
+
 GDL_ROWS = [
     ("monai-gdl-square", dict(w_type="square"), dict(phi="CI", weighting="generalized")),
     ("monai-gdl-square-batch", dict(w_type="square", batch=True), dict(phi="BCI", weighting="generalized")),

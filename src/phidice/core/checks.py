@@ -7,12 +7,29 @@ synchronisation each on a GPU. Callers skip them with ``validate_args=False`` (s
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 
 def is_compiling() -> bool:
     compiler = getattr(torch, "compiler", None)
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
+def plain_tensor(t):
+    """``t`` as a plain ``torch.Tensor`` when it is a MONAI ``MetaTensor``; anything else as it is.
+
+    A view (no copy) on the same autograd graph. MetaTensor's ``__torch_function__`` copies its metadata into
+    the result of every op: about 10× the time of the reference path on a (2, 4, 32, 32) batch, and a
+    MetaTensor loss. MONAI is never imported here: without it loaded, no MetaTensor exists.
+    """
+    if is_compiling():
+        return t
+    module = sys.modules.get("monai.data.meta_tensor")
+    if module is not None and isinstance(t, module.MetaTensor):
+        return t.as_subclass(torch.Tensor)
+    return t
 
 
 def check_input(input: torch.Tensor, activation, check_finite: bool = False) -> None:

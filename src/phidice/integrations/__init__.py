@@ -1,0 +1,4 @@
+"""Integrations of phidice into training frameworks (optional extras).
+
+``phidice.integrations.monai``: partial labels through MONAI transforms and engines (``pip install phidice[monai]``).
+"""

@@ -1,0 +1,24 @@
+"""phidice in MONAI pipelines (``pip install phidice[monai]``); see docs/monai.md.
+
+The plain losses need nothing from here: ``phidice.DiceLoss`` / ``DiceCELoss`` take MONAI's float labels
+(B, 1, *S) and MetaTensors, sit under ``monai.losses.DeepSupervisionLoss``, and a bundle names them by dotted
+path (``"_target_": "phidice.DiceCELoss"``). The missing-label losses also need each sample's ``annotated``
+classes, which MONAI's engines do not pass to a loss; three pieces carry them there:
+
+* :class:`AnnotatedLabelsd` — a dictionary transform: a case's list of annotated labels → its (C,) row;
+* :class:`PrepareBatchAnnotated` — a ``prepare_batch`` for ``SupervisedTrainer``: the batch's (B, C) rows
+  ride on the label, in its MetaTensor metadata;
+* :class:`AnnotatedLoss` — calls ``loss(input, target, annotated)`` with the rows it finds there.
+"""
+
+from __future__ import annotations
+
+from phidice.core.deps import require
+
+require("monai", "monai", "phidice.integrations.monai")
+
+from phidice.integrations.monai.engines import PrepareBatchAnnotated  # noqa: E402
+from phidice.integrations.monai.losses import ANNOTATED_KEY, AnnotatedLoss  # noqa: E402
+from phidice.integrations.monai.transforms import AnnotatedLabelsd  # noqa: E402
+
+__all__ = ["ANNOTATED_KEY", "AnnotatedLabelsd", "AnnotatedLoss", "PrepareBatchAnnotated"]
