@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from phidice.core.checks import check_input
+from phidice.core.checks import check_input, plain_tensor
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, split_options
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from
@@ -26,6 +26,7 @@ def check_compound(config: DiceConfig, what: str) -> None:
 
 
 def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight=None, mask=None) -> torch.Tensor:
+    input = plain_tensor(input)  # a MONAI MetaTensor as a plain view: both terms compute on plain tensors
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
     stats = drop_background(stats_of_prepared(input, prepared, config), config.include_background)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from phidice.core.checks import check_input, is_compiling
+from phidice.core.checks import check_input, is_compiling, plain_tensor
 from phidice.core.config import CEConfig, DiceConfig, split_options
 from phidice.core.types import DiceStats
 from phidice.losses.base import config_smoothing, loss_from_sums
@@ -185,6 +185,7 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
 def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, mask=None, ce: CEConfig | None = None,
                  ce_weight=None) -> torch.Tensor:
     """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given."""
+    input = plain_tensor(input)  # a MONAI MetaTensor as a plain view (phidice.core.checks.plain_tensor)
     check_input(input, config.activation, config.check_finite)
     if kind == "marginal":
         check_marginal(config.activation, "the marginal Dice", input.shape[1])
@@ -261,6 +262,7 @@ def marginal_ce_from(input, target, annotated, config: DiceConfig, ce: CEConfig,
     if config.activation is None:
         raise ValueError("the marginal cross-entropy needs logits: activation must be 'softmax' or 'sigmoid'; "
                          "got None")
+    input = plain_tensor(input)
     check_input(input, config.activation)
     if config.activation == "softmax":
         check_marginal(config.activation, "the marginal cross-entropy", input.shape[1])
