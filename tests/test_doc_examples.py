@@ -21,8 +21,23 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ENV = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MPLBACKEND": "Agg"}
 
 
-def python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+EXCERPT = re.compile(r"\[[^\]]*\]\(\.\./(examples/[^)#]+)\)")  # a link to an example file, on the line above
+
+
+def python_blocks(path: Path, excerpts: bool = False) -> list[str]:
+    """The document's Python blocks; those shown under a link to a file of examples/ are excerpts of a script
+    that runs in tests/examples (which checks that they are), and are returned only with ``excerpts=True``."""
+    return [block for block, link in _blocks_and_links(path) if (link is not None) == excerpts]
+
+
+def _blocks_and_links(path: Path) -> list[tuple[str, str | None]]:
+    text = path.read_text()
+    out = []
+    for m in re.finditer(r"```python\n(.*?)```", text, flags=re.S):
+        above = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        link = EXCERPT.search(above)
+        out.append((m.group(1), link.group(1) if link else None))
+    return out
 
 
 def _label_files(folder: Path) -> None:
@@ -55,3 +70,10 @@ def test_doc_python_blocks_run(doc, tmp_path, free_port):
     out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, f"{doc.name}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+
+
+def test_the_other_blocks_are_excerpts_of_examples_that_run():
+    excerpts = [(doc, link) for doc in DOCS for _, link in _blocks_and_links(doc) if link is not None]
+    for doc, link in excerpts:
+        assert (ROOT / link).is_file(), f"{doc.name} shows an excerpt of {link}, which does not exist"
+    assert {link for _, link in excerpts} <= {str(p.relative_to(ROOT)) for p in (ROOT / "examples").rglob("*.py")}
