@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate")
+SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate", "nnunet")
 
 
 def build_parser() -> argparse.ArgumentParser:
