@@ -197,7 +197,7 @@ def make_partial(dataset, groups_csv, group: str, labels: "Iterable | None" = No
     for key, ident in (("empty", empty_id), ("missing", missing_id)):
         taken = [d.name for d in out_root.glob(f"Dataset{ident:03d}_*")]
         if taken:
-            raise FileExistsError(f"dataset id {ident:03d} is taken in {out_root}: {', '.join(taken)} (nnU-Net finds "
+            raise ValueError(f"dataset id {ident:03d} is taken in {out_root}: {', '.join(taken)} (nnU-Net finds "
                                   f"datasets by id; choose another --{key}-id)")
     if out_root.resolve() == src.resolve() or src.resolve() in out_root.resolve().parents:
         raise ValueError(f"--out {out_root} lies inside the source dataset {src}")

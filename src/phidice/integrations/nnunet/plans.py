@@ -36,7 +36,7 @@ def add_configuration(dataset_dir, *, base: str, name: str, plans: str = "nnUNet
     if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
         raise ValueError(f"configuration name {name!r}: use letters, digits, '_' and '-'")
     if name in configs and not force:
-        raise FileExistsError(f"{path}: configuration {name!r} exists (use --force to replace it)")
+        raise ValueError(f"{path}: configuration {name!r} exists (use --force to replace it)")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch size must be an integer ≥ 1; got {batch_size!r}")
     options = dict(options or {})
