@@ -15,6 +15,7 @@ The Dice term is 1 − DSC (phidice's convention); nnU-Net's is −DSC. The diff
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
@@ -72,6 +73,8 @@ def _dummy_target(task: NNUNetTask, B: int, shape: tuple) -> torch.Tensor:
 def probe_options(opts: LossOptions, task: NNUNetTask) -> None:
     """Build the loss of ``opts`` and run it once on a tiny input: ValueError (naming ``opts.source``) if it fails."""
     eps = 1.0 if opts.eps_auto else opts.eps
+    if "fused" not in opts.dice_kwargs:  # the reference path checks the same options without a kernel's first call
+        opts = dataclasses.replace(opts, dice_kwargs={**opts.dice_kwargs, "fused": False})
     try:
         loss = PhiDiceNNUNetLoss(opts, task, eps_levels=[eps], sync_batch=False)
         x = torch.zeros((2, task.num_channels, 2, 2), dtype=torch.float32, requires_grad=True)
