@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
 import _nnunet_helpers as H  # noqa: E402
-from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss  # noqa: E402
+from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, ce_scale  # noqa: E402
 from phidice.integrations.nnunet.options import resolve_options  # noqa: E402
 from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
 
@@ -47,7 +47,7 @@ def test_matches_nnunet_when_every_voxel_is_ignored(labels):
     ours, stock = _ours(task, 3), H.stock_build_loss(task, ds_levels=3)
     outputs, targets = H.make_case(task, B=2, shape=(16, 16), levels=3, seed=3, all_ignored=True)
     value = ours(outputs, targets)
-    assert float(value) - ours.dice_offset == pytest.approx(float(stock(outputs, targets)), abs=1e-6)
+    assert float(value.detach()) - ours.dice_offset == pytest.approx(float(stock(outputs, targets).detach()), abs=1e-6)
     assert all(g is None or float(g.abs().max()) == 0 for g in H.grads(value, outputs))
 
 
@@ -65,17 +65,20 @@ def test_int16_and_float_label_targets_agree():
     ours = _ours(task, None)
     out, lab = H.make_case(task, B=2, shape=(16, 16), levels=None, seed=5)
     a, b = ours(out, lab), ours(out, lab.float())
-    assert float(a) == pytest.approx(float(b), rel=1e-6)
+    assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
 
 
-def test_regions_with_ignore_scale_the_bce_like_nnunet():
-    # nnU-Net divides its masked BCE by the voxel count (not voxels × R): λ_CE·R keeps that; with λ_CE·1 the
-    # losses would differ by (R − 1)·BCE
+def test_regions_with_ignore_need_the_bce_scaled_like_nnunet():
+    # nnU-Net divides its masked BCE by the voxel count (not voxels × R); phidice's BCE is the masked mean, so
+    # the trainer passes λ_CE·R. With λ_CE·1 the losses differ: the scaling is what the oracle above confirms.
     task = NNUNetTask.from_label_dict(H.REGIONS_IGNORE, batch_dice=False)
-    ours = _ours(task, None)
-    assert ours.levels[0].ce_options["lambda_ce"] == task.num_channels == 2
-    plain = _ours(NNUNetTask.from_label_dict(H.REGIONS, batch_dice=False), None)
-    assert plain.levels[0].ce_options["lambda_ce"] == 1
+    assert ce_scale(task) == task.num_channels == 2
+    assert ce_scale(NNUNetTask.from_label_dict(H.REGIONS, batch_dice=False)) == 1
+    unscaled = PhiDiceNNUNetLoss(resolve_options({"lambda_ce": 1 / 2}, task), task)  # λ_CE·R = 1
+    out, tgt = H.make_case(task, B=2, shape=(16, 16), levels=None, seed=4)
+    with pytest.raises(AssertionError, match="loss"):
+        H.assert_matches_stock(unscaled, H.stock_build_loss(task, ds_levels=None), out, tgt,
+                               offset=unscaled.dice_offset)
 
 
 def test_dice_only_and_weights_from_options():
