@@ -55,7 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "nnUNetTrainerPhiDice`; its results get their own folder.")
     ac.add_argument("dataset", metavar="DATASET",
                     help="preprocessed dataset folder, or its id / DatasetXXX_Name under $nnUNet_preprocessed")
-    ac.add_argument("-c", "--base", required=True, metavar="BASE", help="configuration to inherit from (e.g. 3d_fullres)")
+    ac.add_argument("-c", "--base", required=True, metavar="BASE",
+                    help="configuration to inherit from (e.g. 3d_fullres)")
     ac.add_argument("--name", required=True, help="name of the new configuration (e.g. 3d_fullres_BI_b2)")
     ac.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: %(default)s)")
     ac.add_argument("--batch-size", type=int, default=None, help="batch size of the new configuration")

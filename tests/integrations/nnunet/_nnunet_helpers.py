@@ -124,7 +124,8 @@ def grads(loss: torch.Tensor, outputs) -> list:
 
 
 def assert_matches_stock(ours_fn, stock_fn, outputs, targets, offset: float, rtol: float = 1e-5) -> None:
-    """ours − offset = stock (relative ``rtol``), and the same gradients: max |Δg| ≤ rtol · max |g_stock| per level.
+    """ours − offset = stock (relative ``rtol``), and the same gradients: per level,
+    max |Δg| ≤ rtol · max |g_stock|.
 
     ``offset`` is λ_dice·Σw: phidice's Dice term is 1 − DSC where nnU-Net's is −DSC.
     """

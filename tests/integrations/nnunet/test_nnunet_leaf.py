@@ -114,7 +114,8 @@ def test_unannotated_label_present_is_an_error_naming_case_and_file():
     lab = H.make_labels(3, (8, 8), ignore=None, seed=1)
     lab[1, 0, 0, 0] = 2  # case_b holds label 2, which it does not annotate
     loss.set_batch(KEYS, rows)
-    with pytest.raises(ValueError, match=r"annotated_labels.json lists labels as not annotated .*case 'case_b' label 2"):
+    with pytest.raises(ValueError, match=r"annotated_labels.json lists labels as not annotated .*case 'case_b' "
+                                         r"label 2"):
         loss(torch.randn(3, 3, 8, 8), lab)
 
 

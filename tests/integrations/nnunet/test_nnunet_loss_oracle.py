@@ -9,7 +9,6 @@ removing the constant λ_dice·Σw (1 − DSC vs −DSC) to 1e-5 relative, gradi
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 

@@ -137,7 +137,7 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
     # the blob covers ~17 % of a 32×32 slice; each coarser level holds a quarter of the voxels
     assert 30 < eps[0][1] < 500 and eps[0][2] < eps[0][1]
     assert eps[1][1] == pytest.approx(eps[0][1] / 4, rel=0.35)
-    assert f"ε per deep-supervision level and channel (Φ = I, 20 images" in log
+    assert "ε per deep-supervision level and channel (Φ = I, 20 images" in log
 
 
 def test_3d_leaf_trainer_on_partially_annotated_data(work):

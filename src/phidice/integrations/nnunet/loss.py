@@ -154,8 +154,8 @@ class PhiDiceNNUNetLoss(nn.Module):
         if task.regions:
             expected = task.num_channels + (task.ignore_label is not None)
             if target.ndim != output.ndim or target.shape[1] != expected:
-                raise ValueError(f"region-based training expects one-hot targets with {expected} channels "
-                                 f"({task.num_channels} regions{' + the ignore mask' if expected > task.num_channels else ''}); "
+                what = f"{task.num_channels} regions" + (" + the ignore mask" if expected > task.num_channels else "")
+                raise ValueError(f"region-based training expects one-hot targets with {expected} channels ({what}); "
                                  f"got shape {tuple(target.shape)} for output {tuple(output.shape)}")
             if task.ignore_label is not None:
                 mask = target[:, -1:] == 0
@@ -210,8 +210,12 @@ class PhiDiceNNUNetLoss(nn.Module):
         def fmt(e):
             return f"{e:g}" if not isinstance(e, tuple) else "[" + ", ".join(f"{v:.6g}" for v in e) + "]"
 
-        eps = "auto (not measured yet)" if self.pending else fmt(self.eps_levels[0]) if len(set(map(str, self.eps_levels))) == 1 else \
-            "per level " + "; ".join(fmt(e) for e in self.eps_levels)
+        if self.pending:
+            eps = "auto (not measured yet)"
+        elif len(set(map(str, self.eps_levels))) == 1:
+            eps = fmt(self.eps_levels[0])
+        else:
+            eps = "per level " + "; ".join(fmt(e) for e in self.eps_levels)
         ws = "none" if self.weights is None else "[" + ", ".join(f"{w:.4g}" for w in self.weights) + "]"
         extra = "".join(f", {k}={v!r}" for k, v in {**o.dice_kwargs, **o.ce_kwargs}.items())
         return (f"{name}(phi={o.phi}, eps={eps}, activation={self.task.activation}, include_background="

@@ -124,7 +124,8 @@ def remove_labels(src: Path, dst: Path, labels: Sequence[int]) -> int:
     img = sitk.ReadImage(str(src))
     data = sitk.GetArrayFromImage(img)
     hit = np.isin(data, labels)
-    out = sitk.GetImageFromArray(np.where(hit, np.zeros((), data.dtype), data), isVector=img.GetNumberOfComponentsPerPixel() > 1)
+    out = sitk.GetImageFromArray(np.where(hit, np.zeros((), data.dtype), data),
+                                 isVector=img.GetNumberOfComponentsPerPixel() > 1)
     out.CopyInformation(img)
     sitk.WriteImage(out, str(dst), True)
     return int(hit.sum())

@@ -79,7 +79,8 @@ class NNUNetTask:
         return cls(tuple(channels), regions, ignore, bool(batch_dice), all_labels, tuple(names.items()))
 
     @classmethod
-    def from_label_manager(cls, label_manager, *, batch_dice: bool, label_dict: "Mapping | None" = None) -> "NNUNetTask":
+    def from_label_manager(cls, label_manager, *, batch_dice: bool,
+                           label_dict: "Mapping | None" = None) -> "NNUNetTask":
         """From nnU-Net's ``LabelManager`` (the trainer's ``self.label_manager``)."""
         if label_manager.has_regions:
             channels = tuple(tuple(int(v) for v in (r if isinstance(r, (list, tuple)) else (r,)))

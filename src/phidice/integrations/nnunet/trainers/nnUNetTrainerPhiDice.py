@@ -1,3 +1,5 @@
-"""``nnUNetv2_train ... -tr nnUNetTrainerPhiDice`` (with ``nnUNet_extTrainer=$(phidice nnunet trainers-path)``)."""
+"""``nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerPhiDice`` (see docs/nnunet.md)."""
 
-from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice  # noqa: F401
+from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice
+
+__all__ = ["nnUNetTrainerPhiDice"]

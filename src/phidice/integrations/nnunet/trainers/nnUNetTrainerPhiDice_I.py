@@ -1,3 +1,5 @@
-"""``nnUNetv2_train ... -tr nnUNetTrainerPhiDice_I`` (with ``nnUNet_extTrainer=$(phidice nnunet trainers-path)``)."""
+"""``nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerPhiDice_I`` (see docs/nnunet.md)."""
 
-from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_I  # noqa: F401
+from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_I
+
+__all__ = ["nnUNetTrainerPhiDice_I"]

@@ -1,3 +1,5 @@
-"""``nnUNetv2_train ... -tr nnUNetTrainerPhiDice_Ieps`` (with ``nnUNet_extTrainer=$(phidice nnunet trainers-path)``)."""
+"""``nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerPhiDice_Ieps`` (see docs/nnunet.md)."""
 
-from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_Ieps  # noqa: F401
+from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_Ieps
+
+__all__ = ["nnUNetTrainerPhiDice_Ieps"]

@@ -1,3 +1,5 @@
-"""``nnUNetv2_train ... -tr nnUNetTrainerPhiDice_Leaf`` (with ``nnUNet_extTrainer=$(phidice nnunet trainers-path)``)."""
+"""``nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerPhiDice_Leaf`` (see docs/nnunet.md)."""
 
-from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_Leaf  # noqa: F401
+from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_Leaf
+
+__all__ = ["nnUNetTrainerPhiDice_Leaf"]

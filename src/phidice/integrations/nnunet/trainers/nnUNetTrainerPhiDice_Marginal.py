@@ -1,3 +1,5 @@
-"""``nnUNetv2_train ... -tr nnUNetTrainerPhiDice_Marginal`` (with ``nnUNet_extTrainer=$(phidice nnunet trainers-path)``)."""
+"""``nnUNetv2_train DATASET CONFIGURATION FOLD -tr nnUNetTrainerPhiDice_Marginal`` (see docs/nnunet.md)."""
 
-from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_Marginal  # noqa: F401
+from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice_Marginal
+
+__all__ = ["nnUNetTrainerPhiDice_Marginal"]
