@@ -3,6 +3,8 @@
 # multi-GB CUDA build. The base install (torch + numpy) is checked before any extra is added; the demo adds
 # the `experiments` extra; the tests add every extra, MONAI, nnU-Net (--no-deps: its loss modules need only
 # torch and numpy), torchmetrics, triton (kernels run under TRITON_INTERPRET=1) and pytest.
+# `make test-nnunet` builds a second venv with nnU-Net's full stack (torch + a matching torchvision, several GB;
+# NNUNET_VENV, NNUNET_TORCH) and runs tests/integrations/nnunet there, real nnU-Net runs on the CPU included.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,8 +12,12 @@ PIP := $(PY) -m pip install -q -c constraints.txt
 BASE := $(VENV)/.phidice-base
 DEMODEPS := $(VENV)/.phidice-demo
 TESTDEPS := $(VENV)/.phidice-test
+NNUNET_VENV ?= .venv-nnunet
+NNUNET_TORCH ?= torch==2.14.1 torchvision==0.29.1
+NPY := $(NNUNET_VENV)/bin/python
+NNUNET := $(NNUNET_VENV)/.phidice-nnunet
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all test-nnunet bench install clean
 
 $(BASE): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +36,19 @@ $(TESTDEPS): $(BASE)
 	$(PIP) --no-deps nnunetv2
 	touch $(TESTDEPS)
 
+# nnU-Net's trainer search imports modules that import torchvision, so torch and torchvision must be builds of
+# one another; the install of phidice[nnunet] is then pinned to them (nnunetv2 would otherwise let pip pick the
+# newest torchvision and the torch it requires).
+$(NNUNET): pyproject.toml Makefile
+	test -x $(NPY) || $(PYTHON) -m venv $(NNUNET_VENV)
+	$(NPY) -m pip install -q --upgrade pip
+	$(NPY) -m pip install -q $(NNUNET_TORCH)
+	$(NPY) -c "import torch as t, torchvision as v; print(f'torch=={t.__version__.split(\"+\")[0]}\ntorchvision=={v.__version__.split(\"+\")[0]}')" \
+		> $(NNUNET_VENV)/torch-pin.txt
+	$(NPY) -m pip install -q -c $(NNUNET_VENV)/torch-pin.txt -e ".[nnunet]" pytest
+	$(NPY) -c "import torch, torchvision, nnunetv2, phidice.integrations.nnunet.training; print('nnU-Net venv:', torch.__version__, torchvision.__version__)"
+	touch $(NNUNET)
+
 install: $(TESTDEPS)
 
 demo: $(DEMODEPS)
@@ -41,8 +60,13 @@ test: $(TESTDEPS)
 test-all: $(TESTDEPS)
 	$(PY) -m pytest -n 2 -q --runslow
 
+# the install check (pip dry run next to a CPU torch) uses $(PY), the venv of `make test`, when it exists
+test-nnunet: $(NNUNET)
+	$(NPY) -m pytest -q tests/integrations/nnunet -m "not nnunet_real"
+	PHIDICE_CPU_PYTHON=$(abspath $(PY)) $(NPY) -m pytest -q -s --runslow tests/integrations/nnunet -m nnunet_real
+
 bench: $(TESTDEPS)
 	$(PY) benchmarks/bench_fused.py --repeats 21
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(NNUNET_VENV) build src/*.egg-info .pytest_cache

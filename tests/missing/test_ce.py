@@ -130,3 +130,42 @@ def test_sync_batch_without_process_group_is_the_local_mean():
     ann = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
     assert torch.equal(marginal_cross_entropy(x, y, ann, sync_batch=True), marginal_cross_entropy(x, y, ann))
     assert torch.equal(phidice.MarginalDiceCELoss(sync_batch=True)(x, y, ann), phidice.MarginalDiceCELoss()(x, y, ann))
+
+
+@pytest.mark.parametrize("target_form", ["labels", "onehot"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_marginal_ce_with_everything_annotated_is_torchs_label_smoothed_ce(target_form, weighted):
+    """One cross-entropy: with every class annotated the marginal form (label smoothing over the K labelable
+    classes) is torch's, label smoothing and class weights included; the compounds use it."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64, generator=g)
+    y = torch.randint(0, 4, (3, 5, 6), generator=g)
+    target = y if target_form == "labels" else torch.nn.functional.one_hot(y, 4).movedim(-1, 1).double()
+    w = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64) if weighted else None
+    everything = torch.ones(3, 4, dtype=torch.bool)
+    ours = marginal_cross_entropy(x, target, everything, ce_weight=w, label_smoothing=0.2)
+    ref = torch.nn.functional.cross_entropy(x, target, weight=w, label_smoothing=0.2)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    plain = phidice.DiceCELoss(ce_weight=w, label_smoothing=0.2, lambda_dice=0.0)(x, target)
+    leaf = phidice.LeafDiceCELoss(ce_weight=w, label_smoothing=0.2, lambda_dice=0.0)(x, target, everything)
+    torch.testing.assert_close(plain, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(leaf, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_label_smoothing_spreads_over_the_labelable_classes():
+    """With class 2 unannotated in sample 1, its smoothing mass goes to the K = 3 classes it can be labelled with."""
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (2, 3, 3))
+    y[1][y[1] == 2] = 0
+    annotated = torch.ones(2, 4, dtype=torch.bool)
+    annotated[1, 2] = False
+    s = 0.3
+    got = marginal_cross_entropy(x, y, annotated, label_smoothing=s)
+    logp = torch.log_softmax(x, 1)
+    logp1 = torch.stack([torch.logsumexp(torch.stack([logp[1, 0], logp[1, 2]]), 0), logp[1, 1], logp[1, 3]])
+    nll0 = -logp[0].gather(0, y[0].unsqueeze(0))[0]
+    lab1 = torch.tensor([0, 1, -1, 2])[y[1]]  # labels 0, 1, 3 → merged columns 0, 1, 2
+    nll1 = -logp1.gather(0, lab1.unsqueeze(0))[0]
+    per0 = (1 - s) * nll0 - s * logp[0].mean(0)
+    per1 = (1 - s) * nll1 - s * logp1.mean(0)
+    torch.testing.assert_close(got, torch.cat([per0.flatten(), per1.flatten()]).mean(), rtol=1e-12, atol=1e-12)

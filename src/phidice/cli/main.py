@@ -14,8 +14,9 @@ import sys
 
 from phidice import __version__
 
-SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate")
-EXTRAS = {"reproduce": "experiments", "epsilon": "io", "explain": "io", "evaluate": "eval"}  # what each needs
+SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate", "nnunet")
+EXTRAS = {"reproduce": "experiments", "epsilon": "io", "explain": "io", "evaluate": "eval",
+          "nnunet": "nnunet"}  # what each needs
 
 
 def build_parser() -> argparse.ArgumentParser:

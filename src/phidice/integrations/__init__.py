@@ -1,4 +1,5 @@
 """Integrations of phidice into training frameworks (optional extras).
 
 ``phidice.integrations.monai``: partial labels through MONAI transforms and engines (``pip install phidice[monai]``).
+``phidice.integrations.nnunet``: nnU-Net v2 trainers (``pip install phidice[nnunet]``).
 """
