@@ -1,6 +1,6 @@
 """Runs each Keras back end once per test session, in its own process (KERAS_BACKEND is fixed at import).
 
-The worker (``_worker.py``) gets every case as NumPy arrays and returns values, gradients, errors and the
+The worker (``_keras_worker.py``) gets every case as NumPy arrays and returns values, gradients, errors and the
 scenario results; the tests compare them here with the PyTorch losses. Under pytest-xdist the first test of a
 back end runs its worker and the other test processes read its result (a file lock in the session's shared
 temporary directory), so each back end runs once.
@@ -20,18 +20,17 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _cases  # noqa: E402
+import _keras_cases  # noqa: E402
 
-WORKER = HERE / "_worker.py"
+WORKER = HERE / "_keras_worker.py"
 WORKER_TIMEOUT_S = 1200
-BACKENDS = ["jax", "torch", pytest.param("tensorflow", marks=pytest.mark.tensorflow)]
 BACKEND_MODULE = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
 
 
 def job(backend: str) -> dict:
-    cases = _cases.build_cases()
-    return {"cases": _cases.cases_for(backend, cases), "errors": _cases.build_error_cases(),
-            "traced": _cases.scenario_cases(cases), "serialize": _cases.scenario_cases(cases)}
+    cases = _keras_cases.build_cases()
+    return {"cases": _keras_cases.cases_for(backend, cases), "errors": _keras_cases.build_error_cases(),
+            "traced": _keras_cases.scenario_cases(cases), "serialize": _keras_cases.scenario_cases(cases)}
 
 
 def start_worker(backend: str, workdir: Path):

@@ -1,5 +1,5 @@
 """The Keras losses equal the PyTorch losses: values and gradients w.r.t. the logits, per back end, on every
-case of ``_cases`` (every Φ × ε form × option, labels and maps, 1D/2D/3D, both layouts, float16/bfloat16
+case of ``_keras_cases`` (every Φ × ε form × option, labels and maps, 1D/2D/3D, both layouts, float16/bfloat16
 logits); and bad input raises the same errors.
 
 Tolerances (float32): values to 1e-5 (relative to the loss for values above 1); gradients to 1e-5 of the
@@ -13,24 +13,24 @@ import functools
 
 import numpy as np
 import pytest
-from conftest import BACKENDS
 
-import _cases
-from _reference import keras_grad_as_torch, run_torch
+import _keras_cases
+from _keras_params import BACKENDS
+from _keras_reference import keras_grad_as_torch, run_torch
 
 TOL = 1e-5
-CASES = _cases.build_cases()
-ERRORS = _cases.build_error_cases()
+CASES = _keras_cases.build_cases()
+ERRORS = _keras_cases.build_error_cases()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(case_id: str) -> dict:
     case = next(c for c in CASES + ERRORS if c["id"] == case_id)
     return run_torch(case)
 
 
 def _cases_of(loss, backend=None):
-    cases = CASES if backend is None else _cases.cases_for(backend, CASES)
+    cases = CASES if backend is None else _keras_cases.cases_for(backend, CASES)
     return [c for c in cases if c["loss"] == loss]
 
 
@@ -43,12 +43,12 @@ def test_cases_are_valid_for_pytorch():
 def test_cases_cover_the_options():
     """The cases every back end runs (JAX's core set) meet, for DiceLoss, every option value under every Φ, and
     for each loss every Φ, ε form, layout and precision."""
-    core = _cases.cases_for("jax", CASES)
+    core = _keras_cases.cases_for("jax", CASES)
     seen = {}
     for c in core:
         for key, value in {**c["options"], **c["keras_options"], "dtype": c["dtype"]}.items():
             seen.setdefault((c["loss"], c["options"]["phi"], key), set()).add(repr(value))
-    for phi in _cases.PHIS:
+    for phi in _keras_cases.PHIS:
         dice = {k[2]: v for k, v in seen.items() if k[:2] == ("DiceLoss", phi)}
         assert dice["activation"] == {"'softmax'", "'sigmoid'", "None"}, phi
         assert {"255", "-1"} <= dice["ignore_index"], phi
@@ -57,12 +57,12 @@ def test_cases_cover_the_options():
             assert key in dice, (phi, key)
         if phi in ("CI", "BCI"):
             assert dice["weighting"] == {"'generalized'", "'generalized_simple'"}, phi
-    for loss in _cases.LOSSES:
+    for loss in _keras_cases.LOSSES:
         mine = {}
         for k, v in seen.items():
             if k[0] == loss:
                 mine.setdefault(k[2], set()).update(v)
-        assert {c["options"]["phi"] for c in core if c["loss"] == loss} == set(_cases.PHIS)
+        assert {c["options"]["phi"] for c in core if c["loss"] == loss} == set(_keras_cases.PHIS)
         assert mine["data_format"] == {"'channels_last'", "'channels_first'"}, loss
         assert mine["dtype"] == {"'float32'", "'float16'", "'bfloat16'"}, loss
         forms = {k: v for k, v in mine.items() if k.startswith("eps")}
@@ -102,7 +102,7 @@ def test_cases_discriminate_phi():
     assert checked > 30
 
 
-@pytest.mark.parametrize("loss", _cases.LOSSES)
+@pytest.mark.parametrize("loss", _keras_cases.LOSSES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_values_match_pytorch(keras_run, backend, loss):
     got = keras_run(backend)["cases"]
@@ -120,7 +120,7 @@ def test_values_match_pytorch(keras_run, backend, loss):
     assert not bad, f"{len(bad)} of {len(_cases_of(loss, backend))} cases differ:\n" + "\n".join(bad[:20])
 
 
-@pytest.mark.parametrize("loss", _cases.LOSSES)
+@pytest.mark.parametrize("loss", _keras_cases.LOSSES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradients_match_pytorch(keras_run, backend, loss):
     got = keras_run(backend)["cases"]

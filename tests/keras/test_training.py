@@ -8,9 +8,9 @@ import importlib.metadata
 import math
 
 import pytest
-from conftest import BACKENDS
 
-import _cases
+import _keras_cases
+from _keras_params import BACKENDS, DATA_PARALLEL
 
 FITS = ("dice_BI", "dice_ce_I", "leaf_supersets")
 
@@ -58,7 +58,7 @@ def test_compiled_calls_equal_eager_ones(keras_run, backend):
     if "skipped" in traced:
         assert backend == "torch", traced
         pytest.skip(traced["skipped"])
-    ids = [c["id"] for c in _cases.scenario_cases(_cases.build_cases())]
+    ids = [c["id"] for c in _keras_cases.scenario_cases(_keras_cases.build_cases())]
     for case_id in ids:
         entry = _ok(traced[case_id])
         assert abs(entry["traced"] - entry["eager"]) <= 1e-5 * max(1.0, abs(entry["eager"])), (case_id, entry)
@@ -104,7 +104,7 @@ def test_keras_only_rules(keras_run, backend):
         assert got[name][0] == kind and text in got[name][1], (name, got[name])
 
 
-@pytest.mark.parametrize("backend", ["jax", pytest.param("tensorflow", marks=pytest.mark.tensorflow)])
+@pytest.mark.parametrize("backend", DATA_PARALLEL)
 def test_which_batch_phi_spans_under_data_parallelism(keras_run, backend):
     """What docs/keras.md says, on two CPU devices and a batch split 4 + 4: under tf.distribute a BI Dice is
     computed per replica and Keras reports the mean of the replicas' losses (not twice it); under JAX's
@@ -117,7 +117,7 @@ def test_which_batch_phi_spans_under_data_parallelism(keras_run, backend):
     assert abs(entry["reported"] - expected) <= 1e-5, entry
 
 
-@pytest.mark.parametrize("backend", ["jax", pytest.param("tensorflow", marks=pytest.mark.tensorflow)])
+@pytest.mark.parametrize("backend", DATA_PARALLEL)
 def test_import_pulls_no_torch(keras_run, backend):
     """phidice.keras never imports torch: on JAX and TensorFlow it is not loaded, neither by the import nor by
     any case, fit or scenario of the whole run."""

@@ -44,7 +44,7 @@ from phidice.keras.sums import (
 )
 from phidice.keras.xp import KERAS
 
-__all__ = ["DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
+__all__ = ["DiceCELoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
 
 _TORCH_ONLY = {
     "fused": "the fused kernels belong to the PyTorch losses; the Keras losses run keras.ops on every back end",

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from phidice.core.supersets import check_superset_map
-from phidice.keras.checks import Checks, concrete, dtype_of, is_float, is_integer, shapes_agree
+from phidice.keras.checks import Checks, concrete, dtype_of, is_integer, shapes_agree
 from phidice.keras.layout import Layout
 from phidice.keras.sums import is_map, label_tensor
 

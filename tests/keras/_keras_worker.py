@@ -1,7 +1,7 @@
 """One Keras back end in its own process (KERAS_BACKEND is read once, at import): every case, error case and
 scenario of the Keras suite, results pickled for the parent test process to check.
 
-    KERAS_BACKEND=jax python tests/keras/_worker.py INPUT.pkl OUTPUT.pkl WORKDIR
+    KERAS_BACKEND=jax python tests/keras/_keras_worker.py INPUT.pkl OUTPUT.pkl WORKDIR
 
 Nothing here imports torch: on the JAX and TensorFlow back ends the run also shows that none of phidice.keras
 pulls it in. Every scenario catches its own exception, so that one failure does not hide the others.
@@ -9,7 +9,6 @@ pulls it in. Every scenario catches its own exception, so that one failure does 
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import sys
@@ -188,9 +187,10 @@ def scenario_traced(cases):
             x, y, extra = call_args(case)
             eager = float(ops.convert_to_numpy(ops.sum(loss(y, x, **extra))))
             if extra:
-                jitted = traced_call(lambda y_, x_, a_: ops.sum(loss(y_, x_, annotated=a_)), y, x, extra["annotated"])
+                jitted = traced_call(lambda y_, x_, a_, f=loss: ops.sum(f(y_, x_, annotated=a_)), y, x,
+                                     extra["annotated"])
             else:
-                jitted = traced_call(lambda y_, x_: ops.sum(loss(y_, x_)), y, x)
+                jitted = traced_call(lambda y_, x_, f=loss: ops.sum(f(y_, x_)), y, x)
             out[case["id"]] = {"eager": eager, "traced": float(ops.convert_to_numpy(jitted))}
         except Exception:  # noqa: BLE001
             out[case["id"]] = {"exception": traceback.format_exc()}
