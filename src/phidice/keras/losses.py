@@ -103,6 +103,9 @@ def scale_for_replicas(loss, reduction: str):
     return loss if replicas == 1 else loss * (1.0 / replicas)
 
 
+_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
+
+
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
@@ -122,7 +125,8 @@ class _PhiLoss(keras.losses.Loss):
                                  validate_args=validate_args)
         self.data_format = standardize_data_format(data_format)
         self._layout = Layout(self.data_format)
-        super().__init__(name=name, reduction=self.config.reduction)
+        # Keras's word for a mean is "sum_over_batch_size" (older Keras 3 releases know no other)
+        super().__init__(name=name, reduction=_KERAS_REDUCTION[self.config.reduction])
 
     @property
     def phi(self):
