@@ -2,9 +2,11 @@
 # torch==2.13.0 first (a CPU wheel), then everything else under constraints.txt, so that nothing pulls a
 # multi-GB CUDA build. The base install (torch + numpy) is checked before any extra is added; the demo adds
 # the `experiments` extra; the tests add every extra, MONAI, nnU-Net (--no-deps: its loss modules need only
-# torch and numpy), torchmetrics, triton (kernels run under TRITON_INTERPRET=1) and pytest.
+# torch and numpy), torchmetrics, triton (kernels run under TRITON_INTERPRET=1), Lightning, Keras with JAX (the
+# Keras losses run on the JAX and PyTorch back ends) and pytest.
 # `make test-nnunet` builds a second venv with nnU-Net's full stack (torch + a matching torchvision, several GB;
 # NNUNET_VENV, NNUNET_TORCH) and runs tests/integrations/nnunet there, real nnU-Net runs on the CPU included.
+# `make test-keras-tf` adds TensorFlow (~1.4 GB) and runs the Keras tests on it: opt-in, kept out of `make test`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,8 +18,9 @@ NNUNET_VENV ?= .venv-nnunet
 NNUNET_TORCH ?= torch==2.14.1 torchvision==0.29.1
 NPY := $(NNUNET_VENV)/bin/python
 NNUNET := $(NNUNET_VENV)/.phidice-nnunet
+TF ?= tensorflow-cpu
 
-.PHONY: demo test test-all test-nnunet bench install clean
+.PHONY: demo test test-all test-nnunet test-keras-tf bench install clean
 
 $(BASE): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +67,10 @@ test-all: $(TESTDEPS)
 test-nnunet: $(NNUNET)
 	$(NPY) -m pytest -q tests/integrations/nnunet -m "not nnunet_real"
 	PHIDICE_CPU_PYTHON=$(abspath $(PY)) $(NPY) -m pytest -q -s --runslow tests/integrations/nnunet -m nnunet_real
+
+test-keras-tf: $(TESTDEPS)
+	$(PIP) "$(TF)"
+	$(PY) -m pytest -n 2 -q --tensorflow -m tensorflow tests/keras tests/test_doc_examples.py
 
 bench: $(TESTDEPS)
 	$(PY) benchmarks/bench_fused.py --repeats 21

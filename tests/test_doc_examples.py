@@ -60,16 +60,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("doc", [d for d in DOCS if python_blocks(d)], ids=lambda d: d.name)
-def test_doc_python_blocks_run(doc, tmp_path, free_port):
+def _run_blocks(doc: Path, tmp_path: Path, env: dict) -> None:
     _label_files(tmp_path / "data" / "labelsTr")
-    code = "\n\n".join(python_blocks(doc))
     script = tmp_path / "doc_blocks.py"
-    script.write_text(code)
-    env = {**os.environ, **ENV, "MASTER_PORT": str(free_port)}
-    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=600)
+    script.write_text("\n\n".join(python_blocks(doc)))
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, **ENV, **env},
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"{doc.name}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+
+
+KERAS_DOC = ROOT / "docs" / "keras.md"
+
+
+@pytest.mark.parametrize("doc", [d for d in DOCS if python_blocks(d) and d != KERAS_DOC], ids=lambda d: d.name)
+def test_doc_python_blocks_run(doc, tmp_path, free_port):
+    _run_blocks(doc, tmp_path, {"MASTER_PORT": str(free_port)})
+
+
+# Keras reads KERAS_BACKEND once, at import: each back end runs the page in a process of its own
+@pytest.mark.parametrize("backend", ["jax", "torch", pytest.param("tensorflow", marks=pytest.mark.tensorflow)])
+def test_keras_doc_blocks_run(backend, tmp_path):
+    pytest.importorskip("keras")
+    assert python_blocks(KERAS_DOC)
+    _run_blocks(KERAS_DOC, tmp_path, {"KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
+                                      "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def test_the_other_blocks_are_excerpts_of_examples_that_run():

@@ -117,11 +117,13 @@ def per_class_value(value, name: str, *, allow_none: bool = False):
     return out
 
 
-def class_slice(name: str, length: int, num_channels: int, include_background: bool) -> slice:
+def class_slice(name: str, length: int, num_channels: int, include_background: bool, *,
+                axis: str = "dim 1") -> slice:
     """Which entries of a per-class vector of ``length`` values align with the classes the loss scores.
 
     A vector may have C values (the input's channels; the background entry is dropped when
-    ``include_background=False``) or C − 1 (already without background). Anything else is an error.
+    ``include_background=False``) or C − 1 (already without background). Anything else is an error, which
+    names the channel ``axis`` of the caller's layout ("dim 1" for PyTorch's (B, C, *spatial)).
     """
     drop_bg = not include_background and num_channels > 1
     expected = num_channels - 1 if drop_bg else num_channels
@@ -130,7 +132,7 @@ def class_slice(name: str, length: int, num_channels: int, include_background: b
     if length != expected:
         extra = f" or {num_channels} (with background, dropped)" if drop_bg else ""
         raise ValueError(f"{name} has {length} values but the input has {num_channels} classes: expected "
-                         f"{expected}{extra} values, one per class along dim 1")
+                         f"{expected}{extra} values, one per class along {axis}")
     return slice(None)
 
 

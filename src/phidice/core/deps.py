@@ -9,6 +9,7 @@ extra          packages                               for
 ``plots``      matplotlib                             PNG figures
 ``eval``       scipy + ``io`` + ``plots``             ``phidice evaluate``, surface metrics, statistics
 ``experiments`` nilearn + ``eval``                    ``phidice reproduce``
+``keras``      keras>=3, plus a back end you choose   ``phidice.keras``
 =============  =====================================  ===============================================
 """
 

@@ -10,35 +10,9 @@ the background, e.g. {2, 3}) is a voxel-wise constraint with no per-sample equiv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 
-
-def _check_map(labels_superset_map, num_classes: int) -> dict[int, list[int]]:
-    if not isinstance(labels_superset_map, Mapping):
-        raise TypeError(f"labels_superset_map must be a dict {{superset label: [leaf labels]}}; "
-                        f"got {type(labels_superset_map).__name__}")
-    out = {}
-    for key, members in labels_superset_map.items():
-        if isinstance(key, bool) or not isinstance(key, int) or key < num_classes:
-            raise ValueError(f"labels_superset_map: superset label {key!r} must be an integer ≥ num_classes "
-                             f"({num_classes}); leaf labels are 0 … {num_classes - 1}")
-        try:
-            members = sorted({int(m) for m in members})
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"labels_superset_map[{key}] must be a list of leaf labels; got {members!r}") from err
-        if not members or members[0] < 0 or members[-1] >= num_classes:
-            raise ValueError(f"labels_superset_map[{key}] = {members} must list leaf labels in "
-                             f"[0, {num_classes - 1}]")
-        if members[0] != 0:
-            raise ValueError(
-                f"labels_superset_map[{key}] = {members} does not contain the background 0: such a superset "
-                f"('one of {members}' at each voxel) is a voxel-wise constraint with no per-sample "
-                f"'annotated' equivalent; only supersets {{0}} ∪ missing classes convert"
-            )
-        out[key] = members
-    return out
+from phidice.core.supersets import check_superset_map
 
 
 def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map, num_classes: int, *,
@@ -68,7 +42,7 @@ def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map, num_cla
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer ≥ 2 (background and at least one class); "
                          f"got {num_classes!r}")
-    supersets = _check_map(labels_superset_map, num_classes)
+    supersets = check_superset_map(labels_superset_map, num_classes)
     B = labels.shape[0]
     device = labels.device
     keys = sorted(supersets)

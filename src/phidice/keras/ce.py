@@ -1,0 +1,63 @@
+"""The cross-entropy term of the Keras Dice + CE loss, as :mod:`phidice.losses.ce` defines it.
+
+softmax: −log ỹ_y per voxel; with ``ce_weight`` a weighted mean (Σ w_y·(−log ỹ_y) / Σ w_y, as torch's
+``cross_entropy``); ``label_smoothing`` s: (1 − s)·w_y·(−log ỹ_y) + s/C·Σ_k w_k·(−log ỹ_k) for labels, targets
+(1 − s)·y + s/C for maps. sigmoid: binary cross-entropy per (voxel, class), targets y·(1 − s) + s/2, weighted
+by class, averaged over every (voxel, class). ``ignore_index`` voxels leave the mean. Computed in float32
+(float64 kept), channels-last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from phidice.core.config import CEConfig, DiceConfig
+from phidice.keras.checks import dtype_of
+from phidice.keras.sums import Prepared, dense_target
+
+
+def ce_weight_row(weight, num_channels: int, dtype: str):
+    """``ce_weight`` as a (C,) tensor, one value per class."""
+    if weight is None:
+        return None
+    if len(weight) != num_channels:
+        raise ValueError(f"ce_weight must have one value per class ({num_channels}); got shape ({len(weight)},)")
+    return ops.convert_to_tensor(np.asarray(weight, dtype=dtype))
+
+
+def cross_entropy(y_pred, prepared: Prepared, config: DiceConfig, ce: CEConfig):
+    """The (weighted) mean cross-entropy of channels-last logits ``y_pred`` against a prepared target."""
+    x = y_pred if dtype_of(y_pred) == "float64" else ops.cast(y_pred, "float32")
+    dtype = dtype_of(x)
+    C = x.shape[-1]
+    w = ce_weight_row(ce.ce_weight, C, dtype)
+    s = ce.label_smoothing
+    if config.activation == "softmax":
+        logp = ops.log_softmax(x, axis=-1)
+        weighted = logp if w is None else logp * w
+        if prepared.labels is not None:
+            onehot = ops.one_hot(prepared.labels, C, dtype=dtype)
+            per = -ops.sum(onehot * weighted, axis=-1, keepdims=True)
+            norm = ops.ones_like(per) if w is None else ops.sum(onehot * w, axis=-1, keepdims=True)
+            if s:
+                per = (1 - s) * per - s * ops.sum(weighted, axis=-1, keepdims=True) / C
+        else:
+            y = ops.cast(prepared.dense, dtype)
+            if s:
+                y = (1 - s) * y + s / C
+            per = -ops.sum(y * weighted, axis=-1, keepdims=True)
+            norm = ops.ones_like(per)
+    else:  # sigmoid: log(1 + e^x) − x·y, stable, with gradient σ(x) − y
+        y = dense_target(prepared, x, "sigmoid")
+        if s:
+            y = y * (1 - s) + 0.5 * s
+        per = ops.softplus(x) - x * y
+        if w is not None:
+            per = per * w
+        norm = ops.ones_like(per)
+    if prepared.mask is not None:
+        m = ops.cast(prepared.mask, dtype)
+        per, norm = per * m, norm * m
+    total, count = ops.sum(per), ops.stop_gradient(ops.sum(norm))
+    return total / ops.where(count > 0, count, 1.0)

@@ -1,0 +1,303 @@
+"""Keras 3 losses with explicit reduction subsets Φ and smoothing ε: Dice, Dice + cross-entropy, leaf and
+marginal Dice.
+
+Each loss builds the :class:`~phidice.core.config.DiceConfig` of the PyTorch losses from its arguments (so a bad
+option raises the same error), computes the (B, C) sums of Eq. 3 with ``keras.ops`` (:mod:`phidice.keras.sums`)
+and hands them to :mod:`phidice.equations` with the :class:`~phidice.keras.xp.KerasOps` namespace: Φ, ε, the
+weights and the ratio are the PyTorch code itself.
+
+A Dice over Φ ∋ B is not a mean of per-sample losses: the losses return one value (per φ with
+``reduction="none"``) and take no ``sample_weight``. With Φ ∋ B a subset φ spans the batch the loss sees — per
+replica under ``tf.distribute`` (see docs/keras.md).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, class_slice
+from phidice.core.supersets import check_superset_map
+from phidice.core.types import DiceStats
+from phidice.equations import Smoothing, loss_from_terms, subset_terms
+from phidice.keras.ce import cross_entropy
+from phidice.keras.checks import Checks, dtype_of
+from phidice.keras.layout import Layout, standardize_data_format
+from phidice.keras.missing import (
+    all_annotated,
+    check_annotated,
+    check_marginal,
+    check_unannotated_labels,
+    leaf_keep,
+    merge_probabilities,
+    split_supersets,
+)
+from phidice.keras.sums import (
+    activate,
+    check_pred,
+    class_stats,
+    dense_target,
+    drop_background,
+    prepare_target,
+    reference_stats,
+)
+from phidice.keras.xp import KERAS
+
+__all__ = ["DiceCELoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
+
+_TORCH_ONLY = {
+    "fused": "the fused kernels belong to the PyTorch losses; the Keras losses run keras.ops on every back end",
+    "sync_batch": "it gathers the batch over torch.distributed ranks; under tf.distribute Φ ∋ B spans the batch "
+                  "of one replica (docs/keras.md says what to do)",
+}
+
+
+def _reject(owner: str, unsupported: dict) -> None:
+    for name in unsupported:
+        if name in _TORCH_ONLY:
+            raise TypeError(f"{owner} has no {name!r} option: {_TORCH_ONLY[name]}")
+    if unsupported:
+        raise TypeError(f"{owner} got unexpected keyword argument(s) {', '.join(map(repr, sorted(unsupported)))}")
+
+
+def align_smoothing(config: DiceConfig, num_channels: int, like, axis: str) -> Smoothing:
+    """ε and class weights for :func:`phidice.equations.subset_terms`, as :func:`phidice.losses.base.align_smoothing`
+    gives them: per-class values as (1, C') rows of the sums' dtype matched to the scored classes (C or C − 1
+    values); scalars as floats, or 0-d tensors when ``eps_empty`` selects between them."""
+    names = ("eps" if config.eps_nr is None else "eps_nr", "eps" if config.eps_dr is None else "eps_dr",
+             "eps_empty", "class_weights")
+    values = (config.eps_nr_value, config.eps_dr_value, config.eps_empty, config.class_weights)
+    dtype = dtype_of(like)
+
+    def one(name, value):
+        if value is None:
+            return None
+        if isinstance(value, tuple):
+            sl = class_slice(name, len(value), num_channels, config.include_background, axis=axis)
+            return ops.convert_to_tensor(np.asarray(value[sl], dtype=dtype).reshape(1, -1))
+        return ops.convert_to_tensor(np.asarray(value, dtype=dtype)) if config.eps_empty is not None else value
+
+    return Smoothing(*(one(n, v) for n, v in zip(names, values)))
+
+
+def loss_from_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None,
+                   axis: str = "the last axis"):
+    """The loss of Eq. 3 from the (B, C') sums of the scored classes: :mod:`phidice.equations` on ``keras.ops``.
+
+    ``num_channels`` (C) and ``include_background`` say how per-class ε and weights align with the sums;
+    ``keep`` (B, C') bool: the (image, class) entries that take part (the leaf Dice).
+    """
+    smoothing = align_smoothing(config, num_channels, stats.intersection, axis)
+    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, ops=KERAS), config, KERAS)
+
+
+def scale_for_replicas(loss, reduction: str):
+    """Under ``tf.distribute`` a "mean" loss is divided by the number of replicas, as Keras's own losses are,
+    so that the replicas' summed gradients are their mean; Keras reports the value unscaled."""
+    if reduction != "mean" or keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * (1.0 / replicas)
+
+
+_KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+class _PhiLoss(keras.losses.Loss):
+    """What the Keras losses share: the :class:`DiceConfig`, the layout, the value checks, ``get_config``."""
+
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, eps_nr=None, eps_dr=None, eps_empty=None, activation="softmax",
+                 squared=False, include_background=True, class_weights=None, weighting=None, empty="smooth",
+                 ignore_index=None, reduction="mean", check_finite=False, validate_args=True, data_format=None,
+                 name=None, **unsupported):
+        _reject(type(self).__name__, unsupported)
+        self.config = DiceConfig(phi=phi, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr, eps_empty=eps_empty,
+                                 activation=activation, squared=squared, include_background=include_background,
+                                 class_weights=class_weights, weighting=weighting, empty=empty,
+                                 ignore_index=ignore_index, reduction=reduction, check_finite=check_finite,
+                                 validate_args=validate_args)
+        self.data_format = standardize_data_format(data_format)
+        self._layout = Layout(self.data_format)
+        # Keras's word for a mean is "sum_over_batch_size" (older Keras 3 releases know no other)
+        super().__init__(name=name, reduction=_KERAS_REDUCTION[self.config.reduction])
+
+    @property
+    def phi(self):
+        return self.config.phi
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes no sample_weight (nor model.fit's class_weight): a Dice over subsets "
+                f"φ is not a mean of per-sample losses. Weigh classes with class_weights=, leave voxels out with "
+                f"ignore_index=")
+        with keras.name_scope(self.name):
+            return self.call(y_true, y_pred)
+
+    def call(self, y_true, y_pred):
+        return self._compute(y_true, y_pred)
+
+    def _compute(self, y_true, y_pred, **extra):
+        checks = Checks(self.config.validate_args)
+        y_pred = ops.convert_to_tensor(y_pred)
+        num_channels = check_pred(y_pred, self.config, self._layout, checks)
+        loss = self._loss(y_true, y_pred, num_channels, checks, **extra)
+        return scale_for_replicas(checks.guard(loss), self.config.reduction)
+
+    def _dice(self, stats: DiceStats, num_channels: int, keep=None):
+        return loss_from_sums(stats, self.config, num_channels=num_channels, keep=keep, axis=self._layout.axis_name)
+
+    def get_config(self) -> dict:
+        c = self.config
+        out = {"name": self.name, "phi": c.phi.value}
+        for key in ("eps", "eps_nr", "eps_dr", "eps_empty", "activation", "squared", "include_background",
+                    "class_weights", "weighting", "empty", "ignore_index", "reduction", "check_finite",
+                    "validate_args"):
+            out[key] = _plain(getattr(c, key))
+        out["data_format"] = self.data_format
+        return out
+
+
+@keras.saving.register_keras_serializable(package="phidice")
+class DiceLoss(_PhiLoss):
+    """Dice loss of Eq. 3 with explicit Φ and ε, the Keras form of :class:`phidice.DiceLoss`.
+
+    ``loss(y_true, y_pred)``: ``y_pred`` logits (B, *spatial, C) (probabilities with ``activation=None``;
+    ``data_format="channels_first"`` for (B, C, *spatial)); ``y_true`` integer labels (B, *spatial) or
+    (B, *spatial, 1), or a one-hot/soft map of ``y_pred``'s shape. The options are those of
+    :func:`phidice.dice_loss` (``phi``, ``eps``, ``eps_nr``, ``eps_dr``, ``eps_empty``, ``activation``,
+    ``squared``, ``include_background``, ``class_weights``, ``weighting``, ``empty``, ``ignore_index``,
+    ``reduction``, ``check_finite``, ``validate_args``), checked here.
+
+    >>> model.compile(optimizer="adam", loss=phidice.keras.DiceLoss(phi="BI", include_background=False))
+    """
+
+    def _loss(self, y_true, y_pred, num_channels, checks):
+        layout = self._layout
+        prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
+        stats = class_stats(layout.to_last(y_pred), prepared, self.config)
+        return self._dice(drop_background(stats, self.config.include_background), num_channels)
+
+
+def check_compound(config: DiceConfig, what: str) -> None:
+    """The rules a Dice + cross-entropy loss adds to its Dice options (those of :mod:`phidice.losses.compound`)."""
+    if config.activation is None:
+        raise ValueError(f"{what} needs logits: activation must be 'softmax' or 'sigmoid'; got None")
+    if config.reduction == "none":
+        raise ValueError(f"{what} supports reduction 'mean' or 'sum', not 'none'")
+
+
+@keras.saving.register_keras_serializable(package="phidice")
+class DiceCELoss(_PhiLoss):
+    """λ_dice · Dice + λ_ce · cross-entropy (binary cross-entropy for ``activation="sigmoid"``), the Keras form
+    of :class:`phidice.DiceCELoss`.
+
+    ``ce_weight`` weighs classes in the cross-entropy (a weighted mean, as torch's), ``lambda_dice`` and
+    ``lambda_ce`` weigh the two terms, ``label_smoothing`` as in torch; ``ignore_index`` applies to both.
+    """
+
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, lambda_dice=1.0, lambda_ce=1.0, ce_weight=None,
+                 label_smoothing=0.0, **options):
+        super().__init__(phi, eps, **options)
+        self.ce = CEConfig(lambda_dice, lambda_ce, ce_weight, label_smoothing)
+        check_compound(self.config, "DiceCELoss")
+
+    def _loss(self, y_true, y_pred, num_channels, checks):
+        layout = self._layout
+        prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
+        x = layout.to_last(y_pred)
+        stats = drop_background(class_stats(x, prepared, self.config), self.config.include_background)
+        dice = self._dice(stats, num_channels)
+        return self.ce.lambda_dice * dice + self.ce.lambda_ce * cross_entropy(x, prepared, self.config, self.ce)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self.ce.to_dict()}
+
+
+class _PartialDice(_PhiLoss):
+    """The leaf and marginal Dice: per-sample ``annotated`` flags, from ``annotated=`` or superset labels."""
+
+    _kind = "leaf"
+
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, labels_superset_map=None, **options):
+        super().__init__(phi, eps, **options)
+        if self._kind == "marginal":
+            check_marginal(self.config.activation, type(self).__name__)
+        self.labels_superset_map = None if labels_superset_map is None else \
+            check_superset_map(labels_superset_map, None)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, *, annotated=None):
+        """``annotated``: (B, C) bool, the classes each sample annotates (None: every class, or those the superset
+        labels of ``y_true`` leave annotated when the loss has a ``labels_superset_map``)."""
+        if sample_weight is not None:
+            return super().__call__(y_true, y_pred, sample_weight)
+        with keras.name_scope(self.name):
+            return self._compute(y_true, y_pred, annotated=annotated)
+
+    def _loss(self, y_true, y_pred, num_channels, checks, annotated=None):
+        config, layout = self.config, self._layout
+        pred_shape = tuple(y_pred.shape)
+        if self.labels_superset_map is not None:
+            if annotated is not None:
+                raise ValueError(f"{type(self).__name__} was built with labels_superset_map, which reads the "
+                                 f"annotated classes from y_true's superset labels; pass annotated= or the map, "
+                                 f"not both")
+            y_true, annotated = split_supersets(y_true, self.labels_superset_map, pred_shape, config.ignore_index,
+                                                layout, checks)
+        if self._kind == "marginal":
+            check_marginal(config.activation, f"the {self._kind} Dice", num_channels)
+        annotated = all_annotated(y_pred, layout) if annotated is None else \
+            check_annotated(annotated, pred_shape, layout, config.activation, checks)
+        prepared = prepare_target(y_true, pred_shape, config, layout, checks)
+        x = layout.to_last(y_pred)
+        if self._kind == "marginal" and config.include_background:
+            probs = activate(x, config.activation)
+            y = dense_target(prepared, probs, config.activation)
+            stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared)
+        else:
+            stats = class_stats(x, prepared, config)
+        check_unannotated_labels(stats.target_sum, annotated, checks)
+        keep = leaf_keep(annotated, config.activation) if self._kind == "leaf" else annotated
+        if not config.include_background and num_channels > 1:
+            stats, keep = DiceStats(*(t[:, 1:] for t in stats)), keep[:, 1:]
+        return self._dice(stats, num_channels, keep)
+
+    def get_config(self) -> dict:
+        supersets = self.labels_superset_map
+        return {**super().get_config(),
+                "labels_superset_map": None if supersets is None else {str(k): v for k, v in supersets.items()}}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        if config.get("labels_superset_map") is not None:  # JSON keys are strings
+            config["labels_superset_map"] = {int(k): v for k, v in config["labels_superset_map"].items()}
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="phidice")
+class LeafDiceLoss(_PartialDice):
+    """Leaf Dice (Fidon et al. 2021) over Φ, the Keras form of :class:`phidice.LeafDiceLoss`: the (image, class)
+    entries of unannotated classes leave the subsets φ (and the background of a sample that misses a class).
+
+    ``loss(y_true, y_pred, annotated=flags)`` with (B, C) bool flags, or — for ``model.fit`` — superset labels
+    in ``y_true`` with ``labels_superset_map={s: [0, u, …]}`` (label s: "background or u, …").
+    """
+
+
+@keras.saving.register_keras_serializable(package="phidice")
+class MarginalDiceLoss(_PartialDice):
+    """Marginal Dice (Shi et al. 2021) over Φ, the Keras form of :class:`phidice.MarginalDiceLoss`: the
+    probabilities of unannotated classes join the background, then their entries leave the subsets φ.
+
+    Needs softmax (or probabilities with ``activation=None``); ``annotated`` as for :class:`LeafDiceLoss`.
+    """
+
+    _kind = "marginal"
