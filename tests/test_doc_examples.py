@@ -6,6 +6,7 @@ NIfTI label maps with 1 mm voxels) and with the environment of one torchrun rank
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -21,22 +22,24 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ENV = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MPLBACKEND": "Agg"}
 
 
-EXCERPT = re.compile(r"\[[^\]]*\]\(\.\./(examples/[^)#]+)\)")  # a link to an example file, on the line above
+# on the line above a block: a link to a file of examples/ (the block is an excerpt of a script that runs in
+# tests/examples, which checks that it is), or a comment naming the test that runs the block itself
+EXCERPT = re.compile(r"\[[^\]]*\]\(\.\./(examples/[^)#]+)\)")
+RUN_BY = re.compile(r"<!-- run by (tests/[^ ]+\.py)")
 
 
-def python_blocks(path: Path, excerpts: bool = False) -> list[str]:
-    """The document's Python blocks; those shown under a link to a file of examples/ are excerpts of a script
-    that runs in tests/examples (which checks that they are), and are returned only with ``excerpts=True``."""
-    return [block for block, link in _blocks_and_links(path) if (link is not None) == excerpts]
+def python_blocks(path: Path, elsewhere: bool = False) -> list[str]:
+    """The document's Python blocks run here; with ``elsewhere``, those that an example or a named test runs."""
+    return [block for block, where in _blocks_and_runners(path) if (where is not None) == elsewhere]
 
 
-def _blocks_and_links(path: Path) -> list[tuple[str, str | None]]:
+def _blocks_and_runners(path: Path) -> list[tuple[str, str | None]]:
     text = path.read_text()
     out = []
     for m in re.finditer(r"```python\n(.*?)```", text, flags=re.S):
         above = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        link = EXCERPT.search(above)
-        out.append((m.group(1), link.group(1) if link else None))
+        where = EXCERPT.search(above) or RUN_BY.search(above)
+        out.append((m.group(1), where.group(1) if where else None))
     return out
 
 
@@ -80,14 +83,22 @@ def test_doc_python_blocks_run(doc, tmp_path, free_port):
 # Keras reads KERAS_BACKEND once, at import: each back end runs the page in a process of its own
 @pytest.mark.parametrize("backend", ["jax", "torch", pytest.param("tensorflow", marks=pytest.mark.tensorflow)])
 def test_keras_doc_blocks_run(backend, tmp_path):
-    pytest.importorskip("keras")
+    if importlib.util.find_spec("keras") is None:  # importing keras here would pick its default back end
+        pytest.skip("keras is not installed")
     assert python_blocks(KERAS_DOC)
     _run_blocks(KERAS_DOC, tmp_path, {"KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
                                       "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
-def test_the_other_blocks_are_excerpts_of_examples_that_run():
-    excerpts = [(doc, link) for doc in DOCS for _, link in _blocks_and_links(doc) if link is not None]
-    for doc, link in excerpts:
-        assert (ROOT / link).is_file(), f"{doc.name} shows an excerpt of {link}, which does not exist"
-    assert {link for _, link in excerpts} <= {str(p.relative_to(ROOT)) for p in (ROOT / "examples").rglob("*.py")}
+def test_the_other_blocks_run_elsewhere():
+    """Every block not run here is an excerpt of an example script or names the test that runs it, and that test
+    reads this document."""
+    for doc in DOCS:
+        for block, where in _blocks_and_runners(doc):
+            if where is None:
+                continue
+            assert (ROOT / where).is_file(), f"{doc.name}: {where} does not exist"
+            if where.startswith("tests/"):
+                assert doc.name in (ROOT / where).read_text(), f"{where} does not read docs/{doc.name}"
+            else:
+                assert where.startswith("examples/") and where.endswith(".py"), where

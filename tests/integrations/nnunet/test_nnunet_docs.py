@@ -58,3 +58,20 @@ def test_brats_conversion_example(tmp_path, monkeypatch, capsys):
     ann = json.loads((raw / "Dataset503_BraTS18WT_missingLGG" / "annotated_labels.json").read_text())
     assert ann == {"Brats18_2013_0_1": []}
     capsys.readouterr()
+
+
+def test_shortened_trainer_example():
+    """The docs' shortened trainer subclass defines a trainer with nnU-Net's own __init__ signature."""
+    pytest.importorskip("batchgenerators", reason="needs nnU-Net's full stack (make test-nnunet)")
+    import inspect
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    found = [b for b in blocks if "class nnUNetTrainerPhiDice_100epochs" in b]
+    assert len(found) == 1, "docs/nnunet.md: the shortened trainer example is missing"
+    namespace = {}
+    exec(compile(found[0], str(DOC), "exec"), namespace)
+    cls = namespace["nnUNetTrainerPhiDice_100epochs"]
+    assert issubclass(cls, nnUNetTrainer)
+    assert list(inspect.signature(cls.__init__).parameters) == list(inspect.signature(nnUNetTrainer.__init__).parameters)
