@@ -1,7 +1,7 @@
 """phidice at two commits, side by side: the fused CPU loss, per-call overhead, and ``validate_args``.
 
 The code of ``--ref`` is exported (``git archive``) to a temporary folder; then, round after round, one
-subprocess per tree times every case (the order of the trees alternates between rounds), each importing its
+subprocess per tree and case times it (the order of the trees alternates between rounds), each importing its
 own phidice through PYTHONPATH. A subprocess reports, per case, the median forward+backward time of
 ``--repeats`` steps (the previous gradient freed before the clock starts, ``malloc_trim`` before every step:
 each step pays for its own memory) and, in the same process, MONAI's DiceLoss on the same input — so each
@@ -94,11 +94,16 @@ def export(ref: str, folder: Path) -> Path:
 
 
 def run_child(src: Path, args) -> dict:
+    """One tree's timings, one fresh process per case: a large case's thread pools (numba's OpenMP team keeps
+    spinning after a parallel kernel) must not slow the next case's torch ops."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats), "--threads", str(args.threads),
-           "--cases", *args.cases]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = {}
+    for case in args.cases:
+        cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats), "--threads", str(args.threads),
+               "--cases", case]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        out.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def table(results: dict, args, ref: str, head: str) -> str:
@@ -106,7 +111,7 @@ def table(results: dict, args, ref: str, head: str) -> str:
         f"- command: `python benchmarks/bench_before_after.py --ref {args.ref} --rounds {args.rounds} "
         f"--repeats {args.repeats}`",
         f"- trees: before = `{ref}`, now = `{head}` (working tree); {args.rounds} rounds, the order of the trees "
-        f"alternating; per round and tree one process, median of {args.repeats} interleaved measurements per "
+        f"alternating; per round, tree and case one process, median of {args.repeats} interleaved measurements per "
         f"implementation, each the mean of n consecutive forward+backward steps (n ≥ 1 so that it lasts ≥ 20 ms; "
         f"heap trimmed before each measurement)",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
