@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _children import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,13 +56,6 @@ def _label_files(folder: Path) -> None:
         nib.save(nib.Nifti1Image(lab, np.eye(4)), folder / f"case_{i}.nii.gz")
 
 
-@pytest.fixture
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_blocks(doc: Path, tmp_path: Path, env: dict) -> None:
     _label_files(tmp_path / "data" / "labelsTr")
     script = tmp_path / "doc_blocks.py"
@@ -76,8 +69,8 @@ KERAS_DOC = ROOT / "docs" / "keras.md"
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if python_blocks(d) and d != KERAS_DOC], ids=lambda d: d.name)
-def test_doc_python_blocks_run(doc, tmp_path, free_port):
-    _run_blocks(doc, tmp_path, {"MASTER_PORT": str(free_port)})
+def test_doc_python_blocks_run(doc, tmp_path):
+    _run_blocks(doc, tmp_path, {"MASTER_PORT": str(free_port())})
 
 
 # Keras reads KERAS_BACKEND once, at import: each back end runs the page in a process of its own

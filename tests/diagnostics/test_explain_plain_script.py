@@ -2,26 +2,11 @@
 each in a real process."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def run_python(args, cwd) -> list[str]:
-    """stdout lines of ``python *args`` in ``cwd``, importing this checkout's phidice; failures show stderr."""
-    env = dict(os.environ)
-    if (SRC / "phidice").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stderr ---\n{proc.stderr[-4000:]}"
-    return proc.stdout.splitlines()
+from _children import run_python
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ parameter gradients on every rank, to 1e-6 in float64.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import warnings
 
@@ -21,16 +19,11 @@ import phidice.distributed as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cases  # noqa: E402
+from _children import run_ranks  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ddp_worker.py")
 WORLD = 2
 TOL = 1e-6
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +31,7 @@ def ddp_results(tmp_path_factory):
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with the gloo backend is not available")
     outdir = tmp_path_factory.mktemp("ddp")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, WORKER, str(r), str(WORLD), str(port), str(outdir)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(WORLD)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=120)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for r, (p, log) in enumerate(zip(procs, logs)):
-        assert p.returncode == 0, f"rank {r} failed (exit {p.returncode}):\n{log}"
+    run_ranks(WORKER, WORLD, outdir, timeout=120)
     return [torch.load(outdir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

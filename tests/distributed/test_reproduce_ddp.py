@@ -11,18 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
+from _children import child_env, free_port
 
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _flat(values):
@@ -34,12 +28,10 @@ def test_torchrun_reproduce_matches_one_process(tmp_path):
     phidice = shutil.which("phidice", path=os.path.dirname(sys.executable))
     if torchrun is None or phidice is None:
         pytest.skip("torchrun / phidice entry points not found next to the interpreter")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"
+    env = child_env(gloo=True)
     common = ["reproduce", "--smoke", "--task", "binary", "--no-progress", "--threads", "1"]
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+    subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
                     phidice, *common, "--batch-sizes", "1", "--out", str(ddp)],
                    env=env, check=True, timeout=300, capture_output=True)
     subprocess.run([phidice, *common, "--batch-sizes", "2", "--out", str(single)],

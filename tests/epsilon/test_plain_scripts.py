@@ -2,11 +2,7 @@
 a script on stdin (as a notebook runs code) and a DataLoader worker, each in a real process."""
 
 import ast
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,28 +11,11 @@ import torch
 
 import phidice
 import phidice.epsilon as E
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from _children import run_python
 
 
 def write_nifti(path, labels):
     nib.save(nib.Nifti1Image(np.asarray(labels).astype(np.uint8), np.eye(4)), str(path))
-
-
-def child_env() -> dict:
-    """The environment of a child Python that imports this checkout's phidice."""
-    env = dict(os.environ)
-    if (SRC / "phidice").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def run_python(args, cwd, stdin=None) -> list[str]:
-    """stdout lines of ``python *args`` in ``cwd``; a failure shows the child's stderr."""
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=child_env(), input=stdin, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stderr ---\n{proc.stderr[-4000:]}"
-    return proc.stdout.splitlines()
 
 
 @pytest.fixture(scope="module")

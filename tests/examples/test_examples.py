@@ -10,14 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _children import child_env, run_python
 import torch
 
 import phidice
@@ -27,14 +25,8 @@ EXAMPLES = ROOT / "examples"
 DOCS = {"monai.md": ROOT / "docs" / "monai.md", "lightning.md": ROOT / "docs" / "lightning.md"}
 
 
-def _run(args, timeout=600):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, \
-        f"{' '.join(args)} failed (exit {out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
-    return out
+def _run(args, timeout=600) -> list[str]:
+    return run_python(args, cwd=ROOT, env=child_env(gloo=True, PYTHONWARNINGS="ignore"), timeout=timeout)
 
 
 def _trains(losses, per_epoch, epochs):

@@ -10,9 +10,6 @@ nnU-Net's own loss (ddp=True) on the even split: same gradients, while each rank
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,14 +17,9 @@ import torch
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
 import _nnunet_ddp_cases as cases  # noqa: E402
+from _children import run_ranks  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_nnunet_ddp_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +27,7 @@ def ddp_results(tmp_path_factory):
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with the gloo backend is not available")
     outdir = tmp_path_factory.mktemp("nnunet_ddp")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "src")
-    env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(src), env.get("PYTHONPATH", "")])
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, WORKER, str(r), "2", str(port), str(outdir)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=180)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for r, (p, log) in enumerate(zip(procs, logs)):
-        assert p.returncode == 0, f"rank {r} failed (exit {p.returncode}):\n{log}"
+    run_ranks(WORKER, 2, outdir, timeout=180)
     return [torch.load(outdir / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
