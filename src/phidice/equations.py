@@ -36,6 +36,17 @@ class Smoothing(NamedTuple):
     class_weights: object = None
 
 
+def config_smoothing(config: DiceConfig) -> Smoothing:
+    """ε and class weights as the config gives them: floats or tuples (one per class)."""
+    return Smoothing(config.eps_nr_value, config.eps_dr_value, config.eps_empty, config.class_weights)
+
+
+def smoothing_names(config: DiceConfig) -> tuple[str, ...]:
+    """The option each smoothing value came from, for errors (``eps`` when eps_nr/eps_dr were not given)."""
+    return ("eps" if config.eps_nr is None else "eps_nr", "eps" if config.eps_dr is None else "eps_dr",
+            "eps_empty", "class_weights")
+
+
 class SubsetTerms(NamedTuple):
     """Eq. 3 per subset φ (shapes (Bφ, Cφ)) before the ratio, and the inner weights v (None: all 1)."""
 
@@ -202,6 +213,9 @@ def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float
     depends on how much is predicted there (for Dice the two roots meet at c = 1: ε = v̂). When no c reaches
     the target, the c of the maximum is returned.
     """
+    if overlap.b_p == 0:
+        raise ValueError("no ε gives an empty map a gradient when false positives weigh nothing (b_P = 0, e.g. "
+                         "Tversky alpha = 0): there is no heuristic ε; use alpha > 0")
     a, gamma = fraction, overlap.gamma
     K = overlap.b_i * a + overlap.b_p + overlap.b_y
 

@@ -8,8 +8,6 @@ dense reference path here, which the kernels are tested against.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from phidice import ops
@@ -19,14 +17,14 @@ from phidice.core.checks import (
     check_mask,
     check_unit_interval,
     is_compiling,
-    label_upper,
     plain_tensor,
 )
 from phidice.core.config import DiceConfig
-from phidice.core.types import DiceStats, PreparedTarget
+from phidice.core.rules import label_upper
+from phidice.core.types import DiceStats, PreparedTarget, drop_background
 
-__all__ = ["compute_stats", "class_stats", "stats_of_prepared", "prepare_target", "activate", "dense_target", "reference_stats",
-           "drop_background"]
+__all__ = ["compute_stats", "class_stats", "stats_of_prepared", "prepare_target", "activate", "dense_target",
+           "reference_stats"]
 
 
 def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
@@ -142,7 +140,8 @@ def class_stats(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
 
 
 def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> DiceStats:
-    """(B, C) sums of a target prepared with ``check_range=False``; the label range is checked here.
+    """(B, C) sums of a target prepared with ``check_range=False``; the label range is checked here (with an
+    ``ignore_index``, :func:`prepare_target` has checked it already).
 
     ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
     no squared denominator — and the dense reference path otherwise; ``True`` demands them. A MONAI MetaTensor
@@ -153,7 +152,7 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
         reason = ops.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
         if reason is None:
             return ops.fused_stats(input, prepared.labels, activation=config.activation, mask=prepared.mask,
-                                   check_range=config.validate_args)
+                                   check_range=config.validate_args and config.ignore_index is None)
         if config.fused is True:
             raise ValueError(f"fused=True but the fused path does not apply: {reason}")
     check_prepared_range(input, prepared, config)
@@ -165,22 +164,6 @@ def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: 
     """The label range check that ``prepare_target(..., check_range=False)`` left to the dense path."""
     if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling():
         check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
-
-
-_warned_bg = False
-
-
-def drop_background(stats: DiceStats, include_background: bool) -> DiceStats:
-    """The sums without class 0 unless ``include_background`` (a single channel is the foreground: kept)."""
-    global _warned_bg
-    if include_background:
-        return stats
-    if stats.intersection.shape[1] == 1:
-        if not _warned_bg:
-            warnings.warn("include_background=False ignored: a single channel is the foreground", stacklevel=3)
-            _warned_bg = True
-        return stats
-    return stats.select_classes(slice(1, None))
 
 
 def compute_stats(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,

@@ -59,11 +59,6 @@ def check_input(input: torch.Tensor, activation, check_finite: bool = False) -> 
         raise ValueError("input contains NaN or Inf (check_finite=True)")
 
 
-def label_upper(num_channels: int, activation) -> int:
-    """Labels lie in [0, upper): C classes, or {0, 1} for a single sigmoid channel."""
-    return 2 if (activation == "sigmoid" and num_channels == 1) else num_channels
-
-
 def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | None = None,
                       lo: int | None = None, hi: int | None = None) -> None:
     """ValueError unless every label lies in [0, upper); ``lo``/``hi`` when the caller already has them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 from phidice.core.phi import Phi, parse_phi
@@ -26,6 +27,23 @@ class DiceStats(NamedTuple):
 
     def select_classes(self, index) -> "DiceStats":
         return DiceStats(*(t[:, index] for t in self))
+
+
+_warned_bg = False
+
+
+def drop_background(stats: DiceStats, include_background: bool, stacklevel: int = 3) -> DiceStats:
+    """The sums without class 0 unless ``include_background`` (a single channel is the foreground: kept)."""
+    global _warned_bg
+    if include_background:
+        return stats
+    if stats.intersection.shape[1] == 1:
+        if not _warned_bg:
+            warnings.warn("include_background=False ignored: a single channel is the foreground",
+                          stacklevel=stacklevel)
+            _warned_bg = True
+        return stats
+    return stats.select_classes(slice(1, None))
 
 
 class PreparedTarget(NamedTuple):

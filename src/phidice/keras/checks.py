@@ -54,10 +54,11 @@ class Checks:
     def require(self, bad, error, *, always: bool = False) -> None:
         if not (self.enabled or always):
             return
-        value = concrete(bad)
+        flag = ops.any(bad)  # reduced where the tensor lives: one boolean reaches the host
+        value = concrete(flag)
         if value is None:
-            self.pending.append(ops.any(bad))
-        elif np.any(value):
+            self.pending.append(flag)
+        elif bool(value):
             raise error()
 
     def guard(self, loss):
@@ -89,11 +90,6 @@ def is_float(dtype: str) -> bool:
 
 def is_integer(dtype: str) -> bool:
     return dtype.startswith(("int", "uint"))
-
-
-def label_upper(num_channels: int, activation) -> int:
-    """Labels lie in [0, upper): C classes, or {0, 1} for a single sigmoid channel (as in PyTorch)."""
-    return 2 if (activation == "sigmoid" and num_channels == 1) else num_channels
 
 
 def value_range(x) -> tuple[int, int]:

@@ -18,16 +18,16 @@ import numpy as np
 from keras import ops
 
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, class_slice
+from phidice.core.rules import check_compound, check_marginal
 from phidice.core.supersets import check_superset_map
-from phidice.core.types import DiceStats
-from phidice.equations import Smoothing, loss_from_terms, subset_terms
+from phidice.core.types import DiceStats, drop_background
+from phidice.equations import Smoothing, config_smoothing, loss_from_terms, smoothing_names, subset_terms
 from phidice.keras.ce import cross_entropy
 from phidice.keras.checks import Checks, dtype_of
 from phidice.keras.layout import Layout, standardize_data_format
 from phidice.keras.missing import (
     all_annotated,
     check_annotated,
-    check_marginal,
     check_unannotated_labels,
     leaf_keep,
     merge_probabilities,
@@ -38,7 +38,6 @@ from phidice.keras.sums import (
     check_pred,
     class_stats,
     dense_target,
-    drop_background,
     prepare_target,
     reference_stats,
 )
@@ -65,9 +64,6 @@ def align_smoothing(config: DiceConfig, num_channels: int, like, axis: str) -> S
     """ε and class weights for :func:`phidice.equations.subset_terms`, as :func:`phidice.losses.base.align_smoothing`
     gives them: per-class values as (1, C') rows of the sums' dtype matched to the scored classes (C or C − 1
     values); scalars as floats, or 0-d tensors when ``eps_empty`` selects between them."""
-    names = ("eps" if config.eps_nr is None else "eps_nr", "eps" if config.eps_dr is None else "eps_dr",
-             "eps_empty", "class_weights")
-    values = (config.eps_nr_value, config.eps_dr_value, config.eps_empty, config.class_weights)
     dtype = dtype_of(like)
 
     def one(name, value):
@@ -78,7 +74,7 @@ def align_smoothing(config: DiceConfig, num_channels: int, like, axis: str) -> S
             return ops.convert_to_tensor(np.asarray(value[sl], dtype=dtype).reshape(1, -1))
         return ops.convert_to_tensor(np.asarray(value, dtype=dtype)) if config.eps_empty is not None else value
 
-    return Smoothing(*(one(n, v) for n, v in zip(names, values)))
+    return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), config_smoothing(config))))
 
 
 def loss_from_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None,
@@ -183,15 +179,7 @@ class DiceLoss(_PhiLoss):
         layout = self._layout
         prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
         stats = class_stats(layout.to_last(y_pred), prepared, self.config)
-        return self._dice(drop_background(stats, self.config.include_background), num_channels)
-
-
-def check_compound(config: DiceConfig, what: str) -> None:
-    """The rules a Dice + cross-entropy loss adds to its Dice options (those of :mod:`phidice.losses.compound`)."""
-    if config.activation is None:
-        raise ValueError(f"{what} needs logits: activation must be 'softmax' or 'sigmoid'; got None")
-    if config.reduction == "none":
-        raise ValueError(f"{what} supports reduction 'mean' or 'sum', not 'none'")
+        return self._dice(drop_background(stats, self.config.include_background, stacklevel=6), num_channels)
 
 
 @keras.saving.register_keras_serializable(package="phidice")
@@ -213,7 +201,7 @@ class DiceCELoss(_PhiLoss):
         layout = self._layout
         prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
         x = layout.to_last(y_pred)
-        stats = drop_background(class_stats(x, prepared, self.config), self.config.include_background)
+        stats = drop_background(class_stats(x, prepared, self.config), self.config.include_background, stacklevel=6)
         dice = self._dice(stats, num_channels)
         return self.ce.lambda_dice * dice + self.ce.lambda_ce * cross_entropy(x, prepared, self.config, self.ce)
 
@@ -266,7 +254,7 @@ class _PartialDice(_PhiLoss):
         check_unannotated_labels(stats.target_sum, annotated, checks)
         keep = leaf_keep(annotated, config.activation) if self._kind == "leaf" else annotated
         if not config.include_background and num_channels > 1:
-            stats, keep = DiceStats(*(t[:, 1:] for t in stats)), keep[:, 1:]
+            stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
         return self._dice(stats, num_channels, keep)
 
     def get_config(self) -> dict:

@@ -13,21 +13,19 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from phidice.core.rules import has_background
 from phidice.core.supersets import check_superset_map
 from phidice.keras.checks import Checks, concrete, dtype_of, is_integer, shapes_agree
 from phidice.keras.layout import Layout
 from phidice.keras.sums import is_map, label_tensor
 
 
-def has_background(num_channels: int, activation) -> bool:
-    """Channel 0 is a background that absorbs unannotated classes for softmax/probabilities with C > 1."""
-    return num_channels > 1 and activation != "sigmoid"
-
-
 def all_annotated(y_pred, layout: Layout):
     """(B, C) True flags for a batch whose size may be known only at run time."""
-    axes = tuple(range(2, len(y_pred.shape))) if layout.first else tuple(range(1, len(y_pred.shape) - 1))
-    return ops.ones_like(ops.sum(y_pred, axis=axes), dtype="bool")
+    corner = y_pred
+    for _ in range(len(y_pred.shape) - 2):  # one voxel's (B, C): the shape without reading the volume
+        corner = corner[:, :, 0] if layout.first else corner[:, 0]
+    return ops.ones_like(corner, dtype="bool")
 
 
 def check_annotated(annotated, pred_shape, layout: Layout, activation, checks: Checks):
@@ -93,16 +91,6 @@ def merge_probabilities(probs, annotated):
     to_background = ops.sum((1 - a) * probs, axis=-1, keepdims=True)
     e0 = ops.convert_to_tensor(np.eye(1, C, dtype=dtype_of(probs))[0])
     return probs * a + e0 * to_background
-
-
-def check_marginal(activation, what: str, num_channels: int | None = None) -> None:
-    """The marginal Dice merges mutually exclusive classes into a background: softmax (or probabilities), C ≥ 2."""
-    if activation == "sigmoid":
-        raise ValueError(f"{what} sums the probabilities of mutually exclusive classes into the background and "
-                         f"needs activation='softmax' (or None with probabilities); got 'sigmoid' — use the leaf "
-                         f"loss for independent sigmoid channels")
-    if num_channels is not None and num_channels < 2:
-        raise ValueError(f"{what} needs a background channel and at least one class (C ≥ 2); got C = {num_channels}")
 
 
 def split_supersets(y_true, supersets: dict, pred_shape, ignore_index, layout: Layout, checks: Checks):

@@ -10,14 +10,14 @@ one-wide class axis, float labels holding integers, one-hot or soft maps, bool m
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 from keras import ops
 
 from phidice.core.config import DiceConfig
+from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
-from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, label_upper, shapes_agree, value_range
+from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, shapes_agree, value_range
 from phidice.keras.layout import Layout
 
 
@@ -171,17 +171,3 @@ def class_stats(y_pred, prepared: Prepared, config: DiceConfig) -> DiceStats:
     return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared)
 
 
-_warned_bg = False
-
-
-def drop_background(stats: DiceStats, include_background: bool) -> DiceStats:
-    """The sums without class 0 unless ``include_background`` (a single channel is the foreground: kept)."""
-    global _warned_bg
-    if include_background:
-        return stats
-    if stats.intersection.shape[1] == 1:
-        if not _warned_bg:
-            warnings.warn("include_background=False ignored: a single channel is the foreground", stacklevel=6)
-            _warned_bg = True
-        return stats
-    return DiceStats(*(t[:, 1:] for t in stats))

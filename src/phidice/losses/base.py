@@ -16,20 +16,9 @@ from phidice import distributed
 from phidice.core.config import CEConfig, DiceConfig, class_slice
 from phidice.core.types import DiceStats
 from phidice.core.xp import TORCH
-from phidice.equations import Smoothing, loss_from_terms, subset_terms
+from phidice.equations import Smoothing, config_smoothing, loss_from_terms, smoothing_names, subset_terms
 
 SMOOTHING = ("eps_nr", "eps_dr", "eps_empty", "class_weights")
-
-
-def config_smoothing(config: DiceConfig) -> Smoothing:
-    """ε and class weights as the config gives them: floats or tuples (one per class)."""
-    return Smoothing(config.eps_nr_value, config.eps_dr_value, config.eps_empty, config.class_weights)
-
-
-def _names(config: DiceConfig) -> tuple[str, ...]:
-    """The option each smoothing value came from, for errors (``eps`` when eps_nr/eps_dr were not given)."""
-    return ("eps" if config.eps_nr is None else "eps_nr", "eps" if config.eps_dr is None else "eps_dr",
-            "eps_empty", "class_weights")
 
 
 def align_smoothing(raw: Smoothing, config: DiceConfig, num_channels: int, like: torch.Tensor) -> Smoothing:
@@ -52,7 +41,7 @@ def align_smoothing(raw: Smoothing, config: DiceConfig, num_channels: int, like:
             return torch.tensor(value[sl], dtype=like.dtype, device=like.device).reshape(1, -1)
         return torch.tensor(value, dtype=like.dtype, device=like.device) if scalar_tensors else value
 
-    return Smoothing(*(one(n, v) for n, v in zip(_names(config), raw)))
+    return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), raw)))
 
 
 def loss_from_sums(stats: DiceStats, config: DiceConfig, raw: Smoothing, *, num_channels: int, keep=None):

@@ -10,19 +10,13 @@ import torch
 
 from phidice.core.checks import check_input, plain_tensor
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, split_options
+from phidice.core.rules import check_compound
+from phidice.core.types import drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from
-from phidice.sums import drop_background, prepare_target, stats_of_prepared
+from phidice.sums import prepare_target, stats_of_prepared
 
-__all__ = ["dice_ce_loss", "DiceCELoss", "check_compound"]
-
-
-def check_compound(config: DiceConfig, what: str) -> None:
-    """The rules a Dice + cross-entropy loss adds to its Dice options (checked at construction)."""
-    if config.activation is None:
-        raise ValueError(f"{what} needs logits: activation must be 'softmax' or 'sigmoid'; got None")
-    if config.reduction == "none":
-        raise ValueError(f"{what} supports reduction 'mean' or 'sum', not 'none'")
+__all__ = ["dice_ce_loss", "DiceCELoss"]
 
 
 def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight=None, mask=None) -> torch.Tensor:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from phidice.core.config import DEFAULT_EPS, DiceConfig
-from phidice.core.types import DiceStats
+from phidice.core.types import DiceStats, drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
-from phidice.sums import class_stats, drop_background
+from phidice.sums import class_stats
 
 __all__ = ["dice_loss", "loss_from_stats", "DiceLoss", "DEFAULT_EPS"]
 

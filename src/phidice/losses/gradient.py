@@ -17,11 +17,13 @@ from typing import NamedTuple
 
 import torch
 
+from phidice.core.checks import check_input
 from phidice.core.config import DEFAULT_EPS, DiceConfig
+from phidice.core.types import drop_background
 from phidice.core.xp import TORCH
 from phidice.equations import eq4, loss_from_terms, subset_terms
 from phidice.losses.base import align_smoothing, config_smoothing
-from phidice.sums import activate, class_stats, dense_target, drop_background, prepare_target
+from phidice.sums import activate, dense_target, prepare_target, stats_of_prepared
 
 
 class DiceGradient(NamedTuple):
@@ -64,11 +66,12 @@ def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAUL
     if config.sync_batch:
         raise ValueError("dice_gradient is the gradient of one process's batch; sync_batch=True is not supported")
     with torch.no_grad():
-        stats = drop_background(class_stats(probs, target, config, mask), config.include_background)
+        check_input(probs, None, config.check_finite)
+        prepared = prepare_target(probs, target, config, mask, check_range=False)
+        stats = drop_background(stats_of_prepared(probs, prepared, config), config.include_background)
         smoothing = align_smoothing(config_smoothing(config), config, probs.shape[1], stats.intersection)
         terms = subset_terms(stats, config, smoothing, ops=TORCH)
         d_inter, d_pred = entry_gradients(terms, config, stats.intersection.shape)
-        prepared = prepare_target(probs, target, config, mask)
         p = activate(probs, None)
         C_in = probs.shape[1]
         keep = slice(1, None) if (not config.include_background and C_in > 1) else slice(None)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 
 from phidice.core.config import DEFAULT_EPS, JACCARD, CEConfig, DiceConfig, Overlap, split_options, tversky
-from phidice.losses.base import LossModule, config_smoothing
-from phidice.losses.compound import DiceCELoss, check_compound, dice_ce_from
-from phidice.losses.dice import dice_from
+from phidice.core.rules import check_compound
+from phidice.losses.base import config_smoothing
+from phidice.losses.compound import DiceCELoss, dice_ce_from
+from phidice.losses.dice import DiceLoss, dice_from
 from phidice.losses.gradient import DiceGradient, dice_gradient
 
 __all__ = ["tversky_loss", "jaccard_loss", "tversky_ce_loss", "jaccard_ce_loss", "TverskyLoss", "JaccardLoss",
@@ -67,7 +68,7 @@ def jaccard_ce_loss(input, target, *, mask=None, **options) -> torch.Tensor:
     return _ce_form(input, target, JACCARD, mask, options, "JaccardCELoss")
 
 
-class TverskyLoss(LossModule):
+class TverskyLoss(DiceLoss):
     """(Focal) Tversky loss with explicit Φ and ε; ``alpha`` weighs false positives, ``beta`` false negatives,
     ``gamma`` ≠ 1 gives the focal form (1 − T_φ)^γ. Other options as :class:`phidice.DiceLoss`.
 
@@ -77,20 +78,14 @@ class TverskyLoss(LossModule):
 
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0, phi="I", eps=DEFAULT_EPS,
                  **options):
-        super().__init__(DiceConfig(phi=phi, eps=eps, **_with_index(options, tversky(alpha, beta, gamma))))
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return dice_from(input, target, self.config, self.smoothing, mask)
+        super().__init__(phi, eps, **_with_index(options, tversky(alpha, beta, gamma)))
 
 
-class JaccardLoss(LossModule):
+class JaccardLoss(DiceLoss):
     """Jaccard (IoU) loss with explicit Φ and ε; options as :class:`phidice.DiceLoss`."""
 
     def __init__(self, phi="I", eps=DEFAULT_EPS, **options):
-        super().__init__(DiceConfig(phi=phi, eps=eps, **_with_index(options, JACCARD)))
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return dice_from(input, target, self.config, self.smoothing, mask)
+        super().__init__(phi, eps, **_with_index(options, JACCARD))
 
 
 class TverskyCELoss(DiceCELoss):
@@ -100,9 +95,6 @@ class TverskyCELoss(DiceCELoss):
     def __init__(self, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0, phi="I", eps=DEFAULT_EPS,
                  **options):
         super().__init__(phi, eps, **_with_index(options, tversky(alpha, beta, gamma)))
-
-    def forward(self, input, target, mask=None):
-        return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask)
 
 
 class JaccardCELoss(DiceCELoss):

@@ -20,10 +20,10 @@ import torch
 
 from phidice.core.checks import check_input, is_compiling, plain_tensor
 from phidice.core.config import CEConfig, DiceConfig, split_options
+from phidice.core.rules import check_compound, check_marginal, has_background
 from phidice.core.types import DiceStats
 from phidice.losses.base import config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from, marginal_log_probs
-from phidice.losses.compound import check_compound
 from phidice.sums import (
     activate,
     check_prepared_range,
@@ -37,14 +37,6 @@ __all__ = [
     "check_annotated", "leaf_keep", "merge_probabilities", "marginal_log_probs", "leaf_dice_loss",
     "marginal_dice_loss", "marginal_cross_entropy", "leaf_dice_ce_loss", "marginal_dice_ce_loss",
 ]
-
-
-def has_background(num_channels: int, activation) -> bool:
-    """Channel 0 is a background that absorbs unannotated classes for softmax/probabilities with C > 1.
-
-    Under ``activation="sigmoid"`` every channel is its own (possibly overlapping) class.
-    """
-    return num_channels > 1 and activation != "sigmoid"
 
 
 def check_annotated(annotated, input: torch.Tensor, activation, *, values: bool = True) -> torch.Tensor:
@@ -131,17 +123,6 @@ def merge_probabilities(probs: torch.Tensor, annotated: torch.Tensor) -> torch.T
     return probs * a + e0.view((1, C) + (1,) * (probs.ndim - 2)) * to_background
 
 
-def check_marginal(activation, what: str, num_channels: int | None = None) -> None:
-    """The marginal losses merge mutually exclusive classes into a background: softmax (or probabilities), C ≥ 2."""
-    if activation == "sigmoid":
-        raise ValueError(f"{what} sums the probabilities of mutually exclusive classes into the background and "
-                         f"needs activation='softmax' (or None with probabilities); got 'sigmoid' — "
-                         f"use the leaf loss for independent sigmoid channels")
-    if num_channels is not None and num_channels < 2:
-        raise ValueError(f"{what} needs a background channel and at least one class (C ≥ 2); "
-                         f"got C = {num_channels}")
-
-
 def check_marginal_fused(config: DiceConfig, what: str) -> None:
     if config.fused is True and config.include_background:
         raise ValueError(f"fused=True but {what} with include_background=True needs Σ_{{y=0}} p_u cross sums that "
@@ -189,6 +170,7 @@ def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, m
     check_input(input, config.activation, config.check_finite)
     if kind == "marginal":
         check_marginal(config.activation, "the marginal Dice", input.shape[1])
+    everything = annotated is None  # then the CE is plain: torch's fused kernel
     annotated = check_annotated(annotated, input, config.activation, values=config.validate_args)
     prepared = prepare_target(input, target, config, mask, check_range=False)
     stats, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
@@ -196,7 +178,8 @@ def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, m
     dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1], keep=keep)
     if ce is None:
         return dice
-    return ce.lambda_dice * dice + ce.lambda_ce * cross_entropy_from(input, prepared, config, ce, ce_weight, annotated)
+    flags = None if everything else annotated
+    return ce.lambda_dice * dice + ce.lambda_ce * cross_entropy_from(input, prepared, config, ce, ce_weight, flags)
 
 
 def _partial(kind: str, input, target, annotated, mask, config, options, with_ce: bool):
@@ -266,11 +249,12 @@ def marginal_ce_from(input, target, annotated, config: DiceConfig, ce: CEConfig,
     check_input(input, config.activation)
     if config.activation == "softmax":
         check_marginal(config.activation, "the marginal cross-entropy", input.shape[1])
+    everything = annotated is None  # then the CE is plain: torch's fused kernel
     annotated = check_annotated(annotated, input, config.activation, values=config.validate_args)
     prepared = prepare_target(input, target, config, mask)
     if config.validate_args:
         check_unannotated_labels(_target_sums(prepared, input), annotated)
-    return cross_entropy_from(input, prepared, config, ce, ce_weight, annotated)
+    return cross_entropy_from(input, prepared, config, ce, ce_weight, None if everything else annotated)
 
 
 def _target_sums(prepared, input: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig
+from phidice.core.rules import check_compound, check_marginal
 from phidice.losses.base import LossModule
-from phidice.losses.compound import check_compound
-from phidice.missing.functional import check_marginal, check_marginal_fused, marginal_ce_from, partial_loss
+from phidice.missing.functional import check_marginal_fused, marginal_ce_from, partial_loss
 
 
 class _PartialDice(LossModule):

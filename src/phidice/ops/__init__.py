@@ -1,13 +1,14 @@
-"""Fused, one-hot-free kernels for the per-(b, c) sums (see :mod:`phidice.core.stats`).
+"""Fused, one-hot-free kernels for the per-(b, c) sums (the caller is :func:`phidice.sums.stats_of_prepared`).
 
-Contract used by :func:`phidice.core.stats.compute_stats`:
+Contract:
 
 * ``fused_unsupported_reason(input, prepared, *, activation, squared) -> str | None`` — ``None`` when
   the fused path applies, else a short reason.
-* ``fused_stats(logits, labels, *, activation, mask) -> DiceStats`` — (B, C) sums with an autograd
-  backward that writes ∂L/∂logits directly from ∂L/∂(intersection, pred_sum). It checks that the
-  labels lie in [0, C) ([0, 1] for one sigmoid channel) with the core's error, so ``compute_stats``
-  skips its own pass: the numba kernel gets the range in its forward pass, the others run aminmax.
+* ``fused_stats(logits, labels, *, activation, mask, check_range) -> DiceStats`` — (B, C) sums with an
+  autograd backward that writes ∂L/∂logits directly from ∂L/∂(intersection, pred_sum). With
+  ``check_range`` it checks that the labels lie in [0, C) ([0, 1] for one sigmoid channel) with the core's
+  error, so the caller skips its own pass: the numba kernel gets the range in its forward pass, the others
+  run aminmax.
 
 Backends: ``"triton"`` (CUDA), ``"numba"`` (CPU, float32), ``"torch"`` (chunked PyTorch, any device and
 dtype). ``"auto"`` picks Triton for CUDA tensors when it imports, numba for float32 CPU tensors, and the
@@ -20,7 +21,8 @@ import os
 
 import torch
 
-from phidice.core.checks import check_label_range, label_upper
+from phidice.core.checks import check_label_range
+from phidice.core.rules import label_upper
 from phidice.core.deps import missing_dependency
 from phidice.core.types import DiceStats
 from phidice.ops import cpu, fallback
