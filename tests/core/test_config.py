@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -38,6 +39,8 @@ BAD_OPTIONS = [
     (dict(weighting="square"), ValueError, "weighting must be one of"),
     (dict(weighting="generalized"), ValueError, r"needs a Φ that sums over classes \('CI' or 'BCI'\)"),
     (dict(fused="yes"), ValueError, "fused must be True, False or 'auto'"),
+    (dict(fused=2), ValueError, "fused must be True, False or 'auto'"),
+    (dict(fused=1.0), ValueError, "fused must be True, False or 'auto'"),
     (dict(ignore_index=2.5), TypeError, "ignore_index must be an integer"),
     (dict(ignore_index=True), TypeError, "ignore_index must be an integer"),
     (dict(squared="no"), TypeError, "squared must be True or False"),
@@ -234,3 +237,12 @@ def test_buffers_left_behind_follow_the_input():
     out = loss(X.to("meta"), Y.to("meta"))
     assert out.device.type == "meta"
     assert loss.eps_nr.device.type == "cpu"
+
+
+def test_fused_flags_are_read_as_bools():
+    """0/1 and NumPy bools are False/True (the dispatch tests ``is True`` / ``is False``), not 'auto'."""
+    assert DiceConfig(fused=0).fused is False and DiceConfig(fused=np.False_).fused is False
+    assert DiceConfig(fused=1).fused is True and DiceConfig(fused=np.True_).fused is True
+    with pytest.raises(ValueError, match="fused=True but"):
+        phidice.dice_loss(X, Y, fused=1, squared=True)  # demanded, as fused=True
+    assert float(phidice.dice_loss(X, Y, fused=np.False_)) == float(phidice.dice_loss(X, Y, fused=False))

@@ -210,6 +210,47 @@ def test_options_of_the_index_are_checked():
         phidice.TverskyLoss(overlap=phidice.JACCARD)
     with pytest.raises(TypeError, match="overlap must be an Overlap"):
         phidice.DiceLoss(overlap="tversky")
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        phidice.TverskyLoss(alpha=float("inf"))
+
+
+@pytest.mark.parametrize("fields,match", [
+    (dict(gamma=0.0), "gamma > 0"),
+    (dict(gamma=-1.0), "gamma > 0"),
+    (dict(a=0.0), "a > 0"),
+    (dict(b_p=float("nan")), "Overlap.b_p must be a finite number"),
+    (dict(b_y=True), "Overlap.b_y must be a finite number"),
+    (dict(b_p=-0.5), "b_p ≥ 0, b_y ≥ 0"),
+    (dict(b_i=-2.0), "b_i \\+ b_p \\+ b_y > 0"),
+])
+def test_an_overlap_built_by_hand_is_checked(fields, match):
+    """Overlap is public (and DiceConfig.from_dict builds one): its own checks, not only tversky()'s."""
+    with pytest.raises(ValueError, match=match):
+        phidice.Overlap(**fields)
+    with pytest.raises(ValueError, match=match):
+        phidice.DiceConfig.from_dict({**phidice.DiceConfig().to_dict(), "overlap": {**vars(DICE), **fields}})
+
+
+def test_squared_tversky_whose_denominator_can_turn_negative_is_refused():
+    """Squared sums bound I only by √(P·Y): Tversky needs (√α − √β)² ≤ 1 there; Jaccard and Dice pass."""
+    with pytest.raises(ValueError, match="squared=True with this tversky index"):
+        phidice.TverskyLoss(alpha=10.0, beta=0.01, squared=True)
+    p, y = torch.rand(2, 3, 6, 6, dtype=torch.float64), torch.randint(0, 3, (2, 6, 6))
+    for loss in (phidice.TverskyLoss(alpha=1.0, beta=1.0, squared=True, activation=None),
+                 phidice.JaccardLoss(squared=True, activation=None),
+                 phidice.TverskyLoss(alpha=10.0, beta=0.01, activation=None)):
+        value = loss(p, y)
+        assert torch.isfinite(value) and 0 <= float(value) <= 1
+
+
+def test_no_heuristic_eps_without_weight_on_false_positives():
+    """Tversky α = 0: predictions on an empty map cost nothing, whatever ε — a clear error, not 0/0."""
+    assert torch.isfinite(phidice.tversky_loss(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4)), alpha=0.0,
+                                               beta=1.0))
+    with pytest.raises(ValueError, match="no heuristic ε; use alpha > 0"):
+        heuristic_eps_scale(tversky(0.0, 1.0))
+    with pytest.raises(ValueError, match="no heuristic ε; use alpha > 0"):
+        phidice.explain(volumes=[100], loss="tversky", alpha=0.0, beta=1.0)
 
 
 # ------------------------------------------------------------------------------------------- ε heuristic

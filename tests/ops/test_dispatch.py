@@ -79,3 +79,40 @@ def test_fallback_is_used_when_forced(monkeypatch):
     monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "torch")
     phidice.dice_loss(torch.randn(1, 2, 5), torch.randint(0, 2, (1, 5)), fused=True)
     assert calls == [1]
+
+
+def _refuse_import(monkeypatch, refused: str, error: ImportError):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name == refused:
+            raise error
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+
+
+def test_unusable_numba_falls_back_to_torch(monkeypatch):
+    """numba installed but unusable (its own ImportError, e.g. built for another NumPy): the torch kernels."""
+    monkeypatch.setattr(cpu, "_kernels", None)
+    monkeypatch.setattr(cpu, "_import_error", None)
+    _refuse_import(monkeypatch, "numba", ImportError("Numba needs NumPy 2.3 or less"))
+    assert cpu.kernels() is None and "Numba needs NumPy 2.3 or less" in cpu._import_error
+    x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    assert not cpu.available()
+    torch.testing.assert_close(phidice.dice_loss(x, y, fused=True), phidice.dice_loss(x, y, fused=False))
+
+
+def test_a_broken_kernel_module_is_an_error(monkeypatch):
+    """An ImportError inside phidice's own numba module is raised, not hidden behind the slower path."""
+    import sys
+
+    pytest.importorskip("numba")
+    monkeypatch.setattr(cpu, "_kernels", None)
+    monkeypatch.setattr(cpu, "_import_error", None)
+    monkeypatch.delattr(ops, "_numba_cpu", raising=False)
+    monkeypatch.setitem(sys.modules, "phidice.ops._numba_cpu", None)
+    with pytest.raises(ImportError, match="_numba_cpu"):
+        cpu.kernels()

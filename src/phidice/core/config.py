@@ -153,6 +153,19 @@ class Overlap:
     b_y: float = 1.0
     gamma: float = 1.0
 
+    def __post_init__(self):
+        for key in ("a", "b_i", "b_p", "b_y", "gamma"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"Overlap.{key} must be a finite number; got {value!r}")
+        if self.a <= 0 or self.gamma <= 0:
+            raise ValueError(f"Overlap needs a > 0 and gamma > 0; got a = {self.a}, gamma = {self.gamma}")
+        # I ≤ min(P, Y) for probabilities: b_P, b_Y ≥ 0 and b_I + b_P + b_Y > 0 keep the denominator ≥ 0, and > 0
+        # wherever the overlap is
+        if self.b_p < 0 or self.b_y < 0 or self.b_i + self.b_p + self.b_y <= 0:
+            raise ValueError(f"Overlap needs b_p ≥ 0, b_y ≥ 0 and b_i + b_p + b_y > 0 (else its denominator can "
+                             f"vanish or turn negative); got b_i = {self.b_i}, b_p = {self.b_p}, b_y = {self.b_y}")
+
 
 DICE = Overlap()
 JACCARD = Overlap("jaccard", 1.0, -1.0, 1.0, 1.0)
@@ -167,6 +180,9 @@ def tversky(alpha: float, beta: float, gamma: float = 1.0) -> Overlap:
     gamma = check_number("gamma", gamma)
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0; got {gamma}")
+    for key, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be finite; got {value}")
     return Overlap("tversky", 1.0, 1.0 - alpha - beta, alpha, beta, gamma)
 
 
@@ -215,8 +231,10 @@ class DiceConfig:
         check_choice("weighting", self.weighting, WEIGHTINGS)
         check_empty(self.empty, "loss")
         check_choice("reduction", self.reduction, REDUCTIONS)
-        if self.fused not in FUSED:
-            raise ValueError(f"fused must be True, False or 'auto'; got {self.fused!r}")
+        if not (isinstance(self.fused, str) and self.fused == "auto"):
+            if self.fused not in FUSED or isinstance(self.fused, float):
+                raise ValueError(f"fused must be True, False or 'auto'; got {self.fused!r}")
+            put("fused", bool(self.fused))  # the users test `is True` / `is False`
         if self.ignore_index is not None:
             if isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, Integral):
                 raise TypeError(f"ignore_index must be an integer or None; got {self.ignore_index!r}")
@@ -228,6 +246,12 @@ class DiceConfig:
             )
         if not isinstance(self.overlap, Overlap):
             raise TypeError(f"overlap must be an Overlap; got {type(self.overlap).__name__}")
+        o = self.overlap
+        if self.squared and o.b_i < 0 and o.b_i ** 2 > 4 * o.b_p * o.b_y:
+            # squared sums only bound I by √(P·Y): b_P·P + b_Y·Y + b_I·I ≥ 0 needs b_I² ≤ 4·b_P·b_Y
+            raise ValueError(f"squared=True with this {o.name} index can make its denominator negative (b_I² > "
+                             f"4·b_P·b_Y: b_i = {o.b_i}, b_p = {o.b_p}, b_y = {o.b_y}; for Tversky, "
+                             f"(√alpha − √beta)² > 1); use squared=False")
 
     @property
     def eps_nr_value(self):
@@ -244,7 +268,7 @@ class DiceConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """JSON-ready options (Φ as its name, per-class values as lists); ``DiceConfig(**d)`` rebuilds it."""
+        """JSON-ready options (Φ as its name, per-class values as lists); :meth:`from_dict` rebuilds it."""
         out = dataclasses.asdict(self)
         out["phi"] = self.phi.value
         for k, v in out.items():
@@ -263,6 +287,7 @@ class DiceConfig:
 
     @classmethod
     def from_dict(cls, options: dict) -> "DiceConfig":
+        """The config that :meth:`to_dict` wrote (the overlap given as a dict)."""
         options = dict(options)
         if isinstance(options.get("overlap"), dict):
             options["overlap"] = Overlap(**options["overlap"])

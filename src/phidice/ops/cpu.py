@@ -18,25 +18,29 @@ import os
 import numpy as np
 import torch
 
-from phidice.core.checks import check_label_range, label_upper
-from phidice.core.deps import missing_dependency
+from phidice.core.checks import check_label_range
+from phidice.core.rules import label_upper
 
 _kernels = None
 _import_error: str | None = None
 
 
 def kernels():
-    """The numba module, or None when numba is missing or fails to import (reason in ``_import_error``)."""
+    """The numba kernels, or None when numba is missing or does not import (reason in ``_import_error``).
+
+    numba that is installed but unusable (built for another NumPy, say) falls back like a missing one; an
+    error in phidice's own kernel module is raised, never hidden behind the slower path.
+    """
     global _kernels, _import_error
     if _kernels is None and _import_error is None:
         try:
-            from phidice.ops import _numba_cpu  # optional backend (numba): imported on first use
-
-            _kernels = _numba_cpu
+            import numba  # noqa: F401  (optional backend: imported on first use)
         except ImportError as err:
-            if not missing_dependency(err, "numba", "llvmlite"):
-                raise  # a broken kernel module is an error, not a reason to fall back
             _import_error = f"{type(err).__name__}: {err} (pip install phidice[numba] for the fused CPU kernel)"
+            return None
+        from phidice.ops import _numba_cpu
+
+        _kernels = _numba_cpu
     return _kernels
 
 
