@@ -18,7 +18,6 @@ Scenes (each a batch of ``batch_size`` images, every class of an image empty or 
 
 from __future__ import annotations
 
-import io as _stdio
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -443,7 +442,5 @@ def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5, index
         ax.set_ylabel("∂L_φ/∂ỹ at y=0 (one φ)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = _stdio.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path

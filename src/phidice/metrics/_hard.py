@@ -1,7 +1,7 @@
 """Hard (binarised) segmentations brought to per-image, per-class counts.
 
 The metrics reuse the loss's sufficient statistics: for hard predictions p ∈ {0, 1} and references
-y ∈ {0, 1}, :func:`hard_stats` returns a :class:`~phidice.core.stats.DiceStats` of exact int64
+y ∈ {0, 1}, :func:`hard_stats` returns a :class:`~phidice.core.types.DiceStats` of exact int64
 counts per image b and class c — intersection Σ p·y, prediction volume Σ p and reference volume Σ y —
 which every Φ then sums exactly as the loss does.
 
@@ -25,6 +25,11 @@ import numpy as np
 import torch
 
 from phidice.core.types import DiceStats
+
+
+def reported_classes(C: int, include_background: bool) -> list[int]:
+    """The classes a metric reports: all C, or 1 … C − 1 without the background (a single channel is kept)."""
+    return list(range(C)) if include_background or C == 1 else list(range(1, C))
 
 
 class Hard(NamedTuple):

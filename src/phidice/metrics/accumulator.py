@@ -14,7 +14,7 @@ from phidice.core.config import check_empty
 from phidice.core.phi import Phi, parse_phi
 from phidice.core.types import DiceStats
 from phidice.metrics._hard import hard_stats
-from phidice.metrics.dice import EMPTY_CONVENTIONS, reduce_scores, score_from_stats
+from phidice.metrics.dice import reduce_scores, score_from_stats
 
 
 def _pad_classes(stats: DiceStats, C: int) -> DiceStats:

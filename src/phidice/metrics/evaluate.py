@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phidice.core.config import check_choice
+from phidice.core.config import check_choice, check_empty
 from phidice.core.deps import require
 from phidice.core.types import DiceStats
 from phidice.io import as_label_array, atomic_write, image_stem, list_label_files, read_image, read_label_image
 from phidice.metrics import surface
-from phidice.metrics._hard import hard_stats
+from phidice.metrics._hard import hard_stats, reported_classes
 from phidice.metrics.bootstrap import CI_METHODS, TEST_METHODS, MeanCI, PairedTest, bootstrap_ci, paired_test
-from phidice.metrics.dice import EMPTY_CONVENTIONS, score_from_stats
+from phidice.metrics.dice import score_from_stats
 from phidice.metrics.roc import ROC, volume_roc
 from phidice.progress import progress as progress_bar
 
@@ -117,14 +117,6 @@ def load_pair(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
     return pred, ref, tuple(float(v) for v in spacing)
 
 
-def case_counts(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
-                num_classes: int | None = None) -> tuple[DiceStats, float]:
-    """Counts (1, C) of one pair and the volume of one voxel in ml, with checks that name the files."""
-    score = score_case(*load_pair(pred_path, gt_path, threshold=threshold, spacing=spacing), pred_path, gt_path,
-                       num_classes=num_classes)
-    return score.stats, score.voxel_ml
-
-
 @dataclass
 class CaseScore:
     """One pair: counts (1, C_case), voxel volume in ml, and with a tolerance (HD95, NSD) of classes 0..C_case − 1
@@ -147,7 +139,7 @@ def score_case(pred: np.ndarray, ref: np.ndarray, spacing, pred_path, gt_path, *
     score = CaseScore(stats, float(np.prod(np.asarray(spacing, dtype=np.float64))) / 1000.0)
     if tolerance is not None:
         C = stats.intersection.shape[1]
-        classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
+        classes = reported_classes(C, include_background)
         if C == 1:  # a single class is the foreground label 1
             pred, ref = (pred == 1).astype(np.int64), (ref == 1).astype(np.int64)
             classes = [1]
@@ -232,8 +224,7 @@ class Evaluation:
 def check_options(*, empty, spacing, threshold, num_classes, surface_tolerance=None):
     """The shared options of :func:`evaluate_folders` and :func:`~phidice.metrics.compare.compare_folders`,
     checked and normalised (errors name the command-line option)."""
-    if empty not in EMPTY_CONVENTIONS:
-        raise ValueError(f"empty must be one of {', '.join(EMPTY_CONVENTIONS)}; got {empty!r}")
+    check_empty(empty, "score")
     if spacing is not None:
         spacing = tuple(float(s) for s in spacing)
         if not all(np.isfinite(s) and s > 0 for s in spacing):
@@ -263,7 +254,7 @@ def assemble(cases: list[str], scores: list[CaseScore], *, num_classes_seen: int
     C = num_classes_seen
     stats = DiceStats(*(torch.cat([torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ts], 0)
                         for ts in zip(*(s.stats for s in scores))))
-    classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
+    classes = reported_classes(C, include_background)
     stats = stats.select_classes(classes)
     ev = Evaluation(cases=list(cases), classes=classes, stats=stats,
                     voxel_ml=np.asarray([s.voxel_ml for s in scores], dtype=np.float64),

@@ -44,10 +44,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from phidice.core.config import check_choice
+from phidice.core.config import check_choice, check_empty
 from phidice.core.deps import require
-from phidice.metrics._hard import layout, layout_classes
-from phidice.metrics.dice import EMPTY_CONVENTIONS
+from phidice.metrics._hard import layout, layout_classes, reported_classes
 from phidice.metrics.volume import check_spacing
 
 
@@ -208,7 +207,7 @@ def _as_masks(pred, target, num_classes, threshold, include_background):
     if len(shape) < 2:
         raise ValueError(f"surface metrics need a batch axis and at least one spatial axis; got shape {shape}")
     C = layout_classes(lay, num_classes)
-    classes = list(range(C)) if include_background or C == 1 else list(range(1, C))
+    classes = reported_classes(C, include_background)
     sides = [(labels[name].cpu().numpy(), None) if name in labels else (None, h.maps.cpu().numpy())
              for name, h in (("pred", p), ("target", t))]
 
@@ -237,7 +236,7 @@ def surface_metrics(pred, target, spacing, *, tolerance=None, num_classes: int |
         hd_worst: HD95 of a missed or hallucinated structure: "diagonal" (image diagonal, default), a
             distance in mm, or float("inf").
     """
-    check_choice("empty", empty, EMPTY_CONVENTIONS)
+    check_empty(empty, "score")
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be a number in [0, 100]; got {percentile!r}")
     B, classes, S, get = _as_masks(pred, target, num_classes, threshold, include_background)
