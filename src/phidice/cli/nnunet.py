@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -84,26 +83,14 @@ def _add_add_config(sub) -> None:
     ac.set_defaults(func=run_add_config)
 
 
-def _integration():
-    try:
-        import phidice.integrations.nnunet as integration
-    except ImportError as err:
-        print(f"phidice nnunet: error: {err}", file=sys.stderr)
-        return None
-    return integration
-
-
 def run_trainers_path(args) -> int:
-    integration = _integration()
-    if integration is None:
-        return 2
-    print(integration.trainers_path())
+    from phidice.integrations.nnunet import trainers_path  # without nnU-Net: an ImportError that says what to install
+
+    print(trainers_path())
     return 0
 
 
 def run_make_partial(args) -> int:
-    if _integration() is None:
-        return 2
     from phidice.integrations.nnunet.partial import make_partial, resolve_dataset
 
     src = resolve_dataset(args.dataset, "nnUNet_raw")
@@ -127,8 +114,6 @@ def _eps_arg(values, name: str):
 
 
 def run_add_config(args) -> int:
-    if _integration() is None:
-        return 2
     from phidice.integrations.nnunet.partial import resolve_dataset
     from phidice.integrations.nnunet.plans import add_configuration
 

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 from phidice.integrations.nnunet.loss import checked_options
-from phidice.integrations.nnunet.options import ALLOWED_KEYS
 from phidice.integrations.nnunet.task import NNUNetTask
 from phidice.io import atomic_write
 
@@ -40,9 +39,6 @@ def add_configuration(dataset_dir, *, base: str, name: str, plans: str = "nnUNet
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch size must be an integer ≥ 1; got {batch_size!r}")
     options = dict(options or {})
-    unknown = sorted(set(options) - set(ALLOWED_KEYS))
-    if unknown:
-        raise ValueError(f"unknown phidice option(s) {unknown}; allowed: {', '.join(ALLOWED_KEYS)}")
 
     # the configuration as nnU-Net will resolve it, to check the options against its batch_dice and labels
     resolved = _resolve(configs, base)
