@@ -10,6 +10,7 @@ against full labelling.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -73,18 +74,25 @@ def _per_image(result, group_index: int, what: str, cls: int | None = None) -> n
     return v[rows]
 
 
+@functools.lru_cache(maxsize=4096)
+def _mean_ci(values: bytes):
+    """RESAMPLING.ci of float64 values given as bytes: each interval is bootstrapped once per report (seeded,
+    the same values give the same interval; the tables and results.json share them)."""
+    return RESAMPLING.ci(np.frombuffer(values, dtype=np.float64))
+
+
 def _ci(values: np.ndarray | None, spec: str) -> str:
     """"[low, high]" of the mean over the images, "[n < 2]" with fewer than two defined, "" without per-image data."""
     if values is None:
         return ""
-    ci = RESAMPLING.ci(values)
+    ci = _mean_ci(values.tobytes())
     if ci is None:
         return "[n < 2]"
     return f"[{ci.low:{spec}}, {ci.high:{spec}}]"
 
 
 def _ci_bounds(values: np.ndarray | None) -> tuple[float | None, float | None]:
-    ci = None if values is None else RESAMPLING.ci(values)
+    ci = None if values is None else _mean_ci(values.tobytes())
     return (None, None) if ci is None else (ci.low, ci.high)
 
 
