@@ -79,10 +79,13 @@ def child(cases: list[str], repeats: int, threads: int) -> dict:
             step(fn)
             step(fn)
         n = max(1, min(200, int(0.02 / _timed(lambda: step(fns["fused"]), 1))))  # ≥ ~20 ms per measurement
+        # Interleaved, every phidice measurement right after a MONAI one in both trees: what runs before a step
+        # matters (torch's OpenMP team keeps spinning after MONAI's ops and competes with numba's threads).
+        sequence = ["monai", "fused"] + (["monai", "unchecked"] if has_validate else [])
         rounds = {k: [] for k in fns}
-        for _ in range(repeats):  # interleaved: every implementation once per round
-            for k, fn in fns.items():
-                rounds[k].append(_timed(lambda: step(fn), n))
+        for _ in range(repeats):
+            for k in sequence:
+                rounds[k].append(_timed(lambda: step(fns[k]), n))
         out[case] = {k: statistics.median(v) for k, v in rounds.items()}
     return out
 
@@ -113,7 +116,7 @@ def table(results: dict, args, ref: str, head: str) -> str:
         f"- trees: before = `{ref}`, now = `{head}` (working tree); {args.rounds} rounds, the order of the trees "
         f"alternating; per round, tree and case one process, median of {args.repeats} interleaved measurements per "
         f"implementation, each the mean of n consecutive forward+backward steps (n ≥ 1 so that it lasts ≥ 20 ms; "
-        f"heap trimmed before each measurement)",
+        f"heap trimmed before each measurement; each phidice measurement right after a MONAI one)",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, torch threads {args.threads}; {datetime.datetime.now():%Y-%m-%dT%H:%M}, "
         f"load average {os.getloadavg()[0]:.2f} at the end",
