@@ -142,3 +142,31 @@ def test_reproduce_rejects_bad_arguments(tmp_path):
         reproduce(str(tmp_path), preset="smoke", iterations=0)
     with pytest.raises(ValueError, match="tasks"):
         reproduce(str(tmp_path), preset="smoke", tasks=("other",), progress=False)
+
+
+def test_parallel_grid_equals_the_sequential_one(smoke, tmp_path):
+    """threads=2 trains two runs at a time, one process and one torch thread each: the same runs, the same
+    numbers as one after the other with one thread (float32 rounding aside), every output, no worker files."""
+    out, _ = smoke
+    messages = []
+    path = reproduce(str(tmp_path), preset="smoke", threads=2, progress=False, log=messages.append)
+    assert any("2 at a time" in m for m in messages)
+    assert os.path.exists(path) and not os.path.exists(tmp_path / ".workers")
+    seq = sorted(os.listdir(os.path.join(out, "runs")))
+    assert sorted(os.listdir(tmp_path / "runs")) == seq
+    for name in seq:
+        a = json.loads(open(os.path.join(out, "runs", name)).read())
+        b = json.loads((tmp_path / "runs" / name).read_text())
+        assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5), name
+        assert np.allclose(np.asarray(b["per_image"]["pred_ml"], float), np.asarray(a["per_image"]["pred_ml"], float),
+                           rtol=1e-4, atol=1e-6), name
+    assert "jobs=2" in open(path).read()
+
+
+def test_a_failing_worker_stops_the_grid_with_its_log(tmp_path):
+    exps, _ = build_experiments(PRESETS["smoke"], tasks=("binary",))
+    bad = grid_mod.GridSettings(images=2, device="nosuchdevice", progress=False)
+    with pytest.raises(RuntimeError, match=r"grid worker \d failed .*(?s:.*)nosuchdevice"):
+        grid_mod.run_grid(exps, bad, str(tmp_path), log=lambda *a: None, jobs=2)
+    with pytest.raises(ValueError, match="jobs must be an integer ≥ 1"):
+        reproduce(str(tmp_path), preset="smoke", jobs=0)

@@ -41,7 +41,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--missing-group", default=None,
                    help="plain layout: the group whose labels go missing (default: the smaller one)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="CPU threads in all (default 2): on the CPU, --jobs runs train at once with threads/jobs "
+                        "torch threads each")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once on the CPU, each in its own process (default: --threads, one thread "
+                        "each; 1 on a GPU and under torchrun)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine-decayed; default 1e-3)")
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny grid, for tests
@@ -64,7 +69,7 @@ def run(args) -> int:
         path = reproduce(args.out, preset=preset, images=args.images, iterations=args.iterations, batch_sizes=args.batch_sizes,
                          tasks=tasks, data=args.data, layout=args.layout, device=args.device, threads=args.threads,
                          seed=args.seed, lr=args.lr, progress=not args.no_progress,
-                         slices_per_case=args.slices_per_case, missing_group=args.missing_group)
+                         slices_per_case=args.slices_per_case, missing_group=args.missing_group, jobs=args.jobs)
     finally:
         if joined:
             distributed.dist.destroy_process_group()

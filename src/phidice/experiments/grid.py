@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
+import subprocess
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -164,11 +168,13 @@ def _comparable(settings: dict) -> dict:
     return {k: settings.get(k) for k in ("images", "iterations", "lr", "base_channels", "levels", "seed")}
 
 
-def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *, log=print) -> dict:
+def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *, log=print, jobs: int = 1,
+             threads: int = 1) -> dict:
     """Run every configuration of every experiment, skipping those whose result file exists (resume).
 
     Returns {run key: result}. The set of runs to do is fixed before any training, so all ranks of a
-    torchrun job agree on it; only rank 0 writes.
+    torchrun job agree on it; only rank 0 writes. ``jobs`` > 1 (CPU, no torchrun) trains that many runs at
+    once, each in its own process with ``threads`` torch threads (:func:`run_parallel`).
     """
     rank, _, distributed = distributed_info()
     done = {r.key: load_result(out, r) for e in experiments for r in e.runs}
@@ -182,6 +188,9 @@ def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *,
     if skipped and rank == 0:
         log(f"resuming: {skipped} of {len(done)} runs already done in {out}")
     results = {k: v for k, v in done.items() if v is not None}
+    if jobs > 1 and len(todo) > 1 and not distributed:
+        run_parallel(todo, settings, out, jobs=min(jobs, len(todo)), threads=threads)
+        return {**results, **{r.key: load_result(out, r) for _, r in todo}}
     bar = progress_bar(todo, desc="grid", disable=not settings.progress or rank != 0, unit="run")
     for exp, run in bar:
         bar.set_postfix_str(run.key)
@@ -189,3 +198,53 @@ def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *,
         if distributed:
             torch.distributed.barrier()
     return results
+
+
+def run_parallel(todo: list, settings: GridSettings, out: str, *, jobs: int, threads: int) -> None:
+    """Train the runs of ``todo`` in ``jobs`` worker processes (:mod:`phidice.experiments.worker`).
+
+    The runs are dealt out longest first (steps ∝ 1/B); a worker that fails stops the others and raises with
+    the end of its log; an interrupt (Ctrl-C) stops them all. Finished runs stay written, so re-running resumes.
+    """
+    work = os.path.join(out, ".workers")
+    os.makedirs(work, exist_ok=True)
+    order = sorted(todo, key=lambda er: settings.steps(er[1].batch_size), reverse=True)
+    quiet = replace(settings, progress=False)
+    procs, logs = [], []
+    try:
+        for i in range(jobs):
+            job = os.path.join(work, f"job{i}.pkl")
+            atomic_write(job, pickle.dumps({"runs": order[i::jobs], "settings": quiet, "out": out,
+                                            "threads": threads}))
+            logs.append(os.path.join(work, f"job{i}.log"))
+            with open(logs[-1], "wb") as log_file:
+                procs.append(subprocess.Popen([sys.executable, "-m", "phidice.experiments.worker", job],
+                                              stdout=log_file, stderr=subprocess.STDOUT))
+        keys = [r.key for _, r in todo]
+        bar = progress_bar(total=len(todo), desc=f"grid ({jobs} workers)", disable=not settings.progress, unit="run")
+        shown = 0
+        while True:
+            running = [p.poll() is None for p in procs]
+            finished = sum(os.path.exists(os.path.join(out, "runs", f"{k}.json")) for k in keys)
+            bar.update(finished - shown)
+            shown = finished
+            if not any(running) or any(p.returncode not in (None, 0) for p in procs):
+                break
+            time.sleep(0.5)
+        bar.close()
+        for i, p in enumerate(procs):
+            if p.poll() not in (None, 0):
+                with open(logs[i], "rb") as f:
+                    tail = f.read()[-4000:].decode(errors="replace")
+                raise RuntimeError(f"grid worker {i} failed (exit {p.returncode}); the runs it finished are kept "
+                                   f"(re-run to resume). Its log ends:\n{tail}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    shutil.rmtree(work, ignore_errors=True)

@@ -85,11 +85,16 @@ def reproduce(out: str | None = None, *, preset: str = "quick", images: int | No
               iterations: int | None = None, batch_sizes=None,
               tasks=("binary", "multiclass"), data: str | None = None, layout: str = "auto", device: str = "cpu",
               threads: int | None = 2, seed: int = 0, lr: float = 1e-3, progress: bool = True,
-              slices_per_case: int = 3, missing_group=None, log=print) -> str:
+              slices_per_case: int = 3, missing_group=None, jobs: int | None = None, log=print) -> str:
     """Run the grid of ``preset`` ("quick", "full" or "smoke") and write the report; returns report.md's path.
 
     Each run sees ``images`` training images (default: the preset's), i.e. ceil(images / B) steps;
     ``iterations`` fixes the number of steps for every B instead.
+
+    ``threads`` is the CPU budget: on the CPU the grid trains ``jobs`` runs at once, each in its own process
+    with threads // jobs torch threads; by default jobs = threads (the small U-Net's steps are too short for
+    a second thread to help one run, while two runs side by side take both cores). On a GPU or under torchrun
+    the runs go one after the other.
 
     Re-running with the same ``out`` resumes: runs whose results exist are skipped.
     """
@@ -104,10 +109,17 @@ def reproduce(out: str | None = None, *, preset: str = "quick", images: int | No
         raise ValueError(f"batch sizes must be integers ≥ 1; got {batch_sizes}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an integer ≥ 1; got {jobs!r}")
     if threads:
         torch.set_num_threads(threads)
     out = out or default_out()
-    rank, _, _ = distributed_info()
+    rank, _, distributed = distributed_info()
+    budget = threads or torch.get_num_threads()
+    if device != "cpu" or distributed:
+        jobs = 1
+    elif jobs is None:
+        jobs = max(1, min(budget, os.cpu_count() or 1))
     t0 = time.perf_counter()
     exps, vals = build_experiments(p, tasks=tasks, data=data, layout=layout, seed=seed,
                                    slices_per_case=slices_per_case, missing_group=missing_group,
@@ -117,11 +129,12 @@ def reproduce(out: str | None = None, *, preset: str = "quick", images: int | No
     if rank == 0:
         n = sum(len(e.runs) for e in exps)
         length = f"{iterations} steps" if iterations else f"{settings.images} images = ⌈{settings.images}/B⌉ steps"
-        log(f"phidice reproduce: {n} runs ({preset}, {length} each) -> {out}")
-    results = run_grid(exps, settings, out, log=log)
+        at_once = f", {jobs} at a time" if jobs > 1 else ""
+        log(f"phidice reproduce: {n} runs ({preset}, {length} each{at_once}) -> {out}")
+    results = run_grid(exps, settings, out, log=log, jobs=jobs, threads=max(1, budget // jobs))
     if rank != 0:
         return os.path.join(out, "report.md")
     meta = {"preset": preset, "images": settings.images, "iterations": iterations, "lr": lr, "seed": seed, "device": device,
             "data": data or "embedded MNI152 (nilearn)", "wall_seconds": round(time.perf_counter() - t0, 1),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "jobs": jobs}
     return write_report(results, out, datasets=vals, meta=meta)
