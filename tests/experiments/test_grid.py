@@ -168,5 +168,6 @@ def test_a_failing_worker_stops_the_grid_with_its_log(tmp_path):
     bad = grid_mod.GridSettings(images=2, device="nosuchdevice", progress=False)
     with pytest.raises(RuntimeError, match=r"grid worker \d failed .*(?s:.*)nosuchdevice"):
         grid_mod.run_grid(exps, bad, str(tmp_path), log=lambda *a: None, jobs=2)
+    assert not (tmp_path / ".workers").exists()  # job files and logs go with the workers
     with pytest.raises(ValueError, match="jobs must be an integer ≥ 1"):
         reproduce(str(tmp_path), preset="smoke", jobs=0)

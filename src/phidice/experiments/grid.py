@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -210,6 +211,9 @@ def run_parallel(todo: list, settings: GridSettings, out: str, *, jobs: int, thr
     os.makedirs(work, exist_ok=True)
     order = sorted(todo, key=lambda er: settings.steps(er[1].batch_size), reverse=True)
     quiet = replace(settings, progress=False)
+    # the workers import the phidice this process runs, wherever it came from
+    source = str(Path(__file__).resolve().parents[2])  # the folder holding phidice/
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
     procs, logs = [], []
     try:
         for i in range(jobs):
@@ -218,25 +222,25 @@ def run_parallel(todo: list, settings: GridSettings, out: str, *, jobs: int, thr
                                             "threads": threads}))
             logs.append(os.path.join(work, f"job{i}.log"))
             with open(logs[-1], "wb") as log_file:
-                procs.append(subprocess.Popen([sys.executable, "-m", "phidice.experiments.worker", job],
+                procs.append(subprocess.Popen([sys.executable, "-m", "phidice.experiments.worker", job], env=env,
                                               stdout=log_file, stderr=subprocess.STDOUT))
         keys = [r.key for _, r in todo]
         bar = progress_bar(total=len(todo), desc=f"grid ({jobs} workers)", disable=not settings.progress, unit="run")
         shown = 0
         while True:
-            running = [p.poll() is None for p in procs]
+            codes = [p.poll() for p in procs]
             finished = sum(os.path.exists(os.path.join(out, "runs", f"{k}.json")) for k in keys)
             bar.update(finished - shown)
             shown = finished
-            if not any(running) or any(p.returncode not in (None, 0) for p in procs):
+            if None not in codes or any(c not in (None, 0) for c in codes):
                 break
             time.sleep(0.5)
         bar.close()
-        for i, p in enumerate(procs):
-            if p.poll() not in (None, 0):
+        for i, code in enumerate(codes):
+            if code not in (None, 0):
                 with open(logs[i], "rb") as f:
                     tail = f.read()[-4000:].decode(errors="replace")
-                raise RuntimeError(f"grid worker {i} failed (exit {p.returncode}); the runs it finished are kept "
+                raise RuntimeError(f"grid worker {i} failed (exit {code}); the runs it finished are kept "
                                    f"(re-run to resume). Its log ends:\n{tail}")
     finally:
         for p in procs:
@@ -247,4 +251,4 @@ def run_parallel(todo: list, settings: GridSettings, out: str, *, jobs: int, thr
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-    shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,6 @@
 """One worker process of a parallel grid: ``python -m phidice.experiments.worker JOBFILE``.
 
-The job file (a pickle written by :func:`phidice.experiments.grid.run_grid`) holds the worker's share of the
+The job file (a pickle written by :func:`phidice.experiments.grid.run_parallel`) holds the worker's share of the
 runs, the grid settings, the output folder and its torch thread count; each finished run is written by
 :func:`~phidice.experiments.grid.run_one` exactly as in a sequential grid (atomically, so a grid stopped midway
 resumes). A separate interpreter rather than a multiprocessing pool: nothing of the caller's ``__main__`` is
