@@ -17,15 +17,23 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from typing import Literal, get_args
 
 from phidice.core.phi import Phi, parse_phi
 
 DEFAULT_EPS = 1e-5  # the library's negligible ε (MONAI's and nnU-Net's trainer value)
 
-ACTIVATIONS = ("softmax", "sigmoid", None)
-REDUCTIONS = ("mean", "sum", "none")
-EMPTY_MODES = ("smooth", "skip")  # how a subset φ with an empty target enters a *loss*; see EMPTY_SCORES
-WEIGHTINGS = (None, "generalized", "generalized_simple")
+# the choices of the options, as the types of their fields (the signatures of the losses show them)
+PhiName = Literal["I", "CI", "BI", "BCI"]
+Activation = Literal["softmax", "sigmoid"]
+Reduction = Literal["mean", "sum", "none"]
+EmptyMode = Literal["smooth", "skip"]
+Weighting = Literal["generalized", "generalized_simple"]
+
+ACTIVATIONS = (*get_args(Activation), None)
+REDUCTIONS = get_args(Reduction)
+EMPTY_MODES = get_args(EmptyMode)  # how a subset φ with an empty target enters a *loss*; see EMPTY_SCORES
+WEIGHTINGS = (None, *get_args(Weighting))
 FUSED = (True, False, "auto")
 
 # How the *metrics* score a φ whose reference is empty (phidice.metrics.dice_score, phidice evaluate). The
@@ -201,21 +209,21 @@ class DiceConfig:
             a negative or non-finite ε or weight; weighting with a Φ that does not sum classes.
     """
 
-    phi: Phi = Phi.I
+    phi: "Phi | PhiName" = Phi.I
     eps: "float | tuple[float, ...]" = DEFAULT_EPS
     eps_nr: "float | tuple[float, ...] | None" = None
     eps_dr: "float | tuple[float, ...] | None" = None
     eps_empty: "float | tuple[float, ...] | None" = None
-    activation: str | None = "softmax"
+    activation: "Activation | None" = "softmax"
     squared: bool = False
     include_background: bool = True
     class_weights: "float | tuple[float, ...] | None" = None
-    weighting: str | None = None
-    empty: str = "smooth"
+    weighting: "Weighting | None" = None
+    empty: EmptyMode = "smooth"
     ignore_index: int | None = None
-    reduction: str = "mean"
+    reduction: Reduction = "mean"
     check_finite: bool = False
-    fused: "bool | str" = "auto"
+    fused: "bool | Literal['auto']" = "auto"
     sync_batch: bool = False
     validate_args: bool = True
     overlap: Overlap = field(default=DICE)

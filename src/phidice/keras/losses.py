@@ -13,12 +13,15 @@ replica under ``tf.distribute`` (see docs/keras.md).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import ops
 
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, class_slice
 from phidice.core.rules import check_compound, check_marginal
+from phidice.core.signature import config_signature
 from phidice.core.supersets import check_superset_map
 from phidice.core.types import DiceStats, drop_background
 from phidice.equations import Smoothing, config_smoothing, loss_from_terms, smoothing_names, subset_terms
@@ -50,12 +53,18 @@ _TORCH_ONLY = {
     "sync_batch": "it gathers the batch over torch.distributed ranks; under tf.distribute Φ ∋ B spans the batch "
                   "of one replica (docs/keras.md says what to do)",
 }
+# the DiceConfig fields the Keras losses do not take: the torch-only ones and the index (Dice only here)
+KERAS_SKIP = (*_TORCH_ONLY, "overlap")
+# the options of a Keras loss and the keys of its get_config: every other DiceConfig field
+KERAS_OPTIONS = tuple(f.name for f in dataclasses.fields(DiceConfig) if f.name not in KERAS_SKIP)
+CE_OPTIONS = tuple(f.name for f in dataclasses.fields(CEConfig))
 
 
-def _reject(owner: str, unsupported: dict) -> None:
-    for name in unsupported:
+def _reject(owner: str, options: dict) -> None:
+    for name in options:
         if name in _TORCH_ONLY:
             raise TypeError(f"{owner} has no {name!r} option: {_TORCH_ONLY[name]}")
+    unsupported = set(options) - set(KERAS_OPTIONS)
     if unsupported:
         raise TypeError(f"{owner} got unexpected keyword argument(s) {', '.join(map(repr, sorted(unsupported)))}")
 
@@ -109,16 +118,10 @@ def _plain(value):
 class _PhiLoss(keras.losses.Loss):
     """What the Keras losses share: the :class:`DiceConfig`, the layout, the value checks, ``get_config``."""
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, eps_nr=None, eps_dr=None, eps_empty=None, activation="softmax",
-                 squared=False, include_background=True, class_weights=None, weighting=None, empty="smooth",
-                 ignore_index=None, reduction="mean", check_finite=False, validate_args=True, data_format=None,
-                 name=None, **unsupported):
-        _reject(type(self).__name__, unsupported)
-        self.config = DiceConfig(phi=phi, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr, eps_empty=eps_empty,
-                                 activation=activation, squared=squared, include_background=include_background,
-                                 class_weights=class_weights, weighting=weighting, empty=empty,
-                                 ignore_index=ignore_index, reduction=reduction, check_finite=check_finite,
-                                 validate_args=validate_args)
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None,
+                 **options):
+        _reject(type(self).__name__, options)
+        self.config = DiceConfig(phi=phi, eps=eps, **options)
         self.data_format = standardize_data_format(data_format)
         self._layout = Layout(self.data_format)
         # Keras's word for a mean is "sum_over_batch_size" (older Keras 3 releases know no other)
@@ -152,16 +155,14 @@ class _PhiLoss(keras.losses.Loss):
 
     def get_config(self) -> dict:
         c = self.config
-        out = {"name": self.name, "phi": c.phi.value}
-        for key in ("eps", "eps_nr", "eps_dr", "eps_empty", "activation", "squared", "include_background",
-                    "class_weights", "weighting", "empty", "ignore_index", "reduction", "check_finite",
-                    "validate_args"):
-            out[key] = _plain(getattr(c, key))
+        out = {"name": self.name, **{key: _plain(getattr(c, key)) for key in KERAS_OPTIONS}}
+        out["phi"] = c.phi.value
         out["data_format"] = self.data_format
         return out
 
 
 @keras.saving.register_keras_serializable(package="phidice")
+@config_signature(DiceConfig, skip=KERAS_SKIP)
 class DiceLoss(_PhiLoss):
     """Dice loss of Eq. 3 with explicit Φ and ε, the Keras form of :class:`phidice.DiceLoss`.
 
@@ -183,6 +184,7 @@ class DiceLoss(_PhiLoss):
 
 
 @keras.saving.register_keras_serializable(package="phidice")
+@config_signature(DiceConfig, CEConfig, skip=KERAS_SKIP)
 class DiceCELoss(_PhiLoss):
     """λ_dice · Dice + λ_ce · cross-entropy (binary cross-entropy for ``activation="sigmoid"``), the Keras form
     of :class:`phidice.DiceCELoss`.
@@ -191,10 +193,11 @@ class DiceCELoss(_PhiLoss):
     ``lambda_ce`` weigh the two terms, ``label_smoothing`` as in torch; ``ignore_index`` applies to both.
     """
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, lambda_dice=1.0, lambda_ce=1.0, ce_weight=None,
-                 label_smoothing=0.0, **options):
-        super().__init__(phi, eps, **options)
-        self.ce = CEConfig(lambda_dice, lambda_ce, ce_weight, label_smoothing)
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None,
+                 **options):
+        ce_options = {k: options.pop(k) for k in CE_OPTIONS if k in options}
+        super().__init__(phi, eps, data_format=data_format, name=name, **options)
+        self.ce = CEConfig(**ce_options)
         check_compound(self.config, "DiceCELoss")
 
     def _loss(self, y_true, y_pred, num_channels, checks):
@@ -214,8 +217,9 @@ class _PartialDice(_PhiLoss):
 
     _kind = "leaf"
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, labels_superset_map=None, **options):
-        super().__init__(phi, eps, **options)
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, labels_superset_map: dict | None = None,
+                 data_format: str | None = None, name: str | None = None, **options):
+        super().__init__(phi, eps, data_format=data_format, name=name, **options)
         if self._kind == "marginal":
             check_marginal(self.config.activation, type(self).__name__)
         self.labels_superset_map = None if labels_superset_map is None else \
@@ -271,6 +275,7 @@ class _PartialDice(_PhiLoss):
 
 
 @keras.saving.register_keras_serializable(package="phidice")
+@config_signature(DiceConfig, skip=KERAS_SKIP)
 class LeafDiceLoss(_PartialDice):
     """Leaf Dice (Fidon et al. 2021) over Φ, the Keras form of :class:`phidice.LeafDiceLoss`: the (image, class)
     entries of unannotated classes leave the subsets φ (and the background of a sample that misses a class).
@@ -281,6 +286,7 @@ class LeafDiceLoss(_PartialDice):
 
 
 @keras.saving.register_keras_serializable(package="phidice")
+@config_signature(DiceConfig, skip=KERAS_SKIP)
 class MarginalDiceLoss(_PartialDice):
     """Marginal Dice (Shi et al. 2021) over Φ, the Keras form of :class:`phidice.MarginalDiceLoss`: the
     probabilities of unannotated classes join the background, then their entries leave the subsets φ.

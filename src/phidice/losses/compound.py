@@ -11,6 +11,7 @@ import torch
 from phidice.core.checks import check_input, plain_tensor
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, split_options
 from phidice.core.rules import check_compound
+from phidice.core.signature import config_signature
 from phidice.core.types import drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from
@@ -28,6 +29,7 @@ def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight
     return ce.lambda_dice * dice + ce.lambda_ce * cross_entropy_from(input, prepared, config, ce, ce_weight)
 
 
+@config_signature(DiceConfig, CEConfig)
 def dice_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
                  config: DiceConfig | None = None, ce: CEConfig | None = None, **options) -> torch.Tensor:
     """λ_dice · Dice (any Φ/ε) + λ_ce · cross-entropy (BCE for sigmoid).
@@ -42,6 +44,7 @@ def dice_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tenso
     return dice_ce_from(input, target, config, ce, config_smoothing(config), mask=mask)
 
 
+@config_signature(DiceConfig, CEConfig)
 class DiceCELoss(LossModule):
     """Dice (the options of :class:`DiceLoss`) plus cross-entropy, or BCE for ``activation="sigmoid"``.
 
@@ -55,11 +58,9 @@ class DiceCELoss(LossModule):
 
     _buffer_names = LossModule._buffer_names + ("ce_weight",)
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
-                 ce_weight=None, label_smoothing: float = 0.0, **options):
-        options.setdefault("activation", "softmax")
-        super().__init__(DiceConfig(phi=phi, eps=eps, **options),
-                         CEConfig(lambda_dice, lambda_ce, ce_weight, label_smoothing))
+    def __init__(self, phi="I", eps=DEFAULT_EPS, **options):
+        dice_options, ce_options = split_options(options)
+        super().__init__(DiceConfig(phi=phi, eps=eps, **dice_options), CEConfig(**ce_options))
         self._check_config()
 
     def _check_config(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from phidice.core.config import DEFAULT_EPS, DiceConfig
+from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
 from phidice.sums import class_stats
@@ -24,6 +25,7 @@ def dice_from(input, target, config: DiceConfig, raw, mask=None) -> torch.Tensor
     return loss_from_sums(stats, config, raw, num_channels=input.shape[1])
 
 
+@config_signature(DiceConfig)
 def dice_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
               config: DiceConfig | None = None, **options) -> torch.Tensor:
     """Dice loss of Eq. 3 with explicit reduction subsets Φ and smoothing ε.
@@ -62,6 +64,7 @@ def dice_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor |
     return dice_from(input, target, config, config_smoothing(config), mask)
 
 
+@config_signature(DiceConfig)
 def loss_from_stats(stats: DiceStats, *, keep: torch.Tensor | None = None, num_channels: int | None = None,
                     config: DiceConfig | None = None, **options) -> torch.Tensor:
     """The loss of Eq. 3 from (B, C') sums (:func:`phidice.compute_stats`); options as :func:`dice_loss`.
@@ -76,6 +79,7 @@ def loss_from_stats(stats: DiceStats, *, keep: torch.Tensor | None = None, num_c
     return loss_from_sums(stats, config, config_smoothing(config), num_channels=C, keep=keep)
 
 
+@config_signature(DiceConfig)
 class DiceLoss(LossModule):
     """Dice loss of Eq. 3 with explicit Φ and ε; the options are those of :func:`phidice.dice_loss`.
 

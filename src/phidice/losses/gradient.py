@@ -19,6 +19,7 @@ import torch
 
 from phidice.core.checks import check_input
 from phidice.core.config import DEFAULT_EPS, DiceConfig
+from phidice.core.signature import config_signature
 from phidice.core.types import drop_background
 from phidice.core.xp import TORCH
 from phidice.equations import eq4, loss_from_terms, subset_terms
@@ -52,6 +53,7 @@ def entry_gradients(terms, config: DiceConfig, shape) -> tuple[torch.Tensor, tor
     return d_inter, d_pred
 
 
+@config_signature(DiceConfig, skip=("activation", "fused"))
 def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAULT_EPS, *,
                   mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> DiceGradient:
     """Eq. 4: the gradient of :func:`phidice.dice_loss` (with ``activation=None``) w.r.t. ``probs``.

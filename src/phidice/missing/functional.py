@@ -21,6 +21,7 @@ import torch
 from phidice.core.checks import check_input, is_compiling, plain_tensor
 from phidice.core.config import CEConfig, DiceConfig, split_options
 from phidice.core.rules import check_compound, check_marginal, has_background
+from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats
 from phidice.losses.base import config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from, marginal_log_probs
@@ -198,6 +199,7 @@ def _partial(kind: str, input, target, annotated, mask, config, options, with_ce
     return partial_loss(kind, input, target, annotated, config, config_smoothing(config), mask, ce)
 
 
+@config_signature(DiceConfig)
 def leaf_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *, mask: torch.Tensor | None = None,
                    config: DiceConfig | None = None, **options) -> torch.Tensor:
     """Leaf Dice (Fidon et al. 2021) over Φ: unannotated (image, class) entries leave the subsets φ.
@@ -211,6 +213,7 @@ def leaf_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
     return _partial("leaf", input, target, annotated, mask, config, options, with_ce=False)
 
 
+@config_signature(DiceConfig)
 def marginal_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
                        mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> torch.Tensor:
     """Marginal Dice (Shi et al. 2021) over Φ: p_u of unannotated classes is added to p_0, then they leave.
@@ -222,10 +225,22 @@ def marginal_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None
     return _partial("marginal", input, target, annotated, mask, config, options, with_ce=False)
 
 
+# the options of the marginal cross-entropy: those of the configs that a cross-entropy alone reads
+MARGINAL_CE_OPTIONS = ("activation", "ignore_index", "sync_batch", "validate_args", "ce_weight", "label_smoothing")
+
+
+def marginal_ce_options(options: dict, what: str) -> tuple[dict, dict]:
+    """(DiceConfig, CEConfig) keywords of a marginal cross-entropy; any other option is a TypeError."""
+    other = sorted(set(options) - set(MARGINAL_CE_OPTIONS))
+    if other:
+        raise TypeError(f"{what} got unexpected option(s) {', '.join(map(repr, other))}; its options are "
+                        f"{', '.join(MARGINAL_CE_OPTIONS)}")
+    return split_options(options)
+
+
+@config_signature(DiceConfig, CEConfig, only=MARGINAL_CE_OPTIONS)
 def marginal_cross_entropy(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
-                           activation: str = "softmax", ce_weight=None, ignore_index: int | None = None,
-                           mask: torch.Tensor | None = None, sync_batch: bool = False,
-                           label_smoothing: float = 0.0, validate_args: bool = True) -> torch.Tensor:
+                           mask: torch.Tensor | None = None, **options) -> torch.Tensor:
     """Cross-entropy with unannotated classes marginalised, averaged over the kept voxels (float32).
 
     softmax: −log p'_y with log p'_0 = logsumexp(z_0, z_u …) − logsumexp(z) (log space, stable).
@@ -235,9 +250,8 @@ def marginal_cross_entropy(input: torch.Tensor, target: torch.Tensor, annotated=
     voxel-wise, (B, *S) or (B, 1, *S). ``sync_batch``: under torch.distributed, the mean runs over the
     voxels of every rank (:func:`phidice.distributed.global_mean`).
     """
-    config = DiceConfig(activation=activation, ignore_index=ignore_index, sync_batch=sync_batch,
-                        validate_args=validate_args)
-    ce = CEConfig(ce_weight=ce_weight, label_smoothing=label_smoothing)
+    dice_options, ce_options = marginal_ce_options(options, "marginal_cross_entropy")
+    config, ce = DiceConfig(**dice_options), CEConfig(**ce_options)
     return marginal_ce_from(input, target, annotated, config, ce, mask=mask)
 
 
@@ -270,12 +284,14 @@ def _target_sums(prepared, input: torch.Tensor) -> torch.Tensor:
     return y.reshape(B, C, -1).sum(-1)
 
 
+@config_signature(DiceConfig, CEConfig)
 def marginal_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
                           **options) -> torch.Tensor:
     """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax only)."""
     return _partial("marginal", input, target, annotated, mask, config, options, with_ce=True)
 
 
+@config_signature(DiceConfig, CEConfig)
 def leaf_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
                       **options) -> torch.Tensor:
     """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (for sigmoid: BCE over the annotated channels).

@@ -10,10 +10,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig
+from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, split_options
 from phidice.core.rules import check_compound, check_marginal
+from phidice.core.signature import config_signature
 from phidice.losses.base import LossModule
-from phidice.missing.functional import check_marginal_fused, marginal_ce_from, partial_loss
+from phidice.missing.functional import (
+    MARGINAL_CE_OPTIONS,
+    check_marginal_fused,
+    marginal_ce_from,
+    marginal_ce_options,
+    partial_loss,
+)
 
 
 class _PartialDice(LossModule):
@@ -33,6 +40,7 @@ class _PartialDice(LossModule):
         return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask)
 
 
+@config_signature(DiceConfig)
 class LeafDiceLoss(_PartialDice):
     """Leaf Dice (Fidon et al. 2021) with explicit Φ and ε: unannotated (image, class) entries leave φ.
 
@@ -41,6 +49,7 @@ class LeafDiceLoss(_PartialDice):
     """
 
 
+@config_signature(DiceConfig)
 class MarginalDiceLoss(_PartialDice):
     """Marginal Dice (Shi et al. 2021) with explicit Φ and ε: unannotated probabilities join the background.
 
@@ -53,11 +62,9 @@ class MarginalDiceLoss(_PartialDice):
 class _PartialDiceCE(_PartialDice):
     _buffer_names = LossModule._buffer_names + ("ce_weight",)
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
-                 ce_weight=None, label_smoothing: float = 0.0, **options):
-        options.setdefault("activation", "softmax")
-        LossModule.__init__(self, DiceConfig(phi=phi, eps=eps, **options),
-                            CEConfig(lambda_dice, lambda_ce, ce_weight, label_smoothing))
+    def __init__(self, phi="I", eps=DEFAULT_EPS, **options):
+        dice_options, ce_options = split_options(options)
+        LossModule.__init__(self, DiceConfig(phi=phi, eps=eps, **dice_options), CEConfig(**ce_options))
         self._check_config()
 
     def _check_config(self) -> None:
@@ -69,29 +76,31 @@ class _PartialDiceCE(_PartialDice):
                             self.ce_weight)
 
 
+@config_signature(DiceConfig, CEConfig)
 class LeafDiceCELoss(_PartialDiceCE):
     """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (the voxel-wise counterpart of dropping a class)."""
 
 
+@config_signature(DiceConfig, CEConfig)
 class MarginalDiceCELoss(_PartialDiceCE):
     """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax), the counterpart of ``DiceCELoss``."""
 
     _kind = "marginal"
 
 
+@config_signature(DiceConfig, CEConfig, only=MARGINAL_CE_OPTIONS)
 class MarginalCrossEntropyLoss(nn.Module):
     """Cross-entropy with unannotated classes marginalised into the background (log-sum-exp; BCE over the
     annotated channels for ``activation="sigmoid"``); ``ce_weight`` is a buffer."""
 
-    def __init__(self, *, activation: str = "softmax", ce_weight=None, ignore_index: int | None = None,
-                 sync_batch: bool = False, label_smoothing: float = 0.0, validate_args: bool = True):
+    def __init__(self, **options):
         super().__init__()
-        self.config = DiceConfig(activation=activation, ignore_index=ignore_index, sync_batch=sync_batch,
-                                 validate_args=validate_args)
+        dice_options, ce_options = marginal_ce_options(options, type(self).__name__)
+        self.config = DiceConfig(**dice_options)
         if self.config.activation is None:
             raise ValueError("MarginalCrossEntropyLoss needs logits: activation must be 'softmax' or 'sigmoid'; "
                              "got None")
-        self.ce = CEConfig(ce_weight=ce_weight, label_smoothing=label_smoothing)
+        self.ce = CEConfig(**ce_options)
         weight = self.ce.ce_weight
         self.register_buffer("ce_weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
 
