@@ -168,16 +168,41 @@ def test_fused_equals_reference(kind, phi, dtype):
 
 def test_modules_equal_functional_and_compounds():
     x, y = _data()
-    torch.testing.assert_close(phidice.TverskyLoss(0.3, 0.7, 2.0, "BI", 1e-3)(x, y),
+    torch.testing.assert_close(phidice.TverskyLoss("BI", 1e-3, alpha=0.3, beta=0.7, gamma=2.0)(x, y),
                                phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, gamma=2.0, phi="BI", eps=1e-3))
     torch.testing.assert_close(phidice.JaccardLoss("CI")(x, y), phidice.jaccard_loss(x, y, phi="CI"))
     ce = torch.nn.functional.cross_entropy(x, y)
-    torch.testing.assert_close(phidice.TverskyCELoss(0.3, 0.7, lambda_ce=0.5)(x, y),
+    torch.testing.assert_close(phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5)(x, y),
                                phidice.tversky_loss(x, y, alpha=0.3, beta=0.7) + 0.5 * ce)
     torch.testing.assert_close(phidice.JaccardCELoss("BI")(x, y), phidice.jaccard_loss(x, y, phi="BI") + ce)
     torch.testing.assert_close(phidice.tversky_ce_loss(x, y, alpha=0.3, beta=0.7, lambda_ce=0.5),
-                               phidice.TverskyCELoss(0.3, 0.7, lambda_ce=0.5)(x, y))
+                               phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5)(x, y))
     torch.testing.assert_close(phidice.jaccard_ce_loss(x, y), phidice.JaccardCELoss()(x, y))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (phidice.TverskyLoss(0.3, 0.7, 2.0, "BI", 1e-3), phidice.TverskyLoss("BI", 1e-3, alpha=0.3, beta=0.7,
+                                                                                 gamma=2.0)),
+    lambda: (phidice.TverskyCELoss(0.3, 0.7, lambda_ce=0.5), phidice.TverskyCELoss(alpha=0.3, beta=0.7,
+                                                                                   lambda_ce=0.5)),
+], ids=["TverskyLoss", "TverskyCELoss"])
+def test_the_old_alpha_first_order_still_works_with_a_warning(make):
+    x, y = _data()
+    with pytest.warns(DeprecationWarning, match="phi and eps come first"):
+        old, new = make()
+    assert old.config == new.config
+    torch.testing.assert_close(old(x, y), new(x, y))
+
+
+def test_positional_arguments_are_checked():
+    with pytest.raises(TypeError, match="at most 2 positional arguments"):
+        phidice.TverskyLoss("BI", 1e-3, 0.3)
+    with pytest.raises(TypeError, match="multiple values for argument 'phi'"):
+        phidice.TverskyLoss("BI", phi="I")
+    with pytest.warns(DeprecationWarning):
+        g_old = phidice.tversky_gradient(torch.softmax(x := _data()[0], 1), _data()[1], 0.3, 0.7, 1.0, "CI")
+    g_new = phidice.tversky_gradient(torch.softmax(x, 1), _data()[1], "CI", alpha=0.3, beta=0.7)
+    torch.testing.assert_close(g_old.grad, g_new.grad)
 
 
 @pytest.mark.parametrize("phi", PHIS)

@@ -45,7 +45,9 @@ def test_options_pass_through_and_are_recorded():
     ({"phi": "IB"}, "'phi' must be one of"),
     ({"epsilon": 1}, r"unknown phidice option\(s\) \['epsilon'\]"),
     ({"eps": "big"}, "'eps' must be a number"),
-    ({"eps": -1}, "'eps' must be a finite number"),
+    ({"eps": -1}, "invalid phidice options: eps must be finite and ≥ 0"),  # checked by DiceConfig
+    ({"lambda_ce": -1}, "invalid phidice options: lambda_ce must be a number ≥ 0"),  # by CEConfig
+    ({"activation": "sigmoid"}, r"unknown phidice option\(s\) \['activation'\]"),  # the task decides it
     ({"eps": [1.0, 2.0, 3.0, 4.0, 5.0]}, "invalid phidice options"),  # the core's per-class check
     ({"lambda_dice": 0, "lambda_ce": 0}, "no loss left"),
     ({"include_background": "yes"}, "true or false"),
@@ -58,6 +60,20 @@ def test_bad_options_name_the_plans_file(raw, match):
     with pytest.raises(ValueError, match=match) as err:
         checked_options(raw, LABELS, source=SRC)  # the options, then the loss built from them
     assert str(err.value).startswith(SRC)
+
+
+def test_the_keys_are_the_fields_of_the_configs():
+    import dataclasses
+
+    from phidice.core.config import CEConfig, DiceConfig
+    from phidice.integrations.nnunet import options
+
+    fields = {f.name for f in dataclasses.fields(DiceConfig)} | {f.name for f in dataclasses.fields(CEConfig)}
+    assert set(options.ALLOWED_KEYS) == (fields - set(options.TRAINER_KEYS)) | {"eps_batches"}
+    assert len(options.ALLOWED_KEYS) == len(set(options.ALLOWED_KEYS))
+    o = resolve_options({"validate_args": False, "fused": "auto", "ce_weight": [1, 2, 3]}, LABELS)
+    assert o.dice_kwargs == {"validate_args": False, "fused": "auto"}
+    assert o.ce_kwargs == {"ce_weight": (1.0, 2.0, 3.0)}
 
 
 def test_entry_must_be_an_object():
