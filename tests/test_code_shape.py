@@ -26,6 +26,17 @@ def test_no_long_functions_without_a_reason():
     assert not long, "\n".join(long)
 
 
+def test_no_function_over_80_lines_even_on_purpose():
+    """Signature, docstring and body together: a longer function is split into named steps."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: "
+                            f"{node.end_lineno - node.lineno + 1} lines")
+    assert not long, "\n".join(long)
+
+
 def test_the_count_skips_the_docstring():
     tree = ast.parse('def f():\n    """doc\n    more"""\n    x = 1\n    return x\n')
     assert body_lines(tree.body[0]) == 2

@@ -28,7 +28,7 @@ import torch
 
 from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, Overlap, tversky
 from phidice.core.deps import require
-from phidice.core.phi import parse_phi
+from phidice.core.phi import Phi, parse_phi
 from phidice.epsilon import epsilon_stats, expected_volume
 from phidice.equations import eq4, heuristic_eps_scale
 from phidice.io import atomic_write
@@ -174,48 +174,85 @@ def explain(
 
     Target volumes are realised in whole voxels (rounded, at least 1); the realised values are reported.
     """
-    phi = parse_phi(phi)
-    index = loss_index(loss, alpha, beta, gamma)
-    scale = heuristic_eps_scale(index)
-    batch_size = _check_args(batch_size, intent, overlap, volumes, labels)
-    plot_path = _check_plot_path(plot)
+    setup = _setup(phi, batch_size, intent, overlap, volumes, labels, plot, loss, alpha, beta, gamma)
     if labels is not None:
-        m = _measure_labels(labels, phi, batch_size, num_classes=num_classes, ignore_index=ignore_index,
+        m = _measure_labels(labels, setup, num_classes=num_classes, ignore_index=ignore_index,
                             target_spacing=target_spacing, positives_only=positives_only, workers=workers,
                             progress=progress, include_background=include_background)
     else:
-        vol = _positive_vector(volumes, "volumes", None)
-        m = _Measured(list(range(vol.shape[0])), vol, None, vol * (batch_size if phi.sums_batch else 1), vol, [])
-    C = len(m.classes)
+        m = _measure_volumes(volumes, setup)
+    scene = _scene(m, predicted_volume, empty_predicted_volume, setup.overlap)
+    eps_vec = _eps_vector(eps, len(m.classes), setup.scale * np.asarray(m.expected, dtype=np.float64))
+    result = _explanation(setup, m, scene, eps_vec)
+    if setup.plot_path is not None:
+        plot_epsilon_curves(setup.plot_path, scene.volume, eps_vec, m.classes, overlap=setup.overlap,
+                            index=setup.index)
+        result.plot = str(setup.plot_path)
+    return result
 
+
+class _Setup(NamedTuple):
+    """The arguments of :func:`explain` that say what to explain, checked and parsed once at the entry."""
+
+    phi: Phi
+    index: Overlap  # the loss's overlap index
+    scale: float  # c of its heuristic ε = c·E[Σ_φ y]
+    batch_size: int
+    intent: "str | None"
+    overlap: float  # a: the intersection is a·min(volume, predicted)
+    loss: str
+    plot_path: "Path | None"
+
+
+def _setup(phi, batch_size, intent, overlap, volumes, labels, plot, loss, alpha, beta, gamma) -> _Setup:
+    index = loss_index(loss, alpha, beta, gamma)
+    batch_size = _check_args(batch_size, intent, overlap, volumes, labels)
+    return _Setup(parse_phi(phi), index, heuristic_eps_scale(index), batch_size, intent, overlap, loss,
+                  _check_plot_path(plot))
+
+
+class _Scene(NamedTuple):
+    """The volumes the synthetic batches realise, per shown class."""
+
+    volume: np.ndarray  # target volume of a non-empty map, whole voxels
+    predicted: np.ndarray
+    empty_predicted: np.ndarray
+    intersection: np.ndarray
+
+
+def _scene(m: "_Measured", predicted_volume, empty_predicted_volume, overlap: float) -> _Scene:
+    C = len(m.classes)
     Y = np.maximum(1.0, np.round(m.volume))
     P = Y.copy() if predicted_volume is None else _positive_vector(predicted_volume, "predicted_volume", C,
                                                                    allow_zero=True)
     P_empty = P.copy() if empty_predicted_volume is None else _positive_vector(
         empty_predicted_volume, "empty_predicted_volume", C, allow_zero=True)
-    inter = overlap * np.minimum(Y, P)
-    eps_vec = _eps_vector(eps, C, scale * np.asarray(m.expected, dtype=np.float64))
+    return _Scene(Y, P, P_empty, overlap * np.minimum(Y, P))
 
-    g = _scene_gradients(phi, index, eps_vec, batch_size, Y, P, inter, P_empty)
+
+def _explanation(setup: _Setup, m: "_Measured", scene: _Scene, eps_vec: np.ndarray) -> Explanation:
+    """The Eq. 4 values of the three scenes, their ratios, the flags, notes and the recommendation."""
+    B = setup.batch_size
+    g = _scene_gradients(setup.phi, setup.index, eps_vec, B, scene.volume, scene.predicted, scene.intersection,
+                         scene.empty_predicted)
     ref = np.abs(g["nonempty_g0"])
+    C = len(m.classes)
     ratio = np.divide(np.abs(g["empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     all_ratio = np.divide(np.abs(g["all_empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     flagged = ratio < FLAG_RATIO
-    result = Explanation(
-        phi=phi.value, eps=eps_vec.tolist(), batch_size=batch_size, classes=m.classes, volume=Y.tolist(),
-        predicted_volume=P.tolist(), intersection=inter.tolist(), empty_predicted_volume=P_empty.tolist(),
+    return Explanation(
+        phi=setup.phi.value, eps=eps_vec.tolist(), batch_size=B, classes=m.classes, volume=scene.volume.tolist(),
+        predicted_volume=scene.predicted.tolist(), intersection=scene.intersection.tolist(),
+        empty_predicted_volume=scene.empty_predicted.tolist(),
         nonempty_g0=g["nonempty_g0"].tolist(), nonempty_g1=g["nonempty_g1"].tolist(),
         empty_g0=g["empty_g0"].tolist(), all_empty_g0=g["all_empty_g0"].tolist(), ratio=ratio.tolist(),
         all_empty_ratio=all_ratio.tolist(), flagged=flagged.tolist(), empty_fraction=m.empty_fraction,
         expected_volume=np.asarray(m.expected, dtype=np.float64).tolist(),
-        recommendation=_recommend(intent, batch_size, scale * np.asarray(m.expected_image), m.empty_fraction, scale),
-        notes=m.notes + _notes(phi, batch_size, m.classes, m.empty_fraction, flagged),
-        loss=loss, eps_scale=scale,
+        recommendation=_recommend(setup.intent, B, setup.scale * np.asarray(m.expected_image), m.empty_fraction,
+                                  setup.scale),
+        notes=m.notes + _notes(setup.phi, B, m.classes, m.empty_fraction, flagged),
+        loss=setup.loss, eps_scale=setup.scale,
     )
-    if plot_path is not None:
-        plot_epsilon_curves(plot_path, Y, eps_vec, m.classes, overlap=overlap, index=index)
-        result.plot = str(plot_path)
-    return result
 
 
 def _check_args(batch_size, intent, overlap, volumes, labels) -> int:
@@ -242,10 +279,12 @@ class _Measured(NamedTuple):
     notes: list
 
 
-def _measure_labels(labels, phi, batch_size, *, num_classes, ignore_index, target_spacing, positives_only,
+def _measure_labels(labels, setup: _Setup, *, num_classes, ignore_index, target_spacing, positives_only,
                     workers, progress, include_background) -> _Measured:
-    """Typical volumes, empty fractions and E[Σ_φ y] of the classes found in the label maps."""
-    stats = epsilon_stats(labels, num_classes=num_classes, phi="I", ignore_index=ignore_index,
+    """Typical volumes, empty fractions and E[Σ_φ y] of the classes found in the label maps (the counts per
+    image, Φ = I; the batch sums of ``setup``'s Φ follow from them)."""
+    phi, batch_size = setup.phi, setup.batch_size
+    stats = epsilon_stats(labels, num_classes=num_classes, phi=Phi.I, ignore_index=ignore_index,
                           target_spacing=target_spacing, workers=workers, progress=progress)
     C = stats.volume_sum.shape[0]
     classes = list(range(0 if include_background else 1, C))
@@ -259,6 +298,13 @@ def _measure_labels(labels, phi, batch_size, *, num_classes, ignore_index, targe
         expected_volume(stats.volume_sum[classes], stats.n_positive[classes], stats.n_images, b, positives_only)
         for b in (batch_size if phi.sums_batch else 1, 1))
     return _Measured(classes, stats.mean_positive_volume[classes], empty_fraction, expected, expected_image, notes)
+
+
+def _measure_volumes(volumes, setup: _Setup) -> _Measured:
+    """The given typical volumes; E[Σ_φ y] sums B of them when φ spans the batch."""
+    vol = _positive_vector(volumes, "volumes", None)
+    expected = vol * (setup.batch_size if setup.phi.sums_batch else 1)
+    return _Measured(list(range(vol.shape[0])), vol, None, expected, vol, [])
 
 
 def _notes(phi, batch_size, classes, empty_fraction, flagged) -> list[str]:
