@@ -82,21 +82,6 @@ def test_the_missing_label_functionals_too(name):
     check(getattr(missing_functional, name), MISSING_FUNCTIONAL[name])
 
 
-def test_keras_losses_show_the_fields_less_the_torch_only_ones():
-    pytest.importorskip("keras")
-    from phidice import keras as pk
-    from phidice.keras.losses import KERAS_SKIP
-
-    for name, expected in (("DiceLoss", minus(DICE, KERAS_SKIP)), ("DiceCELoss", minus(DICE, KERAS_SKIP) + CE),
-                           ("LeafDiceLoss", minus(DICE, KERAS_SKIP)), ("MarginalDiceLoss", minus(DICE, KERAS_SKIP))):
-        cls = getattr(pk, name)
-        check(cls, expected)
-        assert {"data_format", "name"} <= set(inspect.signature(cls).parameters)
-        config = cls().get_config()  # get_config's keys: the same fields, and the layout and name
-        assert set(config) == set(expected) | {"name", "data_format"} | (
-            {"labels_superset_map"} if "Leaf" in name or "Marginal" in name else set())
-
-
 def test_phi_and_eps_lead_positionally_in_every_loss_class():
     for name, expected in TORCH.items():
         obj = getattr(phidice, name, None) or getattr(phidice.missing, name)
