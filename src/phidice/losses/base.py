@@ -133,5 +133,6 @@ class LossModule(nn.Module):
             module.ce = CEConfig(**{**module.ce.to_dict(), "ce_weight": value(b["ce_weight"])})
 
     def extra_repr(self) -> str:
+        """The options that differ from the defaults (``DiceLoss(phi='BI', eps=1.0)``)."""
         ce = "" if self.ce is None else ", " + ", ".join(f"{k}={v!r}" for k, v in self.ce.to_dict().items())
         return self.config.describe() + ce

@@ -32,10 +32,32 @@ def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight
 @config_signature(DiceConfig, CEConfig)
 def dice_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
                  config: DiceConfig | None = None, ce: CEConfig | None = None, **options) -> torch.Tensor:
-    """λ_dice · Dice (any Φ/ε) + λ_ce · cross-entropy (BCE for sigmoid).
+    """λ_dice · Dice (any Φ/ε) + λ_ce · cross-entropy (binary cross-entropy for ``activation="sigmoid"``).
 
-    ``options``: those of :func:`phidice.dice_loss` and of :class:`~phidice.core.config.CEConfig`
-    (``lambda_dice``, ``lambda_ce``, ``ce_weight``, ``label_smoothing``).
+    Args:
+        input, target, mask: as :func:`phidice.dice_loss`; ``ignore_index`` and ``mask`` apply to both terms
+            (the mask must be voxel-wise for the cross-entropy).
+        phi, eps, …: the Dice options of :func:`phidice.dice_loss`.
+        lambda_dice, lambda_ce: the weights of the two terms (≥ 0).
+        ce_weight: one weight per class in the cross-entropy (a weighted mean over voxels, as torch's).
+        label_smoothing: in [0, 1], as torch's.
+        config, ce: built :class:`~phidice.core.config.DiceConfig` / :class:`~phidice.core.config.CEConfig`;
+            the options given are applied on top of them.
+
+    Returns:
+        The loss, a 0-d tensor.
+
+    Raises:
+        ValueError / TypeError: ``activation=None`` or ``reduction="none"`` (the sum of two terms needs logits
+            and one value), a negative λ, or any bad Dice option.
+
+    Example:
+        >>> import torch
+        >>> from phidice import dice_ce_loss
+        >>> logits = torch.zeros(1, 2, 2)  # softmax ½ everywhere
+        >>> labels = torch.tensor([[0, 1]])
+        >>> dice_ce_loss(logits, labels, eps=0.0)  # Dice 1 − 1/2, plus cross-entropy log 2
+        tensor(1.1931)
     """
     dice_options, ce_options = split_options(options)
     config = DiceConfig.build(config, dice_options)
@@ -46,14 +68,24 @@ def dice_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tenso
 
 @config_signature(DiceConfig, CEConfig)
 class DiceCELoss(LossModule):
-    """Dice (the options of :class:`DiceLoss`) plus cross-entropy, or BCE for ``activation="sigmoid"``.
+    """λ_dice · Dice + λ_ce · cross-entropy (BCE for ``activation="sigmoid"``), the module form of
+    :func:`phidice.dice_ce_loss`.
 
-    ``ce_weight`` weighs classes in the cross-entropy (a weighted mean, as in ``torch``); ``lambda_dice``
-    and ``lambda_ce`` weigh the two terms; ``label_smoothing`` as in torch. ``ignore_index`` and ``mask``
-    apply to both.
+    Args:
+        phi, eps, …: the Dice options of :class:`DiceLoss`.
+        lambda_dice, lambda_ce, ce_weight, label_smoothing: the cross-entropy options
+            (:class:`~phidice.core.config.CEConfig`); ``ce_weight`` is a buffer. ``ignore_index`` and ``mask``
+            apply to both terms.
 
     Raises:
         ValueError: ``activation=None``, ``reduction="none"``, a negative λ, or any bad Dice option.
+
+    Example:
+        >>> import torch
+        >>> from phidice import DiceCELoss
+        >>> loss = DiceCELoss(phi="I", eps=0.0, lambda_ce=0.5)
+        >>> loss(torch.zeros(1, 2, 2), torch.tensor([[0, 1]]))  # 1/2 + 0.5 · log 2
+        tensor(0.8466)
     """
 
     _buffer_names = LossModule._buffer_names + ("ce_weight",)
@@ -67,4 +99,5 @@ class DiceCELoss(LossModule):
         check_compound(self.config, "DiceCELoss")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_ce_loss`."""
         return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask)

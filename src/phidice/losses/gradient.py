@@ -58,7 +58,32 @@ def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAUL
                   mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> DiceGradient:
     """Eq. 4: the gradient of :func:`phidice.dice_loss` (with ``activation=None``) w.r.t. ``probs``.
 
-    Same options as :func:`phidice.dice_loss`; ``probs`` are probabilities (B, C, *spatial).
+    Computed in closed form from the same Eq. 3 steps as the loss, independently of autograd, on the reference
+    path (no ``activation``, no ``fused``).
+
+    Args:
+        probs: probabilities (B, C, *spatial).
+        target, mask: as :func:`phidice.dice_loss`.
+        phi, eps, …: the options of :func:`phidice.dice_loss`.
+        config: a built :class:`~phidice.core.config.DiceConfig`; the options given are applied on top of it.
+
+    Returns:
+        :class:`DiceGradient`: ``grad`` (B, C, *spatial); ``g0`` / ``g1``, its (B, C') values at y = 0 / y = 1
+        voxels (None when ``squared``); ``loss``.
+
+    Raises:
+        ValueError: ``reduction="none"`` (no single gradient), ``sync_batch=True``, or any bad option.
+
+    Example:
+        >>> import torch
+        >>> from phidice import dice_gradient
+        >>> probs = torch.tensor([[[0.9, 0.2], [0.1, 0.8]]])  # (B, C, voxels)
+        >>> labels = torch.tensor([[0, 1]])
+        >>> g = dice_gradient(probs, labels, "I", 0.0)
+        >>> g.g0  # ω·N/D² at y = 0: ½·1.8/2.1² and ½·1.6/1.9²
+        tensor([[0.2041, 0.2216]])
+        >>> g.g1  # ω·(N/D² − 2/D) at y = 1
+        tensor([[-0.2721, -0.3047]])
     """
     config = DiceConfig(phi=phi, eps=eps, **options) if config is None else config.replace(**options)
     config = config.replace(activation=None, fused=False)

@@ -207,8 +207,32 @@ def leaf_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
     Per Φ: I — mean over the annotated (b, c); CI — per image, classes summed over its annotated ones;
     BI — per class, summed over the images where it is annotated; BCI — one sum over all annotated
     entries. The background takes part only in samples with every class annotated (elsewhere label 0
-    may hide an unannotated class). φ with no kept entry leave the mean. Options as
-    :func:`phidice.dice_loss`; the fused path applies as there.
+    may hide an unannotated class). φ with no kept entry leave the mean; the fused path applies as in
+    :func:`phidice.dice_loss`.
+
+    Args:
+        input: logits (or probabilities with ``activation=None``), shape (B, C, *spatial).
+        target: labels or a dense map, as :func:`phidice.dice_loss`; unannotated classes read as background.
+        annotated: (B, C) bool, the classes annotated in each sample (None: all of them).
+        phi, eps, …: the options of :func:`phidice.dice_loss` (``overlap=phidice.tversky(α, β)`` or
+            ``phidice.JACCARD`` for another index).
+        mask, config: as :func:`phidice.dice_loss`.
+
+    Returns:
+        The loss, a 0-d tensor (per φ with ``reduction="none"``).
+
+    Raises:
+        ValueError / TypeError: ``annotated`` not (B, C) bool or 0/1, a sample with nothing annotated, a label
+            of an unannotated class, or any error of :func:`phidice.dice_loss`.
+
+    Example:
+        >>> import torch
+        >>> from phidice.missing.functional import leaf_dice_loss
+        >>> probs = torch.tensor([[[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]])  # (B, C, voxels)
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> leaf_dice_loss(probs, labels, annotated, eps=0.0, activation=None)  # class 1 only: 1 − 1.4/2
+        tensor(0.3000)
     """
     return _partial("leaf", input, target, annotated, mask, config, options, with_ce=False)
 
@@ -221,6 +245,30 @@ def marginal_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None
     With ``include_background=True`` this runs the dense reference path (``fused=True`` is an error); with
     ``include_background=False`` the marginal Dice equals the leaf Dice on the foreground and takes the
     per-(b, c) (fused when available) path.
+
+    Args:
+        input: logits (or probabilities with ``activation=None``), shape (B, C, *spatial).
+        target: labels or a dense map, as :func:`phidice.dice_loss`; unannotated classes read as background.
+        annotated: (B, C) bool, the classes annotated in each sample (None: all of them).
+        phi, eps, …: the options of :func:`phidice.dice_loss` (``overlap=phidice.tversky(α, β)`` or
+            ``phidice.JACCARD`` for another index).
+        mask, config: as :func:`phidice.dice_loss`.
+
+    Returns:
+        The loss, a 0-d tensor (per φ with ``reduction="none"``).
+
+    Raises:
+        ValueError / TypeError: ``activation="sigmoid"`` (no exclusive classes to merge), a bad ``annotated``,
+            or any error of :func:`phidice.dice_loss`.
+
+    Example:
+        >>> import torch
+        >>> from phidice.missing.functional import marginal_dice_loss
+        >>> probs = torch.tensor([[[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]])  # (B, C, voxels)
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> marginal_dice_loss(probs, labels, annotated, eps=0.0, activation=None)  # p_2 joins p_0
+        tensor(0.2250)
     """
     return _partial("marginal", input, target, annotated, mask, config, options, with_ce=False)
 
@@ -249,6 +297,28 @@ def marginal_cross_entropy(input: torch.Tensor, target: torch.Tensor, annotated=
     weighted mean for labels); the merged background takes the background's weight. ``mask`` must be
     voxel-wise, (B, *S) or (B, 1, *S). ``sync_batch``: under torch.distributed, the mean runs over the
     voxels of every rank (:func:`phidice.distributed.global_mean`).
+
+    Args:
+        input: logits (B, C, *spatial).
+        target, annotated: as :func:`leaf_dice_loss`.
+        activation: "softmax" or "sigmoid"; ignore_index, sync_batch, validate_args as :func:`phidice.dice_loss`;
+            ce_weight, label_smoothing as :func:`phidice.dice_ce_loss`.
+        mask: voxel-wise, (B, *spatial) or (B, 1, *spatial).
+
+    Returns:
+        The mean cross-entropy over the kept voxels, a 0-d float32 tensor (float64 for float64 logits).
+
+    Raises:
+        ValueError / TypeError: ``activation=None``, a per-class mask, a bad ``annotated``, or another option.
+
+    Example:
+        >>> import torch
+        >>> from phidice.missing.functional import marginal_cross_entropy
+        >>> logits = torch.zeros(1, 3, 3)  # (B, C, voxels): softmax ⅓ everywhere
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> marginal_cross_entropy(logits, labels, annotated)  # p'_0 = ⅔: −(2·log ⅔ + log ⅓)/3
+        tensor(0.6365)
     """
     dice_options, ce_options = marginal_ce_options(options, "marginal_cross_entropy")
     config, ce = DiceConfig(**dice_options), CEConfig(**ce_options)
@@ -287,7 +357,27 @@ def _target_sums(prepared, input: torch.Tensor) -> torch.Tensor:
 @config_signature(DiceConfig, CEConfig)
 def marginal_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
                           **options) -> torch.Tensor:
-    """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax only)."""
+    """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax only).
+
+    Args:
+        input, target, annotated, mask, config: as :func:`marginal_dice_loss`.
+        phi, eps, …, lambda_dice, lambda_ce, ce_weight, label_smoothing: as :func:`phidice.dice_ce_loss`.
+
+    Returns:
+        The loss, a 0-d tensor.
+
+    Raises:
+        ValueError / TypeError: as :func:`marginal_dice_loss` and :func:`phidice.dice_ce_loss`.
+
+    Example:
+        >>> import torch
+        >>> from phidice.missing.functional import marginal_dice_ce_loss
+        >>> logits = torch.zeros(1, 3, 3)  # (B, C, voxels): softmax ⅓ everywhere
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> marginal_dice_ce_loss(logits, labels, annotated, eps=0.0)
+        tensor(1.1365)
+    """
     return _partial("marginal", input, target, annotated, mask, config, options, with_ce=True)
 
 
@@ -298,5 +388,24 @@ def leaf_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceC
 
     Cross-entropy is voxel-wise, so it cannot drop a class the way the leaf Dice drops an entry; the
     marginal form (unannotated classes summed into the background) is the standard counterpart.
+
+    Args:
+        input, target, annotated, mask, config: as :func:`leaf_dice_loss`.
+        phi, eps, …, lambda_dice, lambda_ce, ce_weight, label_smoothing: as :func:`phidice.dice_ce_loss`.
+
+    Returns:
+        The loss, a 0-d tensor.
+
+    Raises:
+        ValueError / TypeError: as :func:`leaf_dice_loss` and :func:`phidice.dice_ce_loss`.
+
+    Example:
+        >>> import torch
+        >>> from phidice.missing.functional import leaf_dice_ce_loss
+        >>> logits = torch.zeros(1, 3, 3)  # (B, C, voxels): softmax ⅓ everywhere
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> leaf_dice_ce_loss(logits, labels, annotated, eps=0.0)  # leaf Dice 1 − (2/3)/(1 + 1), + CE
+        tensor(1.3032)
     """
     return _partial("leaf", input, target, annotated, mask, config, options, with_ce=True)

@@ -37,6 +37,8 @@ class _PartialDice(LossModule):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of ``input`` (B, C, *spatial) against ``target``; ``annotated`` (B, C) bool, None: all
+        classes annotated. Returns a 0-d tensor (per φ with ``reduction="none"``)."""
         return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask)
 
 
@@ -44,8 +46,23 @@ class _PartialDice(LossModule):
 class LeafDiceLoss(_PartialDice):
     """Leaf Dice (Fidon et al. 2021) with explicit Φ and ε: unannotated (image, class) entries leave φ.
 
-    >>> loss = LeafDiceLoss(phi="I", eps=1e-5, include_background=False)
-    >>> value = loss(logits, labels, annotated)     # annotated: (B, C) bool
+    Args:
+        phi, eps, …: the options of :class:`phidice.DiceLoss` (``overlap=`` for another index), checked here.
+
+    ``forward(input, target, annotated=None, mask=None)``: ``annotated`` (B, C) bool, the classes annotated in
+    each sample (None: all), as :func:`phidice.missing.functional.leaf_dice_loss`.
+
+    Raises:
+        ValueError / TypeError: a bad option (here), a bad ``annotated`` or label (in ``forward``).
+
+    Example:
+        >>> import torch
+        >>> from phidice import LeafDiceLoss
+        >>> probs = torch.tensor([[[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]])  # (B, C, voxels)
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> LeafDiceLoss("I", 0.0, activation=None)(probs, labels, annotated)
+        tensor(0.3000)
     """
 
 
@@ -54,6 +71,24 @@ class MarginalDiceLoss(_PartialDice):
     """Marginal Dice (Shi et al. 2021) with explicit Φ and ε: unannotated probabilities join the background.
 
     Needs softmax (or probabilities with ``activation=None``).
+
+    Args:
+        phi, eps, …: the options of :class:`phidice.DiceLoss` (``overlap=`` for another index), checked here.
+
+    ``forward(input, target, annotated=None, mask=None)``: ``annotated`` (B, C) bool, the classes annotated in
+    each sample (None: all), as :func:`phidice.missing.functional.leaf_dice_loss`.
+
+    Raises:
+        ValueError / TypeError: ``activation="sigmoid"``, any bad option, a bad ``annotated`` (in ``forward``).
+
+    Example:
+        >>> import torch
+        >>> from phidice import MarginalDiceLoss
+        >>> probs = torch.tensor([[[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]])  # (B, C, voxels)
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> MarginalDiceLoss("I", 0.0, activation=None)(probs, labels, annotated)
+        tensor(0.2250)
     """
 
     _kind = "marginal"
@@ -71,19 +106,54 @@ class _PartialDiceCE(_PartialDice):
         check_compound(self.config, type(self).__name__)
         super()._check_config()
 
-    def forward(self, input, target, annotated=None, mask=None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """λ_dice · Dice + λ_ce · cross-entropy of logits ``input`` against ``target``, ``annotated`` as the
+        Dice's. Returns a 0-d tensor."""
         return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, self.ce,
                             self.ce_weight)
 
 
 @config_signature(DiceConfig, CEConfig)
 class LeafDiceCELoss(_PartialDiceCE):
-    """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (the voxel-wise counterpart of dropping a class)."""
+    """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (the voxel-wise counterpart of dropping a class).
+
+    Args:
+        phi, eps, …, lambda_dice, lambda_ce, ce_weight, label_smoothing: as :class:`phidice.DiceCELoss`.
+
+    Raises:
+        ValueError / TypeError: ``activation=None``, ``reduction="none"``, or any bad option.
+
+    Example:
+        >>> import torch
+        >>> from phidice import LeafDiceCELoss
+        >>> logits = torch.zeros(1, 3, 3)  # (B, C, voxels): softmax ⅓ everywhere
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> LeafDiceCELoss("I", 0.0)(logits, labels, annotated)
+        tensor(1.3032)
+    """
 
 
 @config_signature(DiceConfig, CEConfig)
 class MarginalDiceCELoss(_PartialDiceCE):
-    """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax), the counterpart of ``DiceCELoss``."""
+    """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax), the counterpart of ``DiceCELoss``.
+
+    Args:
+        phi, eps, …, lambda_dice, lambda_ce, ce_weight, label_smoothing: as :class:`phidice.DiceCELoss`.
+
+    Raises:
+        ValueError / TypeError: ``activation`` other than "softmax", ``reduction="none"``, or any bad option.
+
+    Example:
+        >>> import torch
+        >>> from phidice import MarginalDiceCELoss
+        >>> logits = torch.zeros(1, 3, 3)  # (B, C, voxels): softmax ⅓ everywhere
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> MarginalDiceCELoss("I", 0.0)(logits, labels, annotated)
+        tensor(1.1365)
+    """
 
     _kind = "marginal"
 
@@ -91,7 +161,25 @@ class MarginalDiceCELoss(_PartialDiceCE):
 @config_signature(DiceConfig, CEConfig, only=MARGINAL_CE_OPTIONS)
 class MarginalCrossEntropyLoss(nn.Module):
     """Cross-entropy with unannotated classes marginalised into the background (log-sum-exp; BCE over the
-    annotated channels for ``activation="sigmoid"``); ``ce_weight`` is a buffer."""
+    annotated channels for ``activation="sigmoid"``), the module form of
+    :func:`phidice.missing.functional.marginal_cross_entropy`.
+
+    Args:
+        activation, ignore_index, sync_batch, validate_args, ce_weight, label_smoothing: as
+            :func:`~phidice.missing.functional.marginal_cross_entropy`; ``ce_weight`` is a buffer.
+
+    Raises:
+        ValueError / TypeError: ``activation=None``, or any bad option.
+
+    Example:
+        >>> import torch
+        >>> from phidice import MarginalCrossEntropyLoss
+        >>> logits = torch.zeros(1, 3, 3)  # (B, C, voxels): softmax ⅓ everywhere
+        >>> labels = torch.tensor([[0, 1, 0]])  # class 2 is not annotated: its voxel reads 0
+        >>> annotated = torch.tensor([[True, True, False]])  # (B, C)
+        >>> MarginalCrossEntropyLoss()(logits, labels, annotated)
+        tensor(0.6365)
+    """
 
     def __init__(self, **options):
         super().__init__()
@@ -104,5 +192,7 @@ class MarginalCrossEntropyLoss(nn.Module):
         weight = self.ce.ce_weight
         self.register_buffer("ce_weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
 
-    def forward(self, input, target, annotated=None, mask=None):
+    def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The marginal cross-entropy of logits ``input`` against ``target``; a 0-d tensor."""
         return marginal_ce_from(input, target, annotated, self.config, self.ce, self.ce_weight, mask)
