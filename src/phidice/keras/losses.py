@@ -173,7 +173,23 @@ class DiceLoss(_PhiLoss):
     ``squared``, ``include_background``, ``class_weights``, ``weighting``, ``empty``, ``ignore_index``,
     ``reduction``, ``check_finite``, ``validate_args``), checked here.
 
-    >>> model.compile(optimizer="adam", loss=phidice.keras.DiceLoss(phi="BI", include_background=False))
+    Args:
+        phi, eps, …: the options of :func:`phidice.dice_loss` but ``fused``, ``sync_batch`` and ``overlap``
+            (PyTorch only); :meth:`get_config` writes the same fields.
+        data_format: "channels_last" (default, Keras's) or "channels_first".
+        name: the loss's name in Keras logs.
+
+    Raises:
+        ValueError / TypeError: a bad option, or a PyTorch-only one (with the reason).
+
+    Example:
+        >>> import numpy as np
+        >>> from phidice.keras import DiceLoss
+        >>> y_pred = np.zeros((1, 3, 3), "float32")  # logits (B, voxels, C), channels last: softmax ⅓
+        >>> y_true = np.array([[0, 1, 0]])  # (B, voxels)
+        >>> loss = DiceLoss(phi="I", eps=0.0)  # model.compile(optimizer="adam", loss=loss)
+        >>> round(float(loss(y_true, y_pred)), 4)  # mean over classes 0, 1, 2 of 1 − (4/3)/3, 1 − (2/3)/2, 1 − 0/1
+        0.7407
     """
 
     def _loss(self, y_true, y_pred, num_channels, checks):
@@ -191,6 +207,21 @@ class DiceCELoss(_PhiLoss):
 
     ``ce_weight`` weighs classes in the cross-entropy (a weighted mean, as torch's), ``lambda_dice`` and
     ``lambda_ce`` weigh the two terms, ``label_smoothing`` as in torch; ``ignore_index`` applies to both.
+
+    Args:
+        phi, eps, …: as :class:`DiceLoss`.
+        lambda_dice, lambda_ce, ce_weight, label_smoothing: as :class:`phidice.DiceCELoss`.
+
+    Raises:
+        ValueError / TypeError: ``activation=None``, ``reduction="none"``, or any bad option.
+
+    Example:
+        >>> import numpy as np
+        >>> from phidice.keras import DiceCELoss
+        >>> y_pred = np.zeros((1, 3, 3), "float32")  # logits (B, voxels, C), channels last: softmax ⅓
+        >>> y_true = np.array([[0, 1, 0]])  # (B, voxels)
+        >>> round(float(DiceCELoss(phi="I", eps=0.0)(y_true, y_pred)), 4)  # the Dice above + log 3
+        1.8394
     """
 
     def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None,
@@ -282,6 +313,22 @@ class LeafDiceLoss(_PartialDice):
 
     ``loss(y_true, y_pred, annotated=flags)`` with (B, C) bool flags, or — for ``model.fit`` — superset labels
     in ``y_true`` with ``labels_superset_map={s: [0, u, …]}`` (label s: "background or u, …").
+
+    Args:
+        phi, eps, …, data_format, name: as :class:`DiceLoss`.
+        labels_superset_map: {superset label: [0, u, …]}, for annotated classes read from ``y_true``.
+
+    Raises:
+        ValueError / TypeError: a bad option or map (here); a bad ``annotated`` or label (in the call).
+
+    Example:
+        >>> import numpy as np
+        >>> from phidice.keras import LeafDiceLoss
+        >>> y_pred = np.zeros((1, 3, 3), "float32")  # logits (B, voxels, C), channels last: softmax ⅓
+        >>> y_true = np.array([[0, 1, 0]])  # (B, voxels)
+        >>> annotated = np.array([[True, True, False]])  # class 2 not annotated
+        >>> round(float(LeafDiceLoss(phi="I", eps=0.0)(y_true, y_pred, annotated=annotated)), 4)  # class 1 only
+        0.6667
     """
 
 
@@ -292,6 +339,21 @@ class MarginalDiceLoss(_PartialDice):
     probabilities of unannotated classes join the background, then their entries leave the subsets φ.
 
     Needs softmax (or probabilities with ``activation=None``); ``annotated`` as for :class:`LeafDiceLoss`.
+
+    Args:
+        phi, eps, …, labels_superset_map, data_format, name: as :class:`LeafDiceLoss`.
+
+    Raises:
+        ValueError / TypeError: ``activation="sigmoid"``, a bad option or map; a bad ``annotated`` (in the call).
+
+    Example:
+        >>> import numpy as np
+        >>> from phidice.keras import MarginalDiceLoss
+        >>> y_pred = np.zeros((1, 3, 3), "float32")  # logits (B, voxels, C), channels last: softmax ⅓
+        >>> y_true = np.array([[0, 1, 0]])  # (B, voxels)
+        >>> annotated = np.array([[True, True, False]])
+        >>> round(float(MarginalDiceLoss(phi="I", eps=0.0)(y_true, y_pred, annotated=annotated)), 4)  # p_2 → p_0
+        0.5
     """
 
     _kind = "marginal"

@@ -178,6 +178,25 @@ def hard_stats(pred, target, *, num_classes: int | None = None, threshold=None, 
     ``num_classes`` is taken from the maps' channel axis when either input is a map; for two label maps
     it defaults to 1 + the largest label present (at least 2). ``ignore_index`` (label references only)
     removes those voxels from every sum. ``include_background=False`` drops class 0 (C > 1).
+
+    Args:
+        pred, target, num_classes, threshold, ignore_index, include_background: as
+            :func:`~phidice.metrics.dice_score`.
+
+    Returns:
+        :class:`~phidice.DiceStats` of int64 (B, C) tensors.
+
+    Raises:
+        ValueError / TypeError: as :func:`~phidice.metrics.dice_score`.
+
+    Example:
+        >>> from phidice.metrics import hard_stats
+        >>> import torch
+        >>> pred = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])  # (B, voxels) labels
+        >>> ref = torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0]])  # image 1 has no class 1
+        >>> hard_stats(pred, ref, num_classes=2).intersection
+        tensor([[2, 1],
+                [4, 0]])
     """
     return hard_stats_nd(pred, target, num_classes=num_classes, threshold=threshold, ignore_index=ignore_index,
                          include_background=include_background)[0]

@@ -31,6 +31,24 @@ class DiceAccumulator:
     ``num_classes``, batches may see different largest labels; classes absent so far count zero.
     Under ``torch.distributed``, call :meth:`sync` before :meth:`compute` on every rank: it gathers the
     per-image counts of all ranks, so every Φ is scored over the global set of images.
+
+    Args:
+        num_classes, include_background, threshold, ignore_index: as :func:`~phidice.metrics.dice_score`.
+        empty: the default empty rule of :meth:`compute`.
+
+    Raises:
+        ValueError: a bad option (here), or batches whose layout or classes do not fit (in :meth:`update`).
+
+    Example:
+        >>> from phidice.metrics import DiceAccumulator
+        >>> import torch
+        >>> pred = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])  # (B, voxels) labels
+        >>> ref = torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0]])  # image 1 has no class 1
+        >>> acc = DiceAccumulator(2, include_background=False)
+        >>> for b in range(2):
+        ...     _ = acc.update(pred[b:b + 1], ref[b:b + 1])
+        >>> acc.compute("BI")  # the same as dice_score over the whole batch
+        tensor([[0.6667]], dtype=torch.float64)
     """
 
     def __init__(self, num_classes: int | None = None, *, include_background: bool = True, threshold=None,

@@ -152,6 +152,18 @@ def bootstrap_ci(values, *, confidence: float = 0.95, n_resamples: int = 10_000,
 
     Fewer than two defined values is a ValueError: one case says nothing about the spread. When every
     defined value is the same the interval is that value.
+
+    Returns:
+        :class:`MeanCI`: ``mean``, ``low``, ``high``, ``n``, ``n_undefined``, ``confidence``, ``method``.
+
+    Raises:
+        ValueError: fewer than two defined values, a confidence outside (0, 1), or an unknown method.
+
+    Example:
+        >>> from phidice.metrics import bootstrap_ci
+        >>> ci = bootstrap_ci([0.8, 0.9, 0.7, 0.85, None], n_resamples=1000)
+        >>> round(ci.mean, 4), ci.n, ci.n_undefined, ci.low <= ci.mean <= ci.high
+        (0.8125, 4, 1, True)
     """
     _check_common(confidence, n_resamples, method, CI_METHODS, "method")
     a = _values(values, name)
@@ -168,8 +180,24 @@ def bootstrap_ci(values, *, confidence: float = 0.95, n_resamples: int = 10_000,
 
 
 def bootstrap_ci_by_group(values, groups, **kwargs) -> dict:
-    """:func:`bootstrap_ci` of each group's cases: {group: MeanCI}, groups sorted; every group needs ≥ 2
-    defined values (the error names the group)."""
+    """:func:`bootstrap_ci` of each group's cases: {group: MeanCI}, groups sorted.
+
+    Args:
+        values: one number per case; groups: one group label per case.
+        **kwargs: as :func:`bootstrap_ci`.
+
+    Returns:
+        {group: MeanCI}, in sorted group order.
+
+    Raises:
+        ValueError: lengths that differ, or a group with fewer than two defined values (named).
+
+    Example:
+        >>> from phidice.metrics import bootstrap_ci_by_group
+        >>> cis = bootstrap_ci_by_group([0.8, 0.9, 0.7, 0.85], ["a", "a", "b", "b"], n_resamples=1000)
+        >>> {g: round(ci.mean, 3) for g, ci in cis.items()}
+        {'a': 0.85, 'b': 0.775}
+    """
     a = _values(values, kwargs.get("name", "values"))
     g = np.asarray(groups.tolist() if isinstance(groups, (np.ndarray, torch.Tensor)) else list(groups), dtype=object)
     if g.shape != a.shape:
@@ -228,6 +256,25 @@ def paired_test(a, b, *, method: str = "permutation", alternative: str = "two-si
     mean difference is the bootstrap interval (``ci_method``) in both cases; ``seed`` as :func:`bootstrap_ci`
     (the interval and a permutation test each start from ``np.random.default_rng(seed)``).
     At least two cases defined for both are needed.
+
+    Args:
+        a, b: one score per case for each method (NaN or None: undefined; such cases are dropped).
+        method: "permutation" or "bootstrap" (above); alternative: "two-sided", "greater" or "less".
+        confidence, n_resamples, ci_method, seed: as :func:`bootstrap_ci` (``ci_method`` is its ``method``).
+        names: the two methods' names, for messages.
+
+    Returns:
+        :class:`PairedTest`: the two means, their ``difference`` with [``low``, ``high``], ``p_value``, ``n``,
+        ``n_dropped``, and how it was computed.
+
+    Raises:
+        ValueError: lengths that differ, fewer than two paired cases, or an unknown method or alternative.
+
+    Example:
+        >>> from phidice.metrics import paired_test
+        >>> t = paired_test([0.8, 0.9, 0.7, 0.85], [0.7, 0.8, 0.72, 0.8])
+        >>> round(t.difference, 4), t.exact, t.p_value  # all 2⁴ sign patterns: exact
+        (0.0575, True, 0.25)
     """
     _check_common(confidence, n_resamples, method, TEST_METHODS, "method")
     check_choice("alternative", alternative, ALTERNATIVES)

@@ -32,7 +32,26 @@ SCORE_REDUCTIONS = ("none", "mean")
 
 
 def score_from_stats(stats: DiceStats, *, phi: "str | Phi" = "I", empty: str = "nan") -> torch.Tensor:
-    """DSC_φ (float64) from (B, C) counts: shapes (B, C), (B, 1), (1, C), (1, 1) for Φ = I, CI, BI, BCI."""
+    """DSC_φ (float64) from (B, C) counts: shapes (B, C), (B, 1), (1, C), (1, 1) for Φ = I, CI, BI, BCI.
+
+    Args:
+        stats: the (B, C) counts Σ p·y, Σ p, Σ y (:func:`~phidice.metrics.hard_stats`).
+        phi, empty: as :func:`dice_score`.
+
+    Returns:
+        The score per φ, float64.
+
+    Raises:
+        ValueError: an unknown Φ or empty rule.
+
+    Example:
+        >>> from phidice.metrics import hard_stats, score_from_stats
+        >>> import torch
+        >>> pred = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])  # (B, voxels) labels
+        >>> ref = torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0]])  # image 1 has no class 1
+        >>> score_from_stats(hard_stats(pred, ref, num_classes=2), phi="BI")  # per class over the batch
+        tensor([[0.9231, 0.6667]], dtype=torch.float64)
+    """
     phi = parse_phi(phi)
     check_empty(empty, "score")
     inter, pred, ref = (t.to(torch.float64) for t in stats.reduce(phi))
@@ -88,6 +107,24 @@ def dice_score(
             or "argmax" (the class of largest probability, softmax style).
         ignore_index: label of the target whose voxels leave every count.
         reduction: "none" (per-φ scores) or "mean" (nanmean over φ; NaN when none is defined).
+
+    Returns:
+        The score per φ, float64 ((B, C), (B, 1), (1, C) or (1, 1) for I, CI, BI, BCI), or its mean.
+
+    Raises:
+        ValueError / TypeError: an unknown option, shapes that do not fit, labels outside [0, C),
+            non-binary predictions without ``threshold``.
+
+    Example:
+        >>> from phidice.metrics import dice_score
+        >>> import torch
+        >>> pred = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])  # (B, voxels) labels
+        >>> ref = torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0]])  # image 1 has no class 1
+        >>> dice_score(pred, ref, num_classes=2)  # the empty class-1 map of image 1 has no score
+        tensor([[0.8000, 0.6667],
+                [1.0000,    nan]], dtype=torch.float64)
+        >>> dice_score(pred, ref, num_classes=2, phi="BI", include_background=False)
+        tensor([[0.6667]], dtype=torch.float64)
     """
     check_empty(empty, "score")
     check_choice("reduction", reduction, SCORE_REDUCTIONS)

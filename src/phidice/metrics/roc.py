@@ -42,6 +42,23 @@ def volume_roc(pred_volumes, groups, *, positive=None) -> ROC:
     form one ROC step (a diagonal segment), so the AUC is the Mann–Whitney U statistic / (n₁·n₀):
     the chance that a random positive image has a larger volume than a random negative one, ties
     counting 1/2.
+
+    Args:
+        pred_volumes: one predicted volume per image.
+        groups: one group label per image, two distinct labels.
+        positive: the positive label (default True / 1 for boolean or 0/1 labels).
+
+    Returns:
+        :class:`ROC`: ``fpr``, ``tpr``, ``thresholds``, ``auc`` and the group sizes.
+
+    Raises:
+        ValueError: lengths that differ, not exactly two groups, or a ``positive`` that is not one of them.
+
+    Example:
+        >>> from phidice.metrics import volume_roc
+        >>> roc = volume_roc([5.0, 1.0, 3.0, 0.0], [True, False, True, False])
+        >>> float(roc.auc)  # every positive image has the larger volume
+        1.0
     """
     scores = _as_1d(pred_volumes, "pred_volumes")
     labels = _as_1d(groups, "groups")

@@ -123,7 +123,25 @@ def surface_distances(pred_mask, ref_mask, spacing) -> tuple[np.ndarray, np.ndar
 
     Both masks are boolean arrays (*S) of one image and class and must be non-empty (an empty mask has no
     surface: that case is the ``empty`` convention of :func:`surface_metrics`). ``spacing``: mm per axis.
-    Returns float64 arrays (|S_p|,) and (|S_y|,).
+
+    Args:
+        pred_mask, ref_mask: boolean arrays (*S), non-empty.
+        spacing: mm per spatial axis.
+
+    Returns:
+        Float64 arrays (|S_p|,) and (|S_y|,): the distances of each surface voxel to the other surface.
+
+    Raises:
+        ValueError: an empty mask, masks of different shapes, or a bad spacing.
+
+    Example:
+        >>> import numpy as np
+        >>> from phidice.metrics import surface_distances
+        >>> a = np.zeros((8, 8), bool)
+        >>> a[2:5, 2:5] = True
+        >>> to_ref, to_pred = surface_distances(a, np.roll(a, 1, axis=1), (1.0, 1.0))
+        >>> float(to_ref.max()), float(to_pred.max())
+        (1.0, 1.0)
     """
     p, y = np.asarray(pred_mask, dtype=bool), np.asarray(ref_mask, dtype=bool)
     if p.shape != y.shape:
@@ -235,6 +253,21 @@ def surface_metrics(pred, target, spacing, *, tolerance=None, num_classes: int |
         percentile: the percentile of the directed distances (95 for HD95, 100 for the Hausdorff distance).
         hd_worst: HD95 of a missed or hallucinated structure: "diagonal" (image diagonal, default), a
             distance in mm, or float("inf").
+
+    Returns:
+        :class:`SurfaceScores`: ``hd95`` (B, C) and ``nsd`` (B, C) (None without ``tolerance``), float64.
+
+    Raises:
+        ValueError: a bad spacing, tolerance, percentile, empty rule or layout.
+
+    Example:
+        >>> from phidice.metrics import surface_metrics
+        >>> import torch
+        >>> pred = torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> pred[0, 2:5, 2:5] = 1  # a 3 × 3 square
+        >>> ref = torch.roll(pred, 1, dims=2)  # the same square, one voxel to the right
+        >>> surface_metrics(pred, ref, (1.0, 1.0), tolerance=1.0, include_background=False)
+        SurfaceScores(hd95=tensor([[1.]], dtype=torch.float64), nsd=tensor([[1.]], dtype=torch.float64))
     """
     check_empty(empty, "score")
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 <= percentile <= 100:
@@ -254,12 +287,50 @@ def surface_metrics(pred, target, spacing, *, tolerance=None, num_classes: int |
 
 
 def hd95(pred, target, spacing, **kwargs) -> torch.Tensor:
-    """HD95 in mm per image and class (B, C); options as :func:`surface_metrics`."""
+    """HD95 in mm per image and class (B, C); options as :func:`surface_metrics`.
+
+    Args:
+        pred, target, spacing, **kwargs: as :func:`surface_metrics` (``tolerance`` aside).
+
+    Returns:
+        (B, C) float64.
+
+    Raises:
+        ValueError: as :func:`surface_metrics`.
+
+    Example:
+        >>> from phidice.metrics import hd95
+        >>> import torch
+        >>> pred = torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> pred[0, 2:5, 2:5] = 1  # a 3 × 3 square
+        >>> ref = torch.roll(pred, 1, dims=2)  # the same square, one voxel to the right
+        >>> hd95(pred, ref, (1.0, 1.0), include_background=False)
+        tensor([[1.]], dtype=torch.float64)
+    """
     return surface_metrics(pred, target, spacing, **kwargs).hd95
 
 
 def normalized_surface_dice(pred, target, spacing, tolerance, **kwargs) -> torch.Tensor:
-    """NSD at ``tolerance`` mm per image and class (B, C); options as :func:`surface_metrics`."""
+    """NSD at ``tolerance`` mm per image and class (B, C); options as :func:`surface_metrics`.
+
+    Args:
+        pred, target, spacing, tolerance, **kwargs: as :func:`surface_metrics`.
+
+    Returns:
+        (B, C) float64 in [0, 1].
+
+    Raises:
+        ValueError: as :func:`surface_metrics`.
+
+    Example:
+        >>> from phidice.metrics import normalized_surface_dice
+        >>> import torch
+        >>> pred = torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> pred[0, 2:5, 2:5] = 1  # a 3 × 3 square
+        >>> ref = torch.roll(pred, 1, dims=2)  # the same square, one voxel to the right
+        >>> normalized_surface_dice(pred, ref, (1.0, 1.0), 0.5, include_background=False)  # τ below the shift
+        tensor([[0.5000]], dtype=torch.float64)
+    """
     if tolerance is None:
         raise ValueError("tolerance (mm) is required for the normalised surface Dice")
     return surface_metrics(pred, target, spacing, tolerance=tolerance, **kwargs).nsd

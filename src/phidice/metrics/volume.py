@@ -60,6 +60,23 @@ def volume(x, spacing=None, *, num_classes: int | None = None, threshold=None,
     ``spacing`` is the voxel size in mm — one value per spatial axis, or shape (B, ndim) for images of
     different spacings; ml = voxels · Π spacing / 1000. Layout, ``num_classes`` and ``threshold`` follow
     :func:`~phidice.metrics.dice_score`.
+
+    Args:
+        x: labels (B, *S) or binary maps / probabilities with ``threshold`` (B, C, *S).
+        spacing: mm per spatial axis, or (B, ndim); None: voxels only.
+        num_classes, threshold, include_background: as :func:`~phidice.metrics.dice_score`.
+
+    Returns:
+        :class:`Volume`: ``voxels`` (B, C) int64 and ``ml`` (B, C) float64 (None without ``spacing``).
+
+    Raises:
+        ValueError: a spacing of the wrong shape or not > 0, or a bad layout.
+
+    Example:
+        >>> import torch
+        >>> from phidice.metrics import volume
+        >>> volume(torch.tensor([[0, 1, 1, 0]]), spacing=(2.0,)).voxels  # (B, C): 2 voxels of each class
+        tensor([[2, 2]])
     """
     counts, ndim = single_counts(x, "input", num_classes=num_classes, threshold=threshold,
                                  include_background=include_background)
@@ -68,7 +85,24 @@ def volume(x, spacing=None, *, num_classes: int | None = None, threshold=None,
 
 def volume_difference(pred, target, spacing=None, *, num_classes: int | None = None, threshold=None,
                       ignore_index: int | None = None, include_background: bool = True) -> Volume:
-    """ΔV = V_pred − V_ref per image and class (signed; > 0 is over-segmentation), in voxels and ml."""
+    """ΔV = V_pred − V_ref per image and class (signed; > 0 is over-segmentation), in voxels and ml.
+
+    Args:
+        pred, target, spacing, num_classes, threshold, ignore_index, include_background: as :func:`volume`
+            and :func:`~phidice.metrics.dice_score`.
+
+    Returns:
+        :class:`Volume` of the differences.
+
+    Raises:
+        ValueError: as :func:`volume`, or maps that do not fit each other.
+
+    Example:
+        >>> import torch
+        >>> from phidice.metrics import volume_difference
+        >>> volume_difference(torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0, 1, 0, 0]])).voxels
+        tensor([[-1,  1]])
+    """
     stats, ndim = hard_stats_nd(pred, target, num_classes=num_classes, threshold=threshold,
                                 ignore_index=ignore_index, include_background=include_background)
     return _with_ml(stats.pred_sum - stats.target_sum, spacing, ndim)
