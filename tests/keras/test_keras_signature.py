@@ -1,4 +1,5 @@
-"""The Keras losses show the options of DiceConfig (less the PyTorch-only ones) and write them in get_config.
+"""The Keras losses show the options of DiceConfig (less the PyTorch-only ones) and write them in get_config;
+their docstring examples run.
 
 Keras fixes its back end at import, so the losses are read in a child process on the JAX back end.
 """
@@ -20,10 +21,12 @@ from phidice.core.config import CEConfig, DiceConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 CHILD = """
-import inspect, json, typing
+import doctest, inspect, json, typing
 from phidice import keras as pk
+from phidice.keras import losses
 from phidice.keras.losses import KERAS_SKIP
-out = {"skip": list(KERAS_SKIP)}
+result = doctest.testmod(losses, optionflags=doctest.NORMALIZE_WHITESPACE, report=False)
+out = {"skip": list(KERAS_SKIP), "doctest": [result.failed, result.attempted]}
 for name in ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss"):
     cls = getattr(pk, name)
     sig = inspect.signature(cls)
@@ -65,3 +68,8 @@ def test_keras_losses_show_the_config_fields(keras_signatures, name):
     extra = {"labels_superset_map"} if name in ("LeafDiceLoss", "MarginalDiceLoss") else set()
     assert got["config"] == sorted(set(expected) | {"name", "data_format"} | extra)  # get_config: the same fields
     json.dumps(got)
+
+
+def test_the_keras_examples_run(keras_signatures):
+    failed, attempted = keras_signatures["doctest"]
+    assert attempted > 0 and failed == 0, f"{failed} of {attempted} examples of phidice.keras.losses fail"
