@@ -137,7 +137,8 @@ def cases() -> dict[str, object]:
         o, d["labels"], alpha=0.3, beta=0.7, gamma=4 / 3, phi="BCI", fused=True, sync_batch=sync)
     out["Jaccard-I-skip"] = lambda o, d, sync: phidice.jaccard_loss(o, d["labels"], phi="I", empty="skip",
                                                                     sync_batch=sync)
-    out["TverskyCE-BI"] = lambda o, d, sync: phidice.TverskyCELoss("BI", alpha=0.3, beta=0.7, sync_batch=sync)(o, d["labels"])
+    out["TverskyCE-BI"] = lambda o, d, sync: phidice.TverskyCELoss("BI", alpha=0.3, beta=0.7, sync_batch=sync)(
+        o, d["labels"])
     out["LeafJaccard-BI"] = _missing("LeafDiceLoss", "BI", overlap=phidice.JACCARD)
     return out
 

@@ -30,7 +30,8 @@ out = {"skip": list(KERAS_SKIP), "doctest": [result.failed, result.attempted]}
 for name in ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss"):
     cls = getattr(pk, name)
     sig = inspect.signature(cls)
-    out[name] = {"params": [[p.name, p.kind.name, repr(p.default), repr(p.annotation)] for p in sig.parameters.values()],
+    params = [[p.name, p.kind.name, repr(p.default), repr(p.annotation)] for p in sig.parameters.values()]
+    out[name] = {"params": params,
                  "init": list(inspect.signature(cls.__init__).parameters)[1:],
                  "config": sorted(cls().get_config())}
 print(json.dumps(out))

@@ -1,11 +1,13 @@
 """Oracle tests: phidice equals MONAI and nnU-Net for every configuration they can express.
 
-Each parametrised case is one row of the mapping table in docs/mapping.md (the row id is the test id).
+Each parametrised case is one row of tests/_oracle_rows.py, the one table of peer mappings, which
+docs/mapping.md's tables show line for line (the row id is the test id; tests/losses/test_oracle_table.py).
 All comparisons in float64 to 1e-6 (nnU-Net sums in float32 internally, hence not tighter).
 """
 
 import pytest
 import torch
+from _oracle_rows import MONAI_DICE, MONAI_DICE_IGNORE, MONAI_GDL, NNUNET_SOFT_DICE
 
 import phidice
 
@@ -33,26 +35,8 @@ def _onehot(labels, C=C):
     return torch.nn.functional.one_hot(labels, C).movedim(-1, 1).double()
 
 
-# (row id, MONAI DiceLoss kwargs, phidice kwargs, how the weights scale, target form)
-MONAI_ROWS = [
-    ("monai-default-image", dict(softmax=True, to_onehot_y=True), dict(phi="I", eps=1e-5)),
-    ("monai-batch", dict(softmax=True, to_onehot_y=True, batch=True), dict(phi="BI", eps=1e-5)),
-    ("monai-smooth-nr-dr", dict(softmax=True, to_onehot_y=True, smooth_nr=0.3, smooth_dr=2.0),
-     dict(phi="I", eps_nr=0.3, eps_dr=2.0)),
-    ("monai-batch-smooth-nr-dr", dict(softmax=True, to_onehot_y=True, batch=True, smooth_nr=0.0, smooth_dr=1e-3),
-     dict(phi="BI", eps_nr=0.0, eps_dr=1e-3)),
-    ("monai-squared", dict(softmax=True, to_onehot_y=True, squared_pred=True), dict(phi="I", squared=True)),
-    ("monai-batch-squared", dict(softmax=True, to_onehot_y=True, squared_pred=True, batch=True),
-     dict(phi="BI", squared=True)),
-    ("monai-no-background", dict(softmax=True, to_onehot_y=True, include_background=False),
-     dict(phi="I", include_background=False)),
-    ("monai-batch-no-background", dict(softmax=True, to_onehot_y=True, include_background=False, batch=True),
-     dict(phi="BI", include_background=False)),
-    ("monai-sum", dict(softmax=True, to_onehot_y=True, reduction="sum"), dict(phi="I", reduction="sum")),
-    ("monai-none", dict(softmax=True, to_onehot_y=True, reduction="none"), dict(phi="I", reduction="none")),
-    ("monai-batch-none", dict(softmax=True, to_onehot_y=True, batch=True, reduction="none"),
-     dict(phi="BI", reduction="none")),
-]
+# (row id, MONAI DiceLoss kwargs, phidice kwargs)
+MONAI_ROWS = MONAI_DICE.params()
 
 
 @pytest.mark.parametrize("row,monai_kw,ours", MONAI_ROWS, ids=[r[0] for r in MONAI_ROWS])
@@ -121,18 +105,7 @@ def _monai_has_ignore_index():
 IGNORE = 255
 # (row id, MONAI DiceLoss kwargs, phidice kwargs): MONAI ≥ 1.6 `ignore_index`, labels (B, 1, *S) as MONAI keeps
 # them (float); ignored voxels leave every sum after the activation in both
-MONAI_IGNORE_ROWS = [
-    ("monai-ignore-index", dict(softmax=True, to_onehot_y=True, ignore_index=IGNORE),
-     dict(phi="I", ignore_index=IGNORE)),
-    ("monai-batch-ignore-index", dict(softmax=True, to_onehot_y=True, batch=True, ignore_index=IGNORE),
-     dict(phi="BI", ignore_index=IGNORE)),
-    ("monai-no-background-ignore-index",
-     dict(softmax=True, to_onehot_y=True, include_background=False, ignore_index=IGNORE),
-     dict(phi="I", include_background=False, ignore_index=IGNORE)),
-    ("monai-ignore-index-negative", dict(softmax=True, to_onehot_y=True, batch=True, ignore_index=-1),
-     dict(phi="BI", ignore_index=-1)),
-    ("monai-ignore-index-class", dict(softmax=True, to_onehot_y=True, ignore_index=2), dict(phi="I", ignore_index=2)),
-]
+MONAI_IGNORE_ROWS = MONAI_DICE_IGNORE.params()
 
 
 def _ignored_labels(sentinel):
@@ -211,16 +184,7 @@ def test_monai_diceloss_ignore_index_sigmoid_binary(batch, phi):
     assert abs(plain.item() - expected.item()) > 1e-3  # ignoring the voxels matters
 
 
-GDL_ROWS = [
-    ("monai-gdl-square", dict(w_type="square"), dict(phi="CI", weighting="generalized")),
-    ("monai-gdl-square-batch", dict(w_type="square", batch=True), dict(phi="BCI", weighting="generalized")),
-    ("monai-gdl-simple", dict(w_type="simple"), dict(phi="CI", weighting="generalized_simple")),
-    ("monai-gdl-simple-batch", dict(w_type="simple", batch=True), dict(phi="BCI", weighting="generalized_simple")),
-    ("monai-gdl-uniform", dict(w_type="uniform"), dict(phi="CI")),
-    ("monai-gdl-uniform-batch", dict(w_type="uniform", batch=True), dict(phi="BCI")),
-    ("monai-gdl-no-background", dict(w_type="square", include_background=False),
-     dict(phi="CI", weighting="generalized", include_background=False)),
-]
+GDL_ROWS = MONAI_GDL.params()
 
 
 @pytest.mark.parametrize("row,monai_kw,ours", GDL_ROWS, ids=[r[0] for r in GDL_ROWS])
@@ -249,14 +213,7 @@ def test_monai_generalized_dice_all_empty_subset_differs_by_design():
     assert float(ours) == pytest.approx(1 - 1e-5 / (float(p.sum()) + 1e-5))
 
 
-NNUNET_ROWS = [
-    ("nnunet-image", dict(batch_dice=False, do_bg=True, smooth=1e-5), dict(phi="I", eps=1e-5)),
-    ("nnunet-batch", dict(batch_dice=True, do_bg=True, smooth=1e-5), dict(phi="BI", eps=1e-5)),
-    ("nnunet-no-bg", dict(batch_dice=False, do_bg=False, smooth=1.0), dict(phi="I", eps=1.0,
-                                                                              include_background=False)),
-    ("nnunet-batch-no-bg", dict(batch_dice=True, do_bg=False, smooth=0.0), dict(phi="BI", eps=0.0,
-                                                                                 include_background=False)),
-]
+NNUNET_ROWS = NNUNET_SOFT_DICE.params()
 
 
 @pytest.mark.parametrize("row,nn_kw,ours", NNUNET_ROWS, ids=[r[0] for r in NNUNET_ROWS])

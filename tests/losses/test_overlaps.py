@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _oracle_rows import MONAI_TVERSKY
 
 import phidice
 from phidice.core.config import DICE, JACCARD, tversky
@@ -29,19 +30,7 @@ def _data(sigmoid=False, dtype=torch.float64):
     return x, labels
 
 
-MONAI_ROWS = [  # (id, MONAI TverskyLoss kwargs, phidice tversky_loss kwargs)
-    ("default", dict(), dict(phi="I", eps=1e-5)),
-    ("batch", dict(batch=True), dict(phi="BI", eps=1e-5)),
-    ("alpha-beta", dict(alpha=0.3, beta=0.7), dict(alpha=0.3, beta=0.7, phi="I", eps=1e-5)),
-    ("batch-alpha-beta", dict(alpha=0.8, beta=0.2, batch=True), dict(alpha=0.8, beta=0.2, phi="BI", eps=1e-5)),
-    ("smooth-nr-dr", dict(smooth_nr=0.3, smooth_dr=2.0), dict(phi="I", eps_nr=0.3, eps_dr=2.0)),
-    ("batch-smooth", dict(batch=True, smooth_nr=0.0, smooth_dr=1e-3), dict(phi="BI", eps_nr=0.0, eps_dr=1e-3)),
-    ("no-background", dict(include_background=False), dict(phi="I", include_background=False)),
-    ("batch-no-background", dict(include_background=False, batch=True), dict(phi="BI", include_background=False)),
-    ("sum", dict(reduction="sum"), dict(phi="I", reduction="sum")),
-    ("none", dict(reduction="none"), dict(phi="I", reduction="none")),
-    ("batch-none", dict(reduction="none", batch=True), dict(phi="BI", reduction="none")),
-]
+MONAI_ROWS = MONAI_TVERSKY.params()  # (id, MONAI TverskyLoss kwargs, phidice tversky_loss kwargs)
 
 
 @pytest.mark.parametrize("row,monai_kw,ours", MONAI_ROWS, ids=[r[0] for r in MONAI_ROWS])

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from _oracle_rows import MONAI_DICE_METRIC
 
 from phidice.metrics import DiceAccumulator, dice_score
 
@@ -44,14 +45,14 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("include_background", [True, False])
-@pytest.mark.parametrize("ignore_empty, empty", [(True, "nan"), (False, "one")])
-def test_monai_dicemetric(include_background, ignore_empty, empty):
+@pytest.mark.parametrize("row,monai_kw,ours", MONAI_DICE_METRIC.params(),
+                         ids=[r[0] for r in MONAI_DICE_METRIC.params()])
+def test_monai_dicemetric(include_background, row, monai_kw, ours):
     pred, ref = _batch(0)
-    metric = monai_metrics.DiceMetric(include_background=include_background, reduction="none",
-                                      ignore_empty=ignore_empty)
+    metric = monai_metrics.DiceMetric(include_background=include_background, reduction="none", **monai_kw)
     expected = metric(_oh(pred), _oh(ref))
-    got = dice_score(pred, ref, num_classes=C, include_background=include_background, empty=empty)
-    assert torch.isnan(got).any() == ignore_empty  # the batch does exercise the empty cases
+    got = dice_score(pred, ref, num_classes=C, include_background=include_background, **ours)
+    assert torch.isnan(got).any() == monai_kw["ignore_empty"]  # the batch does exercise the empty cases
     _same(got, expected)
 
 
