@@ -16,7 +16,7 @@ import phidice
 from phidice import metrics
 
 MODULES = [
-    "phidice.losses.dice", "phidice.losses.compound", "phidice.losses.overlaps", "phidice.losses.gradient",
+    "phidice.sums", "phidice.losses.dice", "phidice.losses.compound", "phidice.losses.overlaps", "phidice.losses.gradient",
     "phidice.missing.losses", "phidice.missing.functional",
     "phidice.metrics.dice", "phidice.metrics.accumulator", "phidice.metrics._hard", "phidice.metrics.volume",
     "phidice.metrics.roc", "phidice.metrics.surface", "phidice.metrics.bootstrap",
@@ -24,7 +24,7 @@ MODULES = [
 LOSSES = ["DiceLoss", "DiceCELoss", "TverskyLoss", "TverskyCELoss", "JaccardLoss", "JaccardCELoss", "LeafDiceLoss",
           "MarginalDiceLoss", "LeafDiceCELoss", "MarginalDiceCELoss", "MarginalCrossEntropyLoss",
           "dice_loss", "dice_ce_loss", "tversky_loss", "tversky_ce_loss", "jaccard_loss", "jaccard_ce_loss",
-          "loss_from_stats", "dice_gradient", "tversky_gradient", "jaccard_gradient"]
+          "loss_from_stats", "compute_stats", "dice_gradient", "tversky_gradient", "jaccard_gradient"]
 MISSING_FUNCTIONAL = ["leaf_dice_loss", "marginal_dice_loss", "leaf_dice_ce_loss", "marginal_dice_ce_loss",
                       "marginal_cross_entropy"]
 METRICS = ["dice_score", "score_from_stats", "DiceAccumulator", "hard_stats", "volume", "volume_difference",

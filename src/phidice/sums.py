@@ -21,6 +21,7 @@ from phidice.core.checks import (
 )
 from phidice.core.config import DiceConfig
 from phidice.core.rules import label_upper
+from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, PreparedTarget, drop_background
 
 __all__ = ["compute_stats", "class_stats", "stats_of_prepared", "prepare_target", "activate", "dense_target",
@@ -166,13 +167,34 @@ def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: 
         check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
 
 
+# the DiceConfig fields that concern the sums (the others act on Eq. 3 after them)
+SUM_OPTIONS = ("activation", "squared", "include_background", "ignore_index", "check_finite", "fused",
+               "validate_args")
+
+
+@config_signature(DiceConfig, only=SUM_OPTIONS)
 def compute_stats(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
                   config: DiceConfig | None = None, **options) -> DiceStats:
     """Per-image, per-class sums (B, C') of Eq. 3, differentiable with respect to ``input``.
 
-    Options are those of :class:`~phidice.core.config.DiceConfig` that concern the sums (``activation``,
-    ``ignore_index``, ``squared``, ``include_background``, ``check_finite``, ``fused``, ``validate_args``);
-    ``config`` passes a built one.
+    Args:
+        input, target, mask: as :func:`phidice.dice_loss`.
+        activation, squared, include_background, ignore_index, check_finite, fused, validate_args: the options
+            of :func:`phidice.dice_loss` that concern the sums (the others are accepted and have no effect here).
+        config: a built :class:`~phidice.core.config.DiceConfig`; the options given are applied on top of it.
+
+    Returns:
+        :class:`~phidice.DiceStats`: ``intersection`` Σ y·ỹ, ``pred_sum`` Σ ỹ, ``target_sum`` Σ y, each (B, C').
+
+    Raises:
+        ValueError / TypeError: as :func:`phidice.dice_loss`.
+
+    Example:
+        >>> import torch
+        >>> from phidice import compute_stats
+        >>> probs = torch.tensor([[[0.9, 0.2], [0.1, 0.8]]])  # (B, C, voxels)
+        >>> compute_stats(probs, torch.tensor([[0, 1]]), activation=None).intersection
+        tensor([[0.9000, 0.8000]])
     """
     config = DiceConfig.build(config, options)
     return drop_background(class_stats(input, target, config, mask), config.include_background)

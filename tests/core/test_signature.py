@@ -30,6 +30,8 @@ def minus(names, *removed):
 # public name -> the options it must show (its own parameters — input, target, mask, config … — aside)
 TORCH = {
     "DiceLoss": DICE, "dice_loss": DICE, "loss_from_stats": DICE,
+    "compute_stats": ["activation", "squared", "include_background", "ignore_index", "check_finite", "fused",
+                      "validate_args"],
     "DiceCELoss": DICE + CE, "dice_ce_loss": DICE + CE,
     "TverskyLoss": minus(DICE, ["overlap"]) + TVERSKY, "tversky_loss": minus(DICE, ["overlap"]) + TVERSKY,
     "TverskyCELoss": minus(DICE, ["overlap"]) + TVERSKY + CE,
