@@ -294,6 +294,25 @@ def scenario_keras_only():
     return out
 
 
+def scenario_signatures() -> dict:
+    """The visible signatures and get_config keys of the Keras losses, and their docstring examples run."""
+    import doctest
+    import inspect
+
+    from phidice.keras import losses
+    from phidice.keras.losses import KERAS_SKIP
+
+    result = doctest.testmod(losses, optionflags=doctest.NORMALIZE_WHITESPACE, report=False)
+    out = {"skip": list(KERAS_SKIP), "doctest": [result.failed, result.attempted]}
+    for name in ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss"):
+        cls = getattr(pk, name)
+        params = [[p.name, p.kind.name, repr(p.default), repr(p.annotation)]
+                  for p in inspect.signature(cls).parameters.values()]
+        out[name] = {"params": params, "init": list(inspect.signature(cls.__init__).parameters)[1:],
+                     "config": sorted(cls().get_config())}
+    return out
+
+
 def main(inp: str, outp: str, workdir: str) -> None:
     with open(inp, "rb") as f:
         job = pickle.load(f)
@@ -306,6 +325,10 @@ def main(inp: str, outp: str, workdir: str) -> None:
     result["traced"] = scenario_traced(job["traced"])
     result["serialize"] = scenario_serialize(job["serialize"])
     result["keras_only"] = scenario_keras_only()
+    try:
+        result["signatures"] = scenario_signatures()
+    except Exception:  # noqa: BLE001
+        result["signatures"] = {"failed": traceback.format_exc()}
     result["times"]["checks"] = time.perf_counter() - t
     t = time.perf_counter()
     result["fit"] = scenario_fit(workdir)

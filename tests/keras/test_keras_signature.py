@@ -1,55 +1,33 @@
 """The Keras losses show the options of DiceConfig (less the PyTorch-only ones) and write them in get_config;
 their docstring examples run.
 
-Keras fixes its back end at import, so the losses are read in a child process on the JAX back end.
+Keras fixes its back end at import, so the losses are read by the Keras worker of a back end, which runs once
+per session for the whole Keras suite (tests/keras/conftest.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import typing
-from pathlib import Path
 
 import pytest
+from _keras_params import BACKENDS
 
 from phidice.core.config import CEConfig, DiceConfig
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-CHILD = """
-import doctest, inspect, json, typing
-from phidice import keras as pk
-from phidice.keras import losses
-from phidice.keras.losses import KERAS_SKIP
-result = doctest.testmod(losses, optionflags=doctest.NORMALIZE_WHITESPACE, report=False)
-out = {"skip": list(KERAS_SKIP), "doctest": [result.failed, result.attempted]}
-for name in ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss"):
-    cls = getattr(pk, name)
-    sig = inspect.signature(cls)
-    params = [[p.name, p.kind.name, repr(p.default), repr(p.annotation)] for p in sig.parameters.values()]
-    out[name] = {"params": params,
-                 "init": list(inspect.signature(cls.__init__).parameters)[1:],
-                 "config": sorted(cls().get_config())}
-print(json.dumps(out))
-"""
 OWN = {"data_format", "name", "labels_superset_map"}
 
 
-@pytest.fixture(scope="module")
-def keras_signatures():
-    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("jax") is None:
-        pytest.skip("needs keras and jax (the test extra)")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+@pytest.fixture()
+def keras_signatures(keras_run, backend):
+    """What the Keras worker of ``backend`` read from the losses (tests/keras/_keras_worker.py)."""
+    out = keras_run(backend)["signatures"]
+    assert "failed" not in out, out.get("failed")
+    return out
 
 
+@pytest.mark.parametrize("backend", ["jax"])
 @pytest.mark.parametrize("name", ["DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss"])
 def test_keras_losses_show_the_config_fields(keras_signatures, name):
     skip = set(keras_signatures["skip"])
@@ -71,6 +49,7 @@ def test_keras_losses_show_the_config_fields(keras_signatures, name):
     json.dumps(got)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_the_keras_examples_run(keras_signatures):
     failed, attempted = keras_signatures["doctest"]
     assert attempted > 0 and failed == 0, f"{failed} of {attempted} examples of phidice.keras.losses fail"
