@@ -121,3 +121,12 @@ def test_help_shows_the_losses_own_docstrings():
         assert "Initialize internal Module state" not in text, name  # nn.Module.__init__'s
         assert "Define the computation performed at every call" not in text, name  # nn.Module.forward's
         assert "eps_empty" in text or name == "MarginalCrossEntropyLoss"
+
+
+def test_a_users_subclass_shows_its_own_signature():
+    class Mine(phidice.DiceLoss):
+        def __init__(self, weight: float = 1.0):
+            super().__init__("BI")
+
+    assert list(inspect.signature(Mine).parameters) == ["weight"]
+    assert list(inspect.signature(phidice.DiceLoss).parameters)[:2] == ["phi", "eps"]

@@ -79,8 +79,8 @@ def config_signature(*sources, skip: Iterable[str] = (), only: Iterable[str] | N
     ``mask``, ``config`` keyword-only, last); ``**options`` becomes the fields of ``sources`` (minus
     ``skip``, or just ``only``), keyword-only, Φ and ε first. A ``*args`` shim (an old positional order,
     read with a warning) is shown as the parameters named in ``positional``. On a class the signature goes
-    on the class and on an ``__init__`` of its own (with ``self``), which gets a docstring if it has none,
-    so ``help()`` does not show ``nn.Module``'s.
+    on an ``__init__`` of its own, which gets a docstring if it has none, so ``help()`` does not show
+    ``nn.Module``'s; ``inspect.signature(cls)`` reads it there.
     """
     sources, skip, positional = tuple(sources), tuple(skip), tuple(positional)
 
@@ -100,8 +100,7 @@ def config_signature(*sources, skip: Iterable[str] = (), only: Iterable[str] | N
         init.__signature__ = sig
         if not init.__doc__:
             init.__doc__ = _INIT_DOC
-        obj.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])
-        return obj
+        return obj  # inspect.signature(cls) reads __init__'s (no class attribute: a subclass would inherit it)
 
     return apply
 
