@@ -60,10 +60,10 @@ class RawDataset:
 
 def resolve_raw_dataset(dataset, raw_root: "str | None") -> Path:
     """A raw dataset given as a folder, an id (``701``) or a name (``Dataset701_Liver``) under ``raw_root``."""
-    p = Path(os.fspath(dataset)).expanduser()
+    text = str(dataset) if isinstance(dataset, int) and not isinstance(dataset, bool) else os.fspath(dataset)
+    p = Path(text).expanduser()
     if p.is_dir():
         return p
-    text = str(dataset)
     if not raw_root:
         raise FileNotFoundError(f"dataset {text!r}: not a folder, and nnUNet_raw is not set to look it up by id or "
                                 f"name")
