@@ -119,3 +119,25 @@ def test_supervised_trainer_on_the_pool(sources):
     rows = torch.cat([r for r, _ in seen])
     # cases of A annotate liver + spleen, cases of B kidney + liver
     assert rows.tolist() == [[True, True, True, False]] * 2 + [[True, True, False, True]] * 2
+
+
+def test_the_docs_example_runs(sources, tmp_path, monkeypatch):
+    """The MONAI block of docs/pooling.md, on the two sources here (one epoch on the CPU, small crops)."""
+    import re
+    from pathlib import Path
+
+    root, a, _, lst = sources
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "pooling.md").read_text()
+    block = re.search(r"<!-- run by tests/integrations/monai/test_monai_pooling.py.*?```python\n(.*?)```", doc,
+                      flags=re.S).group(1)
+    for old, new in (('"/data/nnUNet_raw/Dataset701_Liver"', repr(str(a))),
+                     ('"/data/Task09_Spleen/dataset.json"', repr(str(lst))), ('labels="MAP.json"', "labels=None"),
+                     ("(96, 96, 96)", "(8, 8, 4)"), ('torch.device("cuda"), max_epochs=100', 'torch.device("cpu"), '
+                                                                                          'max_epochs=1')):
+        assert old in block, old
+        block = block.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "docs/pooling.md", "exec"), namespace)
+    assert namespace["K"] == 3 and namespace["trainer"].state.iteration == 2  # 3 items, batches of 2
+    assert (tmp_path / "pool.json").is_file()
