@@ -112,7 +112,7 @@ def test_supervised_trainer_on_the_pool(sources):
     @trainer.on(Events.ITERATION_COMPLETED)
     def record(engine):
         label = engine.state.output["label"]
-        seen.append((label.meta["annotated"].clone(), float(engine.state.output["loss"])))
+        seen.append((label.meta["annotated"].clone(), float(engine.state.output["loss"].detach())))
 
     trainer.run()
     assert len(seen) == 2 and all(np.isfinite(v) for _, v in seen)
