@@ -12,7 +12,8 @@ losses. Runs, each on the same images and steps:
 
 * (a) ``full``: every label of every image, Dice Φ = I, softmax; ``full_sigmoid``: the same with per-class
   sigmoid outputs (the reference of the sigmoid pool run);
-* (b) ``leaf`` and ``marginal``: the pool with ``annotated``, Φ = I, softmax; ``sigmoid_annotated``: per-class
+* (b) ``leaf`` and ``marginal``: the pool with ``annotated``, Φ = I, softmax (the marginal Dice with the
+  background channel, which holds the unannotated classes' probabilities); ``sigmoid_annotated``: per-class
   sigmoid outputs with the Dice on annotated classes only (MultiTalent's choice; the leaf loss with
   ``activation="sigmoid"``);
 * (c) ``naive``: the pool merged by hand — every label taken as annotated, unannotated structures = background.
@@ -50,7 +51,9 @@ SOURCES = (PoolSource("Dataset702_B", {"background": 0, "Rim": 1, "edema": 2}),
            PoolSource("Dataset701_A", {"background": 0, "core": 1, "rim": 2}))
 # each source's label values → the embedded data's values (core 1, rim 2, edema 3)
 TO_DATA = ({1: 2, 2: 3}, {1: 1, 2: 2})
-# name -> (labels: "full" | "pool", loss class, activation, uses annotated)
+# name -> (labels: "full" | "pool", loss class, activation, uses annotated); the background channel is left out
+# of the Dice except in the marginal Dice, where it holds the merged probabilities of the unannotated classes
+# (without it the marginal Dice equals the leaf Dice)
 POOL_RUNS = {
     "full": ("full", "DiceLoss", "softmax", False),
     "full_sigmoid": ("full", "DiceLoss", "sigmoid", False),
@@ -59,6 +62,7 @@ POOL_RUNS = {
     "sigmoid_annotated": ("pool", "LeafDiceLoss", "sigmoid", True),
     "naive": ("pool", "DiceLoss", "softmax", False),
 }
+WITH_BACKGROUND = {"marginal"}
 REFERENCE = {"leaf": "full", "marginal": "full", "sigmoid_annotated": "full_sigmoid", "naive": "full"}
 
 
@@ -112,8 +116,8 @@ def make_pool(train: SegDataset, seed: int = 0) -> Pool:
 
 def _loss(name: str):
     labels, cls, activation, uses_annotated = POOL_RUNS[name]
-    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation, include_background=False,
-                                 fused=False)
+    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation,
+                                 include_background=name in WITH_BACKGROUND, fused=False)
     if uses_annotated:
         return lambda logits, y, a: loss(logits, y, a)
     return lambda logits, y, a: loss(logits, y)
@@ -195,7 +199,8 @@ def _table(runs: dict, names: list) -> list:
             ci = bootstrap_ci(d[:, j], n_resamples=5000, seed=0)
             cells.append(f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]")
         what = "full" if kind == "full" else ("pool + annotated" if uses else "pool, naive (unannotated = 0)")
-        lines.append(f"| {name} | {what} | {activation} ({cls}) | " + " | ".join(cells)
+        bg = ", background in" if name in WITH_BACKGROUND else ""
+        lines.append(f"| {name} | {what} | {activation} ({cls}{bg}) | " + " | ".join(cells)
                      + f" | {runs[name]['seconds']:.0f} |")
     return lines
 

@@ -171,3 +171,46 @@ def test_interrupt_leaves_nothing(raw, monkeypatch):
         merge_datasets([a, b], dataset_id=800, name="Pool", progress=False)
     assert len(calls) >= 3
     assert _datasets(raw) == ["Dataset701_Liver", "Dataset702_Kidney"] and tree_hashes(raw) == before
+
+
+def test_source_annotations_and_ignore_label_carry_over(raw):
+    a, b = two_sources(raw)
+    (b / "annotated_labels.json").write_text(json.dumps({"case_002": ["liver"], "case_003": [2, 3]}))
+    write_source(raw, 703, "Ign", {"background": 0, "spleen": 1, "ignore": 2}, cases=("y",), seed=4)
+    s = merge_datasets([a, b, raw / "Dataset703_Ign"], dataset_id=805, name="Pool", progress=False)
+    out = raw / "Dataset805_Pool"
+    ann = json.loads((out / "annotated_labels.json").read_text())
+    assert ann["case_002"] == ["Liver"] and ann["case_003"] == ["kidney_left", "kidney_right"]
+    dj = json.loads((out / "dataset.json").read_text())
+    assert dj["labels"]["ignore"] == 5 == s.plan.ignore  # after background + 4 labels
+    src = np.asarray(nib.load(str(raw / "Dataset703_Ign/labelsTr/y.nii.gz")).dataobj)
+    new = np.asarray(nib.load(str(out / "labelsTr/y.nii.gz")).dataobj)
+    assert (new[src == 2] == 5).all() and (new[src == 1] == 2).all()
+    NNUNetTask.from_label_dict(dj["labels"])  # nnU-Net's rules: ignore = largest label + 1
+
+
+def test_itk_formats_keep_spacing_origin_direction(raw):
+    sitk = pytest.importorskip("SimpleITK")
+    for ident, labels in ((711, {"background": 0, "liver": 1}), (712, {"background": 0, "kidney": 1, "liver": 2})):
+        ds = raw / f"Dataset{ident}_Mha"
+        (ds / "imagesTr").mkdir(parents=True)
+        (ds / "labelsTr").mkdir()
+        lab = np.zeros((4, 5, 6), np.uint16)
+        lab[1, 1:3, :] = 1
+        lab[2, 2, 2] = len(labels) - 1
+        for arr, path in ((lab, ds / "labelsTr/c.mha"), (lab.astype(np.float32), ds / "imagesTr/c_0000.mha")):
+            img = sitk.GetImageFromArray(arr)
+            img.SetSpacing((0.7, 0.8, 2.5))
+            img.SetOrigin((1.0, -2.0, 3.0))
+            img.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))
+            sitk.WriteImage(img, str(path))
+        (ds / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels,
+                                                     "numTraining": 1, "file_ending": ".mha"}))
+    merge_datasets([711, 712], dataset_id=806, name="Mha", progress=False, images="copy")
+    out = raw / "Dataset806_Mha" / "labelsTr"
+    for tag, ident, lut in (("D711", 711, [0, 1]), ("D712", 712, [0, 2, 1])):
+        src = sitk.ReadImage(str(raw / f"Dataset{ident}_Mha/labelsTr/c.mha"))
+        new = sitk.ReadImage(str(out / f"{tag}__c.mha"))
+        assert new.GetSpacing() == src.GetSpacing() and new.GetOrigin() == src.GetOrigin()
+        assert new.GetDirection() == src.GetDirection() and new.GetPixelID() == src.GetPixelID()
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(new), np.array(lut)[sitk.GetArrayFromImage(src)])
