@@ -10,13 +10,16 @@ They are pooled with the label plan of ``phidice nnunet merge`` (:func:`phidice.
 sources in the order B, A: merged Rim = 1, edema = 2, core = 3), whose per-case annotated labels feed the
 losses. Runs, each on the same images and steps:
 
-* (a) ``full``: every label of every image, Dice Φ = I, softmax; ``full_sigmoid``: the same with per-class
-  sigmoid outputs (the reference of the sigmoid pool run);
-* (b) ``leaf`` and ``marginal``: the pool with ``annotated``, Φ = I, softmax (the marginal Dice with the
-  background channel, which holds the unannotated classes' probabilities); ``sigmoid_annotated``: per-class
-  sigmoid outputs with the Dice on annotated classes only (MultiTalent's choice; the leaf loss with
-  ``activation="sigmoid"``);
-* (c) ``naive``: the pool merged by hand — every label taken as annotated, unannotated structures = background.
+* (a) ``full``: every label of every image, Dice + cross-entropy (Φ = I, nnU-Net's terms), softmax;
+  ``full_sigmoid``: the same with per-class sigmoid outputs and binary cross-entropy (the reference of the
+  sigmoid pool run);
+* (b) ``leaf`` (leaf Dice + marginal CE) and ``marginal`` (marginal Dice with the background channel, which
+  holds the unannotated classes' probabilities, + marginal CE): the pool with ``annotated``, softmax;
+  ``sigmoid_annotated``: per-class sigmoid outputs, Dice and binary cross-entropy on annotated classes only
+  (MultiTalent's choice; ``LeafDiceCELoss(activation="sigmoid")``);
+* (c) ``naive``: the pool merged by hand — every label taken as annotated, unannotated structures = background —
+  with the same Dice + CE. ``naive_dice_only`` (reported, not checked) drops the CE: with Φ = I and a negligible
+  ε an empty target barely moves the network (the paper's finding), so the Dice alone is hurt far less.
 
 Every model is scored on held-out images with all labels (per image and class, DSC of the binary mask:
 argmax == c for softmax, sigmoid > 0.5 for sigmoid). The report checks, with paired sign-flip tests and
@@ -51,16 +54,17 @@ SOURCES = (PoolSource("Dataset702_B", {"background": 0, "Rim": 1, "edema": 2}),
            PoolSource("Dataset701_A", {"background": 0, "core": 1, "rim": 2}))
 # each source's label values → the embedded data's values (core 1, rim 2, edema 3)
 TO_DATA = ({1: 2, 2: 3}, {1: 1, 2: 2})
-# name -> (labels: "full" | "pool", loss class, activation, uses annotated); the background channel is left out
-# of the Dice except in the marginal Dice, where it holds the merged probabilities of the unannotated classes
-# (without it the marginal Dice equals the leaf Dice)
+# name -> (labels: "full" | "pool", loss class, activation, uses annotated). Dice + cross-entropy, Φ = I: the
+# terms nnU-Net trains with. The background channel is left out of the Dice except in the marginal Dice, where it
+# holds the merged probabilities of the unannotated classes (without it the marginal Dice equals the leaf Dice).
 POOL_RUNS = {
-    "full": ("full", "DiceLoss", "softmax", False),
-    "full_sigmoid": ("full", "DiceLoss", "sigmoid", False),
-    "leaf": ("pool", "LeafDiceLoss", "softmax", True),
-    "marginal": ("pool", "MarginalDiceLoss", "softmax", True),
-    "sigmoid_annotated": ("pool", "LeafDiceLoss", "sigmoid", True),
-    "naive": ("pool", "DiceLoss", "softmax", False),
+    "full": ("full", "DiceCELoss", "softmax", False),
+    "full_sigmoid": ("full", "DiceCELoss", "sigmoid", False),
+    "leaf": ("pool", "LeafDiceCELoss", "softmax", True),
+    "marginal": ("pool", "MarginalDiceCELoss", "softmax", True),
+    "sigmoid_annotated": ("pool", "LeafDiceCELoss", "sigmoid", True),
+    "naive": ("pool", "DiceCELoss", "softmax", False),
+    "naive_dice_only": ("pool", "DiceLoss", "softmax", False),
 }
 WITH_BACKGROUND = {"marginal"}
 REFERENCE = {"leaf": "full", "marginal": "full", "sigmoid_annotated": "full_sigmoid", "naive": "full"}
@@ -116,7 +120,7 @@ def make_pool(train: SegDataset, seed: int = 0) -> Pool:
 
 def _loss(name: str):
     labels, cls, activation, uses_annotated = POOL_RUNS[name]
-    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation,
+    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation,  # CE weight 1, as nnU-Net
                                  include_background=name in WITH_BACKGROUND, fused=False)
     if uses_annotated:
         return lambda logits, y, a: loss(logits, y, a)
