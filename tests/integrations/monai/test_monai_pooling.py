@@ -96,14 +96,20 @@ def test_remap_refuses_undeclared_values():
         t({"label": np.array([[0]])})
 
 
-def test_supervised_trainer_on_the_pool(sources):
-    """Two iterations of a real SupervisedTrainer with the leaf Dice on the pooled data list."""
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_supervised_trainer_on_the_pool(sources, activation):
+    """Two iterations of a real SupervisedTrainer with the leaf Dice on the pooled data list (softmax; per-class
+    sigmoid outputs with the Dice + BCE on annotated classes only)."""
     tmp, a, b, _ = sources
     data = pool_data_list([a, b], raw_root=tmp)
-    loader = DataLoader(Dataset(data["training"], Compose(pooled_transforms(4))), batch_size=2)
+    sigmoid = activation == "sigmoid"
+    loader = DataLoader(Dataset(data["training"], Compose(pooled_transforms(4))),
+                        batch_size=2)
     torch.manual_seed(0)
     net = torch.nn.Conv3d(1, 4, 3, padding=1)
-    loss = AnnotatedLoss(phidice.LeafDiceLoss(phi="I", include_background=False))
+    leaf = phidice.LeafDiceCELoss(phi="I", activation="sigmoid", include_background=False) if sigmoid else \
+        phidice.LeafDiceLoss(phi="I", include_background=False)
+    loss = AnnotatedLoss(leaf)
     trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net,
                                 optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_function=loss,
                                 prepare_batch=PrepareBatchAnnotated(), decollate=False)
@@ -117,7 +123,7 @@ def test_supervised_trainer_on_the_pool(sources):
     trainer.run()
     assert len(seen) == 2 and all(np.isfinite(v) for _, v in seen)
     rows = torch.cat([r for r, _ in seen])
-    # cases of A annotate liver + spleen, cases of B kidney + liver
+    # cases of A annotate liver + spleen, cases of B kidney + liver (and the background)
     assert rows.tolist() == [[True, True, True, False]] * 2 + [[True, True, False, True]] * 2
 
 

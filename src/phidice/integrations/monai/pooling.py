@@ -162,11 +162,11 @@ class RemapLabelsd(MapTransform):
         return d
 
 
-def pooled_transforms(num_classes: int, *, image_key: str = "image", label_key: str = "label",
-                      background: bool = True) -> list:
+def pooled_transforms(num_classes: int, *, image_key: str = "image", label_key: str = "label") -> list:
     """``LoadImaged → EnsureChannelFirstd → RemapLabelsd → AnnotatedLabelsd`` for items of
-    :func:`pool_data_list`; append spatial/intensity transforms after them. ``background=False`` for
-    per-class sigmoid outputs without a background channel (rows taken as listed)."""
+    :func:`pool_data_list`; append spatial/intensity transforms after them. The rows have one entry per merged
+    label, background (always annotated) included: channel c is label c. Per-class sigmoid outputs use the
+    same rows with a background channel that the loss leaves out (``include_background=False``)."""
     keys = [image_key, label_key]
     return [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), RemapLabelsd(label_key),
-            AnnotatedLabelsd(ANNOTATED_KEY, num_classes, background=background, label_key=label_key)]
+            AnnotatedLabelsd(ANNOTATED_KEY, num_classes, label_key=label_key)]
