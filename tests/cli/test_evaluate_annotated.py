@@ -20,7 +20,7 @@ import pytest
 
 nib = pytest.importorskip("nibabel")
 
-from phidice.cli.main import main  # noqa: E402
+from phidice.cli.main import main
 
 SHAPE = (4, 5, 6)
 

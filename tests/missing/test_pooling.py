@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from phidice.missing.pooling import PoolSource, case_ids, check_label_map_config, plan_labels
+from phidice.missing.pooling import (
+    PoolSource,
+    case_ids,
+    check_label_map_config,
+    plan_labels,
+)
 
 A = PoolSource("Dataset701_A", {"background": 0, "Liver": 1, "spleen": 2})
 B = PoolSource("Dataset702_B", {"background": 0, "kidney": 1, "LIVER": 2, "aorta": 3})

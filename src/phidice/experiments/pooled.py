@@ -46,7 +46,7 @@ from phidice.io import atomic_write
 from phidice.metrics.bootstrap import bootstrap_ci, paired_test
 from phidice.missing.pooling import PoolSource, plan_labels
 
-__all__ = ["POOL_RUNS", "PooledPreset", "POOLED_PRESETS", "make_pool", "reproduce_pooled"]
+__all__ = ["POOLED_PRESETS", "POOL_RUNS", "PooledPreset", "make_pool", "reproduce_pooled"]
 
 CLOSE = 0.05  # (b) counts as close to (a) when its mean DSC is at most this much lower
 ALPHA = 0.05
@@ -119,8 +119,8 @@ def make_pool(train: SegDataset, seed: int = 0) -> Pool:
 
 
 def _loss(name: str):
-    labels, cls, activation, uses_annotated = POOL_RUNS[name]
-    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation,  # CE weight 1, as nnU-Net
+    _, cls, activation, uses_annotated = POOL_RUNS[name]
+    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation,
                                  include_background=name in WITH_BACKGROUND, fused=False)
     if uses_annotated:
         return lambda logits, y, a: loss(logits, y, a)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PoolAnnotations", "read_pool_annotations", "annotated_mask"]
+__all__ = ["PoolAnnotations", "annotated_mask", "read_pool_annotations"]
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["PoolSource", "LabelPlan", "plan_labels", "read_label_map_config", "case_ids", "source_tag",
-           "CASE_SEPARATOR"]
+__all__ = [
+    "CASE_SEPARATOR",
+    "LabelPlan",
+    "PoolSource",
+    "case_ids",
+    "plan_labels",
+    "read_label_map_config",
+    "source_tag",
+]
 
 CASE_SEPARATOR = "__"
 _DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
@@ -60,7 +67,7 @@ class PoolSource:
 
     key: str
     labels: Mapping[str, int]
-    ignore: "int | None" = None
+    ignore: int | None = None
 
 
 @dataclass
@@ -78,7 +85,7 @@ class LabelPlan:
     coarse: list
     unannotated: list
     origin: list = field(default_factory=list)  # origin[s]: {source value: merged name or "coarse: a | b"}
-    ignore: "int | None" = None
+    ignore: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -91,7 +98,7 @@ class LabelPlan:
             out["ignore"] = self.ignore
         return out
 
-    def annotated(self, s: int, source_annotated: "Sequence[int] | None" = None) -> list:
+    def annotated(self, s: int, source_annotated: Sequence[int] | None = None) -> list:
         """Merged values a case of source s annotates (background excluded), given the source values the case
         annotates (None: all of its labels)."""
         lut, coarse_values = self.luts[s], {v for v, o in self.origin[s].items() if o.startswith("coarse:")}
@@ -238,7 +245,7 @@ def check_label_map_config(data, where: str = "MAP.json") -> dict:
     return out
 
 
-def source_settings(config: "dict | None", key: str, position: int) -> dict:
+def source_settings(config: dict | None, key: str, position: int) -> dict:
     """The ``sources`` entry of ``config`` for a source (by folder name, id or position), or an empty one."""
     empty = {"aliases": {}, "coarse": {}, "labels": None}
     if not config:
@@ -251,7 +258,7 @@ def source_settings(config: "dict | None", key: str, position: int) -> dict:
     return config["sources"][hits[0]] if hits else empty
 
 
-def unmatched_source_keys(config: "dict | None", keys: Sequence[str]) -> list:
+def unmatched_source_keys(config: dict | None, keys: Sequence[str]) -> list:
     """``sources`` entries of ``config`` that name none of the sources (a typo)."""
     if not config:
         return []
@@ -282,7 +289,7 @@ def _source_names(src: PoolSource, settings: dict, config: dict) -> tuple[dict, 
     return leaf, coarse
 
 
-def _merged_order(first_seen: dict, order: "list | None") -> list:
+def _merged_order(first_seen: dict, order: list | None) -> list:
     if order is None:
         return list(first_seen.values())
     low = [n.lower() for n in order]
@@ -294,7 +301,7 @@ def _merged_order(first_seen: dict, order: "list | None") -> list:
     return [first_seen[n] for n in low]
 
 
-def plan_labels(sources: Sequence[PoolSource], config: "dict | None" = None) -> LabelPlan:
+def plan_labels(sources: Sequence[PoolSource], config: dict | None = None) -> LabelPlan:
     """Unite the sources' labels by name (see the module doc); ``config`` from :func:`check_label_map_config`.
 
     Raises:

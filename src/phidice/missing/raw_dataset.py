@@ -16,7 +16,7 @@ from pathlib import Path
 
 from phidice.missing.pooling import PoolSource
 
-__all__ = ["RawDataset", "read_raw_dataset", "resolve_raw_dataset", "sha256_file", "ANNOTATION_FILE"]
+__all__ = ["ANNOTATION_FILE", "RawDataset", "read_raw_dataset", "resolve_raw_dataset", "sha256_file"]
 
 ANNOTATION_FILE = "annotated_labels.json"
 
@@ -37,7 +37,7 @@ class RawDataset:
     folder: Path
     dataset_json: dict
     labels: Mapping[str, int]
-    ignore: "int | None"
+    ignore: int | None
     channel_names: Mapping[str, str]
     file_ending: str
     cases: tuple
@@ -58,7 +58,7 @@ class RawDataset:
         return PoolSource(self.key, dict(self.labels), self.ignore)
 
 
-def resolve_raw_dataset(dataset, raw_root: "str | None") -> Path:
+def resolve_raw_dataset(dataset, raw_root: str | None) -> Path:
     """A raw dataset given as a folder, an id (``701``) or a name (``Dataset701_Liver``) under ``raw_root``."""
     text = str(dataset) if isinstance(dataset, int) and not isinstance(dataset, bool) else os.fspath(dataset)
     p = Path(text).expanduser()
@@ -80,7 +80,7 @@ def resolve_raw_dataset(dataset, raw_root: "str | None") -> Path:
     return matches[0]
 
 
-def _labels(dj: dict, override, where: str) -> tuple[dict, "int | None"]:
+def _labels(dj: dict, override, where: str) -> tuple[dict, int | None]:
     labels = override if override is not None else dj.get("labels")
     field = "MAP.json 'labels'" if override is not None else "'labels'"
     if not isinstance(labels, Mapping) or not labels:
@@ -155,7 +155,7 @@ def _annotations(folder: Path, labels: dict, cases: tuple, where: str) -> dict:
     return out
 
 
-def read_raw_dataset(folder, labels_override: "Mapping | None" = None) -> RawDataset:
+def read_raw_dataset(folder, labels_override: Mapping | None = None) -> RawDataset:
     """Read and check an nnU-Net raw dataset folder (no file content is read but the JSON files).
 
     Raises:

@@ -13,14 +13,19 @@ pytest.importorskip("monai")
 pytest.importorskip("ignite")
 nib = pytest.importorskip("nibabel")
 
-from ignite.engine import Events  # noqa: E402
-from monai.data import DataLoader, Dataset  # noqa: E402
-from monai.engines import SupervisedTrainer  # noqa: E402
-from monai.transforms import Compose  # noqa: E402
+from ignite.engine import Events
+from monai.data import DataLoader, Dataset
+from monai.engines import SupervisedTrainer
+from monai.transforms import Compose
 
-import phidice  # noqa: E402
-from phidice.integrations.monai import AnnotatedLoss, PrepareBatchAnnotated, RemapLabelsd, pool_data_list, \
-    pooled_transforms  # noqa: E402
+import phidice
+from phidice.integrations.monai import (
+    AnnotatedLoss,
+    PrepareBatchAnnotated,
+    RemapLabelsd,
+    pool_data_list,
+    pooled_transforms,
+)
 
 SHAPE = (8, 8, 4)
 
@@ -135,7 +140,7 @@ def test_the_docs_example_runs(sources, tmp_path, monkeypatch):
     root, a, _, lst = sources
     doc = (Path(__file__).resolve().parents[3] / "docs" / "pooling.md").read_text()
     block = re.search(r"<!-- run by tests/integrations/monai/test_monai_pooling.py.*?```python\n(.*?)```", doc,
-                      flags=re.S).group(1)
+                      flags=re.DOTALL).group(1)
     for old, new in (('"/data/nnUNet_raw/Dataset701_Liver"', repr(str(a))),
                      ('"/data/Task09_Spleen/dataset.json"', repr(str(lst))), ('labels="MAP.json"', "labels=None"),
                      ("(96, 96, 96)", "(8, 8, 4)"), ('torch.device("cuda"), max_epochs=100', 'torch.device("cpu"), '

@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("nnunetv2")
 
-from _pool_data import AFFINE, tree_hashes, two_sources, write_source  # noqa: E402
+from _pool_data import AFFINE, tree_hashes, two_sources, write_source
 
-from phidice.cli.main import main  # noqa: E402
-from phidice.integrations.nnunet import merge_datasets  # noqa: E402
-from phidice.integrations.nnunet.annotations import read_annotations  # noqa: E402
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
-from phidice.missing.raw_dataset import sha256_file  # noqa: E402
+from phidice.cli.main import main
+from phidice.integrations.nnunet import merge_datasets
+from phidice.integrations.nnunet.annotations import read_annotations
+from phidice.integrations.nnunet.task import NNUNetTask
+from phidice.missing.raw_dataset import sha256_file
 
 
 @pytest.fixture

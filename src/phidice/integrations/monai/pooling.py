@@ -32,11 +32,17 @@ from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform
 from phidice.integrations.monai.losses import ANNOTATED_KEY
 from phidice.integrations.monai.transforms import AnnotatedLabelsd, _case
 from phidice.io import atomic_write
-from phidice.missing.pooling import PoolSource, case_ids, check_label_map_config, plan_labels, \
-    read_label_map_config, source_settings
+from phidice.missing.pooling import (
+    PoolSource,
+    case_ids,
+    check_label_map_config,
+    plan_labels,
+    read_label_map_config,
+    source_settings,
+)
 from phidice.missing.raw_dataset import read_raw_dataset, resolve_raw_dataset
 
-__all__ = ["pool_data_list", "RemapLabelsd", "pooled_transforms", "LABEL_MAP_KEY"]
+__all__ = ["LABEL_MAP_KEY", "RemapLabelsd", "pool_data_list", "pooled_transforms"]
 
 LABEL_MAP_KEY = "label_map"
 

@@ -26,22 +26,33 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 import phidice
 from phidice.integrations.nnunet.annotations import ANNOTATION_FILE, parse_annotations
 from phidice.integrations.nnunet.task import NNUNetTask
-from phidice.missing.pooling import LabelPlan, case_ids, check_label_map_config, plan_labels, \
-    read_label_map_config, source_settings
-from phidice.missing.raw_dataset import RawDataset, read_raw_dataset, resolve_raw_dataset, sha256_file
+from phidice.missing.pooling import (
+    LabelPlan,
+    case_ids,
+    check_label_map_config,
+    plan_labels,
+    read_label_map_config,
+    source_settings,
+)
+from phidice.missing.raw_dataset import (
+    RawDataset,
+    read_raw_dataset,
+    resolve_raw_dataset,
+    sha256_file,
+)
 from phidice.progress import progress as progress_bar
 
-__all__ = ["merge_datasets", "MergeSummary", "PROVENANCE_FILE", "IMAGE_MODES"]
+__all__ = ["IMAGE_MODES", "PROVENANCE_FILE", "MergeSummary", "merge_datasets"]
 
 PROVENANCE_FILE = "merge_provenance.json"
 IMAGE_MODES = ("link", "copy")
