@@ -138,6 +138,12 @@ def test_refusal_undeclared_label_value(raw, capsys):
     _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", "-j", 2],
              "Dataset702_Kidney: labelsTr/case_003.nii.gz holds label value(s) [7]")
     _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", "--dry-run"], "[7]")
+    # a source whose values do not change (its maps are linked) is checked too
+    nib.save(nib.Nifti1Image(np.where(lab == 7, 3, 0).astype(np.uint8), AFFINE),
+             str(raw / "Dataset701_Liver/labelsTr/case_001.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), AFFINE), str(path))
+    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"],
+             "Dataset701_Liver: labelsTr/case_001.nii.gz holds label value(s) [3]")
 
 
 def test_refusal_unset_raw_and_bad_map(raw, capsys, monkeypatch):

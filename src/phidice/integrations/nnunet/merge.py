@@ -194,13 +194,13 @@ def _merge_case(job: _Job, plan: LabelPlan, tmp: Path, mode: str, scan_only: boo
     src, ending = job.src, job.src.file_ending
     label = src.label(job.case)
     rel = f"labelsTr/{job.case}{ending}"
-    if scan_only or not plan.is_identity(job.s):
-        data, save = _load_label(label)
-        new = plan.remap(job.s, data, where=rel)
-        if not scan_only:
+    data, save = _load_label(label)  # every map is read: its values are checked even when they keep their values
+    new = plan.remap(job.s, data, where=rel)
+    if not scan_only:
+        if plan.is_identity(job.s):
+            _place(label, tmp / "labelsTr" / f"{job.merged}{ending}", mode)  # unchanged: the file as it is
+        else:
             save(new, tmp / "labelsTr" / f"{job.merged}{ending}")
-    else:
-        _place(label, tmp / "labelsTr" / f"{job.merged}{ending}", mode)
     if scan_only:
         return {}
     files = {f"labelsTr/{job.merged}{ending}": {"source": rel, "sha256": sha256_file(label)}}
