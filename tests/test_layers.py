@@ -38,6 +38,7 @@ DEFERRED = {
     ("phidice.ops", "phidice.ops.triton_dice"),
     ("phidice.ops.cpu", "phidice.ops._numba_cpu"),
     ("phidice.integrations.nnunet", "phidice.integrations.nnunet.training"),  # nnU-Net's data-loading stack
+    ("phidice.integrations.nnunet", "phidice.integrations.nnunet.merge"),  # the dataset merger, on first use
 }
 
 

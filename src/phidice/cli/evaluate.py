@@ -49,6 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="binarise float probability predictions with p >= T into label 1")
     p.add_argument("--include-background", action="store_true", help="also report class 0")
+    p.add_argument("--annotated", metavar="JSON", default=None,
+                   help="annotated_labels.json of a pooled dataset: score each case only on the labels it annotates "
+                        "(others left out, not counted as misses or empties); rows per source (from the "
+                        "merge_provenance.json beside it) unless --groups; 'cases scored' per label and row")
     p.add_argument("--allow-missing", action="store_true",
                    help="skip cases missing from a folder (listed in the summary) instead of failing")
     st = p.add_argument_group("intervals and tests")
@@ -79,13 +83,15 @@ def run(args) -> int:
                   include_background=args.include_background, allow_missing=args.allow_missing,
                   surface_tolerance=args.surface_tolerance, progress=not args.no_progress)
     if len(args.pred) > 1:
+        if args.annotated is not None:
+            raise ValueError("--annotated scores one --pred folder; compare methods on a pool one folder at a time")
         cmp = compare_folders(args.pred, args.gt, names=args.method_names, baseline=args.baseline, **common)
         files = write_comparison(cmp, args.out, resampling=resampling, spacing_source=source)
         notes = cmp.notes
     else:
         if args.method_names is not None or args.baseline is not None:
             raise ValueError("--method-names and --baseline compare methods: give several --pred folders")
-        ev = evaluate_folders(args.pred[0], args.gt, **common)
+        ev = evaluate_folders(args.pred[0], args.gt, annotated=args.annotated, **common)
         files = write_outputs(ev, args.out, pred_dir=args.pred[0], gt_dir=args.gt, spacing_source=source,
                               resampling=resampling)
         notes = ev.notes

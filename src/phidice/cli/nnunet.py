@@ -10,7 +10,7 @@ import json
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "nnunet",
-        help="nnU-Net v2 trainers: trainers-path, make-partial, add-config",
+        help="nnU-Net v2 trainers: trainers-path, make-partial, add-config, merge",
         description="nnU-Net v2 integration (needs nnunetv2 >= 2.8: pip install phidice[nnunet]). "
                     "See docs/nnunet.md.",
     )
@@ -22,6 +22,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tp.set_defaults(func=run_trainers_path)
     _add_make_partial(sub)
     _add_add_config(sub)
+    _add_merge(sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     return p
 
@@ -81,6 +82,43 @@ def _add_add_config(sub) -> None:
                     help="any other option, e.g. --set empty='\"skip\"' --set eps_batches=200 (repeatable)")
     ac.add_argument("--force", action="store_true", help="replace an existing configuration of that name")
     ac.set_defaults(func=run_add_config)
+
+
+def _add_merge(sub) -> None:
+    mg = sub.add_parser(
+        "merge",
+        help="pool partially labelled raw datasets into one, labels united by name",
+        description="Pool nnU-Net v2 raw datasets into $nnUNet_raw/DatasetNNN_NAME: labels united by name "
+                    "(case-insensitive; background 0, then the labels in order of first appearance), label maps "
+                    "rewritten with the merged values, images hard-linked (or copied), colliding case ids "
+                    "prefixed with the source tag and '__' (D701__case_001), plus annotated_labels.json (which "
+                    "labels each case annotates, for nnUNetTrainerPhiDice_Leaf/_Marginal) and "
+                    "merge_provenance.json. Sources are only read; an interrupted merge leaves nothing. "
+                    "See docs/pooling.md.")
+    mg.add_argument("sources", nargs="+", metavar="SRC",
+                    help="raw dataset: a folder, an id (701) or a name (Dataset701_Liver) under $nnUNet_raw")
+    mg.add_argument("--id", type=int, required=True, dest="dataset_id", help="id of the merged dataset")
+    mg.add_argument("--name", required=True, help="name of the merged dataset (DatasetNNN_NAME)")
+    mg.add_argument("--labels", default=None, metavar="MAP.json",
+                    help="aliases, coarse labels (a source label = union of merged labels), dataset-specific "
+                         "labels, per-source label names, merged order (docs/pooling.md)")
+    mg.add_argument("--dry-run", action="store_true",
+                    help="check everything (label values included), print the label table and case count, "
+                         "write nothing")
+    mg.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default: %(default)s)")
+    mg.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
+    mg.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    mg.set_defaults(func=run_merge)
+
+
+def run_merge(args) -> int:
+    from phidice.integrations.nnunet import merge_datasets
+
+    summary = merge_datasets(args.sources, dataset_id=args.dataset_id, name=args.name, labels=args.labels,
+                             dry_run=args.dry_run, jobs=args.jobs, images="copy" if args.copy else "link",
+                             progress=not args.no_progress)
+    print(summary.text())
+    return 0
 
 
 def run_trainers_path(args) -> int:

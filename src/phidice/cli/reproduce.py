@@ -32,8 +32,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--iterations", type=int, default=None,
                    help="fixed number of training steps for every B (overrides --images)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="batch sizes of the binary grid, e.g. 1,2,4,8")
-    p.add_argument("--task", choices=("binary", "multiclass", "both"), default="both",
-                   help="embedded task(s) to run (default both)")
+    p.add_argument("--task", choices=("binary", "multiclass", "both", "pooled"), default="both",
+                   help="embedded task(s) to run (default both); 'pooled': two partially labelled sources merged "
+                        "as `phidice nnunet merge` does, trained full / leaf / marginal / sigmoid / naive "
+                        "(pooled_report.md; docs/pooling.md)")
     p.add_argument("--data", default=None, help="your own data folder instead of the embedded data")
     p.add_argument("--layout", choices=("auto", "brats", "acdc", "plain"), default="auto",
                    help="layout of --data (default: detected)")
@@ -54,12 +56,26 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _run_pooled(args, preset: str) -> int:
+    from phidice.experiments.pooled import reproduce_pooled
+    from phidice.experiments.run import default_out
+
+    if args.data is not None or args.device != "cpu":
+        raise ValueError("--task pooled runs on the embedded data on the CPU (no --data, no --device)")
+    path = reproduce_pooled(args.out or default_out(), preset=preset, seed=args.seed, lr=args.lr,
+                            threads=args.threads, progress=not args.no_progress)
+    print(f"report: {path}")
+    return 0
+
+
 def run(args) -> int:
     from phidice.experiments.run import reproduce
 
     if args.slices_per_case < 1:
         raise ValueError(f"--slices-per-case must be ≥ 1; got {args.slices_per_case}")
     preset = "smoke" if args.smoke else ("full" if args.full else "quick")
+    if args.task == "pooled":
+        return _run_pooled(args, preset)
     tasks = ("binary", "multiclass") if args.task == "both" else (args.task,)
     from phidice import distributed
 

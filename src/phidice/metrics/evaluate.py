@@ -23,6 +23,7 @@ from phidice.core.deps import require
 from phidice.core.types import DiceStats
 from phidice.io import as_label_array, atomic_write, image_stem, list_label_files, read_image, read_label_image
 from phidice.metrics import surface
+from phidice.metrics.annotated import annotated_mask, read_pool_annotations
 from phidice.metrics._hard import hard_stats, reported_classes
 from phidice.metrics.bootstrap import CI_METHODS, TEST_METHODS, MeanCI, PairedTest, bootstrap_ci, paired_test
 from phidice.metrics.dice import score_from_stats
@@ -199,19 +200,34 @@ class Evaluation:
     tolerance: float | None = None  # NSD tolerance τ in mm; None: no surface metrics
     hd95: np.ndarray | None = None  # (N, C) mm, the empty convention applied (worst case: the image diagonal)
     nsd: np.ndarray | None = None  # (N, C) in [0, 1]
+    annotated: np.ndarray | None = None  # (N, C) bool: case i annotates class j (None: every case every class)
+
+    def _masked(self, x: np.ndarray) -> np.ndarray:
+        return x if self.annotated is None else np.where(self.annotated, x, np.nan)
 
     @property
     def v_ref_ml(self) -> np.ndarray:
-        return self.stats.target_sum.double().numpy() * self.voxel_ml[:, None]
+        return self._masked(self.stats.target_sum.double().numpy() * self.voxel_ml[:, None])
 
     @property
     def v_pred_ml(self) -> np.ndarray:
-        return self.stats.pred_sum.double().numpy() * self.voxel_ml[:, None]
+        return self._masked(self.stats.pred_sum.double().numpy() * self.voxel_ml[:, None])
 
     @property
     def dv_ml(self) -> np.ndarray:
         """ΔV = V_pred − V_ref in ml (> 0: over-segmentation)."""
-        return (self.stats.pred_sum - self.stats.target_sum).double().numpy() * self.voxel_ml[:, None]
+        return self._masked((self.stats.pred_sum - self.stats.target_sum).double().numpy() * self.voxel_ml[:, None])
+
+    def apply_annotations(self, mask: np.ndarray) -> None:
+        """Score each case only on the classes it annotates: the others' metrics become NaN (left out)."""
+        self.annotated = np.asarray(mask, dtype=bool)
+        self.dsc = self._masked(self.dsc)
+        if self.hd95 is not None:
+            self.hd95, self.nsd = self._masked(self.hd95), self._masked(self.nsd)
+
+    def scored(self, rows: np.ndarray, j: int) -> np.ndarray:
+        """The cases of ``rows`` scored on class column j (those annotating it)."""
+        return rows if self.annotated is None else rows & self.annotated[:, j]
 
     def metrics(self) -> dict[str, np.ndarray]:
         """The per-case (N, C) metrics that get means, intervals and tests: DSC, ΔV and, if computed, HD95, NSD."""
@@ -272,11 +288,14 @@ def assemble(cases: list[str], scores: list[CaseScore], *, num_classes_seen: int
 def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str | None = None, spacing=None,
                      num_classes: int | None = None, empty: str = "nan", threshold: float | None = None,
                      include_background: bool = False, allow_missing: bool = False,
-                     surface_tolerance: float | None = None, progress: bool = True) -> Evaluation:
+                     surface_tolerance: float | None = None, progress: bool = True, annotated=None) -> Evaluation:
     """Evaluate every matched (prediction, reference) pair; see :mod:`phidice.cli.evaluate` for the options.
 
-    ``surface_tolerance`` (mm) adds HD95 and the NSD at that tolerance per case and class.
+    ``surface_tolerance`` (mm) adds HD95 and the NSD at that tolerance per case and class. ``annotated``: an
+    ``annotated_labels.json``; each case is then scored only on the labels it annotates (rows per source when
+    there is no ``groups_csv``), see :mod:`phidice.metrics.annotated`.
     """
+    pool = read_pool_annotations(annotated) if annotated is not None else None
     spacing = check_options(empty=empty, spacing=spacing, threshold=threshold, num_classes=num_classes,
                             surface_tolerance=surface_tolerance)
     group_of = read_groups(groups_csv) if groups_csv is not None else None
@@ -291,10 +310,23 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
                                  tolerance=surface_tolerance, empty=empty, include_background=include_background))
     ev = assemble([c for c, _, _ in pairs], scores, num_classes_seen=max(s.stats.intersection.shape[1] for s in scores),
                   empty=empty, include_background=include_background, tolerance=surface_tolerance, notes=notes)
+    if pool is not None:
+        apply_pool(ev, pool, per_source=group_of is None)
     if group_of is not None:
         ev.groups = [group_of[c] for c in ev.cases]
         _add_roc(ev, positive_group)
     return ev
+
+
+def apply_pool(ev: Evaluation, pool, *, per_source: bool) -> None:
+    """Mask ``ev`` with the pool's annotations; with ``per_source`` its groups become the cases' sources."""
+    mask, notes = annotated_mask(pool, ev.cases, ev.classes)
+    ev.apply_annotations(mask)
+    ev.notes += notes
+    ev.notes.append(f"scored on annotated labels only ({pool.path}): a case that does not annotate a label is left "
+                    f"out of that label's row (the 'cases' column counts the cases scored)")
+    if per_source:
+        ev.groups = [pool.source_of(c) for c in ev.cases]
 
 
 def _add_roc(ev: Evaluation, positive_group: str | None) -> None:
@@ -321,7 +353,8 @@ def _add_roc(ev: Evaluation, positive_group: str | None) -> None:
     ev.positive_group = positive_group
     is_pos = np.array([g == positive_group for g in ev.groups])
     for j, c in enumerate(ev.classes):
-        ev.roc[c] = volume_roc(ev.v_pred_ml[:, j], is_pos)
+        keep = ev.scored(np.ones(len(ev.cases), dtype=bool), j)
+        ev.roc[c] = volume_roc(ev.v_pred_ml[keep, j], is_pos[keep])
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -338,7 +371,8 @@ def per_case_csv(ev: Evaluation) -> str:
     buf = _stdio.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox", "V_pred_vox"]
-               + (list(SURFACE_COLUMNS) if ev.hd95 is not None else []))
+               + (list(SURFACE_COLUMNS) if ev.hd95 is not None else [])
+               + (["annotated"] if ev.annotated is not None else []))
     for row in case_rows(ev):
         w.writerow(row)
     return buf.getvalue()
@@ -353,6 +387,8 @@ def case_rows(ev: Evaluation):
                    _g(dv[i, j]), int(ev.stats.target_sum[i, j]), int(ev.stats.pred_sum[i, j])]
             if ev.hd95 is not None:
                 row += [_g(ev.hd95[i, j]), _g(ev.nsd[i, j])]
+            if ev.annotated is not None:
+                row.append(int(ev.annotated[i, j]))
             yield row
 
 
@@ -469,7 +505,7 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
         lines.append("- " + SURFACE_TEXT.format(tol=ev.tolerance) + "; n=k in a cell: only k cases are defined")
     lines += [f"- note: {n}" for n in ev.notes]
     ci = f"{res.percent} CI"
-    head = ["class", "group", "cases", "DSC mean ± std", "n", "DSC_BI", f"DSC {ci}", "ΔV ml mean ± std", f"ΔV {ci}",
+    head = ["class", "group", "cases" if ev.annotated is None else "cases scored", "DSC mean ± std", "n", "DSC_BI", f"DSC {ci}", "ΔV ml mean ± std", f"ΔV {ci}",
             "V_ref ml mean", "V_pred ml mean"]
     align = ["---", "---", "---:", "---", "---:", "---:", "---", "---", "---", "---:", "---:"]
     if ev.hd95 is not None:
@@ -478,7 +514,10 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
     lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     vr, vp, dv = ev.v_ref_ml, ev.v_pred_ml, ev.dv_ml
     for j, c in enumerate(ev.classes):
-        for name, rows in row_sets(ev):
+        for name, all_rows in row_sets(ev):
+            rows = ev.scored(all_rows, j)
+            if not rows.any() and ev.annotated is not None:
+                continue  # a source that does not annotate the class has no row for it
             dsc, n = _mean_std(ev.dsc[rows, j])
             pooled = DiceStats(*(t[torch.from_numpy(rows)][:, j:j + 1] for t in ev.stats))
             bi = float(score_from_stats(pooled, phi="BI", empty=ev.empty)[0, 0])
@@ -487,7 +526,7 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
             dsc_ci = interval_cell(res.ci(ev.dsc[rows, j], f"DSC of {what}"), ev.dsc[rows, j], ".3f")
             dv_ci = interval_cell(res.ci(dv[rows, j], f"ΔV of {what}"), dv[rows, j], ".3f")
             cells = [str(c), name, str(int(rows.sum())), dsc, str(n), "–" if np.isnan(bi) else f"{bi:.3f}", dsc_ci,
-                     dvs, dv_ci, f"{vr[rows, j].mean():.3f}", f"{vp[rows, j].mean():.3f}"]
+                     dvs, dv_ci, f"{np.mean(vr[rows, j]):.3f}", f"{np.mean(vp[rows, j]):.3f}"]
             if ev.hd95 is not None:
                 for key, arr in (("HD95_mm", ev.hd95), ("NSD", ev.nsd)):
                     v = arr[rows, j]

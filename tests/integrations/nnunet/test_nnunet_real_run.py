@@ -3,7 +3,9 @@
 
 * 2D: nnUNetTrainerPhiDice (Φ = BI from the 2d configuration's batch_dice), then nnUNetTrainerPhiDice_Ieps on a
   configuration added with ``phidice nnunet add-config`` (ε measured on the loader's patches);
-* 3D: ``phidice nnunet make-partial`` (class "spot" not annotated in group B) → nnUNetTrainerPhiDice_Leaf.
+* 3D: ``phidice nnunet make-partial`` (class "spot" not annotated in group B) → nnUNetTrainerPhiDice_Leaf;
+* 3D: ``phidice nnunet merge`` of two raw datasets (one labels "blob" and "spot", the other only "Blob") →
+  plan/preprocess → nnUNetTrainerPhiDice_Leaf → predict → ``phidice evaluate``.
 
 Marked ``slow`` and ``nnunet_real``: they need nnU-Net's full stack and its console scripts next to this
 Python, and take minutes. ``make test-nnunet`` builds that environment and runs them (see README). The short
@@ -162,6 +164,45 @@ def test_3d_leaf_trainer_on_partially_annotated_data(work):
                                 trainer="nnUNetTrainerPhiDice_Leaf_Tiny",
                                 images=root / "nnUNet_raw" / "Dataset611_Synth3D" / "imagesTs",
                                 labels=data["labels_ts"], groups=data["groups"])
+    assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
+
+
+def _drop_label(ds: Path, value: int, labels: dict) -> None:
+    """Make ``ds`` a dataset that does not label ``value``: its voxels become 0, dataset.json says ``labels``."""
+    import nibabel as nib
+    import numpy as np
+
+    for path in sorted((ds / "labelsTr").glob("*.nii.gz")):
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+        nib.save(type(img)(np.where(data == value, 0, data).astype(data.dtype), img.affine, img.header), str(path))
+    dj = json.loads((ds / "dataset.json").read_text())
+    (ds / "dataset.json").write_text(json.dumps({**dj, "labels": labels}, indent=2))
+
+
+def test_3d_merge_then_leaf_trainer(work):
+    root, env = work
+    a = _synthetic.write_dataset(root / "nnUNet_raw", 621, "PoolA", two_d=False, n_train=6, n_test=2, size=16)
+    b = _synthetic.write_dataset(root / "nnUNet_raw", 622, "PoolB", two_d=False, n_train=6, n_test=0, size=16,
+                                 seed=1)
+    _drop_label(b["dataset"], 2, {"background": 0, "Blob": 1})
+    text = run("merge", [sys.executable, "-m", "phidice", "nnunet", "merge", "621", "Dataset622_PoolB", "--id", "630",
+                         "--name", "Pooled", "-j", "2", "--no-progress"], env, root)
+    assert "| 1 | blob | blob (1) | Blob (1) |" in text and "| 2 | spot | spot (2) | — |" in text
+    merged = root / "nnUNet_raw" / "Dataset630_Pooled"
+    annotated = json.loads((merged / "annotated_labels.json").read_text())
+    assert annotated["D622__case_000"] == ["blob"] and annotated["D621__case_000"] == ["blob", "spot"]
+    run("merge_plan_and_preprocess", [BIN / "nnUNetv2_plan_and_preprocess", "-d", "630", "-c", "3d_fullres", "-np",
+                                      "1", "-npfp", "1", "--verify_dataset_integrity"], env, root)
+    log = run("merge_leaf_train", [BIN / "nnUNetv2_train", "630", "3d_fullres", "0", "-tr",
+                                   "nnUNetTrainerPhiDice_Leaf_Tiny", "-device", "cpu"], env, root)
+    assert "phidice: 12 partially annotated case(s) from" in log  # every merged case is listed
+    rec = checkpoint_record(root / "nnUNet_results", "Dataset630_Pooled", "nnUNetTrainerPhiDice_Leaf_Tiny",
+                            "3d_fullres")
+    assert rec["annotations"]["cases"]["D622__case_001"] == [0, 1]
+    rows = predict_and_evaluate("merge_leaf", root, env, dataset="630", config="3d_fullres",
+                                trainer="nnUNetTrainerPhiDice_Leaf_Tiny", images=a["images_ts"],
+                                labels=a["labels_ts"], groups=a["groups"])
     assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
 
 

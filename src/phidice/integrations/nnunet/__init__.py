@@ -15,6 +15,9 @@ plans say ``batch_dice``, else I; ε = 1e-5), ``nnUNetTrainerPhiDice_I``, ``nnUN
 
 Importing this package checks that nnunetv2 ≥ 2.8 is installed (ImportError otherwise). The trainer classes
 are imported on first access, since importing nnU-Net's trainer pulls in its data-loading stack.
+
+``merge_datasets`` (``phidice nnunet merge``, :mod:`.merge`) pools several raw datasets into one, labels united
+by name, with ``annotated_labels.json`` for the partial-label trainers (docs/pooling.md).
 """
 
 from __future__ import annotations
@@ -94,8 +97,12 @@ def __getattr__(name: str):
         from phidice.integrations.nnunet import training
 
         return getattr(training, name)
+    if name in ("merge_datasets", "MergeSummary"):
+        from phidice.integrations.nnunet import merge  # reads label files: nibabel/SimpleITK on first use
+
+        return getattr(merge, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["MIN_NNUNET", "TRAINER_NAMES", "check_nnunet_version", "installed_nnunet", "trainers_path",
-           *TRAINER_NAMES]
+           "merge_datasets", "MergeSummary", *TRAINER_NAMES]
