@@ -112,13 +112,13 @@ class _PhiLoss(keras.losses.Loss):
     def __init__(self, phi="I", eps=DEFAULT_EPS, *, eps_nr=None, eps_dr=None, eps_empty=None, activation="softmax",
                  squared=False, include_background=True, class_weights=None, weighting=None, empty="smooth",
                  ignore_index=None, reduction="mean", check_finite=False, validate_args=True, data_format=None,
-                 name=None, **unsupported):
+                 name=None, soft_label=False, **unsupported):
         _reject(type(self).__name__, unsupported)
         self.config = DiceConfig(phi=phi, eps=eps, eps_nr=eps_nr, eps_dr=eps_dr, eps_empty=eps_empty,
                                  activation=activation, squared=squared, include_background=include_background,
                                  class_weights=class_weights, weighting=weighting, empty=empty,
                                  ignore_index=ignore_index, reduction=reduction, check_finite=check_finite,
-                                 validate_args=validate_args)
+                                 validate_args=validate_args, soft_label=soft_label)
         self.data_format = standardize_data_format(data_format)
         self._layout = Layout(self.data_format)
         # Keras's word for a mean is "sum_over_batch_size" (older Keras 3 releases know no other)
@@ -155,7 +155,7 @@ class _PhiLoss(keras.losses.Loss):
         out = {"name": self.name, "phi": c.phi.value}
         for key in ("eps", "eps_nr", "eps_dr", "eps_empty", "activation", "squared", "include_background",
                     "class_weights", "weighting", "empty", "ignore_index", "reduction", "check_finite",
-                    "validate_args"):
+                    "validate_args", "soft_label"):
             out[key] = _plain(getattr(c, key))
         out["data_format"] = self.data_format
         return out
@@ -248,7 +248,8 @@ class _PartialDice(_PhiLoss):
         if self._kind == "marginal" and config.include_background:
             probs = activate(x, config.activation)
             y = dense_target(prepared, probs, config.activation)
-            stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared)
+            stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared,
+                                    config.soft_label)
         else:
             stats = class_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)

@@ -157,7 +157,8 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
         check_prepared_range(input, prepared, config)
         probs = activate(input, config.activation)
         y = dense_target(prepared, probs, config.activation)
-        stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared)
+        stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared,
+                                config.soft_label)
     if config.validate_args:
         check_unannotated_labels(stats.target_sum, annotated)
     return stats, annotated
