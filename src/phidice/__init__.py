@@ -65,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "MarginalCrossEntropyLoss": "phidice.missing.losses",
     "MarginalDiceCELoss": "phidice.missing.losses",
     "LeafDiceCELoss": "phidice.missing.losses",
+    "LeafDiceFocalLoss": "phidice.missing.losses",
+    "MarginalDiceFocalLoss": "phidice.missing.losses",
     "annotated_from_label_sets": "phidice.missing.label_sets",
     # ε heuristic and gradient diagnostics
     "estimate_epsilon": "phidice.epsilon",
