@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "MarginalDiceCELoss": "phidice.missing.losses",
     "LeafDiceCELoss": "phidice.missing.losses",
     "LeafDiceFocalLoss": "phidice.missing.losses",
+    "DeepSupervisionLoss": "phidice.missing.deep_supervision",
     "MarginalDiceFocalLoss": "phidice.missing.losses",
     "annotated_from_label_sets": "phidice.missing.label_sets",
     # ε heuristic and gradient diagnostics
