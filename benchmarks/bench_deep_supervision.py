@@ -4,7 +4,7 @@ Synthetic 2-D task (16 × 16, one input channel, 3 classes): class 1 is 1–3 sm
 image (the structures nearest-exact downsampling erases at the coarse levels), class 2 one larger square;
 both brighter than a noisy background. A tiny U-Net with three outputs (16, 8, 4 — nnU-Net's pattern) is
 trained with ``phidice.DeepSupervisionLoss(DiceCELoss(phi="BI", include_background=False),
-weight_mode="nnunet")`` under each policy, same seeds, same batches; then scored at full resolution on
+weight_mode="nnunet")`` (``--weight-mode exp``: MONAI's weights, the coarsest level counting too) under each policy, same seeds, same batches; then scored at full resolution on
 held-out images: the Dice of the small-structure class over the test set (pooled), the false-negative rate
 (share of ground-truth small components, 8-connected, with no predicted voxel of the class), and the
 false-positive components per image. Each policy runs with ``--seeds`` seeds; the table shows mean ± sd.
@@ -87,12 +87,12 @@ class TinyUNet(nn.Module):
         return outs[::-1]
 
 
-def train(policy: str, seed: int, data, steps: int, batch: int) -> nn.Module:
+def train(policy: str, seed: int, data, steps: int, batch: int, weight_mode: str = "nnunet") -> nn.Module:
     torch.manual_seed(seed)
     model = TinyUNet()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = phidice.DeepSupervisionLoss(phidice.DiceCELoss(phi="BI", include_background=False),
-                                          weight_mode="nnunet", coarse_empty=policy)
+                                          weight_mode=weight_mode, coarse_empty=policy)
     images, labels = data
     order = np.random.default_rng(seed).integers(0, images.shape[0], size=(steps, batch))
     for step in range(steps):
@@ -160,6 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weight-mode", default="nnunet", help="nnunet (coarsest level weight 0) or MONAI's exp")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "deep_supervision.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -169,9 +170,10 @@ def main(argv=None) -> int:
     with progress(total=args.seeds * len(POLICIES), desc="deep supervision", unit="run") as bar:
         for seed in range(args.seeds):
             for policy in POLICIES:  # interleaved: the machine's load falls on every policy alike
-                results[policy].append(score(train(policy, seed, train_data, args.steps, args.batch), test_data))
+                results[policy].append(score(train(policy, seed, train_data, args.steps, args.batch,
+                                                   args.weight_mode), test_data))
                 bar.update()
-    md = table(results, args.seeds, args.steps, erased_share(test_data))
+    md = table(results, args.seeds, args.steps, erased_share(test_data)) + f"weight_mode={args.weight_mode!r}\n"
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, " \
               f"{args.threads} threads"
     text = (f"# Deep supervision and small structures ({datetime.date.today()})\n\n"
