@@ -40,7 +40,8 @@ from phidice.missing.losses import (
     MarginalDiceLoss,
 )
 
-__all__ = ["DeepSupervisionLoss", "COARSE_EMPTY", "WEIGHT_MODES", "deep_supervision_weights", "coarse_level"]
+__all__ = ["DeepSupervisionLoss", "COARSE_EMPTY", "WEIGHT_MODES", "deep_supervision_weights", "coarse_level",
+           "partial_of"]
 
 COARSE_EMPTY = ("missing", "maxpool", "nnunet")
 WEIGHT_MODES = ("exp", "same", "two", "nnunet")
@@ -65,7 +66,7 @@ def deep_supervision_weights(levels: int, mode: str = "exp") -> list[float]:
     return [v / sum(w) for v in w]
 
 
-def _partial_of(loss: LossModule, **changes) -> LossModule:
+def partial_of(loss: LossModule, **changes) -> LossModule:
     """The leaf counterpart of ``loss`` (itself when it already takes ``annotated``), config ``changes`` applied."""
     config = loss.config.replace(**changes)
     if isinstance(loss, _PARTIAL):
@@ -205,9 +206,9 @@ class DeepSupervisionLoss(nn.Module):
                 raise ValueError(f"weights must be numbers ≥ 0, one per level; got {weights}")
         self.loss, self.weight_mode, self.weights, self.coarse_empty = loss, weight_mode, weights, coarse_empty
         config = loss.config
-        self.partial = _partial_of(loss)  # coarse levels that take annotated flags
+        self.partial = partial_of(loss)  # coarse levels that take annotated flags
         # a max-pooled target is a dense map: its ignored voxels travel as a mask, not as ignore_index
-        self.partial_dense = self.partial if config.ignore_index is None else _partial_of(loss, ignore_index=None)
+        self.partial_dense = self.partial if config.ignore_index is None else partial_of(loss, ignore_index=None)
 
     def level_weights(self, levels: int) -> list[float]:
         if self.weights is not None:

@@ -20,6 +20,10 @@ results folder (``phidice nnunet add-config`` writes one). Keys:
 ``include_background`` Dice over the background channel too (default False; region training has no background)
 ``sync_batch``         under DDP, Φ ∋ B means the global batch and the CE mean is global (default: on under DDP)
 ``eps_batches``        batches drawn for ``eps: "auto"`` (default 100)
+``coarse_empty``       what a coarse deep-supervision level does with a structure its downsampled target lost:
+                       ``"nnunet"`` (default: the target as nnU-Net's data loader made it), ``"missing"`` (the
+                       class leaves that level for that case) or ``"maxpool"`` (the level's target max-pooled
+                       from the full-resolution one); see :class:`phidice.DeepSupervisionLoss`
 others                 passed to the phidice loss: ``squared``, ``class_weights``, ``weighting``, ``empty``,
                        ``fused``, ``ce_weight``, ``label_smoothing``
 =====================  ==========================================================================================
@@ -35,12 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from phidice.integrations.nnunet.task import NNUNetTask
+from phidice.missing.deep_supervision import COARSE_EMPTY
 
 PHI_CHOICES = ("auto", "I", "CI", "BI", "BCI")
 DICE_KEYS = ("eps_nr", "eps_dr", "eps_empty", "squared", "class_weights", "weighting", "empty", "fused")
 CE_KEYS = ("ce_weight", "label_smoothing")
 OWN_KEYS = ("phi", "eps", "lambda_dice", "lambda_ce", "include_background", "sync_batch", "eps_batches")
-ALLOWED_KEYS = OWN_KEYS + DICE_KEYS + CE_KEYS
+ALLOWED_KEYS = OWN_KEYS + DICE_KEYS + CE_KEYS + ("coarse_empty",)
 MISSING_MODES = (None, "leaf", "marginal")
 NNUNET_EPS = 1e-5  # nnU-Net's smooth in nnUNetTrainer._build_loss
 DEFAULT_EPS_BATCHES = 100
@@ -61,6 +66,7 @@ class LossOptions:
     dice_kwargs: dict = field(default_factory=dict)
     ce_kwargs: dict = field(default_factory=dict)
     source: str = ""
+    coarse_empty: str = "nnunet"
 
     @property
     def eps_auto(self) -> bool:
@@ -77,6 +83,8 @@ class LossOptions:
             out["eps_batches"] = self.eps_batches
         for k, v in {**self.dice_kwargs, **self.ce_kwargs}.items():
             out[k] = list(v) if isinstance(v, tuple) else v
+        if self.coarse_empty != "nnunet":
+            out["coarse_empty"] = self.coarse_empty
         return out
 
 
@@ -106,6 +114,11 @@ def _tupled(value):
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
+def _check_coarse_empty(value, source: str) -> None:
+    if value not in COARSE_EMPTY:
+        raise _fail(source, f"phidice option 'coarse_empty' must be one of {', '.join(COARSE_EMPTY)}; got {value!r}")
+
+
 def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = False, missing: "str | None" = None,
                     fixed: "Mapping | None" = None, defaults: "Mapping | None" = None, trainer: str = "",
                     source: str = "") -> LossOptions:
@@ -133,7 +146,7 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
     merged: dict[str, Any] = {
         "phi": "auto", "eps": NNUNET_EPS, "lambda_dice": 1.0, "lambda_ce": 1.0,
         "include_background": task.regions, "sync_batch": bool(is_ddp), "eps_batches": DEFAULT_EPS_BATCHES,
-    }
+        "coarse_empty": "nnunet"}
     merged.update(defaults or {})
     merged.update(raw)
     merged.update(fixed)
@@ -161,6 +174,7 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
     if missing == "marginal" and task.regions:
         raise _fail(source, "the marginal Dice sums the probabilities of mutually exclusive classes into the "
                             "background; region-based (sigmoid) training has none — use nnUNetTrainerPhiDice_Leaf")
+    _check_coarse_empty(merged["coarse_empty"], source)
     dice_kwargs = {k: merged[k] for k in DICE_KEYS if k in merged}
     for k in ("eps_nr", "eps_dr", "eps_empty"):
         if k in dice_kwargs and dice_kwargs[k] is not None:
@@ -171,5 +185,5 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
     opts = LossOptions(phi=phi, eps=eps, lambda_dice=lam_dice, lambda_ce=lam_ce,
                        include_background=merged["include_background"], sync_batch=merged["sync_batch"],
                        missing=missing, eps_batches=eps_batches, dice_kwargs=dice_kwargs, ce_kwargs=ce_kwargs,
-                       source=source)
+                       source=source, coarse_empty=merged["coarse_empty"])
     return opts
