@@ -69,24 +69,52 @@ def _sigmoid_terms(x, y, focal: FocalConfig, include_background: bool, C: int):
     return per if weight is None else per * weight
 
 
+def _class_factor(focal: FocalConfig, C: int):
+    """α_c·w_c of the softmax term as a tuple of C floats (None when every factor is 1)."""
+    alpha = focal.alpha
+    if alpha is not None and not isinstance(alpha, tuple):
+        alpha = (1 - alpha,) + (alpha,) * (C - 1)
+    factor = None
+    for name, value in (("alpha", alpha), ("focal_weight", focal.focal_weight)):
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            class_slice(name, len(value), C, True, axis="dim 1")  # C values, one per class (error otherwise)
+        row = value if isinstance(value, tuple) else (value,) * C
+        factor = row if factor is None else tuple(a * b for a, b in zip(factor, row))
+    return factor
+
+
+def _focal_factor(logp, gamma: float):
+    if not gamma:
+        return None
+    base = 1 - logp.exp()
+    return (base.clamp_min(FOCAL_FLOOR) if gamma < 1 else base).pow(gamma)
+
+
 def _softmax_terms(x, prepared: PreparedTarget, focal: FocalConfig, annotated):
-    """Per-voxel softmax focal loss (B, 1, *S), every class in one distribution."""
+    """Per-voxel softmax focal loss (B, 1, *S), every class in one distribution. Labels read log p at the label
+    only (no one-hot); maps sum −α_c (1 − p_c)^γ y_c log p_c over the classes."""
     C = x.shape[1]
     logp = torch.log_softmax(x, 1) if annotated is None else marginal_log_probs(x, annotated)
+    factor = _class_factor(focal, C)
+    if prepared.labels is not None:  # an unannotated class carries no label: gathering is exact
+        lab = prepared.labels.unsqueeze(1)
+        lp = logp.gather(1, lab)
+        per = -lp
+        ff = _focal_factor(lp, focal.gamma)
+        per = per if ff is None else ff * per
+        if factor is not None:
+            per = torch.tensor(factor, dtype=x.dtype, device=x.device)[lab] * per
+        return per
     y = dense_target(prepared, logp, "softmax")
     if annotated is not None:
         y = y * annotated.to(x.dtype).view((x.shape[0], C) + (1,) * (x.ndim - 2))
     per = -logp * y
-    if focal.gamma:
-        base = 1 - logp.exp()
-        per = (base.clamp_min(FOCAL_FLOOR) if focal.gamma < 1 else base).pow(focal.gamma) * per
-    alpha = focal.alpha
-    if alpha is not None and not isinstance(alpha, tuple):
-        alpha = (1 - alpha,) + (alpha,) * (C - 1)
-    for name, value in (("alpha", alpha), ("focal_weight", focal.focal_weight)):
-        row = _row(value, name, C, C, True, x)
-        if row is not None:
-            per = per * row
+    ff = _focal_factor(logp, focal.gamma)
+    per = per if ff is None else ff * per
+    if factor is not None:
+        per = per * torch.tensor(factor, dtype=x.dtype, device=x.device).view((1, C) + (1,) * (x.ndim - 2))
     return per.sum(1, keepdim=True)
 
 
