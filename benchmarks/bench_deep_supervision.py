@@ -165,13 +165,22 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train_data, test_data = make_data(512, 0), make_data(256, 1)
-    results = {p: [] for p in POLICIES}
+    # every finished run is stored at once; an interrupted measurement with the same settings resumes
+    store = Path(args.out).with_suffix(".json")
+    settings = {k: getattr(args, k) for k in ("steps", "batch", "weight_mode")}
+    saved = json.loads(store.read_text()) if store.exists() else {}
+    results = saved.get("results", {}) if saved.get("settings") == settings else {}
+    results = {p: results.get(p, [])[:args.seeds] for p in POLICIES}
     start = time.perf_counter()
     with progress(total=args.seeds * len(POLICIES), desc="deep supervision", unit="run") as bar:
         for seed in range(args.seeds):
             for policy in POLICIES:  # interleaved: the machine's load falls on every policy alike
+                if seed < len(results[policy]):
+                    bar.update()
+                    continue
                 results[policy].append(score(train(policy, seed, train_data, args.steps, args.batch,
                                                    args.weight_mode), test_data))
+                atomic_write(store, json.dumps({"settings": settings, "results": results}, indent=2))
                 bar.update()
     md = table(results, args.seeds, args.steps, erased_share(test_data)) + f"weight_mode={args.weight_mode!r}\n"
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, " \
@@ -180,7 +189,6 @@ def main(argv=None) -> int:
             f"`{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}` — {machine}, "
             f"{time.perf_counter() - start:.0f} s\n\n{md}")
     atomic_write(args.out, text)
-    atomic_write(Path(args.out).with_suffix(".json"), json.dumps(results, indent=2))
     print(text)
     return 0
 

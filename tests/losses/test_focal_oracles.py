@@ -210,8 +210,8 @@ def test_annotated_variants():
 @pytest.mark.parametrize("activation,gamma", [("softmax", 2.0), ("sigmoid", 1.5), ("softmax", 0.5)])
 def test_gradcheck(activation, gamma):
     logits, labels = _data(10, C=3)
-    x = logits[:2, :, :3, :2, :2].clone().requires_grad_()
-    lab = labels[:2, :3, :2, :2].clamp_max(2)
+    x = logits[:2, :, :2, :2, :1].clone().requires_grad_()
+    lab = labels[:2, :2, :2, :1].clamp_max(2)
     assert torch.autograd.gradcheck(
         lambda t: phidice.dice_focal_loss(t, lab, activation=activation, gamma=gamma, alpha=0.3, phi="BI",
                                           fused=False), (x,))

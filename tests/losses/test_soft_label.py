@@ -128,8 +128,7 @@ def test_soft_label_prefers_the_soft_target_itself():
     assert float(grid[torch.tensor(plain).argmin()]) > 0.9
 
 
-@pytest.mark.parametrize("phi", ["I", "CI", "BI", "BCI"])
-@pytest.mark.parametrize("fused", ["auto", False])
+@pytest.mark.parametrize("phi,fused", [("I", "auto"), ("CI", False), ("BI", False), ("BCI", "auto")])
 @pytest.mark.parametrize("loss", ["dice", "jaccard", "tversky", "dice_ce", "dice_focal"])
 def test_soft_label_on_hard_targets_equals_default(phi, fused, loss):
     g = torch.Generator().manual_seed(6)
@@ -165,8 +164,8 @@ def test_soft_label_autograd_equals_eq4(phi):
 @pytest.mark.parametrize("phi", ["I", "BCI"])
 def test_soft_label_gradcheck(phi):
     logits, y = _soft(8, C=3)
-    logits = logits[:2, :, :3, :2, :2].clone().requires_grad_()
-    y = y[:2, :3, :3, :2, :2]
+    logits = logits[:2, :, :2, :2, :1].clone().requires_grad_()
+    y = y[:2, :3, :2, :2, :1]
     y = y / y.sum(1, keepdim=True)
     assert torch.autograd.gradcheck(lambda x: phidice.dice_loss(x, y, phi=phi, soft_label=True, eps=0.5), (logits,))
 
