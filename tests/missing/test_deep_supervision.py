@@ -55,7 +55,7 @@ def test_missing_gives_the_erased_subset_no_gradient(phi):
 def test_missing_is_the_leaf_dice_with_the_erased_class_unannotated():
     lab, outs = _erased_case()
     for base in (phidice.DiceCELoss(phi="BI"), phidice.DiceFocalLoss(phi="I", include_background=False)):
-        got = phidice.DeepSupervisionLoss(base, weights=[0.0, 1.0])(outs, lab)
+        got = phidice.DeepSupervisionLoss(base, weights=[0.0, 1.0], coarse_empty="missing")(outs, lab)
         coarse = F.interpolate(lab[:, None].float(), size=(4, 4), mode="nearest-exact")[:, 0].long()
         annotated = torch.tensor([[True, True, False], [True, True, True]])
         leaf = (phidice.LeafDiceCELoss(phi="BI") if isinstance(base, phidice.DiceCELoss) else
@@ -123,6 +123,7 @@ def test_nnunet_list_targets_equal_the_full_target():
 
 
 def test_weights_and_errors():
+    assert phidice.DeepSupervisionLoss(phidice.DiceLoss()).coarse_empty == "nnunet"  # BENCHMARKS.md § 8
     assert deep_supervision_weights(3, "nnunet") == [2 / 3, 1 / 3, 0.0]
     assert deep_supervision_weights(6, "exp")[-1] == 0.0625
     lab, outs = _erased_case()
@@ -150,6 +151,7 @@ def test_a_sample_whose_every_class_is_erased_leaves_the_level():
     g = torch.Generator().manual_seed(3)
     outs = [torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=g),
             torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=g).requires_grad_()]
-    loss = phidice.DeepSupervisionLoss(phidice.DiceLoss(activation="sigmoid"), weights=[0.0, 1.0])
+    loss = phidice.DeepSupervisionLoss(phidice.DiceLoss(activation="sigmoid"), weights=[0.0, 1.0],
+                                       coarse_empty="missing")
     loss(outs, lab).backward()
     assert torch.count_nonzero(outs[1].grad[0]) == 0 and torch.count_nonzero(outs[1].grad[1]) > 0

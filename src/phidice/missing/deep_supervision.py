@@ -7,15 +7,16 @@ coarse output is taught *empty* where the full-resolution label says *present* �
 Eq. 4 made by the pipeline. ``coarse_empty`` says what a coarse level does with an image-class pair (b, c)
 that is present at full resolution and empty after downsampling:
 
-* ``"missing"`` (default): (b, c) is unannotated at that level — the leaf Dice drops the entry from its
+* ``"missing"``: (b, c) is unannotated at that level — the leaf Dice drops the entry from its
   subsets φ (and the background of that image, whose label 0 now hides the class) and the cross-entropy /
   focal term joins p_c to the background (sigmoid: drops the channel): no gradient towards empty;
 * ``"maxpool"``: the level's target is max-pooled from the full-resolution one-hot target, so a structure
   survives in every cell it touches; with exclusive classes (softmax) the background yields to any class in
   the cell, and a cell holding several classes splits its target evenly among them;
-* ``"nnunet"``: the nearest-neighbour target as it comes (today's behaviour of nnU-Net and MONAI).
+* ``"nnunet"`` (default): the nearest-neighbour target as it comes (today's behaviour of nnU-Net and MONAI).
 
-BENCHMARKS.md (§ deep supervision) measures the three on structures of 1–4 voxels.
+BENCHMARKS.md § 8 measures the three on structures of 1–4 voxels: none keeps them better than ``"nnunet"``,
+which is the default (docs/deep_supervision.md).
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class DeepSupervisionLoss(nn.Module):
             their leaf/marginal forms); level 0 (full resolution) uses it as it is.
         weight_mode: MONAI's ``"exp"`` (default), ``"same"``, ``"two"``, or ``"nnunet"``; ``weights`` overrides.
         weights: one weight ≥ 0 per level, finest first (a level of weight 0 is skipped).
-        coarse_empty: ``"missing"`` (default), ``"maxpool"`` or ``"nnunet"``.
+        coarse_empty: ``"nnunet"`` (default), ``"missing"`` or ``"maxpool"``.
 
     ``forward(outputs, target, annotated=None, mask=None)``: ``outputs`` a list of (B, C, *S_k) tensors, finest
     first (a single tensor: the loss itself); ``target`` the full-resolution target (MONAI's pattern) or a list
@@ -193,7 +194,7 @@ class DeepSupervisionLoss(nn.Module):
     """
 
     def __init__(self, loss: nn.Module, weight_mode: str = "exp", weights: "Sequence[float] | None" = None,
-                 coarse_empty: str = "missing"):
+                 coarse_empty: str = "nnunet"):
         super().__init__()
         if not isinstance(loss, LossModule):
             raise TypeError(f"loss must be a phidice loss module (DiceLoss, DiceCELoss, DiceFocalLoss, …); got "
