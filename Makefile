@@ -20,7 +20,7 @@ NPY := $(NNUNET_VENV)/bin/python
 NNUNET := $(NNUNET_VENV)/.phidice-nnunet
 TF ?= tensorflow-cpu
 
-.PHONY: demo test test-all test-nnunet test-keras-tf bench install clean
+.PHONY: demo test test-all test-nnunet test-keras-tf bench bench-deep-supervision bench-compound install clean
 
 $(BASE): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,15 @@ test-keras-tf: $(TESTDEPS)
 
 bench: $(TESTDEPS)
 	$(PY) benchmarks/bench_fused.py --repeats 21
+
+# on request (a few minutes of CPU each): the coarse_empty measurement and the fused Dice in DiceCE / DiceFocal
+bench-deep-supervision: $(TESTDEPS)
+	$(PY) benchmarks/bench_deep_supervision.py
+	$(PY) benchmarks/bench_deep_supervision.py --weight-mode exp --seeds 4 --steps 600 \
+		--out benchmarks/results/deep_supervision_exp.md
+
+bench-compound: $(TESTDEPS)
+	$(PY) benchmarks/bench_fused_compound.py
 
 clean:
 	rm -rf $(VENV) $(NNUNET_VENV) build src/*.egg-info .pytest_cache

@@ -43,6 +43,9 @@ _EXPORTS: dict[str, str] = {
     "DiceLoss": "phidice.losses.dice",
     "dice_ce_loss": "phidice.losses.compound",
     "DiceCELoss": "phidice.losses.compound",
+    "FocalConfig": "phidice.core.config",
+    "dice_focal_loss": "phidice.losses.focal",
+    "DiceFocalLoss": "phidice.losses.focal",
     "dice_gradient": "phidice.losses.gradient",
     "DiceGradient": "phidice.losses.gradient",
     # the other indices of the same sums
@@ -62,6 +65,9 @@ _EXPORTS: dict[str, str] = {
     "MarginalCrossEntropyLoss": "phidice.missing.losses",
     "MarginalDiceCELoss": "phidice.missing.losses",
     "LeafDiceCELoss": "phidice.missing.losses",
+    "LeafDiceFocalLoss": "phidice.missing.losses",
+    "DeepSupervisionLoss": "phidice.missing.deep_supervision",
+    "MarginalDiceFocalLoss": "phidice.missing.losses",
     "annotated_from_label_sets": "phidice.missing.label_sets",
     # ε heuristic and gradient diagnostics
     "estimate_epsilon": "phidice.epsilon",
@@ -98,6 +104,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from phidice.core.types import DiceStats
     from phidice.losses.compound import DiceCELoss, dice_ce_loss
     from phidice.losses.dice import DiceLoss, dice_loss, loss_from_stats
+    from phidice.losses.focal import DiceFocalLoss, dice_focal_loss
+    from phidice.core.config import FocalConfig
     from phidice.losses.gradient import DiceGradient, dice_gradient
     from phidice.losses.overlaps import (
         JaccardCELoss,

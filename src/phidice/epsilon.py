@@ -94,6 +94,7 @@ def estimate_epsilon(
     batch_size: int = 1,
     workers: int | None = None,
     progress: bool = True,
+    soft: bool = False,
 ):
     """ε = E[Σ_φ y] per class, as a float64 tensor of shape (C,) — Eq. 5's heuristic.
 
@@ -116,19 +117,26 @@ def estimate_epsilon(
         target_spacing: voxel size of the training grid; each image's counts are scaled by
             prod(spacing) / prod(target_spacing), so ε is in voxels of the grid the network sees.
         progress: a progress bar on stderr (tqdm, when installed).
+        soft: the maps are soft targets (``soft_label=True``): each map is (C, *S) with values in [0, 1]
+            (an array batch (B, C, *S)), its volume per class the soft volume Σ y, and a class is present
+            in an image when Σ y > 0. Arrays only (label files hold integer labels).
     """
     import torch
 
     stats = epsilon_stats(source, num_classes=num_classes, phi=phi, positives_only=positives_only,
                           ignore_index=ignore_index, spacing=spacing, target_spacing=target_spacing,
-                          batch_size=batch_size, workers=workers, progress=progress)
+                          batch_size=batch_size, workers=workers, progress=progress, soft=soft)
     return torch.as_tensor(stats.epsilon, dtype=torch.float64)
 
 
 def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignore_index=None, spacing=None,
-                  target_spacing=None, batch_size=1, workers=None, progress=True) -> EpsilonStats:
+                  target_spacing=None, batch_size=1, workers=None, progress=True, soft=False) -> EpsilonStats:
     """Like :func:`estimate_epsilon`, returning :class:`EpsilonStats` (ε with the counts behind it)."""
     phi = parse_phi(phi)
+    if soft not in (True, False):
+        raise TypeError(f"soft must be True or False; got {soft!r}")
+    if soft and ignore_index is not None:
+        raise ValueError("ignore_index applies to integer label maps; soft maps have no label to ignore")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer ≥ 1; got {batch_size!r}")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
@@ -140,7 +148,7 @@ def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignor
     spacing = _check_spacing(spacing, "spacing")
 
     acc = _Accumulator(num_classes)
-    for name, counts, img_spacing, ndim in _iter_counts(source, ignore_index, spacing, workers, progress):
+    for name, counts, img_spacing, ndim in _iter_counts(source, ignore_index, spacing, workers, progress, soft):
         acc.add(name, counts, _scale(name, img_spacing, ndim, target_spacing))
     if acc.n_images == 0:
         raise ValueError("source holds no label maps")
@@ -244,9 +252,25 @@ def _is_pathlike(x) -> bool:
     return isinstance(x, (str, os.PathLike))
 
 
-def _iter_counts(source, ignore_index, spacing, workers, progress) -> Iterator[tuple]:
-    """Yield (name, counts, spacing or None, ndim) per label map of ``source``."""
+def soft_counts(maps: np.ndarray, name: str) -> np.ndarray:
+    """Soft volumes Σ y per class of one soft map (C, *S) with values in [0, 1]."""
+    maps = np.asarray(maps)
+    if maps.ndim < 2 or not np.issubdtype(maps.dtype, np.number) and maps.dtype != np.bool_:
+        raise ValueError(f"{name}: a soft map is a numeric (C, *spatial) array; got shape {maps.shape}, dtype "
+                         f"{maps.dtype}")
+    values = maps.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+        raise ValueError(f"{name}: soft map values must lie in [0, 1]; got values in [{np.nanmin(values):g}, "
+                         f"{np.nanmax(values):g}]")
+    return values.reshape(values.shape[0], -1).sum(1)
+
+
+def _iter_counts(source, ignore_index, spacing, workers, progress, soft=False) -> Iterator[tuple]:
+    """Yield (name, counts, spacing or None, ndim) per label map of ``source`` (soft maps: (C, *S) each)."""
     if _is_pathlike(source) or (isinstance(source, (list, tuple)) and source and all(map(_is_pathlike, source))):
+        if soft:
+            raise ValueError("soft=True reads soft maps from arrays; label files hold integer labels (load the "
+                             "probability maps as arrays)")
         if spacing is not None:
             raise ValueError("spacing= is for array sources; label files take their spacing from the header")
         files = list(iter_label_files(source))
@@ -261,7 +285,7 @@ def _iter_counts(source, ignore_index, spacing, workers, progress) -> Iterator[t
 
     if hasattr(source, "shape") and hasattr(source, "ndim"):  # one batch (B, *S)
         batch = _to_numpy(source, "source")
-        if batch.ndim < 2:
+        if batch.ndim < (3 if soft else 2):
             raise ValueError(f"an array source is a batch of label maps (B, *spatial); got shape {batch.shape}")
         items: Iterable = (batch[b] for b in range(batch.shape[0]))
         total = batch.shape[0]
@@ -283,7 +307,10 @@ def _iter_counts(source, ignore_index, spacing, workers, progress) -> Iterator[t
         if isinstance(item, tuple) and len(item) == 2 and not hasattr(item[1], "ndim"):
             item, sp = item[0], _check_spacing(item[1], f"spacing of {name}")
         arr = _to_numpy(item, name)
-        yield name, label_counts(arr, ignore_index, name), sp, arr.ndim
+        if soft:
+            yield name, soft_counts(arr, name), sp, arr.ndim - 1
+        else:
+            yield name, label_counts(arr, ignore_index, name), sp, arr.ndim
 
 
 def _to_numpy(x, name) -> np.ndarray:

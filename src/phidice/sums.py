@@ -96,13 +96,16 @@ def _labels(input: torch.Tensor, target: torch.Tensor, values: bool) -> torch.Te
 
 
 def activate(input: torch.Tensor, activation) -> torch.Tensor:
-    """Probabilities in float32 (float64 kept): the activation never runs in fp16/bf16."""
+    """Probabilities in float32 (float64 kept): the activation never runs in fp16/bf16; a callable
+    activation gets the float32 (float64) input."""
     input = plain_tensor(input)
     x = input if input.dtype == torch.float64 else input.float()
     if activation == "softmax":
         return torch.softmax(x, dim=1)
     if activation == "sigmoid":
         return torch.sigmoid(x)
+    if callable(activation):  # MONAI's other_act: the caller's map to probabilities
+        return activation(x)
     return x
 
 
@@ -117,8 +120,13 @@ def dense_target(prepared: PreparedTarget, probs: torch.Tensor, activation) -> t
 
 
 def reference_stats(probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
-                    squared: bool) -> DiceStats:
-    """Sums of Eq. 3 per (b, c) from dense probabilities and targets (the readable reference path)."""
+                    squared: bool, soft: bool = False) -> DiceStats:
+    """Sums of Eq. 3 per (b, c) from dense probabilities and targets (the readable reference path).
+
+    ``soft`` (``soft_label=True``): I = Σ m·min(ỹ, y), MONAI's (‖ỹ‖₁ + ‖y‖₁ − ‖ỹ − y‖₁)/2 per voxel, which
+    for y ∈ (0, 1) peaks at ỹ = y where Σ y·ỹ would reward ỹ = 1; for y ∈ {0, 1} it is Σ m·y·ỹ exactly.
+    Squared sums keep Σ y·ỹ: MONAI's L2 form (‖ỹ‖² + ‖y‖² − ‖ỹ − y‖²)/2 is that identity.
+    """
     B, C = probs.shape[:2]
     p = probs.reshape(B, C, -1)
     y = target.reshape(B, C, -1)
@@ -127,10 +135,18 @@ def reference_stats(probs: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
         pm, ym = p * m, y * m
     else:
         pm, ym = p, y
-    intersection = (pm * y).sum(-1)
+    intersection = (pm * y).sum(-1) if not (soft and not squared) else _soft_intersection(p, y, mask, B, C)
     pred_sum = (pm * p).sum(-1) if squared else pm.sum(-1)
     target_sum = (ym * y).sum(-1) if squared else ym.sum(-1)
     return DiceStats(intersection, pred_sum, target_sum)
+
+
+def _soft_intersection(p: torch.Tensor, y: torch.Tensor, mask, B: int, C: int) -> torch.Tensor:
+    """Σ m·min(ỹ, y) per (b, c), as (ỹ + y − |ỹ − y|)/2: the gradient ½ at ỹ = y is MONAI's (|·|' = 0 at 0)."""
+    per = (p + y - (p - y).abs()) * 0.5
+    if mask is not None:
+        per = per * mask.to(p.dtype).reshape(B, mask.shape[1], -1)
+    return per.sum(-1)
 
 
 def class_stats(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
@@ -145,7 +161,9 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
     ``ignore_index``, :func:`prepare_target` has checked it already).
 
     ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
-    no squared denominator — and the dense reference path otherwise; ``True`` demands them. A MONAI MetaTensor
+    no squared denominator — and the dense reference path otherwise; ``True`` demands them. ``soft_label``
+    changes nothing for labels (min(ỹ, y) = y·ỹ there), so they stay fused; soft maps are dense targets and
+    take the reference path, as any dense target does. A MONAI MetaTensor
     input is read as a plain tensor.
     """
     input = plain_tensor(input)
@@ -158,7 +176,8 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
             raise ValueError(f"fused=True but the fused path does not apply: {reason}")
     check_prepared_range(input, prepared, config)
     probs = activate(input, config.activation)
-    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared)
+    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared,
+                           config.soft_label)
 
 
 def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> None:

@@ -51,6 +51,7 @@ SPACE = {
     "ignore_index": [None, 255, -1],
     "reduction": ["mean", "sum", "none"],
     "target": ["labels", "labels1", "float_labels", "onehot", "bool", "soft"],
+    "soft_label": [False, True],
     "dims": ["2d", "3d", "1d"],
     "data_format": ["channels_last", "channels_first"],
     "C": [3, 2, 1],
@@ -58,21 +59,28 @@ SPACE = {
 }
 SHAPE_KEYS = ("dims", "C", "data_format", "dtype")  # random combinations keep these at the base (one compile each)
 CE_SPACE = {"lambda_dice": [1.0, 0.5], "lambda_ce": [1.0, 2.0], "ce_weight": [None, "C"], "label_smoothing": [0.0, 0.1]}
+FOCAL_SPACE = {"gamma": [2.0, 0.0, 0.5], "alpha": [None, 0.25, "C"], "focal_weight": [None, "C"],
+               "lambda_focal": [1.0, 0.5], "focal_activation": [None, "sigmoid"]}
 PARTIAL_SPACE = {"annotated": ["flags", "none", "supersets"]}
 # the choices of each loss that vary alone under every Φ; the loss's other choices vary alone once, on one Φ
 OWN = {
     "DiceLoss": tuple(k for k in SPACE if k not in SHAPE_KEYS),
     "DiceCELoss": ("lambda_dice", "lambda_ce", "ce_weight", "label_smoothing", "activation", "include_background"),
+    "DiceFocalLoss": ("gamma", "alpha"),
     "LeafDiceLoss": ("annotated", "activation", "include_background"),
     "MarginalDiceLoss": ("annotated", "activation", "include_background"),
 }
-N_RANDOM = {"DiceLoss": 6, "DiceCELoss": 2, "LeafDiceLoss": 2, "MarginalDiceLoss": 2}
+N_RANDOM = {"DiceLoss": 6, "DiceCELoss": 2, "DiceFocalLoss": 1, "LeafDiceLoss": 2, "MarginalDiceLoss": 2}
 
 
 def _space(loss: str) -> dict:
     space = dict(SPACE)
     if loss == "DiceCELoss":
         space.update(CE_SPACE, activation=["softmax", "sigmoid"], reduction=["mean", "sum"])
+    if loss == "DiceFocalLoss":  # the Dice options are DiceLoss's own cases; here those the focal term reads
+        space.update(FOCAL_SPACE, activation=["softmax", "sigmoid"], reduction=["mean", "sum"],
+                     target=["labels", "soft", "onehot"], ignore_index=[None, 255], dims=["2d", "3d"],
+                     **{k: space[k][:1] for k in ("class_weights", "weighting", "squared", "empty", "C")})
     if loss in ("LeafDiceLoss", "MarginalDiceLoss"):
         space.update(PARTIAL_SPACE, C=[3, 4])
         if loss == "MarginalDiceLoss":
@@ -220,13 +228,19 @@ def make_case(loss: str, phi: str, s: dict, base: dict, rng, index: int, core: b
     n = _resolve(s["class_weights"], C)
     if n:
         options["class_weights"] = per_class("w", n)
-    for key in ("activation", "include_background", "weighting", "squared", "empty", "ignore_index", "reduction"):
+    for key in ("activation", "include_background", "weighting", "squared", "empty", "ignore_index", "reduction",
+                "soft_label"):
         if s[key] != base[key] or key == "activation":
             options[key] = s[key]
     if loss == "DiceCELoss":
         options.update(lambda_dice=s["lambda_dice"], lambda_ce=s["lambda_ce"], label_smoothing=s["label_smoothing"])
         if s["ce_weight"] == "C":
             options["ce_weight"] = per_class("ce", C)
+    if loss == "DiceFocalLoss":
+        options.update(gamma=s["gamma"], lambda_focal=s["lambda_focal"], focal_activation=s["focal_activation"])
+        options["alpha"] = [0.2, 0.5, 0.9, 0.4][:C] if s["alpha"] == "C" else s["alpha"]
+        if s["focal_weight"] == "C":
+            options["focal_weight"] = per_class("ce", C)
 
     labels = _labels(rng, C, spatial, batch_empty=rng.random() < 0.5)
     annotated = None
@@ -297,7 +311,7 @@ def make_case(loss: str, phi: str, s: dict, base: dict, rng, index: int, core: b
     }
 
 
-LOSSES = ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss")
+LOSSES = ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss", "DiceFocalLoss")
 # JAX compiles every new primitive shape (~0.1 s each): it runs the core cases — every Φ × ε form × option —
 # and leaves the random combinations, which exercise the same keras.ops, to the PyTorch and TensorFlow back ends
 CORE_ONLY = ("jax",)
@@ -397,6 +411,13 @@ def build_error_cases() -> list[dict]:
         E("ce_weight_length", "DiceCELoss", {"ce_weight": [1.0, 2.0]}, x=x, y=lab, exact=True),
         E("ce_lambda_negative", "DiceCELoss", {"lambda_ce": -1.0}, x=x, y=lab, exact=True),
         E("ce_smoothing_range", "DiceCELoss", {"label_smoothing": 1.5}, x=x, y=lab, exact=True),
+        E("focal_gamma_negative", "DiceFocalLoss", {"gamma": -1.0}, x=x, y=lab, exact=True),
+        E("focal_lambda_negative", "DiceFocalLoss", {"lambda_focal": -1.0}, x=x, y=lab, exact=True),
+        E("focal_alpha_range", "DiceFocalLoss", {"alpha": 1.5}, x=x, y=lab, exact=True),
+        E("focal_activation_none", "DiceFocalLoss", {"activation": None}, x=x, y=lab, exact=True),
+        E("focal_alpha_length", "DiceFocalLoss", {"alpha": [0.1, 0.2]}, x=x, y=lab, exact=True),
+        E("soft_label_range", "DiceLoss", {"soft_label": True}, x=x, y=np.full(x.shape, 1.5, np.float32),
+          contains=["values must lie in [0, 1]"]),
         E("ce_label_range", "DiceCELoss", x=x, y=labels_with(7), contains=["labels must lie in [0, 2]"]),
         E("marginal_sigmoid", "MarginalDiceLoss", {"activation": "sigmoid"}, x=x, y=lab, exact=True),
         E("marginal_one_channel", "MarginalDiceLoss", {"activation": None}, x=probs[..., :1],

@@ -67,10 +67,17 @@ def check_choice(name: str, value, choices) -> None:
 
 
 def check_activation(activation):
-    """The activation in canonical form ("softmax", "sigmoid" or None), any case."""
+    """The activation in canonical form ("softmax", "sigmoid" or None, any case), or a callable kept as it is.
+
+    A callable (MONAI's ``other_act``, e.g. ``torch.tanh``) maps the input (B, C, *S) to probabilities of the
+    same shape; it runs on the reference path (the fused kernels know softmax and sigmoid only).
+    """
+    if callable(activation) and not isinstance(activation, (str, bytes)):
+        return activation
     if isinstance(activation, str):
         activation = activation.lower()
-    check_choice("activation", activation, ACTIVATIONS)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of 'softmax', 'sigmoid', None or a callable; got {activation!r}")
     return activation
 
 
@@ -227,6 +234,9 @@ class DiceConfig:
     sync_batch: bool = False
     validate_args: bool = True
     overlap: Overlap = field(default=DICE)
+    # MONAI's soft_label: I = Σ m·min(ỹ, y) = Σ m·(ỹ + y − |ỹ − y|)/2, the intersection that stays right for
+    # y ∈ (0, 1) (on hard targets it is Σ m·y·ỹ); with squared=True, I = Σ y·ỹ already is MONAI's soft form
+    soft_label: bool = False
 
     def __post_init__(self):
         put = object.__setattr__.__get__(self)
@@ -234,7 +244,7 @@ class DiceConfig:
         put("activation", check_activation(self.activation))
         for name in ("eps", "eps_nr", "eps_dr", "eps_empty", "class_weights"):
             put(name, per_class_value(getattr(self, name), name, allow_none=name != "eps"))
-        for name in ("squared", "include_background", "check_finite", "sync_batch", "validate_args"):
+        for name in ("squared", "include_background", "check_finite", "sync_batch", "validate_args", "soft_label"):
             put(name, check_flag(name, getattr(self, name)))
         check_choice("weighting", self.weighting, WEIGHTINGS)
         check_empty(self.empty, "loss")
@@ -349,3 +359,86 @@ def split_options(options: dict) -> tuple[dict, dict]:
                         f"DiceConfig ({', '.join(sorted(dice_names))}) and CEConfig ({', '.join(sorted(ce_names))})")
     return ({k: v for k, v in options.items() if k in dice_names},
             {k: v for k, v in options.items() if k in ce_names})
+
+
+FOCAL_ACTIVATIONS = (None, "softmax", "sigmoid")
+
+
+def _alpha_value(alpha):
+    """``alpha``: None, a number in [0, 1], or one number in [0, 1] per class (a tuple)."""
+    value = per_class_value(alpha, "alpha", allow_none=True)
+    values = value if isinstance(value, tuple) else (() if value is None else (value,))
+    if any(v > 1 for v in values):
+        raise ValueError(f"alpha must lie in [0, 1] (the weight of the positive class); got {alpha!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class FocalConfig:
+    """Options of the focal term of :class:`phidice.DiceFocalLoss` (λ_dice · Dice + λ_focal · focal).
+
+    The focal term (Lin et al. 2017) as MONAI's ``FocalLoss`` defines it: per (voxel, class) for sigmoid,
+    ℓ = BCE(x, y)·(1 − p_t)^γ with p_t = p for y = 1 and 1 − p for y = 0; per voxel for softmax,
+    ℓ = −Σ_c α_c (1 − p_c)^γ y_c log p_c. γ = 0 without α is the (binary) cross-entropy.
+
+    Args:
+        gamma: the focusing exponent γ ≥ 0.
+        alpha: None; a number in [0, 1] — sigmoid: α for y = 1 and 1 − α for y = 0; softmax: 1 − α for the
+            background class and α for the others; or one value in [0, 1] per class — sigmoid: α_c where
+            y = 1 and 1 where y = 0; softmax: α_c.
+        focal_weight: per-class factors (MONAI's ``weight`` of ``FocalLoss``), a number or one per class.
+        lambda_dice, lambda_focal: the weights of the two terms, ≥ 0.
+        focal_activation: None (the Dice term's activation), "softmax" or "sigmoid". MONAI's
+            ``DiceFocalLoss`` always takes the sigmoid focal term, also with ``softmax=True``.
+
+    Raises:
+        ValueError: γ < 0 or not finite, α outside [0, 1], a negative weight or λ, an unknown activation.
+    """
+
+    gamma: float = 2.0
+    alpha: "float | tuple[float, ...] | None" = None
+    focal_weight: "float | tuple[float, ...] | None" = None
+    lambda_dice: float = 1.0
+    lambda_focal: float = 1.0
+    focal_activation: str | None = None
+
+    def __post_init__(self):
+        put = object.__setattr__.__get__(self)
+        gamma = check_number("gamma", self.gamma)
+        if not math.isfinite(gamma):
+            raise ValueError(f"gamma must be a finite number ≥ 0; got {self.gamma!r}")
+        put("gamma", gamma)
+        put("alpha", _alpha_value(self.alpha))
+        put("focal_weight", per_class_value(self.focal_weight, "focal_weight", allow_none=True))
+        for name in ("lambda_dice", "lambda_focal"):
+            value = check_number(name, getattr(self, name))
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}")
+            put(name, value)
+        activation = self.focal_activation.lower() if isinstance(self.focal_activation, str) else \
+            self.focal_activation
+        check_choice("focal_activation", activation, FOCAL_ACTIVATIONS)
+        put("focal_activation", activation)
+
+    def activation_for(self, config: DiceConfig):
+        """The focal term's activation: ``focal_activation``, else the Dice term's."""
+        return config.activation if self.focal_activation is None else self.focal_activation
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+
+def split_focal_options(options: dict) -> tuple[dict, dict]:
+    """Split keyword options into (DiceConfig fields, FocalConfig fields); an unknown name is a TypeError."""
+    dice_names = {f.name for f in dataclasses.fields(DiceConfig)}
+    focal_names = {f.name for f in dataclasses.fields(FocalConfig)}
+    unknown = sorted(set(options) - dice_names - focal_names)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of DiceConfig "
+                        f"({', '.join(sorted(dice_names))}) and FocalConfig ({', '.join(sorted(focal_names))})")
+    return ({k: v for k, v in options.items() if k in dice_names},
+            {k: v for k, v in options.items() if k in focal_names})

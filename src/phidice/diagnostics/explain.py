@@ -149,6 +149,7 @@ def explain(
     alpha: float = 0.5,
     beta: float = 0.5,
     gamma: float = 1.0,
+    soft: bool = False,
 ) -> Explanation:
     """Eq. 4 gradient magnitudes of non-empty and empty maps for a Φ, ε and batch size.
 
@@ -171,6 +172,8 @@ def explain(
         loss: "dice", "tversky" (``alpha`` weighs false positives, ``beta`` false negatives, ``gamma`` the
             focal exponent) or "jaccard": the gradients are those of that loss, and ``eps="auto"`` is its
             heuristic ε = c·E[Σ_φ y] (:func:`phidice.equations.heuristic_eps_scale`; c = 1 for Dice).
+        soft: ``labels`` are soft maps (C, *S) in [0, 1] (``soft_label=True``): the volumes are soft volumes
+            Σ y (:func:`phidice.estimate_epsilon` with ``soft=True``).
 
     Target volumes are realised in whole voxels (rounded, at least 1); the realised values are reported.
     """
@@ -178,7 +181,7 @@ def explain(
     if labels is not None:
         m = _measure_labels(labels, setup, num_classes=num_classes, ignore_index=ignore_index,
                             target_spacing=target_spacing, positives_only=positives_only, workers=workers,
-                            progress=progress, include_background=include_background)
+                            progress=progress, include_background=include_background, soft=soft)
     else:
         m = _measure_volumes(volumes, setup)
     scene = _scene(m, predicted_volume, empty_predicted_volume, setup.overlap)
@@ -280,12 +283,12 @@ class _Measured(NamedTuple):
 
 
 def _measure_labels(labels, setup: _Setup, *, num_classes, ignore_index, target_spacing, positives_only,
-                    workers, progress, include_background) -> _Measured:
+                    workers, progress, include_background, soft=False) -> _Measured:
     """Typical volumes, empty fractions and E[Σ_φ y] of the classes found in the label maps (the counts per
     image, Φ = I; the batch sums of ``setup``'s Φ follow from them)."""
     phi, batch_size = setup.phi, setup.batch_size
     stats = epsilon_stats(labels, num_classes=num_classes, phi=Phi.I, ignore_index=ignore_index,
-                          target_spacing=target_spacing, workers=workers, progress=progress)
+                          target_spacing=target_spacing, workers=workers, progress=progress, soft=soft)
     C = stats.volume_sum.shape[0]
     classes = list(range(0 if include_background else 1, C))
     absent = [c for c in classes if stats.n_positive[c] == 0]

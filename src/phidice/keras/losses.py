@@ -1,5 +1,5 @@
-"""Keras 3 losses with explicit reduction subsets Φ and smoothing ε: Dice, Dice + cross-entropy, leaf and
-marginal Dice.
+"""Keras 3 losses with explicit reduction subsets Φ and smoothing ε: Dice, Dice + cross-entropy, Dice + focal,
+leaf and marginal Dice.
 
 Each loss builds the :class:`~phidice.core.config.DiceConfig` of the PyTorch losses from its arguments (so a bad
 option raises the same error), computes the (B, C) sums of Eq. 3 with ``keras.ops`` (:mod:`phidice.keras.sums`)
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, class_slice
+from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, FocalConfig, class_slice
 from phidice.core.rules import check_compound, check_marginal
 from phidice.core.signature import config_signature
 from phidice.core.supersets import check_superset_map
@@ -27,6 +27,7 @@ from phidice.core.types import DiceStats, drop_background
 from phidice.equations import Smoothing, config_smoothing, loss_from_terms, smoothing_names, subset_terms
 from phidice.keras.ce import cross_entropy
 from phidice.keras.checks import Checks, dtype_of
+from phidice.keras.focal import focal_term
 from phidice.keras.layout import Layout, standardize_data_format
 from phidice.keras.missing import (
     all_annotated,
@@ -46,7 +47,7 @@ from phidice.keras.sums import (
 )
 from phidice.keras.xp import KERAS
 
-__all__ = ["DiceCELoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
+__all__ = ["DiceCELoss", "DiceFocalLoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
 
 _TORCH_ONLY = {
     "fused": "the fused kernels belong to the PyTorch losses; the Keras losses run keras.ops on every back end",
@@ -243,6 +244,35 @@ class DiceCELoss(_PhiLoss):
         return {**super().get_config(), **self.ce.to_dict()}
 
 
+@keras.saving.register_keras_serializable(package="phidice")
+class DiceFocalLoss(_PhiLoss):
+    """λ_dice · Dice + λ_focal · focal loss, the Keras form of :class:`phidice.DiceFocalLoss` (MONAI's focal
+    conventions; see :class:`~phidice.core.config.FocalConfig`): ``gamma``, ``alpha``, ``focal_weight``,
+    ``lambda_dice``, ``lambda_focal``, ``focal_activation``; ``ignore_index`` applies to both terms.
+    """
+
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, gamma=2.0, alpha=None, focal_weight=None, lambda_dice=1.0,
+                 lambda_focal=1.0, focal_activation=None, **options):
+        super().__init__(phi, eps, **options)
+        self.focal = FocalConfig(gamma, alpha, focal_weight, lambda_dice, lambda_focal, focal_activation)
+        check_compound(self.config, "DiceFocalLoss")
+        if self.focal.activation_for(self.config) not in ("softmax", "sigmoid"):
+            raise ValueError(f"DiceFocalLoss: the focal term needs logits and activation 'softmax' or 'sigmoid' "
+                             f"(or focal_activation=); got {self.focal.activation_for(self.config)!r}")
+
+    def _loss(self, y_true, y_pred, num_channels, checks):
+        layout = self._layout
+        prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
+        x = layout.to_last(y_pred)
+        stats = drop_background(class_stats(x, prepared, self.config), self.config.include_background, stacklevel=6)
+        dice = self._dice(stats, num_channels)
+        focal = focal_term(x, prepared, self.config, self.focal, layout.axis_name)
+        return self.focal.lambda_dice * dice + self.focal.lambda_focal * focal
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self.focal.to_dict()}
+
+
 class _PartialDice(_PhiLoss):
     """The leaf and marginal Dice: per-sample ``annotated`` flags, from ``annotated=`` or superset labels."""
 
@@ -283,7 +313,8 @@ class _PartialDice(_PhiLoss):
         if self._kind == "marginal" and config.include_background:
             probs = activate(x, config.activation)
             y = dense_target(prepared, probs, config.activation)
-            stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared)
+            stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared,
+                                    config.soft_label)
         else:
             stats = class_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)

@@ -137,6 +137,8 @@ def activate(y_pred, activation):
         return ops.softmax(x, axis=-1)
     if activation == "sigmoid":
         return ops.sigmoid(x)
+    if callable(activation):  # a callable on the channels-last tensor (MONAI's other_act)
+        return activation(x)
     return x
 
 
@@ -151,15 +153,22 @@ def dense_target(prepared: Prepared, probs, activation):
     return ops.one_hot(prepared.labels, C, dtype=dtype_of(probs))
 
 
-def reference_stats(probs, target, mask, squared: bool) -> DiceStats:
-    """Sums of Eq. 3 per (b, c) from dense channels-last probabilities and targets: (B, C) each."""
+def reference_stats(probs, target, mask, squared: bool, soft: bool = False) -> DiceStats:
+    """Sums of Eq. 3 per (b, c) from dense channels-last probabilities and targets: (B, C) each.
+
+    ``soft`` (``soft_label``): I = Σ m·(ỹ + y − |ỹ − y|)/2 = Σ m·min(ỹ, y), as :func:`phidice.sums.reference_stats`.
+    """
     axes = tuple(range(1, len(probs.shape) - 1))
     if mask is not None:
         m = ops.cast(mask, probs.dtype)
         pm, ym = probs * m, target * m
     else:
         pm, ym = probs, target
-    intersection = ops.sum(pm * target, axis=axes)
+    if soft and not squared:
+        per = (probs + target - ops.abs(probs - target)) * 0.5
+        intersection = ops.sum(per if mask is None else per * m, axis=axes)
+    else:
+        intersection = ops.sum(pm * target, axis=axes)
     pred_sum = ops.sum(pm * probs if squared else pm, axis=axes)
     target_sum = ops.sum(ym * target if squared else ym, axis=axes)
     return DiceStats(intersection, pred_sum, target_sum)
@@ -168,6 +177,7 @@ def reference_stats(probs, target, mask, squared: bool) -> DiceStats:
 def class_stats(y_pred, prepared: Prepared, config: DiceConfig) -> DiceStats:
     """(B, C) sums of every channel from channels-last logits (or probabilities), differentiable."""
     probs = activate(y_pred, config.activation)
-    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared)
+    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared,
+                           config.soft_label)
 
 

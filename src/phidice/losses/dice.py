@@ -37,7 +37,10 @@ def dice_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor |
         eps: ε in numerator and denominator, a float or one value per class (aligned with dim 1).
         eps_nr, eps_dr: ε of the numerator / denominator only (default: ``eps``).
         eps_empty: replaces both for subsets φ whose target is empty.
-        activation: "softmax", "sigmoid" or None; computed in float32 even for fp16/bf16 inputs.
+        activation: "softmax", "sigmoid", None, or a callable to probabilities (MONAI's other_act, reference
+            path); computed in float32 even for fp16/bf16 inputs.
+        soft_label: I = Σ m·min(ỹ, y) (MONAI's soft_label), right for soft targets in [0, 1]; equal to the
+            default on hard targets.
         squared: L2 relaxation, Σỹ² + Σy² in the denominator (V-Net).
         include_background: keep class 0 (ε and weights may be given with or without its entry).
         class_weights: per-class weights — a weighted mean of per-φ losses for I/BI; weights inside the

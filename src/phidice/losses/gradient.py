@@ -53,6 +53,13 @@ def entry_gradients(terms, config: DiceConfig, shape) -> tuple[torch.Tensor, tor
     return d_inter, d_pred
 
 
+def _d_intersection(p: torch.Tensor, y: torch.Tensor, config: DiceConfig) -> torch.Tensor:
+    """∂I/∂ỹ per voxel: y, or for ``soft_label`` (I = Σ min(ỹ, y)) 1 where ỹ < y, ½ where ỹ = y, 0 above."""
+    if not config.soft_label or config.squared:
+        return y
+    return (p < y).to(p.dtype) + 0.5 * (p == y).to(p.dtype)
+
+
 @config_signature(DiceConfig, skip=("activation", "fused"))
 def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAULT_EPS, *,
                   mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> DiceGradient:
@@ -106,7 +113,8 @@ def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAUL
         spatial_ones = (1,) * (probs.ndim - 2)
         pk = p[:, keep]
         dP_voxel = d_pred.view(B, C, *spatial_ones) * (2 * pk if config.squared else 1)
-        g = d_inter.view(B, C, *spatial_ones) * dense_target(prepared, p, None)[:, keep] + dP_voxel
+        g = d_inter.view(B, C, *spatial_ones) * _d_intersection(p, dense_target(prepared, p, None), config)[:, keep] \
+            + dP_voxel
         if prepared.mask is not None:
             m = prepared.mask.to(g.dtype)
             g = g * (m if m.shape[1] == 1 else m[:, keep])

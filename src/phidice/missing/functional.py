@@ -19,12 +19,13 @@ from __future__ import annotations
 import torch
 
 from phidice.core.checks import check_input, is_compiling, plain_tensor
-from phidice.core.config import CEConfig, DiceConfig, split_options
+from phidice.core.config import CEConfig, DiceConfig, FocalConfig, split_focal_options, split_options
 from phidice.core.rules import check_compound, check_marginal, has_background
 from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats
 from phidice.losses.base import config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from, marginal_log_probs
+from phidice.losses.focal import check_focal, focal_from
 from phidice.sums import (
     activate,
     check_prepared_range,
@@ -37,6 +38,7 @@ from phidice.sums import (
 __all__ = [
     "check_annotated", "leaf_keep", "merge_probabilities", "marginal_log_probs", "leaf_dice_loss",
     "marginal_dice_loss", "marginal_cross_entropy", "leaf_dice_ce_loss", "marginal_dice_ce_loss",
+    "leaf_dice_focal_loss", "marginal_dice_focal_loss",
 ]
 
 
@@ -158,15 +160,17 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
         check_prepared_range(input, prepared, config)
         probs = activate(input, config.activation)
         y = dense_target(prepared, probs, config.activation)
-        stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared)
+        stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared,
+                                config.soft_label)
     if config.validate_args:
         check_unannotated_labels(stats.target_sum, annotated)
     return stats, annotated
 
 
 def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, mask=None, ce: CEConfig | None = None,
-                 ce_weight=None) -> torch.Tensor:
-    """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given."""
+                 ce_weight=None, focal: FocalConfig | None = None) -> torch.Tensor:
+    """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given, or the
+    focal term on the marginal probabilities (sigmoid: over the annotated channels) when ``focal`` is."""
     input = plain_tensor(input)  # a MONAI MetaTensor as a plain view (phidice.core.checks.plain_tensor)
     check_input(input, config.activation, config.check_finite)
     if kind == "marginal":
@@ -177,9 +181,11 @@ def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, m
     stats, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
     stats, keep = _scored(stats, keep, config, input.shape[1])
     dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1], keep=keep)
+    flags = None if everything else annotated
+    if focal is not None:
+        return focal.lambda_dice * dice + focal.lambda_focal * focal_from(input, prepared, config, focal, flags)
     if ce is None:
         return dice
-    flags = None if everything else annotated
     return ce.lambda_dice * dice + ce.lambda_ce * cross_entropy_from(input, prepared, config, ce, ce_weight, flags)
 
 
@@ -409,3 +415,28 @@ def leaf_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceC
         tensor(1.3032)
     """
     return _partial("leaf", input, target, annotated, mask, config, options, with_ce=True)
+
+
+def _partial_focal(kind: str, input, target, annotated, mask, config, options):
+    dice_options, focal_options = split_focal_options(options)
+    config = DiceConfig.build(config, dice_options)
+    what = f"the {kind} Dice + focal loss"
+    if kind == "marginal":
+        check_marginal(config.activation, what)
+        check_marginal_fused(config, what)
+    focal = FocalConfig(**focal_options)
+    check_focal(config, focal, what)
+    return partial_loss(kind, input, target, annotated, config, config_smoothing(config), mask, focal=focal)
+
+
+def leaf_dice_focal_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
+                         **options) -> torch.Tensor:
+    """λ_dice · leaf Dice + λ_focal · focal loss on the marginal probabilities (sigmoid: over the annotated
+    channels); options of :func:`phidice.dice_focal_loss`."""
+    return _partial_focal("leaf", input, target, annotated, mask, config, options)
+
+
+def marginal_dice_focal_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
+                             **options) -> torch.Tensor:
+    """λ_dice · marginal Dice + λ_focal · focal loss on the marginal probabilities (softmax)."""
+    return _partial_focal("marginal", input, target, annotated, mask, config, options)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, split_options
+from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, FocalConfig, split_options
 from phidice.core.rules import check_compound, check_marginal
 from phidice.core.signature import config_signature
 from phidice.losses.base import LossModule
+from phidice.losses.focal import check_focal
 from phidice.missing.functional import (
     MARGINAL_CE_OPTIONS,
     check_marginal_fused,
@@ -154,6 +155,36 @@ class MarginalDiceCELoss(_PartialDiceCE):
         >>> MarginalDiceCELoss("I", 0.0)(logits, labels, annotated)
         tensor(1.1365)
     """
+
+    _kind = "marginal"
+
+
+class _PartialDiceFocal(_PartialDice):
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, gamma: float = 2.0, alpha=None, focal_weight=None,
+                 lambda_dice: float = 1.0, lambda_focal: float = 1.0, focal_activation=None, **options):
+        options.setdefault("activation", "softmax")
+        LossModule.__init__(self, DiceConfig(phi=phi, eps=eps, **options))
+        self.focal = FocalConfig(gamma, alpha, focal_weight, lambda_dice, lambda_focal, focal_activation)
+        self._check_config()
+
+    def _check_config(self) -> None:
+        check_focal(self.config, self.focal, type(self).__name__)
+        super()._check_config()
+
+    def forward(self, input, target, annotated=None, mask=None):
+        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, focal=self.focal)
+
+    def extra_repr(self) -> str:
+        return self.config.describe() + ", " + ", ".join(f"{k}={v!r}" for k, v in self.focal.to_dict().items())
+
+
+class LeafDiceFocalLoss(_PartialDiceFocal):
+    """λ_dice · leaf Dice + λ_focal · focal loss: softmax on the marginal probabilities (unannotated classes
+    joined to the background), sigmoid over the annotated channels; the counterpart of ``DiceFocalLoss``."""
+
+
+class MarginalDiceFocalLoss(_PartialDiceFocal):
+    """λ_dice · marginal Dice + λ_focal · focal loss on the marginal probabilities (softmax)."""
 
     _kind = "marginal"
 

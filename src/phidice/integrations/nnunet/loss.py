@@ -24,6 +24,7 @@ from torch import nn
 import phidice
 from phidice.integrations.nnunet.options import LossOptions, resolve_options
 from phidice.integrations.nnunet.task import NNUNetTask
+from phidice.missing.deep_supervision import coarse_level, partial_of
 
 
 class ScaledLoss(nn.Module):
@@ -58,6 +59,13 @@ def level_loss(opts: LossOptions, task: NNUNetTask, eps, *, sync_batch: "bool | 
     cls = {None: phidice.DiceCELoss, "leaf": phidice.LeafDiceCELoss,
            "marginal": phidice.MarginalDiceCELoss}[opts.missing]
     return cls(lambda_dice=opts.lambda_dice, lambda_ce=opts.lambda_ce * ce_scale(task), **opts.ce_kwargs, **kw)
+
+
+def _coarse_loss(loss: nn.Module, dense: bool) -> nn.Module:
+    """The leaf counterpart of a level loss (``ScaledLoss`` kept), without ``ignore_index`` for dense targets."""
+    if isinstance(loss, ScaledLoss):
+        return ScaledLoss(_coarse_loss(loss.loss, dense), loss.scale)
+    return partial_of(loss, **({"ignore_index": None} if dense else {}))
 
 
 def _dummy_target(task: NNUNetTask, B: int, shape: tuple) -> torch.Tensor:
@@ -118,6 +126,10 @@ class PhiDiceNNUNetLoss(nn.Module):
         self.weights = None if weights is None else tuple(float(w) for w in weights)
         self.eps_levels = [tuple(e) if isinstance(e, (list, tuple)) else e for e in eps_levels]
         self.levels = nn.ModuleList(level_loss(opts, task, e, sync_batch=sync_batch) for e in self.eps_levels)
+        # coarse_empty="missing" / "maxpool": the levels' leaf counterparts (they take annotated flags; a max-pooled
+        # target is a dense map whose ignored voxels come as a mask)
+        self.coarse = None if opts.coarse_empty == "nnunet" else nn.ModuleList(
+            _coarse_loss(loss, dense=opts.coarse_empty == "maxpool") for loss in self.levels)
         self.annotation_source = annotation_source
         self.keys: "list[str] | None" = None
         self.annotated: "torch.Tensor | None" = None
@@ -151,9 +163,34 @@ class PhiDiceNNUNetLoss(nn.Module):
         for i, (w, o, t) in enumerate(zip(self.weights, output, target)):
             if w == 0:
                 continue
-            term = w * self._level(i, o, t)
+            term = w * (self._level(i, o, t) if i == 0 or self.coarse is None else self._coarse_level(i, o, t, target[0]))
             total = term if total is None else total + term
         return total
+
+    def _split(self, target: torch.Tensor):
+        """(target, mask) with a region target's ignore channel turned into the mask."""
+        if self.task.regions and self.task.ignore_label is not None:
+            return target[:, :-1], target[:, -1:] == 0
+        return target, None
+
+    def _coarse_level(self, i: int, output: torch.Tensor, target: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """Level ``i`` under ``coarse_empty`` (:func:`phidice.missing.deep_supervision.coarse_level`)."""
+        task = self.task
+        (full, full_mask), (target, mask) = self._split(full), self._split(target)
+        ignore = None if task.regions else task.ignore_label
+        y, m, erased, _ = coarse_level(self.options.coarse_empty, full, target, output, task.activation, ignore,
+                                       full_mask)
+        if mask is not None and self.options.coarse_empty != "maxpool":
+            m = mask
+        ann = self._annotated_for(output) if self.options.missing is not None else None
+        if erased is not None:
+            ann = ~erased if ann is None else ann & ~erased
+            nothing = ~ann.any(1)
+            if bool(nothing.any()):  # every class of a case erased: the case leaves this level
+                ann = ann | nothing.unsqueeze(1)
+                keep = (~nothing).view(-1, *([1] * (output.ndim - 1))).expand(-1, 1, *output.shape[2:])
+                m = keep if m is None else m & keep if m.dtype == torch.bool else m * keep.to(m.dtype)
+        return self.coarse[i](output, y, ann, mask=m)
 
     def _level(self, i: int, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         task, mask, ann = self.task, None, None

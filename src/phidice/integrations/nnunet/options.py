@@ -20,6 +20,10 @@ results folder (``phidice nnunet add-config`` writes one). Keys:
 ``include_background`` Dice over the background channel too (default False; region training has no background)
 ``sync_batch``         under DDP, Φ ∋ B means the global batch and the CE mean is global (default: on under DDP)
 ``eps_batches``        batches drawn for ``eps: "auto"`` (default 100)
+``coarse_empty``       what a coarse deep-supervision level does with a structure its downsampled target lost:
+                       ``"nnunet"`` (default: the target as nnU-Net's data loader made it), ``"missing"`` (the
+                       class leaves that level for that case) or ``"maxpool"`` (the level's target max-pooled
+                       from the full-resolution one); see :class:`phidice.DeepSupervisionLoss`
 others                 every other option of :class:`~phidice.core.config.DiceConfig` (:data:`DICE_KEYS`: ``squared``,
                        ``class_weights``, ``weighting``, ``empty``, ``fused``, …) and of
                        :class:`~phidice.core.config.CEConfig` (:data:`CE_KEYS`: ``ce_weight``,
@@ -41,6 +45,7 @@ from typing import Any, Mapping
 
 from phidice.core.config import CEConfig, DiceConfig
 from phidice.integrations.nnunet.task import NNUNetTask
+from phidice.missing.deep_supervision import COARSE_EMPTY
 
 PHI_CHOICES = ("auto", "I", "CI", "BI", "BCI")
 # the keys with nnU-Net's own defaults and rules (Φ "auto", ε "auto" and its batches, the regions rule, DDP)
@@ -49,7 +54,7 @@ OWN_KEYS = ("phi", "eps", "lambda_dice", "lambda_ce", "include_background", "syn
 TRAINER_KEYS = ("activation", "ignore_index", "reduction", "overlap")
 DICE_KEYS = tuple(f.name for f in dataclasses.fields(DiceConfig) if f.name not in OWN_KEYS + TRAINER_KEYS)
 CE_KEYS = tuple(f.name for f in dataclasses.fields(CEConfig) if f.name not in OWN_KEYS)
-ALLOWED_KEYS = OWN_KEYS + DICE_KEYS + CE_KEYS
+ALLOWED_KEYS = OWN_KEYS + DICE_KEYS + CE_KEYS + ("coarse_empty",)
 EPS_KEYS = ("eps", "eps_nr", "eps_dr", "eps_empty")
 MISSING_MODES = (None, "leaf", "marginal")
 NNUNET_EPS = 1e-5  # nnU-Net's smooth in nnUNetTrainer._build_loss
@@ -71,6 +76,7 @@ class LossOptions:
     dice_kwargs: dict = field(default_factory=dict)
     ce_kwargs: dict = field(default_factory=dict)
     source: str = ""
+    coarse_empty: str = "nnunet"
 
     @property
     def eps_auto(self) -> bool:
@@ -87,6 +93,8 @@ class LossOptions:
             out["eps_batches"] = self.eps_batches
         for k, v in {**self.dice_kwargs, **self.ce_kwargs}.items():
             out[k] = list(v) if isinstance(v, tuple) else v
+        if self.coarse_empty != "nnunet":
+            out["coarse_empty"] = self.coarse_empty
         return out
 
 
@@ -109,6 +117,11 @@ def _tupled(value):
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
+def _check_coarse_empty(value, source: str) -> None:
+    if value not in COARSE_EMPTY:
+        raise _fail(source, f"phidice option 'coarse_empty' must be one of {', '.join(COARSE_EMPTY)}; got {value!r}")
+
+
 def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = False, missing: "str | None" = None,
                     fixed: "Mapping | None" = None, defaults: "Mapping | None" = None, trainer: str = "",
                     source: str = "") -> LossOptions:
@@ -125,7 +138,7 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
     merged: dict[str, Any] = {
         "phi": "auto", "eps": NNUNET_EPS, "lambda_dice": 1.0, "lambda_ce": 1.0,
         "include_background": task.regions, "sync_batch": bool(is_ddp), "eps_batches": DEFAULT_EPS_BATCHES,
-    }
+        "coarse_empty": "nnunet"}
     merged.update(defaults or {})
     merged.update(raw)
     merged.update(fixed or {})
@@ -134,6 +147,7 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
         if merged.get(name) is not None:
             merged[name] = _eps_value(merged[name], name, source, allow_auto=name == "eps")
     _check_rules(merged, task, missing, source)
+    _check_coarse_empty(merged["coarse_empty"], source)
     config, ce = _configs(merged, task, source)
     dice_kwargs = {k: getattr(config, k) for k in DICE_KEYS if k in merged}
     ce_kwargs = {k: getattr(ce, k) for k in CE_KEYS if k in merged}
@@ -141,7 +155,7 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
                        lambda_dice=ce.lambda_dice, lambda_ce=ce.lambda_ce,
                        include_background=config.include_background, sync_batch=config.sync_batch,
                        missing=missing, eps_batches=merged["eps_batches"], dice_kwargs=dice_kwargs,
-                       ce_kwargs=ce_kwargs, source=source)
+                       ce_kwargs=ce_kwargs, source=source, coarse_empty=merged["coarse_empty"])
 
 
 def _read_entry(raw, source: str) -> dict:

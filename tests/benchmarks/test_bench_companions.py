@@ -1,0 +1,48 @@
+"""Smoke tests of benchmarks/bench_deep_supervision.py (a few steps, resumed from its store) and
+bench_fused_compound.py (one tiny case, a fresh process per memory measurement); both `slow` (on request: they
+train and spawn, tens of seconds on a loaded 2-core machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_deep_supervision_table_and_resume(tmp_path, monkeypatch):
+    bench = _load("bench_deep_supervision")
+    small = bench.make_data
+    monkeypatch.setattr(bench, "make_data", lambda n, seed: small(16, seed))  # the script's data, 16 images
+    out = tmp_path / "ds.md"
+    assert bench.main(["--seeds", "1", "--steps", "2", "--batch", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    for policy in bench.POLICIES:
+        assert f"| `{policy}` |" in text
+    stored = json.loads(out.with_suffix(".json").read_text())
+    assert stored["settings"]["steps"] == 2 and all(len(v) == 1 for v in stored["results"].values())
+    calls = []
+    monkeypatch.setattr(bench, "train", lambda *a, **k: calls.append(a) or bench.TinyUNet())
+    bench.main(["--seeds", "1", "--steps", "2", "--batch", "2", "--out", str(out)])
+    assert calls == []  # every run was stored: nothing is trained again
+
+
+@pytest.mark.slow
+def test_fused_compound_table(tmp_path):
+    pytest.importorskip("monai")
+    bench = _load("bench_fused_compound")
+    out = tmp_path / "fc.md"
+    assert bench.main(["--cases", "1,3,4,4,4", "--repeats", "1", "--out", str(out)]) == 0
+    for impl in bench.IMPLS:
+        assert f"| {impl} |" in out.read_text()
