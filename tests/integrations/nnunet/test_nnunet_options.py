@@ -69,7 +69,7 @@ def test_the_keys_are_the_fields_of_the_configs():
     from phidice.integrations.nnunet import options
 
     fields = {f.name for f in dataclasses.fields(DiceConfig)} | {f.name for f in dataclasses.fields(CEConfig)}
-    assert set(options.ALLOWED_KEYS) == (fields - set(options.TRAINER_KEYS)) | {"eps_batches"}
+    assert set(options.ALLOWED_KEYS) == (fields - set(options.TRAINER_KEYS)) | {"eps_batches", "coarse_empty"}
     assert len(options.ALLOWED_KEYS) == len(set(options.ALLOWED_KEYS))
     o = resolve_options({"validate_args": False, "fused": "auto", "ce_weight": [1, 2, 3]}, LABELS)
     assert o.dice_kwargs == {"validate_args": False, "fused": "auto"}

@@ -49,12 +49,13 @@ from phidice.missing.deep_supervision import COARSE_EMPTY
 
 PHI_CHOICES = ("auto", "I", "CI", "BI", "BCI")
 # the keys with nnU-Net's own defaults and rules (Φ "auto", ε "auto" and its batches, the regions rule, DDP)
-OWN_KEYS = ("phi", "eps", "lambda_dice", "lambda_ce", "include_background", "sync_batch", "eps_batches")
+OWN_KEYS = ("phi", "eps", "lambda_dice", "lambda_ce", "include_background", "sync_batch", "eps_batches",
+            "coarse_empty")
 # set by the trainer from the task (softmax or sigmoid, the ignore label), or fixed by it (a mean; Dice)
 TRAINER_KEYS = ("activation", "ignore_index", "reduction", "overlap")
 DICE_KEYS = tuple(f.name for f in dataclasses.fields(DiceConfig) if f.name not in OWN_KEYS + TRAINER_KEYS)
 CE_KEYS = tuple(f.name for f in dataclasses.fields(CEConfig) if f.name not in OWN_KEYS)
-ALLOWED_KEYS = OWN_KEYS + DICE_KEYS + CE_KEYS + ("coarse_empty",)
+ALLOWED_KEYS = OWN_KEYS + DICE_KEYS + CE_KEYS
 EPS_KEYS = ("eps", "eps_nr", "eps_dr", "eps_empty")
 MISSING_MODES = (None, "leaf", "marginal")
 NNUNET_EPS = 1e-5  # nnU-Net's smooth in nnUNetTrainer._build_loss
