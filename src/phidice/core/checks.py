@@ -55,8 +55,27 @@ def check_input(input: torch.Tensor, activation, check_finite: bool = False) -> 
             "activation='softmax' needs at least 2 channels (softmax over one channel is constant 1); "
             "use activation='sigmoid' for a single binary channel"
         )
-    if check_finite and not is_compiling() and not bool(torch.isfinite(input).all()):
-        raise ValueError("input contains NaN or Inf (check_finite=True)")
+    if check_finite and not is_compiling():
+        check_all_finite(input, "input")
+
+
+def check_all_finite(t: torch.Tensor, name: str) -> None:
+    """ValueError naming where ``t`` (B, C, *S) holds NaN or ±Inf: how many, and the first (image, channel, voxel).
+
+    One reduction read back to the host (only ``check_finite=True`` calls it); the location is looked up
+    only when the check fails.
+    """
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return
+    bad = ~finite
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    counts = ", ".join(f"{int(n)} {what}" for what, n in (("NaN", torch.isnan(t).sum()),
+                                                          ("+Inf", torch.isposinf(t).sum()),
+                                                          ("-Inf", torch.isneginf(t).sum())) if n)
+    where = f"batch item {first[0]}" + (f", channel {first[1]}, voxel {first[2:]}" if t.ndim > 2 else "")
+    raise ValueError(f"{name} contains NaN or Inf (check_finite=True): {counts} of {t.numel()} values; the first at "
+                     f"{where}")
 
 
 def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | None = None,
