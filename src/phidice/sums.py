@@ -18,6 +18,7 @@ from phidice.core.checks import (
     check_mask,
     check_unit_interval,
     is_compiling,
+    is_functorch_tensor,
     plain_tensor,
 )
 from phidice.core.config import DiceConfig
@@ -37,7 +38,8 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     one-hot or soft maps in [0, 1]; so are integer ones (``F.one_hot(y, C).movedim(-1, 1)``) when C > 1. A float target of shape (B, 1, *S) with C > 1 is taken as labels when its
     values are integers (MONAI stores labels as float). ``check_range=False`` leaves the label range check
     (without ``ignore_index``) to the caller: the fused CPU kernel gets the range in the pass it makes anyway.
-    Value checks run only with ``config.validate_args``. A MONAI MetaTensor target or mask is read as a plain
+    Value checks run only with ``config.validate_args``, and not on a target whose values cannot be read (while
+    ``torch.compile`` traces, or under a ``torch.func`` transform such as ``vmap``). A MONAI MetaTensor target or mask is read as a plain
     tensor (:func:`~phidice.core.checks.plain_tensor`).
     """
     target, mask = plain_tensor(target), plain_tensor(mask)
@@ -49,7 +51,7 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     if target.shape[0] != B:
         raise ValueError(f"target batch size {target.shape[0]} does not match input batch size {B} "
                          f"(input {tuple(input.shape)}, target {tuple(target.shape)})")
-    values = config.validate_args and not is_compiling()
+    values = config.validate_args and not is_compiling() and not is_functorch_tensor(target)  # vmap over targets
     ignore_index = config.ignore_index
     is_int = not target.is_floating_point() and target.dtype != torch.bool
     one_hot_int = is_int and C > 1 and target.shape[1:] == input.shape[1:]  # F.one_hot(y, C).movedim(-1, 1)
@@ -170,7 +172,8 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
 
 def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> None:
     """The label range check that ``prepare_target(..., check_range=False)`` left to the dense path."""
-    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling():
+    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling() \
+            and not is_functorch_tensor(prepared.labels):
         check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
 
 

@@ -17,6 +17,13 @@ def is_compiling() -> bool:
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
+def is_functorch_tensor(t) -> bool:
+    """Whether ``t`` is a tensor of a running ``torch.func`` transform (``grad``, ``vmap``, ...): its values
+    cannot be read on the host (``.item()`` raises under ``vmap``), and opaque kernels cannot run on it."""
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(wrapped is not None and isinstance(t, torch.Tensor) and wrapped(t))
+
+
 def plain_tensor(t):
     """``t`` as a plain ``torch.Tensor`` when it is a MONAI ``MetaTensor``; anything else as it is.
 
