@@ -236,14 +236,16 @@ def check_case(case, backends) -> None:
             assert torch.isnan(loss.sum()), f"{name}: NaN in the activation, but the loss is {loss}"
             assert torch.isnan(grad).any(), f"{name}: NaN in the activation, none in the gradient"
             continue
-        assert torch.isfinite(loss).all() and torch.isfinite(grad).all(), f"{name}: {loss}"
+        # a Dice is bounded; a cross-entropy is +Inf where an infinite logit gives the label probability 0
+        finite = torch.isfinite(loss).all() and torch.isfinite(grad).all()
+        assert finite or (case["loss"] == "dice_ce" and not torch.isnan(loss).any()), f"{name}: {loss}"
         rl, rg = tolerance(t["x"].dtype)
-        torch.testing.assert_close(loss, ref_loss, rtol=rl, atol=rl * max(float(ref_loss.abs().max()), 1e-3),
-                                   msg=lambda m: f"{name} loss: {m}")
+        atol = rl * max(float(ref_loss.nan_to_num(posinf=0.0).abs().max()), 1e-3)
+        torch.testing.assert_close(loss, ref_loss, rtol=rl, atol=atol, msg=lambda m: f"{name} loss: {m}")
         # ∂L/∂z = p·(g − Σ p_k g_k) cancels where the activation saturates: its rounding error is relative to
         # ∂L/∂p (~1/voxels for these losses), not to a tiny ∂L/∂z
-        scale = max(float(ref_grad.abs().max()), 1.0 / t["x"][:, 0].numel())
-        torch.testing.assert_close(grad.double(), ref_grad.double(), rtol=rg, atol=rg * scale,
+        scale = max(float(ref_grad.nan_to_num().abs().max()), 1.0 / t["x"][:, 0].numel())
+        torch.testing.assert_close(grad.double(), ref_grad.double(), rtol=rg, atol=rg * scale, equal_nan=not finite,
                                    msg=lambda m: f"{name} gradient: {m}")
 
 
