@@ -128,5 +128,5 @@ def cross_entropy_from(input: torch.Tensor, prepared: PreparedTarget, config: Di
     per, norm = terms(x, prepared, annotated, w, ce.label_smoothing)
     if prepared.mask is not None:
         m = prepared.mask.to(x.dtype)
-        per, norm = per * m, norm * m
+        per, norm = torch.where(m == 0, 0.0, per * m), norm * m  # an ignored voxel's +Inf term: 0, not ∞·0 = NaN
     return distributed.global_mean(per.sum(), norm.sum().detach(), sync=config.sync_batch)
