@@ -53,6 +53,7 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
                          f"(input {tuple(input.shape)}, target {tuple(target.shape)})")
     values = config.validate_args and not is_compiling() and not is_functorch_tensor(target)  # vmap over targets
     ignore_index = config.ignore_index
+    given = target.dtype
     is_int = not target.is_floating_point() and target.dtype != torch.bool
     one_hot_int = is_int and C > 1 and target.shape[1:] == input.shape[1:]  # F.one_hot(y, C).movedim(-1, 1)
     read_as = ""
@@ -70,7 +71,7 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
         if values:
             check_unit_interval(target, "target values must lie in [0, 1] (one-hot or soft maps)" + read_as)
         return PreparedTarget(None, target, None if mask is None else check_mask(mask, input, values=values))
-    labels = _labels(input, target, values)
+    labels = _labels(input, target, values, given=given)
     valid = None
     if ignore_index is not None:
         valid = labels != ignore_index
@@ -85,13 +86,14 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     return PreparedTarget(labels, None, mask)
 
 
-def _labels(input: torch.Tensor, target: torch.Tensor, values: bool) -> torch.Tensor:
-    """A label target (B, *S) or (B, 1, *S), integer or integer-valued float, as (B, *S) int64."""
+def _labels(input: torch.Tensor, target: torch.Tensor, values: bool, given=None) -> torch.Tensor:
+    """A label target (B, *S) or (B, 1, *S), integer or integer-valued float, as (B, *S) int64; ``given`` is
+    the dtype the caller got (errors name it)."""
     lab = target[:, 0] if (target.ndim == input.ndim and target.shape[1] == 1) else target
     if tuple(lab.shape[1:]) != tuple(input.shape[2:]):
         B = input.shape[0]
         raise ValueError(
-            f"target shape {tuple(target.shape)} (dtype {target.dtype}) does not fit input shape "
+            f"target shape {tuple(target.shape)} (dtype {given or target.dtype}) does not fit input shape "
             f"{tuple(input.shape)}: expected "
             f"labels (B, *spatial) = {(B, *input.shape[2:])} or (B, 1, *spatial), or a map (B, C, *spatial) = "
             f"{tuple(input.shape)}"
