@@ -313,7 +313,32 @@ def build_cases(seed: int = 0) -> list[dict]:
     for j, loss in enumerate(LOSSES):
         for i, (phi, s, base, core) in enumerate(option_sets(loss, seed + j)):
             cases.append(make_case(loss, phi, s, base, rng, i, core))
-    return cases
+    return cases + nonfinite_cases(cases)
+
+
+SPECIALS = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf}
+
+
+def nonfinite_cases(cases: list[dict]) -> list[dict]:
+    """Per loss, Φ and activation, the first float32 core case with one NaN, +Inf or −Inf logit (channel 1 of
+    image 0, first voxel): NaN (+Inf under a softmax) must give NaN in both frameworks, −Inf the same number.
+    Gradients are compared where the loss is finite."""
+    out, seen = [], set()
+    for c in cases:
+        act = c["options"].get("activation")
+        key = (c["loss"], c["options"]["phi"], act)
+        if not c["core"] or c["dtype"] != "float32" or act is None or c["x_t"].shape[1] < 2 or key in seen:
+            continue
+        seen.add(key)
+        for name, value in SPECIALS.items():
+            x_t = c["x_t"].copy()
+            x_t[(0, 1) + (0,) * (x_t.ndim - 2)] = value
+            first = c["keras_options"]["data_format"] == "channels_first"
+            nan = name == "nan" or (name == "+inf" and act == "softmax")
+            out.append({**c, "id": f"{c['id']}-logit={name}", "x_t": x_t,
+                        "x": np.ascontiguousarray(x_t if first else np.moveaxis(x_t, 1, -1)),
+                        "grad": not nan, "nonfinite": name, "expect_nan": nan})
+    return out
 
 
 # ---------------------------------------------------------------- bad input
