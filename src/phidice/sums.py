@@ -35,11 +35,12 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
 
     Integer targets of shape (B, *S) or (B, 1, *S) are labels in [0, C) (or {0, 1} for a single sigmoid
     channel), with ``ignore_index`` voxels folded into the mask. Float/bool targets of shape (B, C, *S) are
-    one-hot or soft maps in [0, 1]; so are integer ones (``F.one_hot(y, C).movedim(-1, 1)``) when C > 1. A float target of shape (B, 1, *S) with C > 1 is taken as labels when its
-    values are integers (MONAI stores labels as float). ``check_range=False`` leaves the label range check
-    (without ``ignore_index``) to the caller: the fused CPU kernel gets the range in the pass it makes anyway.
-    Value checks run only with ``config.validate_args``, and not on a target whose values cannot be read (while
-    ``torch.compile`` traces, or under a ``torch.func`` transform such as ``vmap``). A MONAI MetaTensor target or mask is read as a plain
+    one-hot or soft maps in [0, 1]; so are integer ones when C > 1 (``F.one_hot(y, C).movedim(-1, 1)``). A
+    float target of shape (B, 1, *S) with C > 1 is taken as labels when its values are integers (MONAI stores
+    labels as float). ``check_range=False`` leaves the label range check (without ``ignore_index``) to the
+    caller: the fused CPU kernel gets the range in the pass it makes anyway. Value checks run only with
+    ``config.validate_args``, and not on a target whose values cannot be read (while ``torch.compile`` traces,
+    or under a ``torch.func`` transform such as ``vmap``). A MONAI MetaTensor target or mask is read as a plain
     tensor (:func:`~phidice.core.checks.plain_tensor`).
     """
     target, mask = plain_tensor(target), plain_tensor(mask)

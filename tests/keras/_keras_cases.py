@@ -313,7 +313,24 @@ def build_cases(seed: int = 0) -> list[dict]:
     for j, loss in enumerate(LOSSES):
         for i, (phi, s, base, core) in enumerate(option_sets(loss, seed + j)):
             cases.append(make_case(loss, phi, s, base, rng, i, core))
-    return cases + nonfinite_cases(cases)
+    return cases + nonfinite_cases(cases) + integer_map_cases(cases)
+
+
+def integer_map_cases(cases: list[dict]) -> list[dict]:
+    """Per loss, the first float32 core case with a one-hot map target (C > 1), the map given as int64 (as
+    ``one_hot(y, C)`` makes it) and as uint8: the same numbers as the float map."""
+    out, seen = [], set()
+    for c in cases:
+        y = c["y_t"]
+        onehot = y.dtype == np.float32 and y.shape == c["x_t"].shape and y.shape[1] > 1 and \
+            bool(np.isin(y, (0.0, 1.0)).all())
+        if not c["core"] or c["dtype"] != "float32" or not onehot or c["loss"] in seen or c.get("nonfinite"):
+            continue
+        seen.add(c["loss"])
+        for dtype in (np.int64, np.uint8):
+            out.append({**c, "id": f"{c['id']}-map={np.dtype(dtype).name}", "y_t": y.astype(dtype),
+                        "y": c["y"].astype(dtype), "int_map": np.dtype(dtype).name})
+    return out
 
 
 SPECIALS = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf}
@@ -410,7 +427,8 @@ def build_error_cases() -> list[dict]:
           contains=["ignore_index applies to integer label targets"]),
         E("target_spatial_mismatch", x=x, y=lab[:, :3], contains=["shape (2, 3, 5) does not match"]),
         E("target_batch_mismatch", x=x, y=lab[:1], contains=["batch size 1 does not match", "batch size 2"]),
-        E("integer_map", x=x, y=onehot.astype(np.int64), contains=["does not match"]),
+        E("integer_map_of_labels", x=x, y=onehot.astype(np.int64) * 2,
+          contains=["values must lie in [0, 1] (one-hot or soft maps)"]),
         E("pred_rank", x=x[:, 0, 0, :], y=lab[:, 0, 0], contains=["with at least one spatial dim; got shape (2, 3)"]),
         E("empty_batch", x=x[:0], y=lab[:0], contains=["is an empty batch (B = 0)"]),
         E("softmax_one_channel", x=x[..., :1], y=np.zeros_like(lab), exact=True),

@@ -78,7 +78,8 @@ for C, activation in ((3, "softmax"), (2, "softmax"), (3, "sigmoid")):
         y = torch.randint(0, C, (2, 5, 6))
         for phi in ("I", "CI", "BI", "BCI"):
             xs = [x.clone().requires_grad_() for _ in range(2)]
-            l1, l0 = (phidice.dice_loss(z, y, phi=phi, activation=activation, fused=f) for z, f in zip(xs, (True, False)))
+            l1, l0 = (phidice.dice_loss(z, y, phi=phi, activation=activation, fused=f)
+                      for z, f in zip(xs, (True, False)))
             (l1 + l0).backward()
             if value != value or (value > 0 and activation == "softmax"):
                 assert torch.isnan(l1) and torch.isnan(l0), (C, activation, value, phi, l1, l0)

@@ -17,7 +17,7 @@ from keras import ops
 from phidice.core.config import DiceConfig
 from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
-from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, shapes_agree, value_range
+from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, nonfinite_where, shapes_agree, value_range
 from phidice.keras.layout import Layout
 
 
@@ -53,7 +53,8 @@ def check_pred(y_pred, config: DiceConfig, layout: Layout, checks: Checks) -> in
                          "use activation='sigmoid' for a single binary channel")
     if config.check_finite:
         checks.require(ops.logical_not(ops.isfinite(y_pred)),
-                       lambda: ValueError("y_pred contains NaN or Inf (check_finite=True)"), always=True)
+                       lambda: ValueError("y_pred contains NaN or Inf (check_finite=True)"
+                                          + nonfinite_where(y_pred, layout.first)), always=True)
     return C
 
 
