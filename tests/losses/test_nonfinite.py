@@ -170,3 +170,39 @@ def test_check_finite_false_reads_nothing_back(monkeypatch):
     for _, fused, backend in paths():
         run(lambda f: phidice.DiceLoss(phi="BI", fused=f), x, y, fused=fused, backend=backend)
     assert calls == []
+
+
+class HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the operations that read a tensor value back to the host (a synchronisation on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("fused,backend", [(False, None), (True, "torch")])
+def test_nan_handling_adds_no_host_synchronisation(fused, backend):
+    """NaN out costs no read-back: with validate_args=False no value is read at all, and the default checks read
+    as many values with a NaN in the logits as without; check_finite=True is the one check that reads."""
+    x, y = batch(value=NAN)
+    counts = {}
+    for name, logits, options in (("finite", batch()[0], {}), ("nan", x, {}), ("nan-novalidate", x,
+                                   {"validate_args": False}), ("check_finite", x, {"check_finite": True})):
+        previous = ops.set_backend(backend)
+        try:
+            with HostReads() as reads:
+                try:
+                    phidice.dice_loss(logits.double().requires_grad_(), y, phi="BI", fused=fused, **options).backward()
+                except ValueError:
+                    pass
+        finally:
+            ops.set_backend(previous)
+        counts[name] = reads.count
+    assert counts["nan-novalidate"] == 0
+    assert counts["nan"] == counts["finite"]
+    assert counts["check_finite"] > 0
