@@ -223,6 +223,20 @@ def expect_nan(case, x) -> bool:
     return bool(torch.isnan(p).any())
 
 
+_seen = {"cases": 0, "nan": 0}
+
+
+def _progress(nan: bool) -> None:
+    """With ``PHIDICE_FUZZ_PROGRESS=<file>``, the number of cases checked so far (of them with a NaN activation)
+    is written there every 100 cases, so that a long run cut short still says how far it got."""
+    _seen["cases"] += 1
+    _seen["nan"] += nan
+    path = os.environ.get("PHIDICE_FUZZ_PROGRESS")
+    if path and _seen["cases"] % 100 == 0:
+        with open(path, "a") as f:
+            f.write(f"{_seen['cases']} cases checked ({_seen['nan']} with a NaN activation)\n")
+
+
 def check_case(case, backends) -> None:
     """The property: every path agrees with the reference path; NaN activations give a NaN loss everywhere."""
     note(repr(case))
@@ -230,6 +244,7 @@ def check_case(case, backends) -> None:
     results = paths(case, t, backends)
     ref_loss, ref_grad = results["reference"]
     nan = expect_nan(case, t["x"])
+    _progress(nan)
     for name, (loss, grad) in results.items():
         assert loss.dtype == ref_loss.dtype and grad.dtype == t["x"].dtype, name
         if nan:
