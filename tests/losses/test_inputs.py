@@ -150,3 +150,18 @@ def test_metrics_refuse_non_finite_predictions(threshold):
         dice_score(p, y, threshold=threshold)
     with pytest.raises(ValueError, match=match):
         DiceAccumulator(threshold=threshold).update(p, y)
+
+
+def test_nan_in_a_target_map_or_a_mask_is_refused():
+    """A NaN target value or mask value is bad input, not a NaN loss (the [0, 1] check let NaN through)."""
+    x = torch.randn(2, 3, 4, 4)
+    y = torch.randint(0, 3, (2, 4, 4))
+    target = F.one_hot(y, 3).movedim(-1, 1).float()
+    target[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"target values must lie in \[0, 1\] \(one-hot or soft maps\) "
+                                         r"\(it holds 1 NaN\)"):
+        phidice.dice_loss(x, target)
+    mask = torch.ones(2, 4, 4)
+    mask[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"mask values must lie in \[0, 1\] \(it holds 1 NaN\)"):
+        phidice.DiceLoss()(x, y, mask)

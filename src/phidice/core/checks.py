@@ -96,9 +96,10 @@ def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | N
 
 
 def check_unit_interval(t: torch.Tensor, message: str) -> None:
-    """ValueError(message) unless every value of ``t`` lies in [0, 1]."""
-    if bool(((t < 0) | (t > 1)).any()):
-        raise ValueError(message)
+    """ValueError(message) unless every value of ``t`` lies in [0, 1]; a NaN does not (it says how many)."""
+    if not bool(((t >= 0) & (t <= 1)).all()):  # one reduction; NaN fails both comparisons
+        nan = int(torch.isnan(t).sum()) if t.is_floating_point() else 0
+        raise ValueError(message + (f" (it holds {nan} NaN)" if nan else ""))
 
 
 def check_mask(mask: torch.Tensor, input: torch.Tensor, *, values: bool = True) -> torch.Tensor:

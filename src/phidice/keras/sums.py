@@ -111,7 +111,7 @@ def prepare_target(y_true, pred_shape, config: DiceConfig, layout: Layout, check
         if config.check_finite:
             checks.require(ops.logical_not(ops.isfinite(y_true)),
                            lambda: ValueError("y_true contains NaN or Inf (check_finite=True)"), always=True)
-        checks.require(ops.logical_or(y_true < 0, y_true > 1),
+        checks.require(ops.logical_not(ops.logical_and(y_true >= 0, y_true <= 1)),  # NaN fails both
                        lambda: ValueError("y_true values must lie in [0, 1] (one-hot or soft maps)"))
         return Prepared(None, layout.to_last(y_true), None)
     labels = label_tensor(y_true, pred_shape, layout, checks)
