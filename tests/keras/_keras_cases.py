@@ -425,7 +425,7 @@ def build_error_cases() -> list[dict]:
         E("map_out_of_range", x=x, y=onehot * 1.5, contains=["values must lie in [0, 1] (one-hot or soft maps)"]),
         E("ignore_index_with_map", options={"ignore_index": 255}, x=x, y=onehot,
           contains=["ignore_index applies to integer label targets"]),
-        E("target_spatial_mismatch", x=x, y=lab[:, :3], contains=["shape (2, 3, 5) does not match"]),
+        E("target_spatial_mismatch", x=x, y=lab[:, :3], contains=["shape (2, 3, 5) (dtype", "does not fit"]),
         E("target_batch_mismatch", x=x, y=lab[:1], contains=["batch size 1 does not match", "batch size 2"]),
         E("integer_map_of_labels", x=x, y=onehot.astype(np.int64) * 2,
           contains=["values must lie in [0, 1] (one-hot or soft maps)"]),

@@ -106,7 +106,8 @@ def test_cases_discriminate_phi():
 def _agree(have, want) -> bool:
     """Within TOL where PyTorch's value is finite; the same NaN or ±Inf where it is not (non-finite logits)."""
     finite = np.isfinite(want)
-    close = np.abs(have - want) <= TOL * np.maximum(1.0, np.abs(np.where(finite, want, 0.0)))
+    with np.errstate(invalid="ignore"):  # ∞ − ∞ where both are +Inf: judged by `same`
+        close = np.abs(have - want) <= TOL * np.maximum(1.0, np.abs(np.where(finite, want, 0.0)))
     same = (np.isnan(want) & np.isnan(have)) | (have == want)
     return bool(np.all(np.where(finite, close, same)))
 
