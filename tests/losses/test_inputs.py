@@ -88,12 +88,12 @@ def test_complex_target_names_the_dtype():
 
 @pytest.mark.parametrize("backend", ["torch"])  # float64 runs the torch backend (numba: test_fused.py, fp32)
 @pytest.mark.parametrize("activation,C", [("softmax", 3), ("softmax", 2), ("sigmoid", 1), ("sigmoid", 3)])
-@pytest.mark.parametrize("phi", ["I", "BI", "BCI"])
+@pytest.mark.parametrize("phi", ["I", "BCI"])
 def test_hessian_of_the_fused_path_equals_the_reference(phi, activation, C, backend):
     """torch.autograd.functional.hessian in float64: the fused path's equals the reference path's (it was 0)."""
-    x = torch.randn(2, C, 3, 2, dtype=torch.float64)
-    y = torch.randint(0, max(C, 2), (2, 3, 2))
-    m = torch.rand(2, 1, 3, 2, dtype=torch.float64)
+    x = torch.randn(2, C, 2, 2, dtype=torch.float64)
+    y = torch.randint(0, max(C, 2), (2, 2, 2))
+    m = torch.rand(2, 1, 2, 2, dtype=torch.float64)
     previous = ops.set_backend(backend)
     try:
         H1, H0 = (torch.autograd.functional.hessian(

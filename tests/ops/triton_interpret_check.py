@@ -76,7 +76,7 @@ for C, activation in ((3, "softmax"), (2, "softmax"), (3, "sigmoid")):
         x = torch.randn(2, C, 5, 6)
         x[0, 1, 1, 2] = value
         y = torch.randint(0, C, (2, 5, 6))
-        for phi in ("I", "CI", "BI", "BCI"):
+        for phi in ("I", "BCI"):
             xs = [x.clone().requires_grad_() for _ in range(2)]
             l1, l0 = (phidice.dice_loss(z, y, phi=phi, activation=activation, fused=f)
                       for z, f in zip(xs, (True, False)))
@@ -99,5 +99,5 @@ torch.testing.assert_close(H1, H0, rtol=1e-10, atol=1e-12)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "losses"))
 import _differential  # noqa: E402
 
-_differential.run_bounded(max_examples=int(os.environ.get("PHIDICE_TRITON_EXAMPLES", "25")), backends=("triton",))
+_differential.run_bounded(max_examples=int(os.environ.get("PHIDICE_TRITON_EXAMPLES", "15")), backends=("triton",))
 print("TRITON-INTERPRET-OK")
