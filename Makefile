@@ -20,7 +20,7 @@ NPY := $(NNUNET_VENV)/bin/python
 NNUNET := $(NNUNET_VENV)/.phidice-nnunet
 TF ?= tensorflow-cpu
 
-.PHONY: demo test test-all test-nnunet test-keras-tf bench bench-deep-supervision bench-compound install clean
+.PHONY: demo test test-all test-nnunet test-keras-tf bench bench-deep-supervision bench-compound install clean fuzz
 
 $(BASE): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,15 @@ test-nnunet: $(NNUNET)
 test-keras-tf: $(TESTDEPS)
 	$(PIP) "$(TF)"
 	$(PY) -m pytest -n 2 -q --tensorflow -m tensorflow tests/keras tests/test_doc_examples.py
+
+# the long run of the differential property tests (docs/testing.md): FUZZ_EXAMPLES drawn cases on the reference
+# path and every fused CPU backend, then on Triton under its interpreter; examples and findings in docs/testing.md
+FUZZ_EXAMPLES ?= 4000
+fuzz: $(TESTDEPS)
+	HYPOTHESIS_PROFILE=fuzz PHIDICE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q \
+		--hypothesis-show-statistics tests/losses/test_differential.py
+	TRITON_INTERPRET=1 HYPOTHESIS_PROFILE=fuzz PHIDICE_TRITON_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 10 )) \
+		$(PY) tests/ops/triton_interpret_check.py
 
 bench: $(TESTDEPS)
 	$(PY) benchmarks/bench_fused.py --repeats 21

@@ -162,9 +162,13 @@ def subset_terms(stats: DiceStats, config: DiceConfig, smoothing: Smoothing, *, 
 
 
 def overlap_index(numerator, denominator, ops):
-    """T_φ = N_φ / D_φ, with 0/0 (ε = 0 and nothing predicted nor labelled) read as a perfect score of 1."""
-    ok = denominator > 0
-    return ops.where(ok, numerator / ops.where(ok, denominator, 1.0), 1.0)
+    """T_φ = N_φ / D_φ, with 0/0 (ε = 0 and nothing predicted nor labelled) read as a perfect score of 1.
+
+    Only a denominator that *is* 0 takes the convention: a NaN one (a NaN logit, or a +Inf one that makes the
+    softmax NaN) gives a NaN T_φ, so a diverged network never reads as a perfect fit.
+    """
+    empty = denominator <= 0  # False for NaN: NaN in, NaN out
+    return ops.where(empty, 1.0, numerator / ops.where(empty, 1.0, denominator))
 
 
 def subset_loss(index, gamma: float, ops):

@@ -12,11 +12,13 @@ import torch
 
 from phidice import ops
 from phidice.core.checks import (
+    check_all_finite,
     check_input,
     check_label_range,
     check_mask,
     check_unit_interval,
     is_compiling,
+    is_functorch_tensor,
     plain_tensor,
 )
 from phidice.core.config import DiceConfig
@@ -34,10 +36,12 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
 
     Integer targets of shape (B, *S) or (B, 1, *S) are labels in [0, C) (or {0, 1} for a single sigmoid
     channel), with ``ignore_index`` voxels folded into the mask. Float/bool targets of shape (B, C, *S) are
-    one-hot or soft maps in [0, 1]. A float target of shape (B, 1, *S) with C > 1 is taken as labels when its
-    values are integers (MONAI stores labels as float). ``check_range=False`` leaves the label range check
-    (without ``ignore_index``) to the caller: the fused CPU kernel gets the range in the pass it makes anyway.
-    Value checks run only with ``config.validate_args``. A MONAI MetaTensor target or mask is read as a plain
+    one-hot or soft maps in [0, 1]; so are integer ones when C > 1 (``F.one_hot(y, C).movedim(-1, 1)``). A
+    float target of shape (B, 1, *S) with C > 1 is taken as labels when its values are integers (MONAI stores
+    labels as float). ``check_range=False`` leaves the label range check (without ``ignore_index``) to the
+    caller: the fused CPU kernel gets the range in the pass it makes anyway. Value checks run only with
+    ``config.validate_args``, and not on a target whose values cannot be read (while ``torch.compile`` traces,
+    or under a ``torch.func`` transform such as ``vmap``). A MONAI MetaTensor target or mask is read as a plain
     tensor (:func:`~phidice.core.checks.plain_tensor`).
     """
     target, mask = plain_tensor(target), plain_tensor(mask)
@@ -49,20 +53,27 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     if target.shape[0] != B:
         raise ValueError(f"target batch size {target.shape[0]} does not match input batch size {B} "
                          f"(input {tuple(input.shape)}, target {tuple(target.shape)})")
-    values = config.validate_args and not is_compiling()
+    values = config.validate_args and not is_compiling() and not is_functorch_tensor(target)  # vmap over targets
     ignore_index = config.ignore_index
+    given = target.dtype
     is_int = not target.is_floating_point() and target.dtype != torch.bool
-    if target.dtype == torch.bool:
-        target = target.to(torch.float32)
+    one_hot_int = is_int and C > 1 and target.shape[1:] == input.shape[1:]  # F.one_hot(y, C).movedim(-1, 1)
+    read_as = ""
+    if one_hot_int:
+        read_as = (f"; an integer target of shape {tuple(target.shape)} is read as a one-hot map (B, C, *spatial) "
+                   f"— labels have shape (B, *spatial) = {(B, *input.shape[2:])}")
+    if target.dtype == torch.bool or one_hot_int:
+        target, is_int = target.to(torch.float32), False
     if not is_int and target.shape[1:] == input.shape[1:]:
         if ignore_index is not None:
-            raise ValueError("ignore_index applies to integer label targets; for a one-hot/soft target pass mask=")
-        if config.check_finite and not is_compiling() and not bool(torch.isfinite(target).all()):
-            raise ValueError("target contains NaN or Inf (check_finite=True)")
+            raise ValueError("ignore_index applies to integer label targets (B, *spatial); the target is a "
+                             "one-hot/soft map (B, C, *spatial): pass mask= instead")
+        if config.check_finite and not is_compiling():
+            check_all_finite(target, "target")
         if values:
-            check_unit_interval(target, "target values must lie in [0, 1] (one-hot or soft maps)")
+            check_unit_interval(target, "target values must lie in [0, 1] (one-hot or soft maps)" + read_as)
         return PreparedTarget(None, target, None if mask is None else check_mask(mask, input, values=values))
-    labels = _labels(input, target, values)
+    labels = _labels(input, target, values, given=given)
     valid = None
     if ignore_index is not None:
         valid = labels != ignore_index
@@ -77,13 +88,15 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     return PreparedTarget(labels, None, mask)
 
 
-def _labels(input: torch.Tensor, target: torch.Tensor, values: bool) -> torch.Tensor:
-    """A label target (B, *S) or (B, 1, *S), integer or integer-valued float, as (B, *S) int64."""
+def _labels(input: torch.Tensor, target: torch.Tensor, values: bool, given=None) -> torch.Tensor:
+    """A label target (B, *S) or (B, 1, *S), integer or integer-valued float, as (B, *S) int64; ``given`` is
+    the dtype the caller got (errors name it)."""
     lab = target[:, 0] if (target.ndim == input.ndim and target.shape[1] == 1) else target
     if tuple(lab.shape[1:]) != tuple(input.shape[2:]):
         B = input.shape[0]
         raise ValueError(
-            f"target shape {tuple(target.shape)} does not match input shape {tuple(input.shape)}: expected "
+            f"target shape {tuple(target.shape)} (dtype {given or target.dtype}) does not fit input shape "
+            f"{tuple(input.shape)}: expected "
             f"labels (B, *spatial) = {(B, *input.shape[2:])} or (B, 1, *spatial), or a map (B, C, *spatial) = "
             f"{tuple(input.shape)}"
         )
@@ -182,7 +195,8 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
 
 def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> None:
     """The label range check that ``prepare_target(..., check_range=False)`` left to the dense path."""
-    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling():
+    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling() \
+            and not is_functorch_tensor(prepared.labels):
         check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
 
 

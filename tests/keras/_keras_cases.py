@@ -327,7 +327,49 @@ def build_cases(seed: int = 0) -> list[dict]:
     for j, loss in enumerate(LOSSES):
         for i, (phi, s, base, core) in enumerate(option_sets(loss, seed + j)):
             cases.append(make_case(loss, phi, s, base, rng, i, core))
-    return cases
+    return cases + nonfinite_cases(cases) + integer_map_cases(cases)
+
+
+def integer_map_cases(cases: list[dict]) -> list[dict]:
+    """Per loss, the first float32 core case with a one-hot map target (C > 1), the map given as int64 (as
+    ``one_hot(y, C)`` makes it) and as uint8: the same numbers as the float map."""
+    out, seen = [], set()
+    for c in cases:
+        y = c["y_t"]
+        onehot = y.dtype == np.float32 and y.shape == c["x_t"].shape and y.shape[1] > 1 and \
+            bool(np.isin(y, (0.0, 1.0)).all())
+        if not c["core"] or c["dtype"] != "float32" or not onehot or c["loss"] in seen or c.get("nonfinite"):
+            continue
+        seen.add(c["loss"])
+        for dtype in (np.int64, np.uint8):
+            out.append({**c, "id": f"{c['id']}-map={np.dtype(dtype).name}", "y_t": y.astype(dtype),
+                        "y": c["y"].astype(dtype), "int_map": np.dtype(dtype).name})
+    return out
+
+
+SPECIALS = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf}
+
+
+def nonfinite_cases(cases: list[dict]) -> list[dict]:
+    """Per loss, Φ and activation, the first float32 core case with one NaN, +Inf or −Inf logit (channel 1 of
+    image 0, first voxel): NaN (+Inf under a softmax) must give NaN in both frameworks, −Inf the same number.
+    Gradients are compared where the loss is finite."""
+    out, seen = [], set()
+    for c in cases:
+        act = c["options"].get("activation")
+        key = (c["loss"], c["options"]["phi"], act)
+        if not c["core"] or c["dtype"] != "float32" or act is None or c["x_t"].shape[1] < 2 or key in seen:
+            continue
+        seen.add(key)
+        for name, value in SPECIALS.items():
+            x_t = c["x_t"].copy()
+            x_t[(0, 1) + (0,) * (x_t.ndim - 2)] = value
+            first = c["keras_options"]["data_format"] == "channels_first"
+            nan = name == "nan" or (name == "+inf" and act == "softmax")
+            out.append({**c, "id": f"{c['id']}-logit={name}", "x_t": x_t,
+                        "x": np.ascontiguousarray(x_t if first else np.moveaxis(x_t, 1, -1)),
+                        "grad": not nan, "nonfinite": name, "expect_nan": nan})
+    return out
 
 
 # ---------------------------------------------------------------- bad input
@@ -397,9 +439,10 @@ def build_error_cases() -> list[dict]:
         E("map_out_of_range", x=x, y=onehot * 1.5, contains=["values must lie in [0, 1] (one-hot or soft maps)"]),
         E("ignore_index_with_map", options={"ignore_index": 255}, x=x, y=onehot,
           contains=["ignore_index applies to integer label targets"]),
-        E("target_spatial_mismatch", x=x, y=lab[:, :3], contains=["shape (2, 3, 5) does not match"]),
+        E("target_spatial_mismatch", x=x, y=lab[:, :3], contains=["shape (2, 3, 5) (dtype", "does not fit"]),
         E("target_batch_mismatch", x=x, y=lab[:1], contains=["batch size 1 does not match", "batch size 2"]),
-        E("integer_map", x=x, y=onehot.astype(np.int64), contains=["does not match"]),
+        E("integer_map_of_labels", x=x, y=onehot.astype(np.int64) * 2,
+          contains=["values must lie in [0, 1] (one-hot or soft maps)"]),
         E("pred_rank", x=x[:, 0, 0, :], y=lab[:, 0, 0], contains=["with at least one spatial dim; got shape (2, 3)"]),
         E("empty_batch", x=x[:0], y=lab[:0], contains=["is an empty batch (B = 0)"]),
         E("softmax_one_channel", x=x[..., :1], y=np.zeros_like(lab), exact=True),

@@ -92,7 +92,8 @@ def test_cases_discriminate_phi():
     for c in _cases_of("DiceLoss"):
         o = c["options"]
         C = c["x_t"].shape[1] - (0 if o.get("include_background", True) else 1)
-        if C < 2 or o.get("reduction") == "none" or o.get("weighting") or c["dtype"] != "float32":
+        if C < 2 or o.get("reduction") == "none" or o.get("weighting") or c["dtype"] != "float32" or \
+                c.get("nonfinite") or c.get("int_map"):
             continue
         own = value(c, o["phi"])
         for partner in (CLASS_PARTNER[o["phi"]], BATCH_PARTNER.get(o["phi"])):
@@ -100,6 +101,27 @@ def test_cases_discriminate_phi():
                 assert abs(value(c, partner) - own) > 2 * TOL, (c["id"], partner)
         checked += 1
     assert checked > 30
+
+
+def _agree(have, want) -> bool:
+    """Within TOL where PyTorch's value is finite; the same NaN or ±Inf where it is not (non-finite logits)."""
+    finite = np.isfinite(want)
+    with np.errstate(invalid="ignore"):  # ∞ − ∞ where both are +Inf: judged by `same`
+        close = np.abs(have - want) <= TOL * np.maximum(1.0, np.abs(np.where(finite, want, 0.0)))
+    same = (np.isnan(want) & np.isnan(have)) | (have == want)
+    return bool(np.all(np.where(finite, close, same)))
+
+
+def test_nonfinite_cases_exist_for_every_loss_and_phi():
+    cases = [c for c in CASES if c.get("nonfinite")]
+    assert {(c["loss"], c["options"]["phi"], c["nonfinite"]) for c in cases} == \
+        {(loss, phi, name) for loss in _keras_cases.LOSSES for phi in _keras_cases.PHIS
+         for name in _keras_cases.SPECIALS}
+
+
+def test_integer_map_cases_exist_for_every_loss():
+    assert {(c["loss"], c["int_map"]) for c in CASES if c.get("int_map")} == \
+        {(loss, d) for loss in _keras_cases.LOSSES for d in ("int64", "uint8")}
 
 
 @pytest.mark.parametrize("loss", _keras_cases.LOSSES)
@@ -115,8 +137,10 @@ def test_values_match_pytorch(keras_run, backend, loss):
         want, have = np.asarray(ref["value"], np.float64), np.asarray(out["value"], np.float64)
         if want.shape != have.shape:
             bad.append(f"{case['id']}: shape {have.shape} != {want.shape}")
-        elif not np.all(np.abs(have - want) <= TOL * np.maximum(1.0, np.abs(want))):
+        elif not _agree(have, want):
             bad.append(f"{case['id']}: {have.ravel()[:4]} != {want.ravel()[:4]}")
+        elif case.get("expect_nan") and not np.isnan(want).any():
+            bad.append(f"{case['id']}: a {case['nonfinite']} logit gave {want.ravel()[:4]}, not NaN")
     assert not bad, f"{len(bad)} of {len(_cases_of(loss, backend))} cases differ:\n" + "\n".join(bad[:20])
 
 

@@ -5,6 +5,8 @@ non-zero (an AssertionError) on the first mismatch against the reference path of
 """
 
 import os
+import sys
+from pathlib import Path
 
 assert os.environ.get("TRITON_INTERPRET") == "1"
 os.environ["PHIDICE_FUSED_BACKEND"] = "triton"
@@ -68,4 +70,34 @@ for activation, C in (("softmax", 3), ("sigmoid", 1)):
     m = torch.rand(2, 5, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda z: FusedDiceStats.apply(z, y, m, activation, triton_dice)[:2], (x,),
                                     eps=1e-6, atol=1e-8)
+# non-finite logits: NaN (and +Inf under a softmax) give NaN, −Inf the reference's finite loss, every Φ
+for C, activation in ((3, "softmax"), (2, "softmax"), (3, "sigmoid")):
+    for value in (float("nan"), float("inf"), float("-inf")):
+        x = torch.randn(2, C, 5, 6)
+        x[0, 1, 1, 2] = value
+        y = torch.randint(0, C, (2, 5, 6))
+        for phi in ("I", "BCI"):
+            xs = [x.clone().requires_grad_() for _ in range(2)]
+            l1, l0 = (phidice.dice_loss(z, y, phi=phi, activation=activation, fused=f)
+                      for z, f in zip(xs, (True, False)))
+            (l1 + l0).backward()
+            if value != value or (value > 0 and activation == "softmax"):
+                assert torch.isnan(l1) and torch.isnan(l0), (C, activation, value, phi, l1, l0)
+            else:
+                torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-5, atol=1e-7)
+
+# second derivatives on the Triton backend equal the reference path's (float64)
+x = torch.randn(2, 3, 3, 2, dtype=torch.float64)
+y = torch.randint(0, 3, (2, 3, 2))
+H1, H0 = (torch.autograd.functional.hessian(lambda z: phidice.dice_loss(z, y, phi="BI", fused=f), x)
+          for f in (True, False))
+assert H0.abs().max() > 0
+torch.testing.assert_close(H1, H0, rtol=1e-10, atol=1e-12)
+
+# the drawn differential cases of tests/losses/test_differential.py, with Triton as the fused backend
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "losses"))
+import _differential  # noqa: E402
+
+_differential.run_bounded(max_examples=int(os.environ.get("PHIDICE_TRITON_EXAMPLES", "15")), backends=("triton",))
 print("TRITON-INTERPRET-OK")

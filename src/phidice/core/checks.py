@@ -17,6 +17,13 @@ def is_compiling() -> bool:
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
+def is_functorch_tensor(t) -> bool:
+    """Whether ``t`` is a tensor of a running ``torch.func`` transform (``grad``, ``vmap``, ...): its values
+    cannot be read on the host (``.item()`` raises under ``vmap``), and opaque kernels cannot run on it."""
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(wrapped is not None and isinstance(t, torch.Tensor) and wrapped(t))
+
+
 def plain_tensor(t):
     """``t`` as a plain ``torch.Tensor`` when it is a MONAI ``MetaTensor``; anything else as it is.
 
@@ -55,8 +62,27 @@ def check_input(input: torch.Tensor, activation, check_finite: bool = False) -> 
             "activation='softmax' needs at least 2 channels (softmax over one channel is constant 1); "
             "use activation='sigmoid' for a single binary channel"
         )
-    if check_finite and not is_compiling() and not bool(torch.isfinite(input).all()):
-        raise ValueError("input contains NaN or Inf (check_finite=True)")
+    if check_finite and not is_compiling():
+        check_all_finite(input, "input")
+
+
+def check_all_finite(t: torch.Tensor, name: str) -> None:
+    """ValueError naming where ``t`` (B, C, *S) holds NaN or ±Inf: how many, and the first (image, channel, voxel).
+
+    One reduction read back to the host (only ``check_finite=True`` calls it); the location is looked up
+    only when the check fails.
+    """
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return
+    bad = ~finite
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    counts = ", ".join(f"{int(n)} {what}" for what, n in (("NaN", torch.isnan(t).sum()),
+                                                          ("+Inf", torch.isposinf(t).sum()),
+                                                          ("-Inf", torch.isneginf(t).sum())) if n)
+    where = f"batch item {first[0]}" + (f", channel {first[1]}, voxel {first[2:]}" if t.ndim > 2 else "")
+    raise ValueError(f"{name} contains NaN or Inf (check_finite=True): {counts} of {t.numel()} values; the first at "
+                     f"{where}")
 
 
 def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | None = None,
@@ -70,9 +96,10 @@ def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | N
 
 
 def check_unit_interval(t: torch.Tensor, message: str) -> None:
-    """ValueError(message) unless every value of ``t`` lies in [0, 1]."""
-    if bool(((t < 0) | (t > 1)).any()):
-        raise ValueError(message)
+    """ValueError(message) unless every value of ``t`` lies in [0, 1]; a NaN does not (it says how many)."""
+    if not bool(((t >= 0) & (t <= 1)).all()):  # one reduction; NaN fails both comparisons
+        nan = int(torch.isnan(t).sum()) if t.is_floating_point() else 0
+        raise ValueError(message + (f" (it holds {nan} NaN)" if nan else ""))
 
 
 def check_mask(mask: torch.Tensor, input: torch.Tensor, *, values: bool = True) -> torch.Tensor:

@@ -26,6 +26,11 @@ def ce_weight_row(weight, num_channels: int, dtype: str):
     return ops.convert_to_tensor(np.asarray(weight, dtype=dtype))
 
 
+def xlogy_sum(y, log_p):
+    """Σ_c y_c·log p_c (last axis, kept) with 0·log 0 = 0: a −Inf logit where y = 0 adds nothing, not NaN."""
+    return ops.sum(ops.where(ops.equal(y, 0), 0.0, y * log_p), axis=-1, keepdims=True)
+
+
 def cross_entropy(y_pred, prepared: Prepared, config: DiceConfig, ce: CEConfig):
     """The (weighted) mean cross-entropy of channels-last logits ``y_pred`` against a prepared target."""
     x = y_pred if dtype_of(y_pred) == "float64" else ops.cast(y_pred, "float32")
@@ -38,7 +43,7 @@ def cross_entropy(y_pred, prepared: Prepared, config: DiceConfig, ce: CEConfig):
         weighted = logp if w is None else logp * w
         if prepared.labels is not None:
             onehot = ops.one_hot(prepared.labels, C, dtype=dtype)
-            per = -ops.sum(onehot * weighted, axis=-1, keepdims=True)
+            per = -xlogy_sum(onehot, weighted)
             norm = ops.ones_like(per) if w is None else ops.sum(onehot * w, axis=-1, keepdims=True)
             if s:
                 per = (1 - s) * per - s * ops.sum(weighted, axis=-1, keepdims=True) / C
@@ -46,18 +51,19 @@ def cross_entropy(y_pred, prepared: Prepared, config: DiceConfig, ce: CEConfig):
             y = ops.cast(prepared.dense, dtype)
             if s:
                 y = (1 - s) * y + s / C
-            per = -ops.sum(y * weighted, axis=-1, keepdims=True)
+            per = -xlogy_sum(y, weighted)
             norm = ops.ones_like(per)
-    else:  # sigmoid: log(1 + e^x) − x·y, stable, with gradient σ(x) − y
+    else:  # sigmoid: y·log(1 + e^−x) + (1 − y)·log(1 + e^x), each term 0 where its factor is (±Inf logits)
         y = dense_target(prepared, x, "sigmoid")
         if s:
             y = y * (1 - s) + 0.5 * s
-        per = ops.softplus(x) - x * y
+        per = ops.where(ops.equal(y, 0), 0.0, y * ops.softplus(-x)) + \
+            ops.where(ops.equal(y, 1), 0.0, (1 - y) * ops.softplus(x))
         if w is not None:
             per = per * w
         norm = ops.ones_like(per)
     if prepared.mask is not None:
         m = ops.cast(prepared.mask, dtype)
-        per, norm = per * m, norm * m
+        per, norm = ops.where(ops.equal(m, 0), 0.0, per * m), norm * m  # an ignored voxel's ∞ term: 0
     total, count = ops.sum(per), ops.stop_gradient(ops.sum(norm))
     return total / ops.where(count > 0, count, 1.0)

@@ -96,3 +96,22 @@ def value_range(x) -> tuple[int, int]:
     """(min, max) of a concrete integer tensor, for an error message."""
     v = concrete(x)
     return int(np.min(v)), int(np.max(v))
+
+
+def nonfinite_where(x, channels_first: bool) -> str:
+    """Where a concrete ``x`` holds NaN or ±Inf, in the words of the PyTorch check: how many, and the first
+    (batch item, channel, voxel). Empty when the values do not exist (traced)."""
+    v = concrete(x)
+    if v is None:
+        return ""
+    v = np.asarray(v, dtype=np.float64)
+    if not channels_first:
+        v = np.moveaxis(v, -1, 1)
+    bad = np.argwhere(~np.isfinite(v))
+    if not len(bad):
+        return ""
+    counts = ", ".join(f"{n} {what}" for what, n in (("NaN", int(np.isnan(v).sum())),
+                                                     ("+Inf", int(np.isposinf(v).sum())),
+                                                     ("-Inf", int(np.isneginf(v).sum()))) if n)
+    b, c, *voxel = (int(i) for i in bad[0])
+    return f": {counts} of {v.size} values; the first at batch item {b}, channel {c}, voxel {tuple(voxel)}"

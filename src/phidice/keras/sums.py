@@ -17,7 +17,7 @@ from keras import ops
 from phidice.core.config import DiceConfig
 from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
-from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, shapes_agree, value_range
+from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, nonfinite_where, shapes_agree, value_range
 from phidice.keras.layout import Layout
 
 
@@ -53,14 +53,18 @@ def check_pred(y_pred, config: DiceConfig, layout: Layout, checks: Checks) -> in
                          "use activation='sigmoid' for a single binary channel")
     if config.check_finite:
         checks.require(ops.logical_not(ops.isfinite(y_pred)),
-                       lambda: ValueError("y_pred contains NaN or Inf (check_finite=True)"), always=True)
+                       lambda: ValueError("y_pred contains NaN or Inf (check_finite=True)"
+                                          + nonfinite_where(y_pred, layout.first)), always=True)
     return C
 
 
 def is_map(y_true, pred_shape, layout: Layout) -> bool:
-    """A float/bool ``y_true`` of ``y_pred``'s shape is a one-hot or soft map; anything else holds labels."""
+    """A ``y_true`` of ``y_pred``'s shape is a one-hot or soft map — float, bool, or integer with C > 1
+    (``one_hot(y, C)``; with C = 1 integers are the labels {0, 1}); anything else holds labels."""
     dtype = dtype_of(y_true)
-    return not is_integer(dtype) and shapes_agree(tuple(y_true.shape)[1:], tuple(pred_shape)[1:])
+    if not shapes_agree(tuple(y_true.shape)[1:], tuple(pred_shape)[1:]):
+        return False
+    return not is_integer(dtype) or (layout.channels(pred_shape) or 0) > 1
 
 
 def label_tensor(y_true, pred_shape, layout: Layout, checks: Checks):
@@ -74,7 +78,8 @@ def label_tensor(y_true, pred_shape, layout: Layout, checks: Checks):
         B = pred_shape[0]
         first = (B, 1, *spatial) if layout.first else (B, *spatial, 1)
         raise ValueError(
-            f"y_true shape {tshape} does not match y_pred shape {tuple(pred_shape)}: expected labels "
+            f"y_true shape {tshape} (dtype {dtype_of(y_true)}) does not fit y_pred shape {tuple(pred_shape)}: "
+            f"expected labels "
             f"{layout.labels} = {(B, *spatial)} or {first}, or a float map {layout.pred} = {tuple(pred_shape)}"
         )
     if is_float(dtype_of(lab)):
@@ -97,16 +102,16 @@ def prepare_target(y_true, pred_shape, config: DiceConfig, layout: Layout, check
     if not tshape or (tshape[0] is not None and B is not None and tshape[0] != B):
         raise ValueError(f"y_true batch size {tshape[0] if tshape else None} does not match y_pred batch size {B} "
                          f"(y_pred {tuple(pred_shape)}, y_true {tshape})")
-    if dtype == "bool":
+    if dtype == "bool" or (is_integer(dtype) and is_map(y_true, pred_shape, layout)):
         y_true = ops.cast(y_true, "float32")
     if is_map(y_true, pred_shape, layout):
         if config.ignore_index is not None:
-            raise ValueError("ignore_index applies to integer label targets; a one-hot/soft y_true has no "
-                             "labels to ignore")
+            raise ValueError("ignore_index applies to integer label targets; a one-hot/soft y_true (a map of "
+                             "y_pred's shape) has no labels to ignore")
         if config.check_finite:
             checks.require(ops.logical_not(ops.isfinite(y_true)),
                            lambda: ValueError("y_true contains NaN or Inf (check_finite=True)"), always=True)
-        checks.require(ops.logical_or(y_true < 0, y_true > 1),
+        checks.require(ops.logical_not(ops.logical_and(y_true >= 0, y_true <= 1)),  # NaN fails both
                        lambda: ValueError("y_true values must lie in [0, 1] (one-hot or soft maps)"))
         return Prepared(None, layout.to_last(y_true), None)
     labels = label_tensor(y_true, pred_shape, layout, checks)

@@ -52,14 +52,26 @@ def marginal_log_probs(logits: torch.Tensor, annotated: torch.Tensor) -> torch.T
     return torch.where(bg, log_bg - log_z, out)
 
 
+def xlogy_sum(y, log_p):
+    """Σ_c y_c·log p_c over dim 1 (keepdim) with 0·log 0 = 0: a −Inf logit (p = 0) where y = 0 adds nothing,
+    where y·log p would be 0·(−∞) = NaN (as in torch's cross-entropy with probability targets)."""
+    return torch.where(y == 0, 0.0, y * log_p).sum(1, keepdim=True)
+
+
 def _softmax_terms(x, prepared: PreparedTarget, annotated, w, smoothing: float):
     """Per-voxel cross-entropy (B, 1, *S) and its normaliser (the class weight of the voxel's label, or 1)."""
-    if annotated is None:  # every class annotated: torch's own fused kernel
-        tgt = prepared.labels if prepared.labels is not None else prepared.dense.to(x.dtype)
-        per = F.cross_entropy(x, tgt, weight=w, reduction="none", label_smoothing=smoothing).unsqueeze(1)
-        labelled = prepared.labels is not None and w is not None
-        return per, (w[prepared.labels].unsqueeze(1) if labelled else torch.ones_like(per))
-    B, C = x.shape[:2]
+    C = x.shape[1]
+    if annotated is None and prepared.labels is not None:  # every class annotated: torch's own fused kernel
+        per = F.cross_entropy(x, prepared.labels, weight=w, reduction="none", label_smoothing=smoothing).unsqueeze(1)
+        return per, (torch.ones_like(per) if w is None else w[prepared.labels].unsqueeze(1))
+    if annotated is None:  # a map: torch's formula (weight w_c inside the sum, norm 1), with 0·log 0 = 0
+        y = prepared.dense.to(x.dtype)
+        if smoothing:
+            y = (1 - smoothing) * y + smoothing / C
+        wy = y if w is None else y * w.view((1, C) + (1,) * (x.ndim - 2))
+        per = -xlogy_sum(wy, torch.log_softmax(x, 1))
+        return per, torch.ones_like(per)
+    B = x.shape[0]
     view = (B, C) + (1,) * (x.ndim - 2)
     logp = marginal_log_probs(x, annotated)
     a = annotated.to(x.dtype).view(view)
@@ -74,7 +86,7 @@ def _softmax_terms(x, prepared: PreparedTarget, annotated, w, smoothing: float):
     y = prepared.dense.to(x.dtype) * a
     if smoothing:
         y = (1 - smoothing) * y + smoothing * a / a.sum(1, keepdim=True)
-    per = -(y * weighted).sum(1, keepdim=True)
+    per = -xlogy_sum(y, weighted)
     return per, torch.ones_like(per)
 
 
@@ -84,7 +96,11 @@ def _sigmoid_terms(x, prepared: PreparedTarget, annotated, w, smoothing: float):
     y = dense_target(prepared, x, "sigmoid")
     if smoothing:
         y = y * (1 - smoothing) + 0.5 * smoothing
-    per = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    # y·softplus(−x) + (1 − y)·softplus(x), each term 0 where its factor is: a saturated ±Inf logit on its own
+    # label costs 0 (torch's binary_cross_entropy_with_logits gives NaN there), on the other label +Inf
+    zero = torch.zeros_like(x)  # log(1 + e^x) as logaddexp(x, 0): exact, where F.softplus cuts off at x > 20
+    per = torch.where(y == 0, 0.0, y * torch.logaddexp(-x, zero)) + \
+        torch.where(y == 1, 0.0, (1 - y) * torch.logaddexp(x, zero))
     if w is not None:
         per = per * w.view((1, C) + (1,) * (x.ndim - 2))
     if annotated is None:
@@ -112,5 +128,5 @@ def cross_entropy_from(input: torch.Tensor, prepared: PreparedTarget, config: Di
     per, norm = terms(x, prepared, annotated, w, ce.label_smoothing)
     if prepared.mask is not None:
         m = prepared.mask.to(x.dtype)
-        per, norm = per * m, norm * m
+        per, norm = torch.where(m == 0, 0.0, per * m), norm * m  # an ignored voxel's +Inf term: 0, not ∞·0 = NaN
     return distributed.global_mean(per.sum(), norm.sum().detach(), sync=config.sync_batch)

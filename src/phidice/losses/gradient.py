@@ -45,9 +45,9 @@ class DiceGradient(NamedTuple):
 def entry_gradients(terms, config: DiceConfig, shape) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4 per (image, class) entry: (∂DL/∂I, ∂DL/∂P), each of ``shape`` (B, C'), v_c included."""
     N, D = terms.numerator, terms.denominator
-    ok = D > 0  # 0/0 reads as a perfect score with zero gradient
-    d_inter, d_pred = eq4(N, torch.where(ok, D, 1.0), terms.weight, config.overlap)
-    d_inter, d_pred = (torch.where(ok, g, 0.0).expand(shape) for g in (d_inter, d_pred))
+    empty = D <= 0  # 0/0 reads as a perfect score with zero gradient; a NaN D stays NaN
+    d_inter, d_pred = eq4(N, torch.where(empty, 1.0, D), terms.weight, config.overlap)
+    d_inter, d_pred = (torch.where(empty, 0.0, g).expand(shape) for g in (d_inter, d_pred))
     if terms.inner is not None:
         d_inter, d_pred = d_inter * terms.inner, d_pred * terms.inner
     return d_inter, d_pred

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from phidice.core.checks import check_label_range
+from phidice.core.checks import check_label_range, is_functorch_tensor
 from phidice.core.rules import label_upper
 from phidice.core.deps import missing_dependency
 from phidice.core.types import DiceStats
@@ -116,6 +116,9 @@ def fused_unsupported_reason(input, prepared, *, activation, squared) -> str | N
         return f"device {input.device.type!r} has no fused kernel"
     if input.numel() == 0:
         return "empty input"
+    if is_functorch_tensor(input):
+        return ("a torch.func transform (grad, vmap, jacrev, ...) runs on the input and the fused kernels are opaque "
+                "to it; fused='auto' or False takes the reference path there")
     return None
 
 

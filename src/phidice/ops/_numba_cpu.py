@@ -84,8 +84,9 @@ def _exp_overload(x):
             p = ((((c5 * f + c4) * f + c3) * f + c2) * f + c1) * f + c0
             r = p * _i32_as_f32((np.int32(k) + np.int32(127)) << np.int32(23))
             # below the normal range flush to 0, as expf underflows: a sigmoid of −1e4 is exactly 0 on
-            # both paths, so ε = 0 with nothing predicted stays the 0/0 case of the reference path
-            return r if t0 > lo else zero
+            # both paths, so ε = 0 with nothing predicted stays the 0/0 case of the reference path.
+            # A NaN x fails the test and keeps its NaN r (max(NaN, lo) is NaN): NaN in, NaN out
+            return zero if t0 <= lo else r
 
         return impl
     return lambda x: math.exp(x)
@@ -161,12 +162,17 @@ def _softmax_block(x, b, j0, n, e, s, zero):
 
 @numba.njit(**_JIT)
 def _pair_block(x, b, j0, n, p0, p1, zero):
-    """Two-class softmax with one exponential: p = (1, t)/(1 + t), t = e^(−|x1 − x0|), larger logit first."""
+    """Two-class softmax with one exponential: p = (1, t)/(1 + t), t = e^(−|x1 − x0|), larger logit first.
+
+    As the softmax of the reference path, a +Inf larger logit gives NaN (∞ − ∞), −Inf a probability of 0."""
     one = zero + np.float32(1)
+    inf = zero + np.float32(np.inf)
+    nan = zero + np.float32(np.nan)
     x0 = x[b, 0, j0:j0 + n]
     x1 = x[b, 1, j0:j0 + n]
     for j in range(n):
         d = x1[j] - x0[j]
+        d = d if _fmax(x0[j], x1[j]) < inf else nan  # a select, not mx − mx (which LLVM may fold to 0)
         t = _exp(-abs(d))
         r = one / (one + t)
         q = t * r

@@ -9,12 +9,19 @@ y = 1: gP + gI), which autograd brings back through the same Eq. 3 steps (:mod:`
     softmax: ∂L/∂z_c = m·p_c·(g_c − Σ_k p_k g_k)        sigmoid: ∂L/∂z_c = m·g_c·p_c·(1 − p_c)
 
 recomputed voxel by voxel from the logits — neither a one-hot nor the probabilities are stored.
+
+Higher-order gradients (``create_graph=True``: a Hessian, a gradient penalty, meta-learning) take the backward of
+the chunked PyTorch path (:func:`phidice.ops.fallback.backward`), which is made of differentiable torch ops, so
+that autograd differentiates the gradient itself; the kernels' own backward has no graph. (``once_differentiable``
+would not do: its error node hangs off detached copies of the incoming gradients, so a second derivative came
+back as "unused", i.e. zeros in ``torch.autograd.functional.hessian``.)
 """
 
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
+
+from phidice.ops import fallback
 
 
 class FusedDiceStats(torch.autograd.Function):
@@ -29,10 +36,12 @@ class FusedDiceStats(torch.autograd.Function):
         return inter, pred, tgt
 
     @staticmethod
-    @once_differentiable  # the kernels' gradient has no graph: a second derivative raises instead of reading 0
     def backward(ctx, g_inter, g_pred, g_tgt):
         logits, labels, mask = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
-        grad = ctx.backend.backward(logits, labels, mask, g_inter, g_pred, ctx.activation)
+        if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate again
+            grad = fallback.backward(logits, labels.long(), mask, g_inter, g_pred, ctx.activation)
+        else:
+            grad = ctx.backend.backward(logits, labels, mask, g_inter, g_pred, ctx.activation)
         return grad, None, None, None, None
