@@ -164,8 +164,9 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
 
 
 def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, mask=None, ce: CEConfig | None = None,
-                 ce_weight=None) -> torch.Tensor:
-    """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given."""
+                 ce_weight=None, monitor=None) -> torch.Tensor:
+    """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given; a
+    ``monitor`` (:class:`phidice.GradientMonitor`) is told the (B, C) sums and ``annotated``."""
     input = plain_tensor(input)  # a MONAI MetaTensor as a plain view (phidice.core.checks.plain_tensor)
     check_input(input, config.activation, config.check_finite)
     if kind == "marginal":
@@ -173,9 +174,11 @@ def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, m
     everything = annotated is None  # then the CE is plain: torch's fused kernel
     annotated = check_annotated(annotated, input, config.activation, values=config.validate_args)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    stats, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
-    stats, keep = _scored(stats, keep, config, input.shape[1])
+    full, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
+    stats, keep = _scored(full, keep, config, input.shape[1])
     dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1], keep=keep)
+    if monitor is not None:
+        monitor.record(full, prepared, input.shape, annotated)
     if ce is None:
         return dice
     flags = None if everything else annotated

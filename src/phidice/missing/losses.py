@@ -29,8 +29,10 @@ class _PartialDice(LossModule):
             check_marginal_fused(self.config, type(self).__name__)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask)
+                mask: torch.Tensor | None = None, *, monitor=None) -> torch.Tensor:
+        """``monitor``: a :class:`phidice.GradientMonitor` of this loss, told the sums of this call."""
+        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask,
+                            monitor=self.monitor_for(monitor))
 
 
 class LeafDiceLoss(_PartialDice):
@@ -64,9 +66,9 @@ class _PartialDiceCE(_PartialDice):
         check_compound(self.config, type(self).__name__)
         super()._check_config()
 
-    def forward(self, input, target, annotated=None, mask=None):
+    def forward(self, input, target, annotated=None, mask=None, *, monitor=None):
         return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, self.ce,
-                            self.ce_weight)
+                            self.ce_weight, self.monitor_for(monitor))
 
 
 class LeafDiceCELoss(_PartialDiceCE):
