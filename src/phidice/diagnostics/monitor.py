@@ -45,7 +45,7 @@ from phidice.losses.gradient import entry_gradients
 from phidice.missing.functional import leaf_keep
 from phidice.missing.losses import _PartialDice
 
-__all__ = ["GradientMonitor", "VALUES", "monitor_rows", "advice_lines"]
+__all__ = ["GradientMonitor", "VALUES", "monitor_rows", "advice_lines", "find_loss", "flat_values"]
 
 logger = logging.getLogger("phidice.monitor")
 
@@ -131,6 +131,30 @@ def _check_spacing(spacing) -> float | None:
                              for v in values):
         raise ValueError(f"spacing must be positive voxel sizes in mm, one per spatial axis; got {spacing!r}")
     return math.prod(float(v) for v in values) / 1000.0
+
+
+def find_loss(loss):
+    """The phidice Dice-family loss inside ``loss``: itself, or found through ``.loss`` attributes of wrappers
+    (MONAI's ``AnnotatedLoss`` and ``DeepSupervisionLoss``, nnU-Net's scaled and deep-supervision losses);
+    ``loss`` itself when none is found (the monitor then names it in its error)."""
+    seen, current = 0, loss
+    while current is not None and seen < 8:
+        if isinstance(current, MONITORED):
+            return current
+        current = getattr(current, "loss", None)
+        seen += 1
+    return loss
+
+
+def flat_values(result: dict, prefix: str = "", per_class: bool = True) -> dict[str, float]:
+    """A :meth:`GradientMonitor.compute` result as flat ``name`` / ``name/class{c}`` floats (for loggers);
+    undefined values (None) left out, NaN kept."""
+    out = {f"{prefix}{k}": float(v) for k, v in result.items() if k in VALUES or k.endswith("_ml")
+           if v is not None}
+    if per_class:
+        for c, values in result["per_class"].items():
+            out.update({f"{prefix}{k}/class{c}": float(v) for k, v in values.items() if v is not None})
+    return out
 
 
 def _check_loss(loss) -> None:
