@@ -9,6 +9,8 @@ classes, which MONAI's engines do not pass to a loss; three pieces carry them th
 * :class:`PrepareBatchAnnotated` — a ``prepare_batch`` for ``SupervisedTrainer``: the batch's (B, C) rows
   ride on the label, in its MetaTensor metadata;
 * :class:`AnnotatedLoss` — calls ``loss(input, target, annotated)`` with the rows it finds there.
+
+:class:`GradientMonitorHandler` writes a :class:`phidice.GradientMonitor`'s values to ``engine.state.metrics``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ require("monai", "monai", "phidice.integrations.monai")
 
 from phidice.integrations.monai.engines import PrepareBatchAnnotated  # noqa: E402
 from phidice.integrations.monai.losses import ANNOTATED_KEY, AnnotatedLoss  # noqa: E402
+from phidice.integrations.monai.monitor import GradientMonitorHandler  # noqa: E402
 from phidice.integrations.monai.transforms import AnnotatedLabelsd  # noqa: E402
 
-__all__ = ["ANNOTATED_KEY", "AnnotatedLabelsd", "AnnotatedLoss", "PrepareBatchAnnotated"]
+__all__ = ["ANNOTATED_KEY", "AnnotatedLabelsd", "AnnotatedLoss", "GradientMonitorHandler", "PrepareBatchAnnotated"]
