@@ -37,6 +37,7 @@ from phidice.core.checks import is_compiling
 from phidice.core.types import DiceStats, drop_background
 from phidice.core.xp import TORCH
 from phidice.diagnostics.explain import FLAG_RATIO, SMALL_EPS
+from phidice.diagnostics.monitor_plot import write_history
 from phidice.equations import heuristic_eps_scale, subset_terms
 from phidice.losses.base import align_smoothing
 from phidice.losses.compound import DiceCELoss
@@ -191,6 +192,8 @@ class GradientMonitor:
         log: :meth:`epoch_end` logs the advice (one ``logging`` line, and a ``warnings`` warning when a class
             is flagged) at most once per epoch; False keeps it silent.
         attach: attach at construction (see :meth:`attach`).
+        history_file: :meth:`epoch_end` rewrites it (atomically, on rank 0) with :attr:`history` as JSON lines,
+            the input of ``phidice monitor plot``.
 
     Raises:
         TypeError: ``loss`` is not a phidice Dice-family loss module.
@@ -198,7 +201,8 @@ class GradientMonitor:
             differ from the earlier updates'.
     """
 
-    def __init__(self, loss, *, spacing=None, sync: bool = True, log: bool = True, attach: bool = False):
+    def __init__(self, loss, *, spacing=None, sync: bool = True, log: bool = True, attach: bool = False,
+                 history_file=None):
         _check_loss(loss)
         self.loss = loss
         self.voxel_ml = _check_spacing(spacing)
@@ -211,6 +215,7 @@ class GradientMonitor:
         self._channels = None
         self._replicated = False
         self.updates = 0
+        self.history_file = history_file
         if attach:
             self.attach()
 
@@ -325,6 +330,8 @@ class GradientMonitor:
         result["epoch"] = len(self.history) if epoch is None else int(epoch)
         self.history.append(result)
         self.reset()
+        if self.history_file is not None and distributed.get_rank() == 0:
+            write_history(self.history_file, self.history)
         if self.log:
             lines = self.advise(result)
             logger.info("GradientMonitor epoch %s: %s", result["epoch"], " | ".join(lines))
