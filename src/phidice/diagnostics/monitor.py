@@ -103,8 +103,8 @@ def monitor_rows(stats: DiceStats, counts: torch.Tensor, keep, annotated, config
     def column(w):
         return (w, w * empty, *shared, w * dsc, *tail)
 
-    per_class = torch.stack([q.sum(0) for q in column(w_class)])
-    overall = torch.stack([q.sum() for q in column(w_all)]).unsqueeze(1)
+    per_class = torch.stack(column(w_class)).sum(1)
+    overall = torch.stack(column(w_all)).sum((1, 2)).unsqueeze(1)
     return torch.cat([per_class, overall], dim=1)
 
 
