@@ -2,7 +2,8 @@
 
 Per case (B, C, *S), the fused Dice loss (integer labels, softmax; numba on the CPU, Triton on CUDA) is timed
 forward + backward, once alone and once with ``monitor=`` (the monitor reads the sums the loss computed),
-alternating the two in every round; the table gives the medians over rounds and their ratio. Memory: every
+alternating the two in every round; the table gives the medians over rounds and their ratio, and the hook
+(``GradientMonitor.record`` on the same sums) timed alone, a less noisy estimate of its share on a busy host. Memory: every
 tensor the monitor's hook creates is recorded (a TorchDispatchMode), and the largest is reported — (K, C + 1)
 for the state and (B, C) temporaries, nothing of the volume's size.
 
@@ -78,9 +79,18 @@ def time_case(shape, device, rounds: int, steps: int) -> dict:
     prepared = phidice.sums.prepare_target(logits, labels, loss.config)
     with probe:
         monitor.record(full, prepared, logits.shape)
+    hook = []
+    for _ in range(rounds):  # the hook alone, on the same sums: a less noisy estimate of its share
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            monitor.record(full, prepared, logits.shape)
+        _sync(device)
+        hook.append((time.perf_counter() - t0) / 10)
     alone, with_monitor = (statistics.median(times[k]) for k in ("alone", "monitor"))
     return dict(case=", ".join(map(str, shape)), alone_ms=1e3 * alone, monitor_ms=1e3 * with_monitor,
-                ratio=with_monitor / alone, largest=probe.largest, volume=math.prod(shape))
+                ratio=with_monitor / alone, hook_ms=1e3 * statistics.median(hook), largest=probe.largest,
+                volume=math.prod(shape))
 
 
 def main(argv=None) -> int:
@@ -96,13 +106,13 @@ def main(argv=None) -> int:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}, " \
                                                                              f"{args.threads} threads"
     print(f"torch {torch.__version__}, {where}; {args.rounds} rounds × {args.steps} steps, medians\n")
-    print("| case (B, C, *S) | loss alone (ms) | loss + monitor (ms) | ratio | largest tensor of the hook "
-          "(elements) | elements of the input |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case (B, C, *S) | loss alone (ms) | loss + monitor (ms) | ratio | hook alone (ms) | hook / loss "
+          "| largest tensor of the hook (elements) | elements of the input |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for case in args.cases:
         r = time_case(tuple(int(v) for v in case.split(",")), device, args.rounds, args.steps)
-        print(f"| {r['case']} | {r['alone_ms']:.2f} | {r['monitor_ms']:.2f} | {r['ratio']:.3f} | {r['largest']} | "
-              f"{r['volume']} |", flush=True)
+        print(f"| {r['case']} | {r['alone_ms']:.2f} | {r['monitor_ms']:.2f} | {r['ratio']:.3f} | {r['hook_ms']:.2f} | "
+              f"{r['hook_ms'] / r['alone_ms']:.1%} | {r['largest']} | {r['volume']} |", flush=True)
     return 0
 
 
