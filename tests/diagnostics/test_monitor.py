@@ -50,7 +50,7 @@ def by_hand(phi, grad, probs, y, m, keep, first):
     Bn, Cn = g.shape
 
     def values(column):
-        n = n_empty = grad_all = grad_empty = pred = dice = 0.0
+        n = n_empty = grad_all = grad_empty = pred = pred_other = dice = 0.0
         for phi_entries in subsets(phi, Bn, Cn):
             entries = [e for e in phi_entries if kept[e]]
             mine = [e for e in entries if column is None or e[1] == column]
@@ -64,9 +64,11 @@ def by_hand(phi, grad, probs, y, m, keep, first):
                 grad_empty += sum(float(g[e]) for e in mine)
                 pred += sum(float(P[e]) for e in mine)
             else:
+                pred_other += sum(float(P[e]) for e in mine)
                 dice += 2 * sum(float(I[e]) for e in entries) / sum(float(P[e] + Y[e]) for e in entries)
         return dict(empty_subset_fraction=n_empty / n, empty_gradient_share=grad_empty / grad_all,
                     empty_predicted_volume=pred / n_empty if n_empty else math.nan,
+                    nonempty_predicted_volume=pred_other / (n - n_empty) if n > n_empty else math.nan,
                     nonempty_dice=dice / (n - n_empty) if n > n_empty else math.nan)
 
     return values(None), {first + c: values(c) for c in range(Cn)}

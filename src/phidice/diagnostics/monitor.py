@@ -11,7 +11,7 @@ volume. :class:`GradientMonitor` accumulates, per class and overall:
 - ``empty_gradient_share``: the share of Σ|∂L/∂ỹ| (the Dice-family term, every weight of the loss included)
   that falls on voxels of empty-target subsets;
 - ``empty_predicted_volume``: the mean predicted volume Σỹ of an empty-target subset (voxels; ml too with a
-  ``spacing``);
+  ``spacing``), and ``nonempty_predicted_volume`` that of the others, for comparison;
 - ``nonempty_dice``: the mean soft Dice 2I/(P + Y) of the non-empty subsets;
 - ``unannotated_fraction``: for the missing-label losses, the share of (image, class) entries not annotated;
 - ``expected_volume``: E[Σy] per image (the Φ = I heuristic ε of Eq. 5, for the advice).
@@ -51,10 +51,10 @@ __all__ = ["GradientMonitor", "VALUES", "monitor_rows", "advice_lines", "find_lo
 logger = logging.getLogger("phidice.monitor")
 
 # the accumulated sums, one row each, in the state's (K, C' + 1) layout (last column: all classes)
-ROWS = ("subsets", "empty_subsets", "grad", "grad_empty", "pred_empty", "dice_nonempty", "target", "images",
-        "entries", "unannotated")
-VALUES = ("empty_subset_fraction", "empty_gradient_share", "empty_predicted_volume", "nonempty_dice",
-          "unannotated_fraction", "expected_volume")
+ROWS = ("subsets", "empty_subsets", "grad", "grad_empty", "pred_empty", "pred_nonempty", "dice_nonempty", "target",
+        "images", "entries", "unannotated")
+VALUES = ("empty_subset_fraction", "empty_gradient_share", "empty_predicted_volume", "nonempty_predicted_volume",
+          "nonempty_dice", "unannotated_fraction", "expected_volume")
 MONITORED = (DiceLoss, DiceCELoss, _PartialDice)
 
 
@@ -97,7 +97,7 @@ def monitor_rows(stats: DiceStats, counts: torch.Tensor, keep, annotated, config
     w_all = k / phi.reduce(k, TORCH).clamp_min(1)  # each subset counted once over its kept entries
     w_class = k / phi.sum_batch(k, TORCH).clamp_min(1)  # ... once per class column it touches
     unannotated = torch.zeros_like(I) if annotated is None else (~annotated).to(I.dtype)
-    shared = (grad, grad * empty, kP * empty)
+    shared = (grad, grad * empty, kP * empty, kP * (1 - empty))
     tail = (kY, k, torch.ones_like(I), unannotated)
 
     def column(w):
@@ -114,12 +114,14 @@ def _values(sums: list[float], voxel_ml: float | None, missing: bool) -> dict:
         "empty_subset_fraction": _ratio(s["empty_subsets"], s["subsets"]),
         "empty_gradient_share": _ratio(s["grad_empty"], s["grad"]),
         "empty_predicted_volume": _ratio(s["pred_empty"], s["empty_subsets"]),
+        "nonempty_predicted_volume": _ratio(s["pred_nonempty"], s["subsets"] - s["empty_subsets"]),
         "nonempty_dice": _ratio(s["dice_nonempty"], s["subsets"] - s["empty_subsets"]),
         "unannotated_fraction": _ratio(s["unannotated"], s["entries"]) if missing else None,
         "expected_volume": _ratio(s["target"], s["images"]),
     }
     if voxel_ml is not None:
         out["empty_predicted_volume_ml"] = out["empty_predicted_volume"] * voxel_ml
+        out["nonempty_predicted_volume_ml"] = out["nonempty_predicted_volume"] * voxel_ml
     return out
 
 
