@@ -75,3 +75,15 @@ def test_a_module_without_a_phidice_loss_is_named():
     module.loss = torch.nn.CrossEntropyLoss()
     with pytest.raises(TypeError, match="phidice Dice-family loss"):
         GradientMonitorCallback().setup(None, module)
+
+
+def test_the_block_of_docs_monitor_md():
+    """docs/monitor.md's Lightning block: its import and its callback call run as written."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "monitor.md").read_text()
+    block = text.split("<!-- run by tests/integrations/lightning/test_lightning_monitor.py -->\n```python\n")[1]
+    block = block.split("```")[0]
+    namespace = {"lightning": __import__("lightning")}
+    exec(block.replace("callbacks=[", "enable_progress_bar=False, logger=False, callbacks=["), namespace)
+    assert isinstance(namespace["trainer"].callbacks[0], GradientMonitorCallback)

@@ -87,3 +87,24 @@ def test_no_phidice_loss_is_named():
                                 loss_function=torch.nn.MSELoss(), train_handlers=[GradientMonitorHandler()])
     with pytest.raises(TypeError, match="phidice Dice-family loss"):
         trainer.run()
+
+
+def test_the_block_of_docs_monitor_md():
+    """docs/monitor.md's MONAI block: its import runs, and its handler list works in a real trainer."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "monitor.md").read_text()
+    block = text.split("<!-- run by tests/integrations/monai/test_monai_monitor.py -->\n```python\n")[1]
+    block = block.split("```")[0]
+    from monai.handlers import StatsHandler
+
+    network = torch.nn.Conv2d(1, C, 3, padding=1)
+    arguments = dict(device=torch.device("cpu"), max_epochs=1, train_data_loader=loader(), network=network,
+                     optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+                     loss_function=phidice.DiceLoss(include_background=False))
+    namespace = {"SupervisedTrainer": lambda *_, train_handlers: SupervisedTrainer(**arguments,
+                                                                                    train_handlers=train_handlers),
+                 "StatsHandler": lambda *_: StatsHandler(iteration_log=False)}
+    exec(block.replace("(...)", "()").replace("..., ", ""), namespace)
+    namespace["trainer"].run()
+    assert "phidice_empty_gradient_share" in namespace["trainer"].state.metrics
