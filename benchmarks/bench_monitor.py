@@ -93,6 +93,37 @@ def time_case(shape, device, rounds: int, steps: int) -> dict:
                 volume=math.prod(shape))
 
 
+def time_reproduce_step(batch_size: int, rounds: int, steps: int) -> dict:
+    """One training step of ``phidice reproduce``'s U-Net (48², the quick preset), with and without the monitor."""
+    from phidice.experiments.unet import UNet2D
+
+    torch.manual_seed(0)
+    model = UNet2D(1, 1, 8, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch_size, 1, 48, 48)
+    y = (torch.rand(batch_size, 48, 48) < 0.1).long()
+    y[0] = 0
+    loss = phidice.DiceLoss(phi="BI", eps=1e-7, activation="sigmoid", fused=False)
+    monitor = phidice.GradientMonitor(loss, log=False)
+
+    def step(m):
+        optimizer.zero_grad(set_to_none=True)
+        loss(model(x), y, monitor=m).backward()
+        optimizer.step()
+
+    for m in (None, monitor) * 3:
+        step(m)
+    times = {"alone": [], "monitor": []}
+    for r in range(rounds):
+        for name in (("alone", "monitor") if r % 2 == 0 else ("monitor", "alone")):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(monitor if name == "monitor" else None)
+            times[name].append((time.perf_counter() - t0) / steps)
+    alone, with_monitor = (statistics.median(times[k]) for k in ("alone", "monitor"))
+    return dict(alone_ms=1e3 * alone, monitor_ms=1e3 * with_monitor, ratio=with_monitor / alone)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="+", default=CASES)
@@ -100,6 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--steps", type=int, default=1, help="steps per timing")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reproduce-steps", action="store_true",
+                   help="also time a training step of phidice reproduce's U-Net (B = 1 and 4) with and without it")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -113,6 +146,12 @@ def main(argv=None) -> int:
         r = time_case(tuple(int(v) for v in case.split(",")), device, args.rounds, args.steps)
         print(f"| {r['case']} | {r['alone_ms']:.2f} | {r['monitor_ms']:.2f} | {r['ratio']:.3f} | {r['hook_ms']:.2f} | "
               f"{r['hook_ms'] / r['alone_ms']:.1%} | {r['largest']} | {r['volume']} |", flush=True)
+    if args.reproduce_steps:
+        print("\n| reproduce training step (U-Net, 48², Φ = BI) | step alone (ms) | step + monitor (ms) | ratio |")
+        print("|---|---:|---:|---:|")
+        for B in (1, 4):
+            r = time_reproduce_step(B, args.rounds, 5 * args.steps)
+            print(f"| B = {B} | {r['alone_ms']:.2f} | {r['monitor_ms']:.2f} | {r['ratio']:.3f} |", flush=True)
     return 0
 
 

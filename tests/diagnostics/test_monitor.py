@@ -71,7 +71,15 @@ def by_hand(phi, grad, probs, y, m, keep, first):
                     nonempty_predicted_volume=pred_other / (n - n_empty) if n > n_empty else math.nan,
                     nonempty_dice=dice / (n - n_empty) if n > n_empty else math.nan)
 
-    return values(None), {first + c: values(c) for c in range(Cn)}
+    def maps(column):
+        entries = [(b, c) for b in range(Bn) for c in range(Cn) if kept[b, c] and (column is None or c == column)]
+        empty = [e for e in entries if float(Y[e]) == 0]
+        total = sum(float(g[e]) for e in entries)
+        return dict(empty_map_fraction=len(empty) / len(entries),
+                    empty_map_gradient_share=sum(float(g[e]) for e in empty) / total,
+                    empty_map_predicted_volume=sum(float(P[e]) for e in empty) / len(empty) if empty else math.nan)
+
+    return ({**values(None), **maps(None)}, {first + c: {**values(c), **maps(c)} for c in range(Cn)})
 
 
 def check(result, expected):

@@ -9,8 +9,8 @@ from phidice.experiments.report import check_monitor, monitor_curve, plot_monito
 def _run(config, B, empty_ml, labelled_ml=10.0, channel_key=0):
     key = f"binary_{config}_B{B}_partial"
     history = [{"epoch": e, "per_class": {channel_key: {
-        "empty_predicted_volume_ml": v, "nonempty_predicted_volume_ml": labelled_ml,
-        "empty_gradient_share": 1e-7 if config == "I" else 0.2}}} for e, v in enumerate(empty_ml)]
+        "empty_map_predicted_volume_ml": v, "nonempty_predicted_volume_ml": labelled_ml,
+        "empty_map_gradient_share": 1e-7 if config == "I" else 0.2}}} for e, v in enumerate(empty_ml)]
     return key, {"key": key, "task": "binary", "config": config, "batch_size": B, "labelling": "partial",
                  "class_names": ["lesion"], "missing_group": "lgg", "missing_class": 1, "monitor": history}
 
@@ -24,7 +24,7 @@ def _grid(i_last=8.0, bi_last=0.5, eps_last=0.4, key=0):
 def test_monitor_claims_hold(key):
     checks = check_monitor(_grid(key=key))
     assert len(checks) == 3 and all(c["ok"] for c in checks), checks
-    assert monitor_curve(_grid(key=key)["binary_BI_B2_partial"], "empty_predicted_volume_ml") == [9.0, 0.5]
+    assert monitor_curve(_grid(key=key)["binary_BI_B2_partial"], "empty_map_predicted_volume_ml") == [9.0, 0.5]
 
 
 @pytest.mark.parametrize("kw, failing", [

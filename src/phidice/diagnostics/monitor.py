@@ -14,7 +14,11 @@ volume. :class:`GradientMonitor` accumulates, per class and overall:
   ``spacing``), and ``nonempty_predicted_volume`` that of the others, for comparison;
 - ``nonempty_dice``: the mean soft Dice 2I/(P + Y) of the non-empty subsets;
 - ``unannotated_fraction``: for the missing-label losses, the share of (image, class) entries not annotated;
-- ``expected_volume``: E[Σy] per image (the Φ = I heuristic ε of Eq. 5, for the advice).
+- ``expected_volume``: E[Σy] per image (the Φ = I heuristic ε of Eq. 5, for the advice);
+- ``empty_map_fraction``, ``empty_map_gradient_share``, ``empty_map_predicted_volume``: the same three for the
+  (image, class) maps with an empty target, whatever subset they are in. Under Φ = I they equal the subset
+  values; under Φ = BI an empty map inside a batch with labels is no empty subset, yet it is where the batch's
+  push towards empty predictions lands (Sect. 2.2).
 
 A subset is counted once per class column it touches: per class, φ of Φ = CI is the image (empty when the
 whole image is), and under Φ = BI one φ per class and batch. For the marginal Dice, ỹ are the merged
@@ -52,9 +56,10 @@ logger = logging.getLogger("phidice.monitor")
 
 # the accumulated sums, one row each, in the state's (K, C' + 1) layout (last column: all classes)
 ROWS = ("subsets", "empty_subsets", "grad", "grad_empty", "pred_empty", "pred_nonempty", "dice_nonempty", "target",
-        "images", "entries", "unannotated")
+        "images", "entries", "unannotated", "empty_maps", "grad_empty_map", "pred_empty_map")
 VALUES = ("empty_subset_fraction", "empty_gradient_share", "empty_predicted_volume", "nonempty_predicted_volume",
-          "nonempty_dice", "unannotated_fraction", "expected_volume")
+          "nonempty_dice", "unannotated_fraction", "expected_volume", "empty_map_fraction",
+          "empty_map_gradient_share", "empty_map_predicted_volume")
 MONITORED = (DiceLoss, DiceCELoss, _PartialDice)
 
 
@@ -98,7 +103,8 @@ def monitor_rows(stats: DiceStats, counts: torch.Tensor, keep, annotated, config
     w_class = k / phi.sum_batch(k, TORCH).clamp_min(1)  # ... once per class column it touches
     unannotated = torch.zeros_like(I) if annotated is None else (~annotated).to(I.dtype)
     shared = (grad, grad * empty, kP * empty, kP * (1 - empty))
-    tail = (kY, k, torch.ones_like(I), unannotated)
+    empty_map = k * (Y == 0).to(I.dtype)  # one (image, class) map, whatever subset φ it belongs to
+    tail = (kY, k, torch.ones_like(I), unannotated, empty_map, grad * empty_map, P * empty_map)
 
     def column(w):
         return (w, w * empty, *shared, w * dsc, *tail)
@@ -118,10 +124,14 @@ def _values(sums: list[float], voxel_ml: float | None, missing: bool) -> dict:
         "nonempty_dice": _ratio(s["dice_nonempty"], s["subsets"] - s["empty_subsets"]),
         "unannotated_fraction": _ratio(s["unannotated"], s["entries"]) if missing else None,
         "expected_volume": _ratio(s["target"], s["images"]),
+        "empty_map_fraction": _ratio(s["empty_maps"], s["images"]),
+        "empty_map_gradient_share": _ratio(s["grad_empty_map"], s["grad"]),
+        "empty_map_predicted_volume": _ratio(s["pred_empty_map"], s["empty_maps"]),
     }
     if voxel_ml is not None:
         out["empty_predicted_volume_ml"] = out["empty_predicted_volume"] * voxel_ml
         out["nonempty_predicted_volume_ml"] = out["nonempty_predicted_volume"] * voxel_ml
+        out["empty_map_predicted_volume_ml"] = out["empty_map_predicted_volume"] * voxel_ml
     return out
 
 
