@@ -301,6 +301,7 @@ def test_log_once_per_epoch_and_opt_out(caplog):
     assert len(caplog.records) == 1 and "class 2" in caplog.records[0].getMessage()
 
 
+@pytest.mark.slow  # ~13 s of tracing on 2 cores: make test-all
 def test_compile_aot_eager():
     """The loss call that feeds the monitor compiles as one graph (aot_eager, fullgraph) and gives the eager
     values and gradient; two compiled steps accumulate."""

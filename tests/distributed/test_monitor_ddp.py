@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _monitor_cases  # noqa: E402
 from _children import run_ranks  # noqa: E402
 
+pytestmark = pytest.mark.slow  # two gloo processes (~20 s on 2 cores): make test-all
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_monitor_worker.py")
 
 
