@@ -221,7 +221,6 @@ class GradientMonitor:
         self.sync = bool(sync)
         self.log = bool(log)
         self.missing = isinstance(loss, _PartialDice)
-        self.enabled = True
         self.history: list[dict] = []
         self._state = None
         self._channels = None
@@ -259,8 +258,6 @@ class GradientMonitor:
     def record(self, stats: DiceStats, prepared, shape, annotated=None) -> None:
         """The loss's hook: its (B, C) sums of every channel, the prepared target, the input shape and the
         (B, C) ``annotated`` rows of a missing-label loss. Called by the loss; adds one batch."""
-        if not self.enabled:
-            return
         config = self.loss.config
         C = shape[1]
         if self._channels is None:
