@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     # ε heuristic and gradient diagnostics
     "estimate_epsilon": "phidice.epsilon",
     "explain": "phidice.diagnostics.explain",
+    "GradientMonitor": "phidice.diagnostics.monitor",
     # metrics
     "dice_score": "phidice.metrics.dice",
     "DiceAccumulator": "phidice.metrics.accumulator",

@@ -171,3 +171,17 @@ def test_a_failing_worker_stops_the_grid_with_its_log(tmp_path):
     assert not (tmp_path / ".workers").exists()  # job files and logs go with the workers
     with pytest.raises(ValueError, match="jobs must be an integer ≥ 1"):
         reproduce(str(tmp_path), preset="smoke", jobs=0)
+
+
+def test_partial_runs_record_the_monitor_per_epoch(smoke):
+    """The partial-labelling runs of I, BI and I_ε carry one GradientMonitor record per epoch; the report plots
+    them and checks the monitor claims."""
+    out, path = smoke
+    for name in ("binary_I_B2_partial", "binary_BI_B2_partial", "binary_I_eps_B1_partial"):
+        run = json.load(open(os.path.join(out, "runs", f"{name}.json")))
+        assert len(run["monitor"]) == 1  # the smoke runs are shorter than one epoch: one (partial) record
+        record = run["monitor"][0]
+        assert record["updates"] == run["iterations"] and 0 <= record["per_class"]["0"]["empty_subset_fraction"] <= 1
+    assert "monitor" not in json.load(open(os.path.join(out, "runs", "binary_I_B2_full.json")))
+    assert os.path.getsize(os.path.join(out, "monitor.png")) > 0
+    assert "predicted volume on empty maps towards 0" in open(path).read()

@@ -17,6 +17,8 @@ from phidice import __version__
 SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate", "nnunet")
 EXTRAS = {"reproduce": "experiments", "epsilon": "io", "explain": "io", "evaluate": "eval",
           "nnunet": "nnunet"}  # what each needs
+SUBCOMMANDS += ("monitor",)
+EXTRAS["monitor"] = "plots"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ Output folder layout::
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import shutil
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from phidice import metrics
+from phidice.diagnostics.monitor import GradientMonitor
 from phidice.experiments.data import SegDataset
 from phidice.experiments.train import RunConfig, distributed_info, epsilon_for, make_loss, predict, train_model
 from phidice.experiments.unet import UNet2D
@@ -116,6 +118,16 @@ def roc_for(evaluation: dict, cls: int, positive: str) -> dict:
     return {"auc": float(r.auc), "fpr": r.fpr.tolist(), "tpr": r.tpr.tolist(), "positive": positive}
 
 
+MONITORED_CONFIGS = ("I", "BI", "I_eps")  # the set-ups whose empty maps the report follows over training
+
+
+def monitor_for(run: RunConfig, loss_fn, train) -> GradientMonitor | None:
+    """A GradientMonitor (predicted volumes in ml) for the partial-labelling runs of I, BI and I_ε; None else."""
+    if run.labelling != "partial" or run.config not in MONITORED_CONFIGS:
+        return None
+    return GradientMonitor(loss_fn.loss, spacing=train.spacing, log=False)
+
+
 def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -> dict:
     """Train one configuration, evaluate it on the fully labelled validation set, save checkpoint and results."""
     rank, world, distributed = distributed_info()
@@ -129,10 +141,12 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
     trained = model
     if distributed:
         trained = torch.nn.parallel.DistributedDataParallel(model.to(settings.device))
+    monitor = monitor_for(run, loss_fn, train)
     t0 = time.perf_counter()
     losses = train_model(trained, loss_fn, train.images, train.labels, train.annotated(partial),
                          batch_size=run.batch_size, iterations=steps, lr=settings.lr,
-                         seed=settings.seed, device=settings.device, progress=settings.progress, desc=run.key)
+                         seed=settings.seed, device=settings.device, progress=settings.progress, desc=run.key,
+                         monitor=monitor, steps_per_epoch=math.ceil(len(train) / (run.batch_size * world)))
     seconds = time.perf_counter() - t0
     pred = predict(model, exp.val.images, exp.val.num_classes, settings.device)
     ev = evaluate(pred, exp.val)
@@ -148,6 +162,8 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
         "groups": ev["groups"], "roc": roc_for(ev, cls - 1, positive),
         "per_image": ev["per_image"],
     }
+    if monitor is not None:
+        result["monitor"] = monitor.history
     if rank == 0:
         checkpoint = {"model": model.state_dict(), "run": asdict(run), "eps": eps}
         atomic_write(os.path.join(out, "checkpoints", f"{run.key}.pt"), lambda f: torch.save(checkpoint, f))

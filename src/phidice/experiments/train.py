@@ -94,8 +94,11 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
         kwargs["sync_batch"] = True  # Φ ∋ B then spans the global batch
     loss = getattr(phidice, cls_name)(**kwargs)
     if needs_annotated:
-        return lambda logits, labels, annotated: loss(logits, labels, annotated)
-    return lambda logits, labels, annotated: loss(logits, labels)
+        fn = lambda logits, labels, annotated: loss(logits, labels, annotated)  # noqa: E731
+    else:
+        fn = lambda logits, labels, annotated: loss(logits, labels)  # noqa: E731
+    fn.loss = loss  # the module, for a GradientMonitor
+    return fn
 
 
 def _batches(n: int, batch_size: int, iterations: int, seed: int, rank: int = 0, world: int = 1):
@@ -116,12 +119,15 @@ def _batches(n: int, batch_size: int, iterations: int, seed: int, rank: int = 0,
 
 def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.ndarray, annotated: np.ndarray,
                 *, batch_size: int, iterations: int, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                progress: bool = True, desc: str = "train") -> list[float]:
+                progress: bool = True, desc: str = "train", monitor=None, steps_per_epoch: int = 0) -> list[float]:
     """Adam with a cosine-decayed learning rate for ``iterations`` steps of ``batch_size`` images.
 
     Under torchrun (``torch.distributed`` initialised) each rank takes its share of every global batch
     (see :func:`_batches`); wrap ``model`` in DistributedDataParallel before calling, and the losses were
     built with ``sync_batch=True`` by :func:`make_loss`. Returns the loss of every step (this rank's).
+
+    ``monitor``: a :class:`phidice.GradientMonitor` of the loss, attached for the run; its ``epoch_end`` closes
+    an epoch every ``steps_per_epoch`` steps (and the last, partial one), so its ``history`` has one record each.
     """
     rank, world, _ = distributed_info()
     torch.manual_seed(seed)
@@ -134,6 +140,8 @@ def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.
     losses = []
     bar = progress_bar(_batches(len(images), batch_size, iterations, seed, rank, world), total=iterations, desc=desc,
                leave=False, disable=not progress or rank != 0, mininterval=0.5)
+    if monitor is not None:
+        monitor.attach()
     for idx in bar:
         idx = torch.as_tensor(idx)
         x, y, a = (t[idx].to(device) for t in (x_all, y_all, a_all))
@@ -145,6 +153,12 @@ def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.
         losses.append(float(loss.detach()))
         if len(losses) % 25 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-25:]):.3f}")
+        if monitor is not None and steps_per_epoch and len(losses) % steps_per_epoch == 0:
+            monitor.epoch_end()
+    if monitor is not None:
+        monitor.detach()
+        if monitor.updates:
+            monitor.epoch_end()
     return losses
 
 

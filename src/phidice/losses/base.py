@@ -63,6 +63,7 @@ class LossModule(nn.Module):
     """
 
     _buffer_names = SMOOTHING
+    _monitor = None  # a GradientMonitor attached with ``monitor.attach()``: told the sums of every call
 
     def __init__(self, config: DiceConfig, ce: CEConfig | None = None):
         super().__init__()
@@ -89,6 +90,16 @@ class LossModule(nn.Module):
 
     def _check_config(self) -> None:
         """Checks of the options that only this loss has (a subclass's own rules)."""
+
+    def monitor_for(self, monitor):
+        """The monitor this call reports its sums to: ``monitor`` if given (it must watch this loss), else the
+        attached one (:meth:`phidice.GradientMonitor.attach`), else None."""
+        if monitor is None:
+            return self._monitor
+        if getattr(monitor, "loss", None) is not self:
+            raise ValueError(f"monitor must be a phidice.GradientMonitor built on this loss "
+                             f"(GradientMonitor(loss)); got {type(monitor).__name__} watching another loss")
+        return monitor
 
     @property
     def phi(self):

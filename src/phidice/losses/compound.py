@@ -20,12 +20,15 @@ from phidice.sums import prepare_target, stats_of_prepared
 __all__ = ["dice_ce_loss", "DiceCELoss"]
 
 
-def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight=None, mask=None) -> torch.Tensor:
+def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight=None, mask=None,
+                 monitor=None) -> torch.Tensor:
     input = plain_tensor(input)  # a MONAI MetaTensor as a plain view: both terms compute on plain tensors
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    stats = drop_background(stats_of_prepared(input, prepared, config), config.include_background)
-    dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1])
+    full = stats_of_prepared(input, prepared, config)
+    dice = loss_from_sums(drop_background(full, config.include_background), config, raw, num_channels=input.shape[1])
+    if monitor is not None:
+        monitor.record(full, prepared, input.shape)
     return ce.lambda_dice * dice + ce.lambda_ce * cross_entropy_from(input, prepared, config, ce, ce_weight)
 
 
@@ -98,6 +101,9 @@ class DiceCELoss(LossModule):
     def _check_config(self) -> None:
         check_compound(self.config, "DiceCELoss")
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_ce_loss`."""
-        return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask)
+    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *,
+                monitor=None) -> torch.Tensor:
+        """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_ce_loss`;
+        ``monitor``: a :class:`phidice.GradientMonitor` of this loss, told the Dice term's sums of this call."""
+        return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask,
+                            self.monitor_for(monitor))

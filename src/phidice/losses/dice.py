@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import torch
 
+from phidice.core.checks import check_input
 from phidice.core.config import DEFAULT_EPS, DiceConfig
 from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
-from phidice.sums import class_stats
+from phidice.sums import class_stats, prepare_target, stats_of_prepared
 
 __all__ = ["dice_loss", "loss_from_stats", "DiceLoss", "DEFAULT_EPS"]
 
 
-def dice_from(input, target, config: DiceConfig, raw, mask=None) -> torch.Tensor:
-    """The Dice-family loss of ``input`` against ``target`` for a built config and its ε/weights."""
-    stats = drop_background(class_stats(input, target, config, mask), config.include_background)
-    return loss_from_sums(stats, config, raw, num_channels=input.shape[1])
+def dice_from(input, target, config: DiceConfig, raw, mask=None, monitor=None) -> torch.Tensor:
+    """The Dice-family loss of ``input`` against ``target`` for a built config and its ε/weights; a
+    ``monitor`` (:class:`phidice.GradientMonitor`) is told the (B, C) sums the loss used."""
+    if monitor is None:
+        stats = drop_background(class_stats(input, target, config, mask), config.include_background)
+        return loss_from_sums(stats, config, raw, num_channels=input.shape[1])
+    check_input(input, config.activation, config.check_finite)
+    prepared = prepare_target(input, target, config, mask, check_range=False)
+    full = stats_of_prepared(input, prepared, config)
+    loss = loss_from_sums(drop_background(full, config.include_background), config, raw, num_channels=input.shape[1])
+    monitor.record(full, prepared, input.shape)
+    return loss
 
 
 @config_signature(DiceConfig)
@@ -138,7 +147,9 @@ class DiceLoss(LossModule):
     def __init__(self, phi="I", eps=DEFAULT_EPS, **options):
         super().__init__(DiceConfig(phi=phi, eps=eps, **options))
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *,
+                monitor=None) -> torch.Tensor:
         """The loss of ``input`` (B, C, *spatial) against ``target``; ``input``, ``target`` and ``mask`` as in
-        :func:`phidice.dice_loss`. Returns a 0-d tensor (per φ with ``reduction="none"``)."""
-        return dice_from(input, target, self.config, self.smoothing, mask)
+        :func:`phidice.dice_loss`. Returns a 0-d tensor (per φ with ``reduction="none"``). ``monitor``: a
+        :class:`phidice.GradientMonitor` of this loss, told the sums of this call."""
+        return dice_from(input, target, self.config, self.smoothing, mask, self.monitor_for(monitor))

@@ -142,12 +142,15 @@ def focal_from(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig
     return distributed.global_mean(per.sum(), norm.sum().detach(), sync=config.sync_batch)
 
 
-def dice_focal_from(input, target, config: DiceConfig, focal: FocalConfig, raw, mask=None) -> torch.Tensor:
+def dice_focal_from(input, target, config: DiceConfig, focal: FocalConfig, raw, mask=None,
+                    monitor=None) -> torch.Tensor:
     input = plain_tensor(input)
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    stats = drop_background(stats_of_prepared(input, prepared, config), config.include_background)
-    dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1])
+    full = stats_of_prepared(input, prepared, config)
+    dice = loss_from_sums(drop_background(full, config.include_background), config, raw, num_channels=input.shape[1])
+    if monitor is not None:
+        monitor.record(full, prepared, input.shape)
     return focal.lambda_dice * dice + focal.lambda_focal * focal_from(input, prepared, config, focal)
 
 
@@ -201,8 +204,12 @@ class DiceFocalLoss(LossModule):
     def _check_config(self) -> None:
         check_focal(self.config, self.focal, type(self).__name__)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return dice_focal_from(input, target, self.config, self.focal, self.smoothing, mask)
+    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *,
+                monitor=None) -> torch.Tensor:
+        """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_focal_loss`;
+        ``monitor``: a :class:`phidice.GradientMonitor` of this loss, told the Dice term's sums of this call."""
+        return dice_focal_from(input, target, self.config, self.focal, self.smoothing, mask,
+                               self.monitor_for(monitor))
 
     def extra_repr(self) -> str:
         return self.config.describe() + ", " + ", ".join(f"{k}={v!r}" for k, v in self.focal.to_dict().items())

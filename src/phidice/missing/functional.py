@@ -168,9 +168,10 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
 
 
 def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, mask=None, ce: CEConfig | None = None,
-                 ce_weight=None, focal: FocalConfig | None = None) -> torch.Tensor:
+                 ce_weight=None, focal: FocalConfig | None = None, monitor=None) -> torch.Tensor:
     """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given, or the
-    focal term on the marginal probabilities (sigmoid: over the annotated channels) when ``focal`` is."""
+    focal term on the marginal probabilities (sigmoid: over the annotated channels) when ``focal`` is; a
+    ``monitor`` (:class:`phidice.GradientMonitor`) is told the (B, C) sums and ``annotated``."""
     input = plain_tensor(input)  # a MONAI MetaTensor as a plain view (phidice.core.checks.plain_tensor)
     check_input(input, config.activation, config.check_finite)
     if kind == "marginal":
@@ -178,10 +179,12 @@ def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, m
     everything = annotated is None  # then the CE is plain: torch's fused kernel
     annotated = check_annotated(annotated, input, config.activation, values=config.validate_args)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    stats, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
-    stats, keep = _scored(stats, keep, config, input.shape[1])
+    full, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
+    stats, keep = _scored(full, keep, config, input.shape[1])
     dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1], keep=keep)
     flags = None if everything else annotated
+    if monitor is not None:
+        monitor.record(full, prepared, input.shape, annotated)
     if focal is not None:
         return focal.lambda_dice * dice + focal.lambda_focal * focal_from(input, prepared, config, focal, flags)
     if ce is None:

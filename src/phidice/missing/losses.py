@@ -37,10 +37,12 @@ class _PartialDice(LossModule):
             check_marginal_fused(self.config, type(self).__name__)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, *, monitor=None) -> torch.Tensor:
         """The loss of ``input`` (B, C, *spatial) against ``target``; ``annotated`` (B, C) bool, None: all
-        classes annotated. Returns a 0-d tensor (per φ with ``reduction="none"``)."""
-        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask)
+        classes annotated. Returns a 0-d tensor (per φ with ``reduction="none"``). ``monitor``: a
+        :class:`phidice.GradientMonitor` of this loss, told the sums of this call."""
+        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask,
+                            monitor=self.monitor_for(monitor))
 
 
 @config_signature(DiceConfig)
@@ -108,11 +110,11 @@ class _PartialDiceCE(_PartialDice):
         super()._check_config()
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, *, monitor=None) -> torch.Tensor:
         """λ_dice · Dice + λ_ce · cross-entropy of logits ``input`` against ``target``, ``annotated`` as the
-        Dice's. Returns a 0-d tensor."""
+        Dice's. Returns a 0-d tensor. ``monitor``: told the Dice term's sums of this call."""
         return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, self.ce,
-                            self.ce_weight)
+                            self.ce_weight, self.monitor_for(monitor))
 
 
 @config_signature(DiceConfig, CEConfig)
@@ -171,8 +173,11 @@ class _PartialDiceFocal(_PartialDice):
         check_focal(self.config, self.focal, type(self).__name__)
         super()._check_config()
 
-    def forward(self, input, target, annotated=None, mask=None):
-        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, focal=self.focal)
+    def forward(self, input, target, annotated=None, mask=None, *, monitor=None):
+        """λ_dice · Dice + λ_focal · focal loss of logits ``input`` against ``target``, ``annotated`` as the
+        Dice's; ``monitor``: told the Dice term's sums of this call."""
+        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, focal=self.focal,
+                            monitor=self.monitor_for(monitor))
 
     def extra_repr(self) -> str:
         return self.config.describe() + ", " + ", ".join(f"{k}={v!r}" for k, v in self.focal.to_dict().items())

@@ -121,6 +121,13 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
     assert "phidice 0.1.0: nnUNetTrainerPhiDice_Tiny loss DiceCELoss(phi=BI, eps=1e-05" in log
     rec = checkpoint_record(root / "nnUNet_results", "Dataset601_Synth2D", "nnUNetTrainerPhiDice_Tiny", "2d")
     assert rec["options"]["phi"] == "BI" and rec["options"]["eps"] == 1e-5
+    # the GradientMonitor, on by default: per epoch in the log, the logger, a PNG beside progress.png, the record
+    assert log.count("phidice monitor: class 1: empty φ") == 2 and "phidice advice: class 2" in log
+    out = root / "nnUNet_results" / "Dataset601_Synth2D" / "nnUNetTrainerPhiDice_Tiny__nnUNetPlans__2d" / "fold_0"
+    assert (out / "phidice_monitor.png").stat().st_size > 5000 and (out / "progress.png").is_file()
+    assert [r["epoch"] for r in rec["monitor"]] == [0, 1] and rec["monitor"][0]["updates"] == 4
+    ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert len(ckpt["logging"]["phidice_empty_gradient_share"]) == 2
     rows = predict_and_evaluate("2d", root, env, dataset="601", config="2d", trainer="nnUNetTrainerPhiDice_Tiny",
                                 images=data["images_ts"], labels=data["labels_ts"], groups=data["groups"])
     assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
@@ -160,6 +167,7 @@ def test_3d_leaf_trainer_on_partially_annotated_data(work):
     rec = checkpoint_record(root / "nnUNet_results", "Dataset613_Synth3D_missingB", "nnUNetTrainerPhiDice_Leaf_Tiny",
                             "3d_fullres")
     assert rec["annotations"]["cases"] == {c: [0, 1] for c in annotated}
+    assert rec["monitor"][-1]["unannotated_fraction"] > 0  # the leaf loss's unannotated (case, class) entries
     rows = predict_and_evaluate("3d_leaf", root, env, dataset="613", config="3d_fullres",
                                 trainer="nnUNetTrainerPhiDice_Leaf_Tiny",
                                 images=root / "nnUNet_raw" / "Dataset611_Synth3D" / "imagesTs",

@@ -13,6 +13,7 @@ classes, which MONAI's engines do not pass to a loss; three pieces carry them th
 Pooling partially labelled datasets (:mod:`.pooling`, docs/pooling.md): :func:`pool_data_list` writes one data
 list from nnU-Net raw folders or Decathlon-style lists, labels united by name; :class:`RemapLabelsd` remaps each
 item's labels on the fly; :func:`pooled_transforms` chains loading, remapping and the annotated rows.
+:class:`GradientMonitorHandler` writes a :class:`phidice.GradientMonitor`'s values to ``engine.state.metrics``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ require("monai", "monai", "phidice.integrations.monai")
 
 from phidice.integrations.monai.engines import PrepareBatchAnnotated  # noqa: E402
 from phidice.integrations.monai.losses import ANNOTATED_KEY, AnnotatedLoss  # noqa: E402
+from phidice.integrations.monai.monitor import GradientMonitorHandler  # noqa: E402
 from phidice.integrations.monai.transforms import AnnotatedLabelsd  # noqa: E402
 from phidice.integrations.monai.pooling import RemapLabelsd, pool_data_list, pooled_transforms  # noqa: E402
 
-__all__ = ["ANNOTATED_KEY", "AnnotatedLabelsd", "AnnotatedLoss", "PrepareBatchAnnotated", "RemapLabelsd",
-           "pool_data_list", "pooled_transforms"]
+__all__ = ["ANNOTATED_KEY", "AnnotatedLabelsd", "AnnotatedLoss", "GradientMonitorHandler", "PrepareBatchAnnotated",
+           "RemapLabelsd", "pool_data_list", "pooled_transforms"]

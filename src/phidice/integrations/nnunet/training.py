@@ -8,7 +8,9 @@
 * ``train_step`` / ``validation_step``: hand the batch's case keys to the loss (missing-label trainers);
 * ``save_checkpoint`` / ``load_checkpoint``: keep the resolved options, the measured ε and the annotations in
   the checkpoint (``checkpoint["init_args"]["phidice"]``), restore ε on ``--c``, and refuse to continue a run
-  whose options changed.
+  whose options changed;
+* ``on_train_epoch_start`` / ``on_validation_epoch_start`` / ``on_epoch_end``: a :class:`phidice.GradientMonitor`
+  on the training batches, logged per epoch (:mod:`.monitor`; ``PHIDICE_MONITOR=0`` turns it off).
 
 ``__init__`` keeps nnU-Net's explicit signature: nnU-Net records its arguments through ``inspect``.
 """
@@ -25,6 +27,13 @@ import phidice
 from phidice.integrations.nnunet import INSTALL_HINT
 from phidice.integrations.nnunet.annotations import Annotations, find_annotation_file, read_annotations
 from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, checked_options
+from phidice.integrations.nnunet.monitor import (
+    build_monitor,
+    epoch_lines,
+    log_to_nnunet,
+    monitor_enabled,
+    write_outputs,
+)
 from phidice.integrations.nnunet.patch_epsilon import PatchVolumes, epsilon_from_totals
 from phidice.integrations.nnunet.task import NNUNetTask
 
@@ -67,6 +76,8 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         self.phidice_eps_levels: "list | None" = None
         self.phidice_eps_info: "dict | None" = None
         self.phidice_annotations: "Annotations | None" = None
+        self.phidice_monitor = None
+        self.phidice_monitor_history: list = []
 
     # ---------------------------------------------------------------------------------------------- loss
     def _phidice_plans_source(self) -> str:
@@ -95,6 +106,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         }
         if isinstance(self.loss, PhiDiceNNUNetLoss):
             rec["loss"] = self.loss.describe()
+        rec["monitor"] = [dict(h) for h in self.phidice_monitor_history]
         return rec
 
     def _phidice_log(self) -> None:
@@ -152,6 +164,41 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
             self._phidice_measure_eps()
             self.loss = self._build_loss()
             self._phidice_log()
+        self._phidice_start_monitor()
+
+    # ----------------------------------------------------------------------------------------- monitor
+    def _phidice_start_monitor(self) -> None:
+        if not monitor_enabled() or not isinstance(self.loss, PhiDiceNNUNetLoss):
+            return
+        spacing = [float(s) for s in self.configuration_manager.spacing]
+        self.phidice_monitor = build_monitor(self.loss, spacing)
+        self.phidice_monitor.history = self.phidice_monitor_history
+        self.print_to_log_file(f"phidice: GradientMonitor on {type(self.phidice_monitor.loss).__name__} (full "
+                               f"resolution, training batches); PHIDICE_MONITOR=0 turns it off",
+                               also_print_to_console=False)
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        if self.phidice_monitor is not None:
+            self.phidice_monitor.reset()
+            self.phidice_monitor.attach()
+
+    def on_validation_epoch_start(self):
+        if self.phidice_monitor is not None:
+            self.phidice_monitor.detach()
+        super().on_validation_epoch_start()
+
+    def on_epoch_end(self):
+        m = self.phidice_monitor
+        if m is not None:
+            m.detach()
+            result = m.epoch_end(epoch=self.current_epoch)
+            for line in epoch_lines(result, m):
+                self.print_to_log_file(line)
+            log_to_nnunet(self.logger, result, self.current_epoch)
+            if self.local_rank == 0:
+                write_outputs(self.output_folder, m.history)
+        super().on_epoch_end()
 
     def _phidice_measure_eps(self) -> None:
         opts, task = self.phidice_options, self.phidice_task
@@ -211,6 +258,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
             self.print_to_log_file(f"phidice: WARNING {where} holds no phidice record (not written by a phidice "
                                    f"trainer); the loss is built from the current options", also_print_to_console=True)
             return
+        self.phidice_monitor_history = [dict(h) for h in rec.get("monitor", [])]
         now = self.phidice_options.configured()
         if rec.get("options") != now:
             raise ValueError(f"{where} was trained with phidice options {rec.get('options')} ({rec.get('source')}); "
