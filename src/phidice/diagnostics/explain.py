@@ -361,7 +361,8 @@ def _recommend(intent, B, expected, empty_fraction, scale: float = 1.0) -> dict 
         return dict(intent="missing", phi="I", eps=SMALL_EPS, batch_size=B, why=[
             "Φ=I with a negligible ε: a map without labels has Σ_φ y = 0, so its gradient ε/(P+ε)² ≈ 0 and the "
             "unlabelled class is ignored with no special loss (Sect. 2.2).",
-            "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty predictions.",
+            "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty "
+            "predictions.",
         ])
     eps_heur = [float(e) for e in np.asarray(expected, dtype=np.float64)]
     heur = _fmt_list(eps_heur)

@@ -220,7 +220,7 @@ def compare_markdown(cmp: Comparison, rows: list[dict], resampling: Resampling |
     lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] + ["---", "---:"] * len(metrics))
               + "|"]
     by_key = {(r["class"], r["group"], r["method"], r["metric"]): r for r in rows}
-    for j, c in enumerate(ev.classes):
+    for c in ev.classes:
         for group, sel in row_sets(ev):
             for m in cmp.methods:
                 cells = [str(c), group, m, str(int(sel.sum()))]

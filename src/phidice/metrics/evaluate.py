@@ -285,7 +285,7 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
 
 
     scores = []
-    for case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
+    for _case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
         pred, ref, sp = load_pair(pred_path, gt_path, threshold=threshold, spacing=spacing)
         scores.append(score_case(pred, ref, sp, pred_path, gt_path, num_classes=num_classes,
                                  tolerance=surface_tolerance, empty=empty, include_background=include_background))

@@ -68,7 +68,7 @@ class NNUNetTask:
         regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
         if regions:
             channels = []
-            for name, vals in names.items():
+            for vals in names.values():
                 if set(vals) == {0}:
                     continue  # the background region has no channel
                 channels.append(vals)
