@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -266,7 +266,7 @@ def _iter_counts(source, ignore_index, spacing, workers, progress) -> Iterator[t
         items: Iterable = (batch[b] for b in range(batch.shape[0]))
         total = batch.shape[0]
     elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, dict)):
-        items, total = source, (len(source) if hasattr(source, "__len__") else None)
+        items, total = source, (len(source) if isinstance(source, Sized) else None)
     else:
         raise TypeError("source must be a label batch (tensor/ndarray), an iterable of label maps, or label "
                         f"file path(s)/directory/glob; got {type(source).__name__}")

@@ -123,7 +123,9 @@ class Explanation:
 
 def _fmt_list(v) -> str:
     if isinstance(v, (list, tuple)):
-        return v and (f"{v[0]:.6g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
+        if not v:
+            return "[]"
+        return f"{v[0]:.6g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:.6g}" for x in v) + "]"
     return f"{v:.6g}"
 
 
@@ -344,6 +346,7 @@ def _scene_gradients(phi, index: Overlap, eps_vec, B, Y, P, I, P_empty) -> dict:
         probs = torch.stack([im[0] for im in images])
         target = torch.stack([im[1] for im in images])
         out = dice_gradient(probs, target, phi=phi, eps=eps_t, include_background=True, overlap=index)
+        assert out.g0 is not None and out.g1 is not None  # the L1 relaxation (not squared) has both
         return out.g0[0].numpy(), out.g1[0].numpy()
 
     ne, e = (p_ne, y_ne), (p_e, y_e)

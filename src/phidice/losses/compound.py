@@ -66,4 +66,5 @@ class DiceCELoss(LossModule):
         check_compound(self.config, "DiceCELoss")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        assert self.ce is not None  # set by __init__ and from_config
         return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask)

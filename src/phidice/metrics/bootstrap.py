@@ -129,10 +129,11 @@ def _interval(x: np.ndarray, dist: np.ndarray, confidence: float, method: str) -
         jack = (x.sum() - x) / (n - 1)
         u = (n - 1) * (jack.mean() - jack)
         accel = (np.sum(u ** 3) / n ** 3) / (np.sum(u ** 2) / n ** 2) ** 1.5 / 6
-        probs = []
+        bca: list[float] = []
         for z in (_NORMAL.inv_cdf(alpha), -_NORMAL.inv_cdf(alpha)):
             num = z0 + z
-            probs.append(_NORMAL.cdf(z0 + num / (1 - accel * num)))
+            bca.append(_NORMAL.cdf(z0 + num / (1 - accel * num)))
+        probs = (bca[0], bca[1])
     low, high = np.quantile(dist, probs)
     return float(low), float(high)
 

@@ -144,7 +144,7 @@ def compare_folders(pred_dirs, gt_dir, *, names=None, baseline: str | None = Non
             raise ValueError(f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
                              "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items()))
 
-    scores = {n: [] for n in names}
+    scores: dict[str, list] = {n: [] for n in names}
     for case in progress_bar(cases, desc="phidice evaluate (compare)", unit="case", disable=not progress):
         gt_path = ref_files[case]
         reference = read_label_image(gt_path)
@@ -299,7 +299,7 @@ def write_comparison(cmp: Comparison, out_dir, *, resampling: Resampling | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = compare_rows(cmp, resampling)
-    files = {"compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
+    files: dict[str, str | bytes] = {"compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
              "compare.csv": compare_csv(rows), "per_case.csv": per_case_csv(cmp)}
     if cmp.first.roc:
         files["roc.csv"] = roc_csv(cmp)

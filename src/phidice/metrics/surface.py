@@ -39,7 +39,7 @@ scipy is imported when a surface metric is computed, not when :mod:`phidice.metr
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -184,6 +184,7 @@ def label_map_scores(pred: np.ndarray, ref: np.ndarray, spacing, classes, *, tol
             found = [b[c - 1] for b in boxes if b[c - 1] is not None]
             if not found:
                 conv = empty_scores(True, True, empty, worst)
+                assert conv is not None  # both maps are empty
                 hd[j], nsd[j] = conv[0], conv[1] if tol is not None else float("nan")
                 continue
             box = tuple(slice(min(f[k].start for f in found), max(f[k].stop for f in found)) for k in range(ref.ndim))
@@ -208,8 +209,13 @@ def _as_masks(pred, target, num_classes, threshold, include_background):
         raise ValueError(f"surface metrics need a batch axis and at least one spatial axis; got shape {shape}")
     C = layout_classes(lay, num_classes)
     classes = reported_classes(C, include_background)
-    sides = [(labels[name].cpu().numpy(), None) if name in labels else (None, h.maps.cpu().numpy())
-             for name, h in (("pred", p), ("target", t))]
+    sides: list[tuple[Any, Any]] = []  # (labels, None) or (None, maps) per side
+    for name, h in (("pred", p), ("target", t)):
+        if name in labels:
+            sides.append((labels[name].cpu().numpy(), None))
+        else:
+            assert h.maps is not None  # not a label map: a bool map
+            sides.append((None, h.maps.cpu().numpy()))
 
     def get(b: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         (lp, mp), (lt, mt) = sides
@@ -262,4 +268,6 @@ def normalized_surface_dice(pred, target, spacing, tolerance, **kwargs) -> torch
     """NSD at ``tolerance`` mm per image and class (B, C); options as :func:`surface_metrics`."""
     if tolerance is None:
         raise ValueError("tolerance (mm) is required for the normalised surface Dice")
-    return surface_metrics(pred, target, spacing, tolerance=tolerance, **kwargs).nsd
+    nsd = surface_metrics(pred, target, spacing, tolerance=tolerance, **kwargs).nsd
+    assert nsd is not None  # a tolerance was given
+    return nsd

@@ -40,7 +40,8 @@ class NNUNetTask:
         return dict(self.label_names)
 
     @classmethod
-    def from_label_dict(cls, labels: Mapping, *, batch_dice: bool = False, where: str = "dataset.json") -> "NNUNetTask":
+    def from_label_dict(cls, labels: Mapping | None, *, batch_dice: bool = False,
+                        where: str = "dataset.json") -> "NNUNetTask":
         """From the ``labels`` entry of a dataset.json (name → label value or list of values)."""
         if not isinstance(labels, Mapping) or not labels:
             raise ValueError(f"{where}: 'labels' must be a non-empty mapping name → label; got {labels!r}")
