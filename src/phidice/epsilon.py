@@ -17,14 +17,22 @@ from concurrent.futures import ThreadPoolExecutor
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from phidice.core.phi import parse_phi
+from phidice.core.phi import Phi, parse_phi
 from phidice.io import as_label_array, iter_label_files, read_label_image
 from phidice.progress import progress as progress_bar
+
+if TYPE_CHECKING:  # torch is imported when ε is computed (the module stays importable for its helpers)
+    import torch
+
+# what estimate_epsilon and explain read: a batch of label maps, an iterable of maps or (map, spacing) pairs,
+# or label files (a path, a directory, a glob pattern, or a list of these)
+LabelSource = Union[str, "os.PathLike[str]", np.ndarray, "torch.Tensor", Iterable[Any]]
 
 __all__ = ["EpsilonStats", "epsilon_stats", "estimate_epsilon", "expected_volume"]
 
@@ -84,17 +92,17 @@ class EpsilonStats:
 
 
 def estimate_epsilon(
-    source,
+    source: LabelSource,
     num_classes: int | None = None,
-    phi="I",
+    phi: str | Phi = "I",
     positives_only: bool = False,
     ignore_index: int | None = None,
-    spacing=None,
-    target_spacing=None,
+    spacing: Sequence[float] | None = None,
+    target_spacing: Sequence[float] | None = None,
     batch_size: int = 1,
     workers: int | None = None,
     progress: bool = True,
-):
+) -> torch.Tensor:
     """ε = E[Σ_φ y] per class, as a float64 tensor of shape (C,) — Eq. 5's heuristic.
 
     Args:

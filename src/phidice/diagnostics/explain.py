@@ -19,6 +19,8 @@ Scenes (each a batch of ``batch_size`` images, every class of an image empty or 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -28,8 +30,8 @@ import torch
 
 from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, Overlap, tversky
 from phidice.core.deps import require
-from phidice.core.phi import parse_phi
-from phidice.epsilon import epsilon_stats, expected_volume
+from phidice.core.phi import Phi, parse_phi
+from phidice.epsilon import LabelSource, epsilon_stats, expected_volume
 from phidice.equations import eq4, heuristic_eps_scale
 from phidice.io import atomic_write
 from phidice.losses.gradient import dice_gradient
@@ -130,23 +132,23 @@ def _fmt_list(v) -> str:
 
 
 def explain(
-    phi="I",
-    eps=SMALL_EPS,
+    phi: str | Phi = "I",
+    eps: float | Sequence[float] | torch.Tensor | str = SMALL_EPS,
     batch_size: int = 2,
-    volumes=None,
-    labels=None,
+    volumes: float | Sequence[float] | None = None,
+    labels: LabelSource | None = None,
     num_classes: int | None = None,
-    predicted_volume=None,
-    empty_predicted_volume=None,
+    predicted_volume: float | Sequence[float] | None = None,
+    empty_predicted_volume: float | Sequence[float] | None = None,
     overlap: float = 0.5,
     intent: str | None = None,
     include_background: bool = False,
     ignore_index: int | None = None,
-    target_spacing=None,
+    target_spacing: Sequence[float] | None = None,
     positives_only: bool = False,
     workers: int | None = None,
     progress: bool = False,
-    plot=None,
+    plot: str | os.PathLike[str] | None = None,
     loss: str = "dice",
     alpha: float = 0.5,
     beta: float = 0.5,

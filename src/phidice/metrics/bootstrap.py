@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from phidice.core.config import check_choice
 
@@ -138,8 +139,9 @@ def _interval(x: np.ndarray, dist: np.ndarray, confidence: float, method: str) -
     return float(low), float(high)
 
 
-def bootstrap_ci(values, *, confidence: float = 0.95, n_resamples: int = 10_000, method: str = "percentile",
-                 seed=0, name: str = "values") -> MeanCI:
+def bootstrap_ci(values: ArrayLike | torch.Tensor, *, confidence: float = 0.95, n_resamples: int = 10_000,
+                 method: str = "percentile", seed: int | np.random.Generator | None = 0,
+                 name: str = "values") -> MeanCI:
     """Bootstrap confidence interval of the mean of a per-case metric.
 
     Args:

@@ -299,8 +299,9 @@ def write_comparison(cmp: Comparison, out_dir, *, resampling: Resampling | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = compare_rows(cmp, resampling)
-    files: dict[str, str | bytes] = {"compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
-             "compare.csv": compare_csv(rows), "per_case.csv": per_case_csv(cmp)}
+    files: dict[str, str | bytes] = {
+        "compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
+        "compare.csv": compare_csv(rows), "per_case.csv": per_case_csv(cmp)}
     if cmp.first.roc:
         files["roc.csv"] = roc_csv(cmp)
         files["roc.png"] = roc_png(cmp)

@@ -39,6 +39,7 @@ scipy is imported when a surface metric is computed, not when :mod:`phidice.metr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -226,18 +227,24 @@ def _as_masks(pred, target, num_classes, threshold, include_background):
     return shape[0], classes, tuple(shape[1:]), get
 
 
-def surface_metrics(pred, target, spacing, *, tolerance=None, num_classes: int | None = None,
-                    include_background: bool = True, threshold=None, empty: str = "nan", percentile: float = 95.0,
-                    hd_worst="diagonal") -> SurfaceScores:
+def surface_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+                    spacing: Sequence[float] | torch.Tensor | np.ndarray, *,
+                    tolerance: float | Sequence[float] | None = None, num_classes: int | None = None,
+                    include_background: bool = True, threshold: float | str | None = None, empty: str = "nan",
+                    percentile: float = 95.0, hd_worst: str | float = "diagonal") -> SurfaceScores:
     """HD95 (mm) and NSD at ``tolerance`` mm per image and class (B, C), with the ``empty`` convention of DSC.
 
     Args:
-        pred, target, num_classes, include_background, threshold: as :func:`~phidice.metrics.dice_score`
-            (label maps (B, *S), binary maps (B, C, *S), or probabilities with a threshold).
+        pred: as :func:`~phidice.metrics.dice_score` (label maps (B, *S), binary maps (B, C, *S), or
+            probabilities with a threshold).
+        target: as :func:`~phidice.metrics.dice_score`.
         spacing: voxel size in mm, one value per spatial axis, or (B, ndim) for images of different spacings.
         tolerance: τ of the NSD in mm, one value or one per reported class; None computes HD95 only.
         empty: "nan", "ratio", "one" or "zero": the value when the reference and/or the prediction of (b, c)
             is empty (module docstring table).
+        num_classes: as :func:`~phidice.metrics.dice_score`.
+        include_background: as :func:`~phidice.metrics.dice_score`.
+        threshold: as :func:`~phidice.metrics.dice_score`.
         percentile: the percentile of the directed distances (95 for HD95, 100 for the Hausdorff distance).
         hd_worst: HD95 of a missed or hallucinated structure: "diagonal" (image diagonal, default), a
             distance in mm, or float("inf").
