@@ -98,7 +98,7 @@ class Explanation:
             f"Eq. 4 gradient ∂L/∂ỹ of the {self.loss} loss for Φ={self.phi}, ε={eps_text}, batch size "
             f"{self.batch_size} (reduction 'mean', from phidice.dice_gradient)",
             "",
-            "| class | volume | predicted | non-empty y=1 | non-empty y=0 | empty y=0 | empty/non-empty "
+            "| label | volume | predicted | non-empty y=1 | non-empty y=0 | empty y=0 | empty/non-empty "
             "| all-empty batch y=0 | flag |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
         ]
@@ -111,7 +111,7 @@ class Explanation:
             )
         if self.empty_fraction is not None:
             lines += ["", "Fraction of empty maps in the data: "
-                      + ", ".join(f"class {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction))]
+                      + ", ".join(f"label {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction))]
         for note in self.notes:
             lines += ["", f"- {note}"] if not lines[-1].startswith("- ") else [f"- {note}"]
         if self.recommendation is not None:
@@ -189,7 +189,8 @@ def explain(
                             progress=progress, include_background=include_background)
     else:
         vol = _positive_vector(volumes, "volumes", None)
-        m = _Measured(list(range(vol.shape[0])), vol, None, vol * (batch_size if phi.sums_batch else 1), vol, [])
+        first = 0 if include_background else 1  # volumes describe the foreground labels 1, 2, … by default
+        m = _Measured(list(range(first, first + vol.shape[0])), vol, None, vol * (batch_size if phi.sums_batch else 1), vol, [])
     C = len(m.classes)
 
     Y = np.maximum(1.0, np.round(m.volume))
@@ -443,7 +444,7 @@ def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5, index
             ax.loglog(P, eq5_curves(P, v, e, overlap, index)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
         ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap, index)[1], "k--", label="non-empty map, Y=v̂")
         ax.axvline(v, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
+        ax.set_title(f"label {classes[k]}: v̂ = {v:.4g} voxels")
         ax.set_xlabel("predicted volume P on the empty map (voxels)")
         ax.set_ylabel("∂L_φ/∂ỹ at y=0 (one φ)")
         ax.legend(fontsize=7)
