@@ -64,3 +64,10 @@ def test_all_extra_means_every_extra_that_installs_beside_torch():
     named = set(re.fullmatch(r"phidice\[(.*)\]", spec).group(1).split(","))
     left_out = {"all", "test", "docs", "dev", "nnunet"}  # nnunet: its dependencies pull another torch build
     assert named == set(extras) - left_out
+
+
+def test_readme_links_work_on_a_package_index():
+    """A package index shows the README without the repository around it: links are absolute."""
+    readme = (ROOT / "README.md").read_text()
+    relative = [m for m in re.findall(r"\]\(([^)]+)\)", readme) if not m.startswith(("https://", "#"))]
+    assert not relative, f"relative links in README.md: {relative}"
