@@ -45,7 +45,8 @@ class _LogLines(_NoBar):
             total = len(iterable)
         self.total, self.desc, self.unit, self.file = total, desc or "progress", unit, file or sys.stderr
         self.interval = float(os.environ.get("PHIDICE_PROGRESS_INTERVAL", 10)) if interval is None else interval
-        self.n, self.postfix, self.start, self.last = 0, "", time.monotonic(), None
+        self.n, self.postfix, self.start = 0, "", time.monotonic()
+        self.last: float | None = None
 
     def __iter__(self):
         for item in super().__iter__():
