@@ -21,7 +21,7 @@ def test_the_package_under_test_is_the_installed_one():
 def test_installed_package_carries_its_data_files():
     from phidice.integrations.nnunet import TRAINER_NAMES, trainers_path
 
-    folder = Path(trainers_path())
+    folder = Path(trainers_path()).resolve()
     assert folder.is_relative_to(Path(VENV).resolve())
     assert {f"{name}.py" for name in TRAINER_NAMES} <= {p.name for p in folder.iterdir()}
     assert (Path(phidice.__file__).parent / "py.typed").is_file()
