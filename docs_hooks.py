@@ -72,8 +72,10 @@ def on_files(files: Files, config) -> Files:
     for path in [ROOT / "BENCHMARKS.md", ROOT / "CHANGELOG.md", *examples]:
         files.append(File.generated(config, path.relative_to(ROOT).as_posix(), abs_src_path=str(path)))
     listing = ["# Examples", "", "Runnable scripts; the test suite runs each of them.", ""]
-    listing += [f"- [{p.relative_to(ROOT / 'examples').as_posix()}]({p.relative_to(ROOT / 'examples').as_posix()})"
-                for p in examples]
+    listing += [
+        f"- [{p.relative_to(ROOT / 'examples').as_posix()}]({p.relative_to(ROOT / 'examples').as_posix()})"
+        for p in examples
+    ]
     files.append(File.generated(config, "examples/index.md", content="\n".join(listing) + "\n"))
     return files
 

@@ -15,11 +15,16 @@ from pathlib import Path
 
 def tracked(root: Path, *folders: str) -> set[str]:
     if (root / ".git").exists():
-        out = subprocess.run(["git", "-C", str(root), "ls-files", *folders], check=True, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["git", "-C", str(root), "ls-files", *folders], check=True, capture_output=True, text=True
+        ).stdout
         return {line for line in out.splitlines() if line}
-    return {p.relative_to(root).as_posix() for f in folders for p in (root / f).rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    return {
+        p.relative_to(root).as_posix()
+        for f in folders
+        for p in (root / f).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
 
 
 def main(root: Path, wheel: Path, sdist: Path) -> None:
@@ -27,8 +32,13 @@ def main(root: Path, wheel: Path, sdist: Path) -> None:
         names = tar.getnames()
     top = names[0].split("/")[0]
     in_sdist = {n.split("/", 1)[1] for n in names if "/" in n}
-    want = tracked(root, "tests", "docs", "examples", "src") | {"LICENSE", "CHANGELOG.md", "README.md",
-                                                                "pyproject.toml", "constraints.txt"}
+    want = tracked(root, "tests", "docs", "examples", "src") | {
+        "LICENSE",
+        "CHANGELOG.md",
+        "README.md",
+        "pyproject.toml",
+        "constraints.txt",
+    }
     missing = sorted(want - in_sdist)
     assert not missing, f"{sdist.name} lacks {len(missing)} tracked files, e.g. {missing[:10]}"
     with zipfile.ZipFile(wheel) as whl:
@@ -39,8 +49,10 @@ def main(root: Path, wheel: Path, sdist: Path) -> None:
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in in_wheel), f"{wheel.name} has no LICENSE"
     assert "phidice/py.typed" in in_wheel, f"{wheel.name} has no py.typed"
     assert not [n for n in in_wheel if n.startswith("tests/")], f"{wheel.name} carries tests/"
-    print(f"{sdist.name} ({top}/): {len(in_sdist)} files, all {len(want)} tracked ones of tests/, docs/, "
-          f"examples/, src/ and the top-level files; {wheel.name}: {len(in_wheel)} files, LICENSE and py.typed")
+    print(
+        f"{sdist.name} ({top}/): {len(in_sdist)} files, all {len(want)} tracked ones of tests/, docs/, "
+        f"examples/, src/ and the top-level files; {wheel.name}: {len(in_wheel)} files, LICENSE and py.typed"
+    )
 
 
 if __name__ == "__main__":

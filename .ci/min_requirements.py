@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_INSTALLABLE: dict[str, str] = {}  # name -> why its floor is not pinned (none known)

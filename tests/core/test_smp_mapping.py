@@ -36,8 +36,8 @@ def test_smp_dice_loss_equals_the_documented_translation(smooth):
     want = smp_multiclass_dice_loss(logits, labels, smooth)
     got = phidice_translation(logits, labels, smooth)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    g_want, = torch.autograd.grad(want, logits)
-    g_got, = torch.autograd.grad(phidice_translation(logits, labels, smooth), logits)
+    (g_want,) = torch.autograd.grad(want, logits)
+    (g_got,) = torch.autograd.grad(phidice_translation(logits, labels, smooth), logits)
     torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-12)
 
 
