@@ -18,9 +18,10 @@ def test_the_package_under_test_is_the_installed_one():
     assert Path(phidice.__file__).resolve().is_relative_to(Path(VENV).resolve()), phidice.__file__
 
 
-def test_installed_package_carries_its_data_files():
-    from phidice.integrations.nnunet import TRAINER_NAMES  # (trainers_path() itself needs nnunetv2 installed)
-
-    folder = Path(phidice.__file__).resolve().parent / "integrations" / "nnunet" / "trainers"
-    assert {f"{name}.py" for name in TRAINER_NAMES} <= {p.name for p in folder.iterdir()}
-    assert (Path(phidice.__file__).parent / "py.typed").is_file()
+def test_installed_package_has_every_file_of_the_source_package():
+    """Every module and data file of src/phidice (the nnU-Net trainer folder, py.typed) was installed."""
+    source = Path(__file__).resolve().parents[2] / "src" / "phidice"
+    installed = Path(phidice.__file__).resolve().parent
+    files = {p.relative_to(source) for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert Path("py.typed") in files and Path("integrations/nnunet/trainers/nnUNetTrainerPhiDice.py") in files
+    assert not [f for f in files if not (installed / f).is_file()]
