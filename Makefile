@@ -19,8 +19,10 @@ NNUNET_TORCH ?= torch==2.14.1 torchvision==0.29.1
 NPY := $(NNUNET_VENV)/bin/python
 NNUNET := $(NNUNET_VENV)/.phidice-nnunet
 TF ?= tensorflow-cpu
+DEVDEPS := $(VENV)/.phidice-dev
+MIN_VENV ?= .venv-min
 
-.PHONY: demo test test-all test-nnunet test-keras-tf bench bench-deep-supervision bench-compound install clean fuzz
+.PHONY: demo test test-all test-nnunet test-keras-tf bench bench-deep-supervision bench-compound install clean fuzz lint docs wheel-test test-min
 
 $(BASE): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -94,4 +96,34 @@ bench-compound: $(TESTDEPS)
 	$(PY) benchmarks/bench_fused_compound.py
 
 clean:
-	rm -rf $(VENV) $(NNUNET_VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(NNUNET_VENV) $(MIN_VENV) build src/*.egg-info .pytest_cache
+
+# `make lint`: ruff (lint + format check) and mypy, in the venv of the tests (mypy reads the installed packages'
+# types); `make docs`: the API reference site (build/site), warnings as errors; `make wheel-test`: the wheel and
+# the sdist built and installed in fresh venvs outside the tree (.ci/wheel_check.sh). Their times: BENCHMARKS.md.
+$(DEVDEPS): $(TESTDEPS)
+	$(PIP) -e ".[dev,docs]"
+	touch $(DEVDEPS)
+
+lint: $(DEVDEPS)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+docs: $(DEVDEPS)
+	$(VENV)/bin/mkdocs build --strict
+
+wheel-test: $(DEVDEPS)
+	bash .ci/wheel_check.sh $(abspath $(PY))
+
+# `make test-min` (on request): the suite with every dependency at its floor (pyproject's lower bounds) beside
+# torch 2.13; floors that cannot install there are named by .ci/min_requirements.py.
+test-min:
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(MIN_VENV)/bin/python .ci/min_requirements.py > $(MIN_VENV)/floors.txt
+	$(MIN_VENV)/bin/python -m pip install -q -c constraints.txt -r $(MIN_VENV)/floors.txt
+	$(MIN_VENV)/bin/python -m pip install -q -c constraints.txt --no-deps -e .
+	$(MIN_VENV)/bin/python -m pip install -q -c constraints.txt --no-deps nnunetv2
+	$(MIN_VENV)/bin/python -m pytest -n 2 -q

@@ -87,7 +87,7 @@ def test_the_other_blocks_run_elsewhere():
     """Every block not run here is an excerpt of an example script or names the test that runs it, and that test
     reads this document."""
     for doc in DOCS:
-        for block, where in _blocks_and_runners(doc):
+        for _block, where in _blocks_and_runners(doc):
             if where is None:
                 continue
             assert (ROOT / where).is_file(), f"{doc.name}: {where} does not exist"

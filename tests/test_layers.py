@@ -84,7 +84,7 @@ def test_imports_point_down():
     known = modules()
     wrong = []
     for name, path in known.items():
-        for target, in_function, line in imports(path, known):
+        for target, _in_function, line in imports(path, known):
             same_package = package_of(target) == package_of(name) and target != "phidice"
             if not same_package and rank(target) >= rank(name):
                 wrong.append(f"{name}:{line} imports {target} (layer {rank(target)} ≥ {rank(name)})")

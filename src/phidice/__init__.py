@@ -21,9 +21,13 @@ Public names are imported lazily so that ``import phidice`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:  # the version of the installed distribution: one number, in pyproject.toml
+    __version__ = importlib.metadata.version("phidice")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

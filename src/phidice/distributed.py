@@ -110,12 +110,12 @@ def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
     shape = torch.tensor(x.shape, dtype=torch.int64, device=device)
     shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size())]
     dist.all_gather(shapes, shape)
-    shapes = [tuple(int(v) for v in s.tolist()) for s in shapes]
-    padded = torch.zeros(tuple(max(dims) for dims in zip(*shapes)), dtype=x.dtype, device=device)
+    sizes = [tuple(int(v) for v in s.tolist()) for s in shapes]
+    padded = torch.zeros(tuple(max(dims) for dims in zip(*sizes)), dtype=x.dtype, device=device)
     padded[tuple(slice(0, n) for n in x.shape)] = x.detach().to(device)
-    parts = [torch.empty_like(padded) for _ in shapes]
+    parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
-    return torch.cat([p[: s[0]] for p, s in zip(parts, shapes)]).to(x.device), shapes
+    return torch.cat([p[: s[0]] for p, s in zip(parts, sizes)]).to(x.device), sizes
 
 
 class _GatherRows(torch.autograd.Function):

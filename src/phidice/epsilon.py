@@ -17,14 +17,22 @@ from concurrent.futures import ThreadPoolExecutor
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from phidice.core.phi import parse_phi
+from phidice.core.phi import Phi, parse_phi
 from phidice.io import as_label_array, iter_label_files, read_label_image
 from phidice.progress import progress as progress_bar
+
+if TYPE_CHECKING:  # torch is imported when ε is computed (the module stays importable for its helpers)
+    import torch
+
+# what estimate_epsilon and explain read: a batch of label maps, an iterable of maps or (map, spacing) pairs,
+# or label files (a path, a directory, a glob pattern, or a list of these)
+LabelSource = Union[str, "os.PathLike[str]", np.ndarray, "torch.Tensor", Iterable[Any]]
 
 __all__ = ["EpsilonStats", "epsilon_stats", "estimate_epsilon", "expected_volume"]
 
@@ -84,18 +92,18 @@ class EpsilonStats:
 
 
 def estimate_epsilon(
-    source,
+    source: LabelSource,
     num_classes: int | None = None,
-    phi="I",
+    phi: str | Phi = "I",
     positives_only: bool = False,
     ignore_index: int | None = None,
-    spacing=None,
-    target_spacing=None,
+    spacing: Sequence[float] | None = None,
+    target_spacing: Sequence[float] | None = None,
     batch_size: int = 1,
     workers: int | None = None,
     progress: bool = True,
     soft: bool = False,
-):
+) -> torch.Tensor:
     """ε = E[Σ_φ y] per class, as a float64 tensor of shape (C,) — Eq. 5's heuristic.
 
     Args:
@@ -290,7 +298,7 @@ def _iter_counts(source, ignore_index, spacing, workers, progress, soft=False) -
         items: Iterable = (batch[b] for b in range(batch.shape[0]))
         total = batch.shape[0]
     elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, dict)):
-        items, total = source, (len(source) if hasattr(source, "__len__") else None)
+        items, total = source, (len(source) if isinstance(source, Sized) else None)
     else:
         raise TypeError("source must be a label batch (tensor/ndarray), an iterable of label maps, or label "
                         f"file path(s)/directory/glob; got {type(source).__name__}")

@@ -86,7 +86,7 @@ def test_flags_follow_section_2_2():
     assert bi.all_empty_ratio[0] < 1e-6  # an all-empty batch under BI behaves like Φ=I
     assert phidice.explain(phi="BI", eps=1e-5, batch_size=1, volumes=v).flagged == [True]  # B=1: BI = I
     md = small_i.to_markdown()
-    assert "| 0 | 8789 |" in md and "empty maps barely learn" in md
+    assert "| label | volume |" in md and "| 1 | 8789 |" in md  # the volume given describes label 1 and "empty maps barely learn" in md
 
 
 def write(path, arr, spacing=(1.0, 1.0, 1.0)):

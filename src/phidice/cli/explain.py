@@ -40,8 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=1.0, help="focal Tversky exponent (default 1)")
     p.add_argument("--intent", choices=("missing", "empty"), default=None,
                    help="recommend Φ and ε to ignore missing labels or to learn empty maps")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--ignore-index", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="number of classes C of the label files (default: largest label + 1)")
+    p.add_argument("--ignore-index", type=int, default=None, help="label of the label files that counts for no class")
     p.add_argument("--target-spacing", type=float, nargs="+", default=None, metavar="MM",
                    help="voxel size of the training grid (volumes are measured in its voxels)")
     p.add_argument("--include-background", action="store_true", help="also explain label 0")

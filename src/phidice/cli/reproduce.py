@@ -49,9 +49,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="runs trained at once on the CPU, each in its own process (default: --threads, one thread "
                         "each; 1 on a GPU and under torchrun)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data, the initial weights and the batch order (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine-decayed; default 1e-3)")
-    p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny grid, for tests
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny grid that runs in seconds: checks an install, its numbers mean nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from phidice.core.phi import Phi, parse_phi
 
@@ -16,9 +16,9 @@ class DiceStats(NamedTuple):
     works on these three small tensors.
     """
 
-    intersection: object  # (B, C): Σ m·y·ỹ
-    pred_sum: object  # (B, C): Σ m·ỹ  (or Σ m·ỹ²)
-    target_sum: object  # (B, C): Σ m·y  (or Σ m·y²)
+    intersection: Any  # (B, C): Σ m·y·ỹ
+    pred_sum: Any  # (B, C): Σ m·ỹ  (or Σ m·ỹ²)
+    target_sum: Any  # (B, C): Σ m·y  (or Σ m·y²)
 
     def reduce(self, phi: "str | Phi") -> "DiceStats":
         """Sum into one entry per φ ∈ Φ: (B, C), (B, 1), (1, C) or (1, 1) for I, CI, BI, BCI."""
@@ -49,6 +49,6 @@ def drop_background(stats: DiceStats, include_background: bool, stacklevel: int 
 class PreparedTarget(NamedTuple):
     """A target brought to a common form: either integer labels or a dense (B, C, *S) float map."""
 
-    labels: object  # (B, *S) int64 with ignored voxels set to 0, or None
-    dense: object  # (B, C, *S) float, or None
-    mask: object  # (B, 1, *S) or (B, C, *S) float in [0, 1], or None
+    labels: Any  # (B, *S) int64 with ignored voxels set to 0, or None
+    dense: Any  # (B, C, *S) float, or None
+    mask: Any  # (B, 1, *S) or (B, C, *S) float in [0, 1], or None

@@ -6,6 +6,8 @@ operations on ``keras.ops``, so the numbers of both frameworks come from one def
 
 from __future__ import annotations
 
+import builtins
+
 import torch
 
 
@@ -51,11 +53,11 @@ class TorchOps:
         return x.detach()
 
     @staticmethod
-    def power(x, exponent: float):
+    def power(x, exponent: builtins.float):  # builtins: float is a method of this class
         return x.pow(exponent)
 
     @staticmethod
-    def maximum(x, value: float):
+    def maximum(x, value: builtins.float):
         return x.clamp_min(value)
 
     @staticmethod

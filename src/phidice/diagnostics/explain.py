@@ -19,6 +19,8 @@ Scenes (each a batch of ``batch_size`` images, every class of an image empty or 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -29,7 +31,7 @@ import torch
 from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, Overlap, tversky
 from phidice.core.deps import require
 from phidice.core.phi import Phi, parse_phi
-from phidice.epsilon import epsilon_stats, expected_volume
+from phidice.epsilon import LabelSource, epsilon_stats, expected_volume
 from phidice.equations import eq4, heuristic_eps_scale
 from phidice.io import atomic_write
 from phidice.losses.gradient import dice_gradient
@@ -96,7 +98,7 @@ class Explanation:
             f"Eq. 4 gradient ∂L/∂ỹ of the {self.loss} loss for Φ={self.phi}, ε={eps_text}, batch size "
             f"{self.batch_size} (reduction 'mean', from phidice.dice_gradient)",
             "",
-            "| class | volume | predicted | non-empty y=1 | non-empty y=0 | empty y=0 | empty/non-empty "
+            "| label | volume | predicted | non-empty y=1 | non-empty y=0 | empty y=0 | empty/non-empty "
             "| all-empty batch y=0 | flag |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
         ]
@@ -109,7 +111,7 @@ class Explanation:
             )
         if self.empty_fraction is not None:
             lines += ["", "Fraction of empty maps in the data: "
-                      + ", ".join(f"class {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction))]
+                      + ", ".join(f"label {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction))]
         for note in self.notes:
             lines += ["", f"- {note}"] if not lines[-1].startswith("- ") else [f"- {note}"]
         if self.recommendation is not None:
@@ -123,28 +125,30 @@ class Explanation:
 
 def _fmt_list(v) -> str:
     if isinstance(v, (list, tuple)):
-        return v and (f"{v[0]:.6g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
+        if not v:
+            return "[]"
+        return f"{v[0]:.6g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:.6g}" for x in v) + "]"
     return f"{v:.6g}"
 
 
 def explain(
-    phi="I",
-    eps=SMALL_EPS,
+    phi: str | Phi = "I",
+    eps: float | Sequence[float] | torch.Tensor | str = SMALL_EPS,
     batch_size: int = 2,
-    volumes=None,
-    labels=None,
+    volumes: float | Sequence[float] | None = None,
+    labels: LabelSource | None = None,
     num_classes: int | None = None,
-    predicted_volume=None,
-    empty_predicted_volume=None,
+    predicted_volume: float | Sequence[float] | None = None,
+    empty_predicted_volume: float | Sequence[float] | None = None,
     overlap: float = 0.5,
     intent: str | None = None,
     include_background: bool = False,
     ignore_index: int | None = None,
-    target_spacing=None,
+    target_spacing: Sequence[float] | None = None,
     positives_only: bool = False,
     workers: int | None = None,
     progress: bool = False,
-    plot=None,
+    plot: str | os.PathLike[str] | None = None,
     loss: str = "dice",
     alpha: float = 0.5,
     beta: float = 0.5,
@@ -183,7 +187,7 @@ def explain(
                             target_spacing=target_spacing, positives_only=positives_only, workers=workers,
                             progress=progress, include_background=include_background, soft=soft)
     else:
-        m = _measure_volumes(volumes, setup)
+        m = _measure_volumes(volumes, setup, include_background)
     scene = _scene(m, predicted_volume, empty_predicted_volume, setup.overlap)
     eps_vec = _eps_vector(eps, len(m.classes), setup.scale * np.asarray(m.expected, dtype=np.float64))
     result = _explanation(setup, m, scene, eps_vec)
@@ -303,11 +307,13 @@ def _measure_labels(labels, setup: _Setup, *, num_classes, ignore_index, target_
     return _Measured(classes, stats.mean_positive_volume[classes], empty_fraction, expected, expected_image, notes)
 
 
-def _measure_volumes(volumes, setup: _Setup) -> _Measured:
-    """The given typical volumes; E[Σ_φ y] sums B of them when φ spans the batch."""
+def _measure_volumes(volumes, setup: _Setup, include_background: bool) -> _Measured:
+    """The given typical volumes, of the foreground labels 1, 2, … (0, 1, … with ``include_background``);
+    E[Σ_φ y] sums B of them when φ spans the batch."""
     vol = _positive_vector(volumes, "volumes", None)
     expected = vol * (setup.batch_size if setup.phi.sums_batch else 1)
-    return _Measured(list(range(vol.shape[0])), vol, None, expected, vol, [])
+    first = 0 if include_background else 1
+    return _Measured(list(range(first, first + vol.shape[0])), vol, None, expected, vol, [])
 
 
 def _notes(phi, batch_size, classes, empty_fraction, flagged) -> list[str]:
@@ -393,6 +399,7 @@ def _scene_gradients(phi, index: Overlap, eps_vec, B, Y, P, I, P_empty) -> dict:
         probs = torch.stack([im[0] for im in images])
         target = torch.stack([im[1] for im in images])
         out = dice_gradient(probs, target, phi=phi, eps=eps_t, include_background=True, overlap=index)
+        assert out.g0 is not None and out.g1 is not None  # the L1 relaxation (not squared) has both
         return out.g0[0].numpy(), out.g1[0].numpy()
 
     ne, e = (p_ne, y_ne), (p_e, y_e)
@@ -410,7 +417,8 @@ def _recommend(intent, B, expected, empty_fraction, scale: float = 1.0) -> dict 
         return dict(intent="missing", phi="I", eps=SMALL_EPS, batch_size=B, why=[
             "Φ=I with a negligible ε: a map without labels has Σ_φ y = 0, so its gradient ε/(P+ε)² ≈ 0 and the "
             "unlabelled class is ignored with no special loss (Sect. 2.2).",
-            "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty predictions.",
+            "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty "
+            "predictions.",
         ])
     eps_heur = [float(e) for e in np.asarray(expected, dtype=np.float64)]
     heur = _fmt_list(eps_heur)
@@ -486,7 +494,7 @@ def plot_epsilon_curves(path, volumes, eps, classes, overlap: float = 0.5, index
             ax.loglog(P, eq5_curves(P, v, e, overlap, index)[0], label=label, lw=2.2 if "chosen" in label else 1.2)
         ax.loglog(P, eq5_curves(P, v, SMALL_EPS, overlap, index)[1], "k--", label="non-empty map, Y=v̂")
         ax.axvline(v, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"class {classes[k]}: v̂ = {v:.4g} voxels")
+        ax.set_title(f"label {classes[k]}: v̂ = {v:.4g} voxels")
         ax.set_xlabel("predicted volume P on the empty map (voxels)")
         ax.set_ylabel("∂L_φ/∂ỹ at y=0 (one φ)")
         ax.legend(fontsize=7)

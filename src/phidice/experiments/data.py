@@ -24,6 +24,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from phidice.core.deps import require
+
 # the MNI152 2009a template, 1 mm isotropic, as shipped in nilearn/datasets/data
 _TEMPLATE_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -88,8 +90,7 @@ class SegDataset:
 
 
 def template_dir() -> str:
-    import nilearn
-
+    nilearn = require("nilearn", "experiments", "the data of phidice reproduce (MNI152 slices)")
     return os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
 
 

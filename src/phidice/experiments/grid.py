@@ -83,6 +83,12 @@ def _nan_none(v: float):
     return None if not np.isfinite(v) else v
 
 
+def _ml(volumes) -> np.ndarray:
+    """Volumes in ml of :func:`phidice.metrics.volume` (given a spacing, so never None)."""
+    assert volumes.ml is not None
+    return volumes.ml.numpy()
+
+
 def evaluate(pred: np.ndarray, val: SegDataset) -> dict:
     """Per-image Dice, volumes and ΔV of every foreground class with phidice.metrics, and the per-group means.
 
@@ -93,9 +99,9 @@ def evaluate(pred: np.ndarray, val: SegDataset) -> dict:
     p = torch.as_tensor(pred)[..., None]
     y = torch.as_tensor(val.labels)[..., None]
     dsc = metrics.dice_score(p, y, num_classes=C, include_background=False, empty="nan").numpy()
-    pv = metrics.volume(p, val.spacing, num_classes=C, include_background=False).ml.numpy()
-    rv = metrics.volume(y, val.spacing, num_classes=C, include_background=False).ml.numpy()
-    dv = metrics.volume_difference(p, y, val.spacing, num_classes=C, include_background=False).ml.numpy()
+    pv = _ml(metrics.volume(p, val.spacing, num_classes=C, include_background=False))
+    rv = _ml(metrics.volume(y, val.spacing, num_classes=C, include_background=False))
+    dv = _ml(metrics.volume_difference(p, y, val.spacing, num_classes=C, include_background=False))
     groups = {}
     for g in dict.fromkeys(val.groups.tolist()):
         rows = val.groups == g
@@ -138,7 +144,7 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
     loss_fn = make_loss(run.config, train.num_classes, eps)
     torch.manual_seed(settings.seed)  # same initial weights for every configuration
     model = UNet2D(train.images.shape[1], train.num_classes, settings.base_channels, settings.levels)
-    trained = model
+    trained: torch.nn.Module = model
     if distributed:
         trained = torch.nn.parallel.DistributedDataParallel(model.to(settings.device))
     monitor = monitor_for(run, loss_fn, train)

@@ -76,7 +76,8 @@ def _assemble(items, size, num_classes, missing, class_names) -> SegDataset:
     """items: (case, group, image, label, spacing)."""
     if not items:
         raise ValueError("no labelled slices found in the data folder")
-    spacing = tuple(float(v) for v in np.mean([it[4] for it in items], axis=0))
+    sx, sy, sz = (float(v) for v in np.mean([it[4] for it in items], axis=0))
+    spacing = (sx, sy, sz)
     return SegDataset(np.stack([it[2] for it in items])[:, None], np.stack([it[3] for it in items]),
                       np.array([it[1] for it in items]), spacing, num_classes, missing,
                       [it[0] for it in items], class_names)
@@ -107,6 +108,14 @@ def _acdc_phases(case_dir: str) -> dict:
     return phases
 
 
+def _acdc_frame(path: str) -> int:
+    """NN of an ACDC ``patientXXX_frameNN_gt`` file."""
+    match = re.search(r"_frame(\d+)_gt", path)
+    if match is None:
+        raise ValueError(f"{path}: not an ACDC label file name (patientXXX_frameNN_gt.*)")
+    return int(match.group(1))
+
+
 def load_acdc(root: str, size: int = 48, slices_per_case: int = 3) -> SegDataset:
     items = []
     for case_dir in sorted(glob.glob(os.path.join(root, "patient*"))):
@@ -115,9 +124,9 @@ def load_acdc(root: str, size: int = 48, slices_per_case: int = 3) -> SegDataset
         if not gts:
             raise FileNotFoundError(f"{case_dir}: no {case}_frameNN_gt files")
         phases = _acdc_phases(case_dir)
-        frames = sorted(int(re.search(r"_frame(\d+)_gt", p).group(1)) for p in gts)
+        frames = sorted(_acdc_frame(p) for p in gts)
         for gt in gts:
-            frame = int(re.search(r"_frame(\d+)_gt", gt).group(1))
+            frame = _acdc_frame(gt)
             im = _find(case_dir, f"{case}_frame{frame:02d}")
             if im is None:
                 raise FileNotFoundError(f"{case_dir}: no image for {os.path.basename(gt)}")

@@ -8,8 +8,8 @@ Keys: (task, labelling, B, config) -> {"dsc": (always-labelled group, missing gr
 
 from __future__ import annotations
 
-_ = None
-PAPER = {
+_: None = None
+PAPER: dict[tuple[str, str, int, str], dict[str, tuple[float | None, float | None]]] = {
     # BRATS, full labelling: every legible DSC is 0.88–0.90
     ("binary", "full", 1, "I"): {"dsc": (0.89, 0.89), "dv": (-4, -8)},
     ("binary", "full", 1, "BI"): {"dsc": (0.89, 0.89), "dv": (-4, -7)},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import ListedColormap
@@ -101,7 +102,8 @@ def _ci_bounds(values: np.ndarray | None) -> tuple[float | None, float | None]:
 
 def _paired(a_run, b_run, group_index: int, what: str, label: str) -> dict:
     """Paired test of run a against run b on the same validation images of one group (a − b)."""
-    out = {"comparison": label, "difference": None, "ci": None, "p_value": None, "n": 0, "significant": None}
+    out: dict[str, Any] = {"comparison": label, "difference": None, "ci": None, "p_value": None, "n": 0,
+                           "significant": None}
     a, b = _per_image(a_run, group_index, what), _per_image(b_run, group_index, what)
     if a is None or b is None:
         out["note"] = "no per-image numbers"

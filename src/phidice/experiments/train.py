@@ -81,8 +81,7 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
     if uses_eps:
         if eps_vector is None:
             raise ValueError(f"config {config!r} needs ε from estimate_epsilon (eps_vector)")
-        eps = eps_vector if binary else eps_vector[1:]
-        eps = [float(v) for v in eps]
+        eps: float | list[float] = [float(v) for v in (eps_vector if binary else eps_vector[1:])]
     else:
         eps = PAPER_EPS
     _, _, in_ddp = distributed_info()

@@ -49,7 +49,7 @@ class Checks:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.pending = []
+        self.pending: list = []
 
     def require(self, bad, error, *, always: bool = False) -> None:
         if not (self.enabled or always):

@@ -7,6 +7,7 @@ any Keras back end. Reductions keep their axis.
 
 from __future__ import annotations
 
+import builtins
 import math
 
 from keras import ops
@@ -54,11 +55,11 @@ class KerasOps:
         return ops.stop_gradient(x)
 
     @staticmethod
-    def power(x, exponent: float):
+    def power(x, exponent: builtins.float):  # builtins: float is a method of this class
         return ops.power(x, exponent)
 
     @staticmethod
-    def maximum(x, value: float):
+    def maximum(x, value: builtins.float):
         return ops.maximum(x, value)
 
     @staticmethod

@@ -62,7 +62,7 @@ class LossModule(nn.Module):
     ε, the class weights and ``ce_weight`` are buffers; ``config`` is updated when a state dict is loaded.
     """
 
-    _buffer_names = SMOOTHING
+    _buffer_names: tuple[str, ...] = SMOOTHING
     _monitor = None  # a GradientMonitor attached with ``monitor.attach()``: told the sums of every call
 
     def __init__(self, config: DiceConfig, ce: CEConfig | None = None):
@@ -119,7 +119,7 @@ class LossModule(nn.Module):
         super()._apply(fn, *args, **kwargs)
         for name, old in before.items():
             new = self._buffers.get(name)
-            if new is not None and new.dtype != torch.float64:
+            if old is not None and new is not None and new.dtype != torch.float64:
                 self._buffers[name] = old.to(device=new.device)
         return self
 

@@ -105,5 +105,6 @@ class DiceCELoss(LossModule):
                 monitor=None) -> torch.Tensor:
         """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_ce_loss`;
         ``monitor``: a :class:`phidice.GradientMonitor` of this loss, told the Dice term's sums of this call."""
+        assert self.ce is not None  # set by __init__ and from_config
         return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask,
                             self.monitor_for(monitor))

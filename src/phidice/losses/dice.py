@@ -8,6 +8,8 @@ Eq. 3 (:mod:`phidice.equations`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from phidice.core.checks import check_input
@@ -36,7 +38,7 @@ def dice_from(input, target, config: DiceConfig, raw, mask=None, monitor=None) -
 
 @config_signature(DiceConfig)
 def dice_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-              config: DiceConfig | None = None, **options) -> torch.Tensor:
+              config: DiceConfig | None = None, **options: Any) -> torch.Tensor:
     """Dice loss of Eq. 3 with explicit reduction subsets Φ and smoothing ε.
 
     Args:

@@ -118,6 +118,7 @@ def _float_labels(target: torch.Tensor, pred: Hard) -> bool:
         lab = pred.labels
         return target.shape in (lab.shape, (lab.shape[0], 1, *lab.shape[1:]))
     m = pred.maps
+    assert m is not None  # a Hard holds labels or maps
     return m.shape[1] > 1 and target.ndim == m.ndim and target.shape[1] == 1 and target.shape[2:] == m.shape[2:]
 
 
@@ -218,6 +219,7 @@ def layout(pred, target, *, threshold=None, ignore_index=None) -> Layout:
     p = harden(pred, "pred", threshold=threshold)
     t = harden(target, "target", label_like=_float_labels(as_tensor(target, "target"), p))
     ref = t.labels if t.labels is not None else t.maps
+    assert ref is not None  # a Hard holds labels or maps
     if p.labels is not None and p.labels.device != ref.device or p.maps is not None and p.maps.device != ref.device:
         raise ValueError("pred and target must be on the same device")
     if ignore_index is not None and t.labels is None:
@@ -274,6 +276,7 @@ def _common_label_layout(p: Hard, t: Hard, spatial) -> dict[str, torch.Tensor]:
                 lab = lab[:, 0]
             if tuple(lab.shape[1:]) != tuple(spatial):
                 other = p.maps if p.maps is not None else t.maps
+                assert other is not None  # a spatial shape comes from a map
                 raise ValueError(f"{name} label map of shape {tuple(h.labels.shape)} does not fit the map of shape "
                                  f"{tuple(other.shape)}: expected (B, *S) = {(other.shape[0], *spatial)}")
         labels[name] = lab
@@ -289,18 +292,25 @@ def _common_label_layout(p: Hard, t: Hard, spatial) -> dict[str, torch.Tensor]:
     return labels
 
 
+def _present(labels: torch.Tensor | None) -> torch.Tensor:
+    """The label map of a Hard without maps (it holds one or the other)."""
+    assert labels is not None
+    return labels
+
+
 def _counts(p: Hard, t: Hard, labels: dict, C: int, B: int, ignore_index) -> DiceStats:
     """Exact int64 (B, C) counts; ``ignore_index`` voxels of the target leave every sum."""
     valid = None
     t_labels, p_labels = labels.get("target"), labels.get("pred")
     if ignore_index is not None:
+        assert t_labels is not None  # layout() takes ignore_index with a label-map target only
         valid = t_labels != ignore_index
         t_labels = t_labels.masked_fill(~valid, 0)
     if p_labels is not None and t_labels is not None and C > 1:
         stats = _label_counts(p_labels, t_labels, C, valid)
     else:
-        pm = p.maps if p.maps is not None else _one_hot(p_labels, C)
-        tm = t.maps if t.maps is not None else _one_hot(t_labels, C)
+        pm = p.maps if p.maps is not None else _one_hot(_present(p_labels), C)
+        tm = t.maps if t.maps is not None else _one_hot(_present(t_labels), C)
         if valid is not None:
             v = valid.unsqueeze(1)
             pm, tm = pm & v, tm & v
@@ -336,7 +346,8 @@ def single_counts(x, name: str, *, num_classes=None, threshold=None,
         C = _num_classes(num_classes, h.maps.shape[1], 0)
         counts, ndim = h.maps.sum(tuple(range(2, h.maps.ndim))), h.maps.ndim - 2
     else:
-        lab, ndim = h.labels, h.labels.ndim - 1
+        lab = _present(h.labels)
+        ndim = lab.ndim - 1
         C = _num_classes(num_classes, None, 1 + _max_label(lab, None))
         _check_labels(lab, C, name)
         B = lab.shape[0]

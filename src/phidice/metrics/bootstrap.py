@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from phidice.core.config import check_choice
 
@@ -129,16 +130,18 @@ def _interval(x: np.ndarray, dist: np.ndarray, confidence: float, method: str) -
         jack = (x.sum() - x) / (n - 1)
         u = (n - 1) * (jack.mean() - jack)
         accel = (np.sum(u ** 3) / n ** 3) / (np.sum(u ** 2) / n ** 2) ** 1.5 / 6
-        probs = []
+        bca: list[float] = []
         for z in (_NORMAL.inv_cdf(alpha), -_NORMAL.inv_cdf(alpha)):
             num = z0 + z
-            probs.append(_NORMAL.cdf(z0 + num / (1 - accel * num)))
+            bca.append(_NORMAL.cdf(z0 + num / (1 - accel * num)))
+        probs = (bca[0], bca[1])
     low, high = np.quantile(dist, probs)
     return float(low), float(high)
 
 
-def bootstrap_ci(values, *, confidence: float = 0.95, n_resamples: int = 10_000, method: str = "percentile",
-                 seed=0, name: str = "values") -> MeanCI:
+def bootstrap_ci(values: ArrayLike | torch.Tensor, *, confidence: float = 0.95, n_resamples: int = 10_000,
+                 method: str = "percentile", seed: int | np.random.Generator | None = 0,
+                 name: str = "values") -> MeanCI:
     """Bootstrap confidence interval of the mean of a per-case metric.
 
     Args:

@@ -144,7 +144,7 @@ def compare_folders(pred_dirs, gt_dir, *, names=None, baseline: str | None = Non
             raise ValueError(f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
                              "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items()))
 
-    scores = {n: [] for n in names}
+    scores: dict[str, list] = {n: [] for n in names}
     for case in progress_bar(cases, desc="phidice evaluate (compare)", unit="case", disable=not progress):
         gt_path = ref_files[case]
         reference = read_label_image(gt_path)
@@ -220,7 +220,7 @@ def compare_markdown(cmp: Comparison, rows: list[dict], resampling: Resampling |
     lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] + ["---", "---:"] * len(metrics))
               + "|"]
     by_key = {(r["class"], r["group"], r["method"], r["metric"]): r for r in rows}
-    for j, c in enumerate(ev.classes):
+    for c in ev.classes:
         for group, sel in row_sets(ev):
             for m in cmp.methods:
                 cells = [str(c), group, m, str(int(sel.sum()))]
@@ -299,8 +299,9 @@ def write_comparison(cmp: Comparison, out_dir, *, resampling: Resampling | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = compare_rows(cmp, resampling)
-    files = {"compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
-             "compare.csv": compare_csv(rows), "per_case.csv": per_case_csv(cmp)}
+    files: dict[str, str | bytes] = {
+        "compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
+        "compare.csv": compare_csv(rows), "per_case.csv": per_case_csv(cmp)}
     if cmp.first.roc:
         files["roc.csv"] = roc_csv(cmp)
         files["roc.png"] = roc_png(cmp)

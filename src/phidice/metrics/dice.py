@@ -20,6 +20,7 @@ With Y_φ > 0 all four give 2I/(P+Y). NaN means "undefined" and is left out of e
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from phidice.core.config import EMPTY_SCORES, check_choice, check_empty
@@ -80,14 +81,14 @@ def reduce_scores(scores: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def dice_score(
-    pred,
-    target,
+    pred: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
     *,
     num_classes: int | None = None,
     phi: "str | Phi" = "I",
     empty: str = "nan",
     include_background: bool = True,
-    threshold=None,
+    threshold: float | str | None = None,
     ignore_index: int | None = None,
     reduction: str = "none",
 ) -> torch.Tensor:

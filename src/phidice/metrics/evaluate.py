@@ -126,7 +126,7 @@ class CaseScore:
     stats: DiceStats
     voxel_ml: float
     surface: np.ndarray | None = None
-    absent: tuple[float, float] = (float("nan"), float("nan"))
+    absent: tuple[float, float] | None = (float("nan"), float("nan"))
 
 
 def score_case(pred: np.ndarray, ref: np.ndarray, spacing, pred_path, gt_path, *, num_classes: int | None = None,
@@ -232,7 +232,7 @@ class Evaluation:
     def metrics(self) -> dict[str, np.ndarray]:
         """The per-case (N, C) metrics that get means, intervals and tests: DSC, ΔV and, if computed, HD95, NSD."""
         out = {"DSC": self.dsc, "dV_ml": self.dv_ml}
-        if self.hd95 is not None:
+        if self.hd95 is not None and self.nsd is not None:
             out["HD95_mm"], out["NSD"] = self.hd95, self.nsd
         return out
 
@@ -279,7 +279,8 @@ def assemble(cases: list[str], scores: list[CaseScore], *, num_classes_seen: int
         surf = np.empty((len(scores), C, 2))
         for i, s in enumerate(scores):
             surf[i] = s.absent
-            surf[i, :s.surface.shape[0]] = s.surface
+            if s.surface is not None:
+                surf[i, :s.surface.shape[0]] = s.surface
         surf = surf[:, classes]
         ev.tolerance, ev.hd95, ev.nsd = float(tolerance), surf[..., 0], surf[..., 1]
     return ev
@@ -304,7 +305,7 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
 
 
     scores = []
-    for case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
+    for _case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
         pred, ref, sp = load_pair(pred_path, gt_path, threshold=threshold, spacing=spacing)
         scores.append(score_case(pred, ref, sp, pred_path, gt_path, num_classes=num_classes,
                                  tolerance=surface_tolerance, empty=empty, include_background=include_background))
@@ -330,6 +331,7 @@ def apply_pool(ev: Evaluation, pool, *, per_source: bool) -> None:
 
 
 def _add_roc(ev: Evaluation, positive_group: str | None) -> None:
+    assert ev.groups is not None  # called only with a groups file
     kinds = sorted(set(ev.groups))
     if positive_group is not None and positive_group not in kinds:
         raise ValueError(f"--positive-group {positive_group!r} is not a group of the groups file: {kinds}")
@@ -346,7 +348,7 @@ def _add_roc(ev: Evaluation, positive_group: str | None) -> None:
         if means[kinds[0]] == means[kinds[1]]:
             raise ValueError(f"groups {kinds[0]!r} and {kinds[1]!r} have the same mean reference volume; name the "
                              "positive group with --positive-group")
-        positive_group = max(kinds, key=means.get)
+        positive_group = max(kinds, key=lambda k: means[k])
         ev.positive_rule = "the group with the larger mean reference volume (default)"
     else:
         ev.positive_rule = "--positive-group"
@@ -385,7 +387,7 @@ def case_rows(ev: Evaluation):
         for j, c in enumerate(ev.classes):
             row = [case, c, ev.groups[i] if ev.groups else "", _g(ev.dsc[i, j]), _g(vr[i, j]), _g(vp[i, j]),
                    _g(dv[i, j]), int(ev.stats.target_sum[i, j]), int(ev.stats.pred_sum[i, j])]
-            if ev.hd95 is not None:
+            if ev.hd95 is not None and ev.nsd is not None:
                 row += [_g(ev.hd95[i, j]), _g(ev.nsd[i, j])]
             if ev.annotated is not None:
                 row.append(int(ev.annotated[i, j]))
@@ -526,8 +528,8 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
             dsc_ci = interval_cell(res.ci(ev.dsc[rows, j], f"DSC of {what}"), ev.dsc[rows, j], ".3f")
             dv_ci = interval_cell(res.ci(dv[rows, j], f"ΔV of {what}"), dv[rows, j], ".3f")
             cells = [str(c), name, str(int(rows.sum())), dsc, str(n), "–" if np.isnan(bi) else f"{bi:.3f}", dsc_ci,
-                     dvs, dv_ci, f"{np.mean(vr[rows, j]):.3f}", f"{np.mean(vp[rows, j]):.3f}"]
-            if ev.hd95 is not None:
+                     dvs, dv_ci, f"{vr[rows, j].mean():.3f}", f"{vp[rows, j].mean():.3f}"]
+            if ev.hd95 is not None and ev.nsd is not None:
                 for key, arr in (("HD95_mm", ev.hd95), ("NSD", ev.nsd)):
                     v = arr[rows, j]
                     cells.append(mean_ci_cell(res.ci(v, f"{key} of {what}"), v, FORMATS[key]))
@@ -587,7 +589,7 @@ def write_outputs(ev: Evaluation, out_dir, **summary_kw) -> list[Path]:
     ``summary_kw``: :func:`summary_markdown`'s options (``resampling`` for the intervals)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"per_case.csv": per_case_csv(ev), "summary.md": summary_markdown(ev, **summary_kw)}
+    files: dict[str, str | bytes] = {"per_case.csv": per_case_csv(ev), "summary.md": summary_markdown(ev, **summary_kw)}
     if ev.roc:
         files["roc.csv"] = roc_csv(ev)
         files["roc.png"] = roc_png(ev)

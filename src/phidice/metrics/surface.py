@@ -39,7 +39,8 @@ scipy is imported when a surface metric is computed, not when :mod:`phidice.metr
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -202,6 +203,7 @@ def label_map_scores(pred: np.ndarray, ref: np.ndarray, spacing, classes, *, tol
             found = [b[c - 1] for b in boxes if b[c - 1] is not None]
             if not found:
                 conv = empty_scores(True, True, empty, worst)
+                assert conv is not None  # both maps are empty
                 hd[j], nsd[j] = conv[0], conv[1] if tol is not None else float("nan")
                 continue
             box = tuple(slice(min(f[k].start for f in found), max(f[k].stop for f in found)) for k in range(ref.ndim))
@@ -226,8 +228,13 @@ def _as_masks(pred, target, num_classes, threshold, include_background):
         raise ValueError(f"surface metrics need a batch axis and at least one spatial axis; got shape {shape}")
     C = layout_classes(lay, num_classes)
     classes = reported_classes(C, include_background)
-    sides = [(labels[name].cpu().numpy(), None) if name in labels else (None, h.maps.cpu().numpy())
-             for name, h in (("pred", p), ("target", t))]
+    sides: list[tuple[Any, Any]] = []  # (labels, None) or (None, maps) per side
+    for name, h in (("pred", p), ("target", t)):
+        if name in labels:
+            sides.append((labels[name].cpu().numpy(), None))
+        else:
+            assert h.maps is not None  # not a label map: a bool map
+            sides.append((None, h.maps.cpu().numpy()))
 
     def get(b: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         (lp, mp), (lt, mt) = sides
@@ -238,18 +245,24 @@ def _as_masks(pred, target, num_classes, threshold, include_background):
     return shape[0], classes, tuple(shape[1:]), get
 
 
-def surface_metrics(pred, target, spacing, *, tolerance=None, num_classes: int | None = None,
-                    include_background: bool = True, threshold=None, empty: str = "nan", percentile: float = 95.0,
-                    hd_worst="diagonal") -> SurfaceScores:
+def surface_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
+                    spacing: Sequence[float] | torch.Tensor | np.ndarray, *,
+                    tolerance: float | Sequence[float] | None = None, num_classes: int | None = None,
+                    include_background: bool = True, threshold: float | str | None = None, empty: str = "nan",
+                    percentile: float = 95.0, hd_worst: str | float = "diagonal") -> SurfaceScores:
     """HD95 (mm) and NSD at ``tolerance`` mm per image and class (B, C), with the ``empty`` convention of DSC.
 
     Args:
-        pred, target, num_classes, include_background, threshold: as :func:`~phidice.metrics.dice_score`
-            (label maps (B, *S), binary maps (B, C, *S), or probabilities with a threshold).
+        pred: as :func:`~phidice.metrics.dice_score` (label maps (B, *S), binary maps (B, C, *S), or
+            probabilities with a threshold).
+        target: as :func:`~phidice.metrics.dice_score`.
         spacing: voxel size in mm, one value per spatial axis, or (B, ndim) for images of different spacings.
         tolerance: τ of the NSD in mm, one value or one per reported class; None computes HD95 only.
         empty: "nan", "ratio", "one" or "zero": the value when the reference and/or the prediction of (b, c)
             is empty (module docstring table).
+        num_classes: as :func:`~phidice.metrics.dice_score`.
+        include_background: as :func:`~phidice.metrics.dice_score`.
+        threshold: as :func:`~phidice.metrics.dice_score`.
         percentile: the percentile of the directed distances (95 for HD95, 100 for the Hausdorff distance).
         hd_worst: HD95 of a missed or hallucinated structure: "diagonal" (image diagonal, default), a
             distance in mm, or float("inf").
@@ -333,4 +346,6 @@ def normalized_surface_dice(pred, target, spacing, tolerance, **kwargs) -> torch
     """
     if tolerance is None:
         raise ValueError("tolerance (mm) is required for the normalised surface Dice")
-    return surface_metrics(pred, target, spacing, tolerance=tolerance, **kwargs).nsd
+    nsd = surface_metrics(pred, target, spacing, tolerance=tolerance, **kwargs).nsd
+    assert nsd is not None  # a tolerance was given
+    return nsd

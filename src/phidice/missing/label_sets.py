@@ -10,12 +10,15 @@ the background, e.g. {2, 3}) is a voxel-wise constraint with no per-sample equiv
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from phidice.core.supersets import check_superset_map
 
 
-def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map, num_classes: int, *,
+def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map: Mapping[int, Sequence[int]],
+                              num_classes: int, *,
                               ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert a label map with superset labels to ``(target, annotated)`` for the missing-label losses.
 

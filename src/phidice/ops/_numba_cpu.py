@@ -2,8 +2,8 @@
 
 Work is split into tasks of (image b, chunk of voxels); every kernel runs the tasks ``t0 … t1 − 1`` on
 the calling thread (no GIL held), and :mod:`phidice.ops.cpu` spreads task ranges over its threads. Inside
-a task the voxels are walked in blocks of ``blk`` so that every inner loop runs over contiguous voxels with no branch that
-depends on the data (the label test is a select), and LLVM vectorises it. The exponential is a float32
+a task the voxels are walked in blocks of ``blk`` so that every inner loop runs over contiguous voxels with no
+branch that depends on the data (the label test is a select), and LLVM vectorises it. The exponential is a float32
 polynomial 2^k·p(f) — ``np.exp`` does not vectorise here and dominated the time — and float64 keeps the
 exact ``math.exp``. Partial sums are kept per block in the input's precision and added into float64
 per task, so fp32 results match a float32 reference to ~1e-7.

@@ -51,6 +51,13 @@ class AnnotatedLabelsd(MapTransform):
             labels, a label map with voxels of an unannotated label.
     """
 
+    num_classes: int
+    annotated_key: Hashable
+    background: bool
+    names: dict[str, int] | None
+    label_key: Hashable | None
+    default: torch.Tensor | None
+
     def __init__(self, keys: Hashable | Sequence[Hashable], num_classes: int, *,
                  annotated_key: Hashable = ANNOTATED_KEY, background: bool = True,
                  names: Mapping[str, int] | None = None, default: Sequence | str | None = None,

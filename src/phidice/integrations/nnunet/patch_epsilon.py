@@ -52,7 +52,7 @@ class PatchVolumes:
     def add(self, target, annotated: "torch.Tensor | None" = None) -> None:
         """One batch's target (a tensor, or a list of tensors under deep supervision)."""
         levels = list(target) if isinstance(target, (list, tuple)) else [target]
-        if self.sums is None:
+        if self.sums is None or self.counts is None:
             self.sums = [np.zeros(self.task.num_channels) for _ in levels]
             self.counts = [np.zeros(self.task.num_channels) for _ in levels]
         if len(levels) != len(self.sums):
@@ -67,7 +67,7 @@ class PatchVolumes:
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         """(levels, C) arrays of Σy and of image counts."""
-        if self.sums is None:
+        if self.sums is None or self.counts is None:
             raise ValueError("no batches were added")
         return np.stack(self.sums), np.stack(self.counts)
 

@@ -40,7 +40,8 @@ class NNUNetTask:
         return dict(self.label_names)
 
     @classmethod
-    def from_label_dict(cls, labels: Mapping, *, batch_dice: bool = False, where: str = "dataset.json") -> "NNUNetTask":
+    def from_label_dict(cls, labels: Mapping | None, *, batch_dice: bool = False,
+                        where: str = "dataset.json") -> "NNUNetTask":
         """From the ``labels`` entry of a dataset.json (name → label value or list of values)."""
         if not isinstance(labels, Mapping) or not labels:
             raise ValueError(f"{where}: 'labels' must be a non-empty mapping name → label; got {labels!r}")
@@ -68,7 +69,7 @@ class NNUNetTask:
         regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
         if regions:
             channels = []
-            for name, vals in names.items():
+            for vals in names.values():
                 if set(vals) == {0}:
                     continue  # the background region has no channel
                 channels.append(vals)

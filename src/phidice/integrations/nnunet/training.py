@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from time import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,8 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
     Other Φ, ε, ``eps_empty``, Dice-only etc.: a ``"phidice"`` entry in the plans configuration
     (:mod:`phidice.integrations.nnunet.options`).
     """
+
+    dataset_class: Any  # nnU-Net's, set in nnUNetTrainer.__init__ (None until a dataset is found)
 
     phidice_fixed: dict = {}
     phidice_defaults: dict = {}
@@ -141,7 +144,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         return ann
 
     def _phidice_set_batch(self, batch: dict) -> None:
-        if self.phidice_missing is None:
+        if self.phidice_missing is None or self.phidice_annotations is None:
             return
         keys = [str(k) for k in batch["keys"]]
         self.loss.set_batch(keys, self.phidice_annotations.rows(keys, self.phidice_task, device=self.device))
@@ -209,7 +212,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         for i in range(n):
             batch = next(self.dataloader_train)
             ann = None
-            if self.phidice_missing is not None:
+            if self.phidice_missing is not None and self.phidice_annotations is not None:
                 ann = self.phidice_annotations.rows([str(k) for k in batch["keys"]], task)
             vols.add(batch["target"], ann)
             if (i + 1) % 25 == 0 and i + 1 < n:
@@ -217,8 +220,8 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
                                        also_print_to_console=True)
         sums, counts = vols.totals()
         if self.is_ddp:  # every rank measured its own batches: the same ε everywhere
-            both = torch.as_tensor(np.stack([sums, counts]), dtype=torch.float64, device=self.device)
-            both = phidice.distributed.all_reduce_sum(both).cpu().numpy()
+            both = phidice.distributed.all_reduce_sum(
+                torch.as_tensor(np.stack([sums, counts]), dtype=torch.float64, device=self.device)).cpu().numpy()
             sums, counts = both[0], both[1]
         batch_in_phi = 1
         if opts.phi in ("BI", "BCI"):  # E[Σ_φ y] with φ spanning the (global, under sync_batch) batch
