@@ -260,7 +260,7 @@ def test_double_backward_raises_instead_of_a_silent_zero(backend):
     torch.testing.assert_close(g.detach(), g0, rtol=1e-5, atol=1e-7)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         g.sum().backward()
-    with pytest.raises(RuntimeError, match="not have been used in the graph"):  # no path back to x at all
+    with pytest.raises(RuntimeError, match="differentiate twice.*fused=False"):  # the error names the way out
         torch.autograd.grad(g.sum(), x)
 
 
