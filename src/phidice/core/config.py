@@ -14,6 +14,7 @@ No torch import: this module is shared with :mod:`phidice.keras`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -233,13 +234,13 @@ class DiceConfig:
     fused: "bool | Literal['auto']" = "auto"
     sync_batch: bool = False
     validate_args: bool = True
-    overlap: Overlap = field(default=DICE)
+    overlap: "Overlap | None" = None  # None: Dice (a literal default, which torch.compile can trace)
     # MONAI's soft_label: I = Σ m·min(ỹ, y) = Σ m·(ỹ + y − |ỹ − y|)/2, the intersection that stays right for
     # y ∈ (0, 1) (on hard targets it is Σ m·y·ỹ); with squared=True, I = Σ y·ỹ already is MONAI's soft form
     soft_label: bool = False
 
     def __post_init__(self):
-        put = object.__setattr__.__get__(self)
+        put = functools.partial(object.__setattr__, self)  # a bound __get__ does not trace under torch.compile
         put("phi", parse_phi(self.phi))
         put("activation", check_activation(self.activation))
         for name in ("eps", "eps_nr", "eps_dr", "eps_empty", "class_weights"):
@@ -262,6 +263,8 @@ class DiceConfig:
                 f"weighting={self.weighting!r} weighs classes inside one Dice ratio and needs a Φ that sums over "
                 f"classes ('CI' or 'BCI'); got phi={self.phi.value!r}"
             )
+        if self.overlap is None:
+            put("overlap", DICE)
         if not isinstance(self.overlap, Overlap):
             raise TypeError(f"overlap must be an Overlap; got {type(self.overlap).__name__}")
         o = self.overlap
@@ -335,7 +338,7 @@ class CEConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self):
-        put = object.__setattr__.__get__(self)
+        put = functools.partial(object.__setattr__, self)  # a bound __get__ does not trace under torch.compile
         put("lambda_dice", check_number("lambda_dice", self.lambda_dice))
         put("lambda_ce", check_number("lambda_ce", self.lambda_ce))
         put("label_smoothing", check_number("label_smoothing", self.label_smoothing, high=1.0))

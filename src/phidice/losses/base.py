@@ -74,7 +74,6 @@ class LossModule(nn.Module):
         for name in self._buffer_names:
             value = values[name]
             self.register_buffer(name, None if value is None else torch.tensor(value, dtype=torch.float64))
-        self.register_load_state_dict_post_hook(LossModule._follow_loaded_buffers)
 
     @classmethod
     def from_config(cls, config: DiceConfig, ce: CEConfig | None = None, **ce_options) -> "LossModule":
@@ -131,6 +130,9 @@ class LossModule(nn.Module):
                 state_dict[prefix + name] = buffer
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+        # here rather than as a load_state_dict post hook: registering a hook does not trace under torch.compile,
+        # and a loss may be built inside a compiled function
+        LossModule._follow_loaded_buffers(self, None)
 
     @staticmethod
     def _follow_loaded_buffers(module, incompatible_keys) -> None:

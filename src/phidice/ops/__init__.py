@@ -21,18 +21,21 @@ import os
 
 import torch
 
-from phidice.core.checks import check_label_range, is_functorch_tensor
-from phidice.core.rules import label_upper
+from phidice.core.checks import check_label_range, is_compiling, is_functorch_tensor
 from phidice.core.deps import missing_dependency
+from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
 from phidice.ops import cpu, fallback
-from phidice.ops.function import FusedDiceStats
+from phidice.ops.function import FusedDiceStats, register_backend
 
 BACKENDS = ("auto", "torch", "numba", "triton")
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _forced: str | None = None
 _triton_module = None
 _triton_error: str | None = None
+
+register_backend("torch", fallback)
+register_backend("numba", cpu)
 
 __all__ = ["fused_unsupported_reason", "fused_stats", "set_backend", "get_backend", "select_backend", "BACKENDS"]
 
@@ -68,6 +71,7 @@ def _triton():
             from phidice.ops import triton_dice  # optional backend: imported on first use
 
             _triton_module = triton_dice
+            register_backend("triton", triton_dice)
         except ImportError as err:
             if not missing_dependency(err, "triton"):
                 raise
@@ -122,7 +126,6 @@ def fused_unsupported_reason(input, prepared, *, activation, squared) -> str | N
     return None
 
 
-@torch.compiler.disable
 def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
                 mask: torch.Tensor | None = None, check_range: bool = True) -> DiceStats:
     """Per-(b, c) sums of all C classes via the fused kernels, differentiable w.r.t. ``logits``.
@@ -130,7 +133,8 @@ def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
     ``labels`` (B, *S) integers (ignored voxels already 0 and masked out); ``mask`` (B, 1, *S) or None.
     ``check_range=False`` skips the label range check on the Triton and torch backends (one host
     synchronisation); the numba kernel gets the range in its own pass and always checks it.
-    Run outside torch.compile's graph (a graph break), since the kernels are opaque to it.
+    The kernels run inside the custom operators of :mod:`phidice.ops.function`, which ``torch.compile`` keeps
+    in its graph (no graph break) and ``torch.export`` exports.
     """
     B, C = logits.shape[:2]
     x = logits.reshape(B, C, -1)
@@ -143,7 +147,9 @@ def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
     if mask is not None:
         m = mask.detach().reshape(B, -1)
         m = m.to(torch.float64 if x.dtype == torch.float64 else torch.float32).contiguous()
-    name, backend = select_backend(logits.device, logits.dtype)
-    if name != "numba" and check_range:  # the numba forward checks the range in its own pass
+    name, _ = select_backend(logits.device, logits.dtype)
+    compiling = is_compiling()
+    if name != "numba" and check_range and not compiling:  # eager: checked here, where dispatch modes see it
         check_label_range(lab, label_upper(C, activation))
-    return DiceStats(*FusedDiceStats.apply(x, lab, m, activation, backend))
+    # in a compiled graph the op checks the range itself, on the real labels (numba: always, in its own pass)
+    return DiceStats(*FusedDiceStats.apply(x, lab, m, activation, name, check_range and compiling))

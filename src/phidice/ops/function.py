@@ -1,47 +1,135 @@
-"""The autograd Function of the fused path: one-hot-free sums forward, Eq. 4 through the activation backward.
+"""The fused path as two PyTorch custom operators: one-hot-free sums forward, Eq. 4 through the activation backward.
 
-Forward returns, per image b and class c, I = Σ m·p_c·[y = c], P = Σ m·p_c and Y = Σ m·[y = c]
-(Y carries no gradient). Since the loss depends on the logits only through I and P, the backward
-needs just the incoming (B, C) gradients gI = ∂L/∂I, gP = ∂L/∂P — Eq. 4's two values per entry (y = 0: gP;
-y = 1: gP + gI), which autograd brings back through the same Eq. 3 steps (:mod:`phidice.equations`) that
-:func:`phidice.dice_gradient` evaluates in closed form (tested equal). With g_c = gP[b, c] + gI[b, c]·[y = c],
+``torch.ops.phidice.fused_sums`` returns, per image b and class c, I = Σ m·p_c·[y = c], P = Σ m·p_c and
+Y = Σ m·[y = c] (Y carries no gradient). Since the loss depends on the logits only through I and P, its
+backward, ``torch.ops.phidice.fused_sums_backward``, needs just the incoming (B, C) gradients gI = ∂L/∂I,
+gP = ∂L/∂P — Eq. 4's two values per entry (y = 0: gP; y = 1: gP + gI), which autograd brings back through the
+same Eq. 3 steps (:mod:`phidice.equations`) that :func:`phidice.dice_gradient` evaluates in closed form (tested
+equal). With g_c = gP[b, c] + gI[b, c]·[y = c],
 
     softmax: ∂L/∂z_c = m·p_c·(g_c − Σ_k p_k g_k)        sigmoid: ∂L/∂z_c = m·g_c·p_c·(1 − p_c)
 
 recomputed voxel by voxel from the logits — neither a one-hot nor the probabilities are stored.
 
-Higher-order gradients (``create_graph=True``: a Hessian, a gradient penalty, meta-learning) take the backward of
-the chunked PyTorch path (:func:`phidice.ops.fallback.backward`), which is made of differentiable torch ops, so
-that autograd differentiates the gradient itself; the kernels' own backward has no graph. (``once_differentiable``
-would not do: its error node hangs off detached copies of the incoming gradients, so a second derivative came
-back as "unused", i.e. zeros in ``torch.autograd.functional.hessian``.)
+Both are ``torch.library.custom_op``s with a fake (meta) implementation and a registered autograd formula, so
+``torch.compile(..., fullgraph=True)`` and ``torch.export`` keep them in the graph as opaque nodes: the kernels
+(numba, Triton, the chunked PyTorch path, chosen by the ``backend`` name) run inside them, on real tensors, and
+so does the label range check (``check_range``), which therefore also holds in a compiled graph.
+
+Higher-order gradients (``create_graph=True``: a Hessian, a gradient penalty, meta-learning): the registered
+autograd formula then takes the backward of the chunked PyTorch path (:func:`phidice.ops.fallback.backward`),
+made of differentiable torch ops, so that autograd differentiates the gradient itself; the backward op's own
+kernels have no graph. (``once_differentiable`` would not do: its error node hangs off detached copies of the
+incoming gradients, so a second derivative came back as "unused", i.e. zeros in a Hessian.)
 """
 
 from __future__ import annotations
 
 import torch
 
+from phidice.core.checks import check_label_range
+from phidice.core.rules import label_upper
 from phidice.ops import fallback
 
+__all__ = ["fused_sums", "fused_sums_backward", "FusedDiceStats", "register_backend"]
 
-class FusedDiceStats(torch.autograd.Function):
+_BACKENDS: dict = {}  # name → module with forward/backward (filled by phidice.ops)
+
+
+def register_backend(name: str, module) -> None:
+    """Make ``module`` (its ``forward``/``backward``) the kernels that the ops run for ``backend=name``."""
+    _BACKENDS[name] = module
+
+
+def _narrow_dtype(C: int) -> torch.dtype:
+    return torch.uint8 if C <= 256 else torch.int32
+
+
+@torch.library.custom_op("phidice::fused_sums", mutates_args=())
+def fused_sums(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, activation: str,
+               backend: str, check_range: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(I, P, Y) (B, C) and the labels the backward reads: the numba kernel's narrowed uint8/int32 copy (B, N),
+    an empty tensor for the other backends (their backward reads ``labels`` itself).
+
+    logits (B, C, N) contiguous, labels (B, N) int64, mask (B, N) or None. ``check_range`` raises the core's
+    error for a label outside [0, C) ([0, 1] for one sigmoid channel); the numba kernel always checks it.
+    """
+    if backend != "numba" and check_range:  # the numba forward gets the range in its own pass
+        check_label_range(labels, label_upper(logits.shape[1], activation))
+    inter, pred, tgt, saved = _BACKENDS[backend].forward(logits, labels, mask, activation)
+    saved = saved if backend == "numba" else labels.new_empty(0)
+    return inter.clone(), pred.clone(), tgt.clone(), saved  # (B, C) each: outputs may not share storage
+
+
+@fused_sums.register_fake
+def _(logits, labels, mask, activation, backend, check_range):
+    B, C = logits.shape[:2]
+    dt = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    sums = [logits.new_empty((B, C), dtype=dt) for _ in range(3)]
+    saved = labels.new_empty(labels.shape, dtype=_narrow_dtype(C)) if backend == "numba" else labels.new_empty(0)
+    return (*sums, saved)
+
+
+@torch.library.custom_op("phidice::fused_sums_backward", mutates_args=())
+def fused_sums_backward(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, g_inter: torch.Tensor,
+                        g_pred: torch.Tensor, activation: str, backend: str) -> torch.Tensor:
+    """∂L/∂logits (B, C, N) in the logits' dtype from gI = ∂L/∂I and gP = ∂L/∂P (both (B, C)); ``labels`` are
+    those the forward saved (the narrowed copy for numba)."""
+    return _BACKENDS[backend].backward(logits, labels, mask, g_inter, g_pred, activation)
+
+
+@fused_sums_backward.register_fake
+def _(logits, labels, mask, g_inter, g_pred, activation, backend):
+    return torch.empty_like(logits)
+
+
+def _setup_context(ctx, inputs, output):
+    logits, labels, mask, activation, backend, _ = inputs
+    ctx.save_for_backward(logits, output[3] if backend == "numba" else labels, mask)
+    ctx.activation, ctx.backend = activation, backend
+    ctx.mark_non_differentiable(output[2], output[3])
+
+
+def _backward(ctx, g_inter, g_pred, g_tgt, g_saved):
+    if not ctx.needs_input_grad[0]:
+        return None, None, None, None, None, None
+    logits, labels, mask = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate again
+        grad = fallback.backward(logits, labels.long(), mask, g_inter, g_pred, ctx.activation)
+    else:
+        grad = torch.ops.phidice.fused_sums_backward(logits, labels, mask, g_inter, g_pred, ctx.activation,
+                                                     ctx.backend)
+    return grad, None, None, None, None, None
+
+
+fused_sums.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _no_second_derivative(ctx, grad):
+    raise RuntimeError("the fused Dice gradient is once-differentiable: trying to differentiate twice (the kernels' "
+                       "gradient has no graph); use fused=False for second derivatives")
+
+
+def _setup_nothing(ctx, inputs, output):
+    pass
+
+
+fused_sums_backward.register_autograd(_no_second_derivative, setup_context=_setup_nothing)
+
+
+class FusedDiceStats:
+    """``apply(logits, labels, mask, activation, backend, check_range=False)`` → (I, P, Y): the forward op with the
+    saved labels dropped; ``backend`` a name or a backend module."""
+
     @staticmethod
-    def forward(ctx, logits, labels, mask, activation, backend):
-        """logits (B, C, N), labels (B, N) int64, mask (B, N) or None; ``backend`` a module with forward/backward."""
-        inter, pred, tgt, saved_labels = backend.forward(logits, labels, mask, activation)
-        ctx.save_for_backward(logits, saved_labels, mask)
-        ctx.activation = activation
-        ctx.backend = backend
-        ctx.mark_non_differentiable(tgt)
+    def apply(logits, labels, mask, activation, backend, check_range=False):
+        name = backend if isinstance(backend, str) else _name_of(backend)
+        inter, pred, tgt, _ = torch.ops.phidice.fused_sums(logits, labels, mask, activation, name, check_range)
         return inter, pred, tgt
 
-    @staticmethod
-    def backward(ctx, g_inter, g_pred, g_tgt):
-        logits, labels, mask = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
-        if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate again
-            grad = fallback.backward(logits, labels.long(), mask, g_inter, g_pred, ctx.activation)
-        else:
-            grad = ctx.backend.backward(logits, labels, mask, g_inter, g_pred, ctx.activation)
-        return grad, None, None, None, None
+
+def _name_of(module) -> str:
+    for name, known in _BACKENDS.items():
+        if known is module:
+            return name
+    raise ValueError(f"{module!r} is not a registered fused backend ({', '.join(_BACKENDS)})")
