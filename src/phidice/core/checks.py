@@ -19,7 +19,11 @@ def is_compiling() -> bool:
 
 def is_functorch_tensor(t) -> bool:
     """Whether ``t`` is a tensor of a running ``torch.func`` transform (``grad``, ``vmap``, ...): its values
-    cannot be read on the host (``.item()`` raises under ``vmap``), and opaque kernels cannot run on it."""
+    cannot be read on the host (``.item()`` raises under ``vmap``), and opaque kernels cannot run on it.
+    False while ``torch.compile`` traces (the functorch query is not traceable; a compiled graph's tensors are
+    plain)."""
+    if is_compiling():
+        return False
     wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
     return bool(wrapped is not None and isinstance(t, torch.Tensor) and wrapped(t))
 

@@ -352,10 +352,21 @@ class CEConfig:
         return out
 
 
+_FIELD_NAMES: dict = {}
+
+
+def field_names(cls) -> frozenset:
+    """The option names of a config class, read once (``dataclasses.fields`` does not trace under
+    ``torch.compile``, so a loss built inside a compiled function reads this cache)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def split_options(options: dict) -> tuple[dict, dict]:
     """Split keyword options into (DiceConfig fields, CEConfig fields); an unknown name is a TypeError."""
-    dice_names = {f.name for f in dataclasses.fields(DiceConfig)}
-    ce_names = {f.name for f in dataclasses.fields(CEConfig)}
+    dice_names, ce_names = field_names(DiceConfig), field_names(CEConfig)
     unknown = sorted(set(options) - dice_names - ce_names)
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of "
@@ -437,11 +448,14 @@ class FocalConfig:
 
 def split_focal_options(options: dict) -> tuple[dict, dict]:
     """Split keyword options into (DiceConfig fields, FocalConfig fields); an unknown name is a TypeError."""
-    dice_names = {f.name for f in dataclasses.fields(DiceConfig)}
-    focal_names = {f.name for f in dataclasses.fields(FocalConfig)}
+    dice_names, focal_names = field_names(DiceConfig), field_names(FocalConfig)
     unknown = sorted(set(options) - dice_names - focal_names)
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of DiceConfig "
                         f"({', '.join(sorted(dice_names))}) and FocalConfig ({', '.join(sorted(focal_names))})")
     return ({k: v for k, v in options.items() if k in dice_names},
             {k: v for k, v in options.items() if k in focal_names})
+
+
+for _cls in (DiceConfig, CEConfig, FocalConfig):
+    field_names(_cls)  # filled at import, before any compiled function can ask
