@@ -29,6 +29,7 @@ EXTRAS = {
     "experiments": (["nilearn", "scipy"], ["phidice.experiments.data", "phidice.experiments.report"]),
     "monai": (["monai", "ignite", "fire"], ["phidice.integrations.monai"]),
     "keras": (["keras"], ["phidice.keras"]),
+    "lightning": (["lightning"], ["phidice.integrations.lightning"]),
 }
 NOT_CHECKED = {"all", "test", "docs", "dev", "nnunet"}  # aggregates, tool sets, and nnU-Net's own stack
 

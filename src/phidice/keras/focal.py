@@ -33,7 +33,8 @@ def _sigmoid(x, y, focal: FocalConfig, include_background: bool, C: int, axis: s
     if not include_background and C > 1:
         x, y = x[..., 1:], y[..., 1:]
     dtype, n = dtype_of(x), x.shape[-1]
-    per = x - x * y - ops.log_sigmoid(x)
+    zero = ops.zeros_like(x)  # BCE with logits, 0·log 0 = 0 so that a ±inf logit at its own label costs 0
+    per = -(ops.where(y > 0, y * ops.log_sigmoid(x), zero) + ops.where(y < 1, (1 - y) * ops.log_sigmoid(-x), zero))
     if focal.gamma:
         per = ops.exp(ops.log_sigmoid(-x * (2 * y - 1)) * focal.gamma) * per
     alpha = _row(focal.alpha, "alpha", n, C, include_background, dtype, axis)
@@ -49,7 +50,7 @@ def _softmax(x, prepared: Prepared, focal: FocalConfig, C: int, axis: str):
     dtype = dtype_of(x)
     logp = ops.log_softmax(x, axis=-1)
     y = dense_target(prepared, logp, "softmax")
-    per = -logp * y
+    per = ops.where(y > 0, -logp * y, ops.zeros_like(logp))  # 0·log 0 = 0 at a −inf logit
     if focal.gamma:
         base = 1 - ops.exp(logp)
         base = ops.maximum(base, FOCAL_FLOOR) if focal.gamma < 1 else base

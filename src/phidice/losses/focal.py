@@ -57,7 +57,8 @@ def _sigmoid_terms(x, y, focal: FocalConfig, include_background: bool, C: int):
     """Per-(voxel, channel) sigmoid focal loss (B, C', *S) of the scored channels."""
     if not include_background and C > 1:
         x, y = x[:, 1:], y[:, 1:]
-    per = x - x * y - F.logsigmoid(x)  # BCE with logits
+    zero = torch.zeros_like(x)  # BCE with logits, 0·log 0 = 0 so that a ±inf logit at its own label costs 0
+    per = -(torch.where(y > 0, y * F.logsigmoid(x), zero) + torch.where(y < 1, (1 - y) * F.logsigmoid(-x), zero))
     if focal.gamma:
         per = torch.exp(F.logsigmoid(-x * (2 * y - 1)) * focal.gamma) * per
     alpha = _row(focal.alpha, "alpha", x.shape[1], C, include_background, x)
@@ -110,7 +111,7 @@ def _softmax_terms(x, prepared: PreparedTarget, focal: FocalConfig, annotated):
     y = dense_target(prepared, logp, "softmax")
     if annotated is not None:
         y = y * annotated.to(x.dtype).view((x.shape[0], C) + (1,) * (x.ndim - 2))
-    per = -logp * y
+    per = torch.where(y > 0, -logp * y, torch.zeros_like(logp))  # 0·log 0 = 0 at a −inf logit
     ff = _focal_factor(logp, focal.gamma)
     per = per if ff is None else ff * per
     if factor is not None:
