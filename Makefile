@@ -106,8 +106,8 @@ $(DEVDEPS): $(TESTDEPS)
 	touch $(DEVDEPS)
 
 lint: $(DEVDEPS)
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
 docs: $(DEVDEPS)

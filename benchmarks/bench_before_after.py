@@ -66,8 +66,7 @@ def child(cases: list[str], repeats: int, threads: int) -> dict:
         g = torch.Generator().manual_seed(0)
         x = (torch.randn(shape, generator=g) * 2).requires_grad_()
         y = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
-        fns = {"fused": phidice.DiceLoss("I", 1e-5, fused=True),
-               "monai": lambda a, b: monai(a, b.unsqueeze(1))}
+        fns = {"fused": phidice.DiceLoss("I", 1e-5, fused=True), "monai": lambda a, b: monai(a, b.unsqueeze(1))}
         if has_validate:
             fns["unchecked"] = phidice.DiceLoss("I", 1e-5, fused=True, validate_args=False)
 
@@ -102,8 +101,17 @@ def run_child(src: Path, args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
     out = {}
     for case in args.cases:
-        cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats), "--threads", str(args.threads),
-               "--cases", case]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(args.threads),
+            "--cases",
+            case,
+        ]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         out.update(json.loads(done.stdout.strip().splitlines()[-1]))
     return out
@@ -127,6 +135,7 @@ def table(results: dict, args, ref: str, head: str) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in args.cases:
+
         def med(tree, key):
             return statistics.median(r[case][key] for r in results[tree])
 
@@ -135,8 +144,10 @@ def table(results: dict, args, ref: str, head: str) -> str:
         rn = statistics.median(r[case]["fused"] / r[case]["monai"] for r in results["now"])
         u = med("now", "unchecked")
         saved = statistics.median(r[case]["fused"] - r[case]["unchecked"] for r in results["now"])
-        lines.append(f"| {case} | {b * 1e3:.2f} | {n * 1e3:.2f} | {n / b:.2f} | {rb:.2f} | {rn:.2f} | "
-                     f"{u * 1e3:.2f} | {saved * 1e6:.0f} |")
+        lines.append(
+            f"| {case} | {b * 1e3:.2f} | {n * 1e3:.2f} | {n / b:.2f} | {rb:.2f} | {rn:.2f} | "
+            f"{u * 1e3:.2f} | {saved * 1e6:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -153,8 +164,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.cases, args.repeats, args.threads)))
         return
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     results = {"before": [], "now": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": export(args.ref, Path(tmp)), "now": ROOT / "src"}

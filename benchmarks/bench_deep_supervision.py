@@ -1,13 +1,14 @@
 """Which ``coarse_empty`` policy keeps structures of 1–4 voxels under deep supervision? A CPU-cheap measurement.
 
-Synthetic 2-D task (16 × 16, one input channel, 3 classes): class 1 is 1–3 small blobs of 1–4 voxels per
-image (the structures nearest-exact downsampling erases at the coarse levels), class 2 one larger square;
-both brighter than a noisy background. A tiny U-Net with three outputs (16, 8, 4 — nnU-Net's pattern) is
-trained with ``phidice.DeepSupervisionLoss(DiceCELoss(phi="BI", include_background=False),
-weight_mode="nnunet")`` (``--weight-mode exp``: MONAI's weights, the coarsest level counting too) under each policy, same seeds, same batches; then scored at full resolution on
-held-out images: the Dice of the small-structure class over the test set (pooled), the false-negative rate
-(share of ground-truth small components, 8-connected, with no predicted voxel of the class), and the
-false-positive components per image. Each policy runs with ``--seeds`` seeds; the table shows mean ± sd.
+Synthetic 2-D task (16 × 16, one input channel, 3 classes): class 1 is 1–3 small blobs of 1–4 voxels per image (the
+structures nearest-exact downsampling erases at the coarse levels), class 2 one larger square; both brighter than a
+noisy background. A tiny U-Net with three outputs (16, 8, 4 — nnU-Net's pattern) is trained with
+``phidice.DeepSupervisionLoss(DiceCELoss(phi="BI", include_background=False), weight_mode="nnunet")``
+(``--weight-mode exp``: MONAI's weights, the coarsest level counting too) under each policy, same seeds, same
+batches; then scored at full resolution on held-out images: the Dice of the small-structure class over the test set
+(pooled), the false-negative rate (share of ground-truth small components, 8-connected, with no predicted voxel of
+the class), and the false-positive components per image. Each policy runs with ``--seeds`` seeds; the table shows
+mean ± sd.
 
     .venv/bin/python benchmarks/bench_deep_supervision.py            # → benchmarks/results/deep_supervision.md
 
@@ -47,7 +48,7 @@ def make_data(n: int, seed: int):
     for i in range(n):
         s = rng.integers(4, 7)
         r, c = rng.integers(0, SIZE - s, size=2)
-        labels[i, r:r + s, c:c + s] = 2
+        labels[i, r : r + s, c : c + s] = 2
         for _ in range(rng.integers(1, 4)):
             size = int(rng.integers(1, 5))  # 1–4 voxels: a random walk from a seed voxel
             r, c = rng.integers(0, SIZE, size=2)
@@ -67,8 +68,9 @@ class TinyUNet(nn.Module):
         super().__init__()
 
         def block(i, o):
-            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(o, o, 3, padding=1),
-                                 nn.LeakyReLU(0.1))
+            return nn.Sequential(
+                nn.Conv2d(i, o, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(o, o, 3, padding=1), nn.LeakyReLU(0.1)
+            )
 
         w = [width, 2 * width, 3 * width]
         self.down = nn.ModuleList([block(1, w[0]), block(w[0], w[1]), block(w[1], w[2])])
@@ -91,8 +93,9 @@ def train(policy: str, seed: int, data, steps: int, batch: int, weight_mode: str
     torch.manual_seed(seed)
     model = TinyUNet()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loss_fn = phidice.DeepSupervisionLoss(phidice.DiceCELoss(phi="BI", include_background=False),
-                                          weight_mode=weight_mode, coarse_empty=policy)
+    loss_fn = phidice.DeepSupervisionLoss(
+        phidice.DiceCELoss(phi="BI", include_background=False), weight_mode=weight_mode, coarse_empty=policy
+    )
     images, labels = data
     order = np.random.default_rng(seed).integers(0, images.shape[0], size=(steps, batch))
     for step in range(steps):
@@ -120,9 +123,12 @@ def score(model: nn.Module, data) -> dict:
         pcomps, m = ndimage.label(p1[i], structure)
         fp += int(sum(1 for k in range(1, m + 1) if not t1[i][pcomps == k].any()))
     large = (pred == 2) & (truth == 2)
-    return {"dsc_small": float(dsc), "fnr_small": missed / max(missed + found, 1),
-            "fp_per_image": fp / truth.shape[0],
-            "dsc_large": float(2 * large.sum() / max((pred == 2).sum() + (truth == 2).sum(), 1))}
+    return {
+        "dsc_small": float(dsc),
+        "fnr_small": missed / max(missed + found, 1),
+        "fp_per_image": fp / truth.shape[0],
+        "dsc_large": float(2 * large.sum() / max((pred == 2).sum() + (truth == 2).sum(), 1)),
+    }
 
 
 def erased_share(data) -> list[float]:
@@ -137,8 +143,10 @@ def erased_share(data) -> list[float]:
 
 
 def table(results: dict, seeds: int, steps: int, erased: list[float]) -> str:
-    rows = ["| coarse_empty | small-structure DSC | small-structure FNR | FP components / image | large DSC |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| coarse_empty | small-structure DSC | small-structure FNR | FP components / image | large DSC |",
+        "|---|---|---|---|---|",
+    ]
     for policy in POLICIES:
         runs = results[policy]
 
@@ -147,10 +155,13 @@ def table(results: dict, seeds: int, steps: int, erased: list[float]) -> str:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             return f"{statistics.mean(vals):.1f} ± {sd:.1f} %" if pct else f"{statistics.mean(vals):.3f} ± {sd:.3f}"
 
-        rows.append(f"| `{policy}` | {ms('dsc_small')} | {ms('fnr_small', True)} | {ms('fp_per_image')} | "
-                    f"{ms('dsc_large')} |")
-    note = (f"\n{seeds} seeds × {steps} steps per policy; images in which nearest-exact downsampling erases every "
-            f"small structure: {erased[0]:.0%} at 8², {erased[1]:.0%} at 4².\n")
+        rows.append(
+            f"| `{policy}` | {ms('dsc_small')} | {ms('fnr_small', True)} | {ms('fp_per_image')} | {ms('dsc_large')} |"
+        )
+    note = (
+        f"\n{seeds} seeds × {steps} steps per policy; images in which nearest-exact downsampling erases every "
+        f"small structure: {erased[0]:.0%} at 8², {erased[1]:.0%} at 4².\n"
+    )
     return "\n".join(rows) + note
 
 
@@ -170,7 +181,7 @@ def main(argv=None) -> int:
     settings = {k: getattr(args, k) for k in ("steps", "batch", "weight_mode")}
     saved = json.loads(store.read_text()) if store.exists() else {}
     results = saved.get("results", {}) if saved.get("settings") == settings else {}
-    results = {p: results.get(p, [])[:args.seeds] for p in POLICIES}
+    results = {p: results.get(p, [])[: args.seeds] for p in POLICIES}
     start = time.perf_counter()
     with progress(total=args.seeds * len(POLICIES), desc="deep supervision", unit="run") as bar:
         for seed in range(args.seeds):
@@ -178,16 +189,21 @@ def main(argv=None) -> int:
                 if seed < len(results[policy]):
                     bar.update()
                     continue
-                results[policy].append(score(train(policy, seed, train_data, args.steps, args.batch,
-                                                   args.weight_mode), test_data))
+                results[policy].append(
+                    score(train(policy, seed, train_data, args.steps, args.batch, args.weight_mode), test_data)
+                )
                 atomic_write(store, json.dumps({"settings": settings, "results": results}, indent=2))
                 bar.update()
     md = table(results, args.seeds, args.steps, erased_share(test_data)) + f"weight_mode={args.weight_mode!r}\n"
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, " \
-              f"{args.threads} threads"
-    text = (f"# Deep supervision and small structures ({datetime.date.today()})\n\n"
-            f"`{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}` — {machine}, "
-            f"{time.perf_counter() - start:.0f} s\n\n{md}")
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{args.threads} threads"
+    )
+    text = (
+        f"# Deep supervision and small structures ({datetime.date.today()})\n\n"
+        f"`{' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}` — {machine}, "
+        f"{time.perf_counter() - start:.0f} s\n\n{md}"
+    )
     atomic_write(args.out, text)
     print(text)
     return 0

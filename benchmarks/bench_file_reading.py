@@ -160,8 +160,11 @@ def main() -> int:
     for v in variants:
         med = statistics.median(times[v])
         lines.append(f"| {v} | {med:.2f} | {min(times[v]):.2f} | {med / args.files * 1e3:.0f} | {base / med:.2f}× |")
-    lines += ["", f"Spawn pool ×{args.workers} on two 8×8×8 files (its start-up, paid by every call): median "
-              f"{statistics.median(startup):.2f} s, min {min(startup):.2f} s."]
+    lines += [
+        "",
+        f"Spawn pool ×{args.workers} on two 8×8×8 files (its start-up, paid by every call): median "
+        f"{statistics.median(startup):.2f} s, min {min(startup):.2f} s.",
+    ]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -1,15 +1,14 @@
 """Fused one-hot-free Dice (phidice.ops) against the reference path, MONAI and nnU-Net: time and extra memory.
 
-CPU (default): in one process, forward+backward of each implementation is timed in interleaved rounds
-(median of ``--repeats``) with ``torch.set_num_threads(--threads)``, under three heap protocols (``HEAPS``):
-glibc returns freed memory to the system lazily, so with its defaults a step can pay for trimming memory the
-previous implementation freed (strace showed 11–19 ms ``brk`` calls inside a fused backward that frees
-1.7 MB); ``trimmed`` makes each step pay for exactly its own memory, ``warm`` for none. Extra peak memory is measured in a
-fresh subprocess per (implementation, case) after a small warm-up: the peak RSS is reset
-(/proc/self/clear_refs), then VmHWM − VmRSS across one forward+backward, gradient included, reported as a
-multiple of the logits' size. The Markdown table goes to ``--out``, stdout and BENCHMARKS.md (between its
-``<!-- bench_fused:cpu-2threads:start/end -->`` markers, per thread count and ``cuda``; ``--no-benchmarks-md``
-leaves it alone).
+CPU (default): in one process, forward+backward of each implementation is timed in interleaved rounds (median of
+``--repeats``) with ``torch.set_num_threads(--threads)``, under three heap protocols (``HEAPS``): glibc returns
+freed memory to the system lazily, so with its defaults a step can pay for trimming memory the previous
+implementation freed (strace showed 11–19 ms ``brk`` calls inside a fused backward that frees 1.7 MB); ``trimmed``
+makes each step pay for exactly its own memory, ``warm`` for none. Extra peak memory is measured in a fresh
+subprocess per (implementation, case) after a small warm-up: the peak RSS is reset (/proc/self/clear_refs), then
+VmHWM − VmRSS across one forward+backward, gradient included, reported as a multiple of the logits' size. The
+Markdown table goes to ``--out``, stdout and BENCHMARKS.md (between its ``<!-- bench_fused:cpu-2threads:start/end
+-->`` markers, per thread count and ``cuda``; ``--no-benchmarks-md`` leaves it alone).
 
     .venv/bin/python benchmarks/bench_fused.py                   # CPU → benchmarks/results/fused_cpu.md
     .venv/bin/python benchmarks/bench_fused.py --device cuda     # GPU → benchmarks/results/fused_cuda.md
@@ -39,8 +38,14 @@ from phidice.io import atomic_write
 
 CPU_CASES = ["2,4,96,96,96", "2,16,64,64,64", "8,2,256,256"]
 CUDA_CASES = CPU_CASES + ["2,118,128,128,128:bf16"]
-IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss", "nnU-Net MemEffSoftDice",
-         "phidice Tversky fused", "MONAI TverskyLoss"]
+IMPLS = [
+    "phidice fused",
+    "phidice reference",
+    "MONAI DiceLoss",
+    "nnU-Net MemEffSoftDice",
+    "phidice Tversky fused",
+    "MONAI TverskyLoss",
+]
 CUDA_IMPLS = ["phidice fused", "phidice reference", "MONAI DiceLoss", "phidice Tversky fused", "MONAI TverskyLoss"]
 TVERSKY = dict(alpha=0.3, beta=0.7)  # the Tversky rows: false negatives weigh more, as for small lesions
 # the "× MONAI" column compares each row with MONAI's loss of the same family (no nnU-Net Tversky exists)
@@ -51,8 +56,12 @@ PEAK_BW = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
 
 def parse_case(case: str):
     shape, _, dtype = case.partition(":")
-    return tuple(int(v) for v in shape.split(",")), {"": torch.float32, "bf16": torch.bfloat16,
-                                                     "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    return tuple(int(v) for v in shape.split(",")), {
+        "": torch.float32,
+        "bf16": torch.bfloat16,
+        "fp16": torch.float16,
+        "fp32": torch.float32,
+    }[dtype]
 
 
 def make_loss(impl: str):
@@ -83,8 +92,9 @@ def make_loss(impl: str):
     if impl == "nnU-Net MemEffSoftDice":
         from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
-        loss = MemoryEfficientSoftDiceLoss(apply_nonlin=lambda t: torch.softmax(t, 1), batch_dice=False,
-                                           do_bg=True, smooth=EPS, ddp=False)
+        loss = MemoryEfficientSoftDiceLoss(
+            apply_nonlin=lambda t: torch.softmax(t, 1), batch_dice=False, do_bg=True, smooth=EPS, ddp=False
+        )
         return lambda x, y: loss(x, y.unsqueeze(1))  # its int label map is (B, 1, *S); one-hot built inside
     raise ValueError(f"unknown implementation {impl!r}")
 
@@ -245,8 +255,10 @@ def run_cpu(args) -> str:
         for impl in tqdm(IMPLS, desc=f"memory {case}", leave=False):
             mem[case, impl] = measure_memory(impl, case, args.threads) if not args.no_memory else float("nan")
     cols = "".join(f" {h}: ms (min) | × MONAI | × nnU-Net |" for h in heaps)
-    lines = [f"| case (B, C, *S) fp32 | implementation |{cols} extra peak (× logits) |",
-             "|---|---|" + "---:|---:|---:|" * len(heaps) + "---:|"]
+    lines = [
+        f"| case (B, C, *S) fp32 | implementation |{cols} extra peak (× logits) |",
+        "|---|---|" + "---:|---:|---:|" * len(heaps) + "---:|",
+    ]
     for case in args.cases:
         for impl in IMPLS:
             cells = ""
@@ -294,8 +306,10 @@ def peak_bandwidth(name: str, override: float | None) -> float | None:
 
 def run_cuda(args) -> str:
     if not torch.cuda.is_available():
-        sys.exit("bench_fused.py --device cuda: CUDA is not available on this machine (torch "
-                 f"{torch.__version__}); run it on a GPU host, e.g. an H100 or H200.")
+        sys.exit(
+            "bench_fused.py --device cuda: CUDA is not available on this machine (torch "
+            f"{torch.__version__}); run it on a GPU host, e.g. an H100 or H200."
+        )
     import phidice.ops as ops
 
     dev = torch.device("cuda")
@@ -315,6 +329,7 @@ def run_cuda(args) -> str:
         impls = list(CUDA_IMPLS) + ["phidice fused kernels only"]
         for impl in impls:
             if impl == "phidice fused kernels only":
+
                 def fn(a, b):
                     st = ops.fused_stats(a, b, activation="softmax", mask=None)
                     return st.intersection.sum() + st.pred_sum.sum()
@@ -347,7 +362,9 @@ def run_cuda(args) -> str:
             monai = row[MONAI_OF.get(impl, "MONAI DiceLoss")][0]
             t, extra = row[impl]
             pct = f"{100 * floor_bytes / bw / t:.0f}%" if bw and "fused" in impl else "–"
-            lines.append(f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.2f} | {t / monai:.2f} | {extra:.2f} | {pct} |")
+            lines.append(
+                f"| {case.replace(',', ', ')} | {impl} | {t * 1e3:.2f} | {t / monai:.2f} | {extra:.2f} | {pct} |"
+            )
         del x, y
         torch.cuda.empty_cache()
     header = [
@@ -376,7 +393,7 @@ def update_benchmarks_md(path: Path, key: str, text: str) -> bool:
     if i < 0 or j < i:
         return False
     body = text.replace("### Fused Dice on the", "#### Latest run: fused Dice on the", 1)
-    atomic_write(path, doc[:i + len(start)] + "\n" + body + doc[j:])
+    atomic_write(path, doc[: i + len(start)] + "\n" + body + doc[j:])
     return True
 
 
@@ -388,11 +405,20 @@ def main(argv=None) -> int:
     p.add_argument("--cases", nargs="+", default=CPU_CASES, help="B,C,S1[,S2,S3][:bf16|fp16]")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
-    p.add_argument("--heaps", nargs="+", choices=list(HEAPS), default=list(HEAPS),
-                   help="CPU heap protocols to time, in this order ('warm' cannot be undone: keep it last)")
+    p.add_argument(
+        "--heaps",
+        nargs="+",
+        choices=list(HEAPS),
+        default=list(HEAPS),
+        help="CPU heap protocols to time, in this order ('warm' cannot be undone: keep it last)",
+    )
     p.add_argument("--peak-bw", type=float, default=None, help="GPU peak bandwidth in GB/s (else from the name)")
-    p.add_argument("--benchmarks-md", type=Path, default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md",
-                   help="also write the table into this file, between its bench_fused:<device> markers")
+    p.add_argument(
+        "--benchmarks-md",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "BENCHMARKS.md",
+        help="also write the table into this file, between its bench_fused:<device> markers",
+    )
     p.add_argument("--no-benchmarks-md", action="store_true", help="leave BENCHMARKS.md alone")
     p.add_argument("--memory-child", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)

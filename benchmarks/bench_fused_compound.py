@@ -28,8 +28,14 @@ import torch
 from phidice.io import atomic_write
 
 CASES = ["2,4,64,64,64", "8,2,256,256"]
-IMPLS = ["DiceCE fused", "DiceCE reference", "DiceFocal fused", "DiceFocal reference", "MONAI DiceCELoss",
-         "MONAI DiceFocalLoss"]
+IMPLS = [
+    "DiceCE fused",
+    "DiceCE reference",
+    "DiceFocal fused",
+    "DiceFocal reference",
+    "MONAI DiceCELoss",
+    "MONAI DiceFocalLoss",
+]
 
 
 def make_loss(impl: str):
@@ -43,8 +49,11 @@ def make_loss(impl: str):
         return phidice.DiceFocalLoss(fused=impl.endswith("fused"), gamma=2.0)
     from monai.losses import DiceCELoss, DiceFocalLoss
 
-    monai = DiceCELoss(softmax=True, to_onehot_y=True) if impl == "MONAI DiceCELoss" else \
-        DiceFocalLoss(softmax=True, to_onehot_y=True, gamma=2.0)
+    monai = (
+        DiceCELoss(softmax=True, to_onehot_y=True)
+        if impl == "MONAI DiceCELoss"
+        else DiceFocalLoss(softmax=True, to_onehot_y=True, gamma=2.0)
+    )
     return lambda x, y: monai(x, y.unsqueeze(1))
 
 
@@ -105,8 +114,10 @@ def time_cases(cases, repeats: int) -> dict:
 
 
 def table(cases, times, memory) -> str:
-    rows = ["| case (B, C, *S) | implementation | time (ms) | × its reference | × MONAI | extra memory "
-            "(× logits) |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| case (B, C, *S) | implementation | time (ms) | × its reference | × MONAI | extra memory (× logits) |",
+        "|---|---|---|---|---|---|",
+    ]
     for case in cases:
         for impl in IMPLS:
             family = "DiceCE" if "CE" in impl else "DiceFocal"
@@ -133,11 +144,15 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     times = time_cases(args.cases, args.repeats)
     memory = {(c, i): measure_memory(i, c, args.threads) for c in args.cases for i in IMPLS}
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, " \
-              f"{args.threads} threads"
-    text = (f"# Fused Dice in the compound losses ({datetime.date.today()})\n\n`{Path(__file__).name} "
-            f"{' '.join(argv or sys.argv[1:])}` — {machine}, {time.perf_counter() - start:.0f} s; median of "
-            f"{args.repeats} interleaved rounds\n\n{table(args.cases, times, memory)}\n")
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{args.threads} threads"
+    )
+    text = (
+        f"# Fused Dice in the compound losses ({datetime.date.today()})\n\n`{Path(__file__).name} "
+        f"{' '.join(argv or sys.argv[1:])}` — {machine}, {time.perf_counter() - start:.0f} s; median of "
+        f"{args.repeats} interleaved rounds\n\n{table(args.cases, times, memory)}\n"
+    )
     atomic_write(args.out, text)
     print(text)
     return 0

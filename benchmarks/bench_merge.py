@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 SHAPE = (128, 128, 128)
-SOURCES = (("Dataset701_A", {"background": 0, "liver": 1, "spleen": 2}),
-           ("Dataset702_B", {"background": 0, "liver": 1, "kidney_left": 2, "kidney_right": 3}))
+SOURCES = (
+    ("Dataset701_A", {"background": 0, "liver": 1, "spleen": 2}),
+    ("Dataset702_B", {"background": 0, "liver": 1, "kidney_left": 2, "kidney_right": 3}),
+)
 
 
 def _case(rng, n_labels: int):
@@ -70,7 +72,9 @@ def subset(full: Path, root: Path, n: int) -> None:
         (ds / "labelsTr").mkdir()
         count = n // 2 + (s == 0) * (n % 2)
         for i in range(count):
-            os.link(full / name / "imagesTr" / f"case_{i:04d}_0000.nii.gz", ds / "imagesTr" / f"case_{i:04d}_0000.nii.gz")
+            os.link(
+                full / name / "imagesTr" / f"case_{i:04d}_0000.nii.gz", ds / "imagesTr" / f"case_{i:04d}_0000.nii.gz"
+            )
             os.link(full / name / "labelsTr" / f"case_{i:04d}.nii.gz", ds / "labelsTr" / f"case_{i:04d}.nii.gz")
         dj = {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": count, "file_ending": ".nii.gz"}
         (ds / "dataset.json").write_text(json.dumps(dj))
@@ -92,10 +96,15 @@ print(json.dumps({"cases": s.num_cases, "seconds": dt, "relabelled": s.relabelle
 
 
 def run_one(root: Path, jobs: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(jobs)], capture_output=True, text=True,
-                         env=env, check=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root), str(jobs)], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -111,7 +120,7 @@ def main() -> None:
         t = time.perf_counter()
         write_sources(full, args.cases)
         made = time.perf_counter() - t
-        size_mib = sum(p.stat().st_size for p in full.rglob("*.nii.gz")) / 2 ** 20
+        size_mib = sum(p.stat().st_size for p in full.rglob("*.nii.gz")) / 2**20
         rows = []
         for n in args.sizes:
             for jobs in args.jobs:
@@ -119,18 +128,27 @@ def main() -> None:
                 subset(full, root, n)
                 r = run_one(root, jobs)
                 rows.append((n, jobs, r))
-                print(f"{n} cases, -j {jobs}: {r['seconds']:.1f} s, {r['cases'] / r['seconds']:.1f} cases/s, "
-                      f"peak {r['peak_mib']:.0f} MiB", file=sys.stderr)
-    lines = [f"`benchmarks/bench_merge.py --cases {args.cases} --sizes {' '.join(map(str, args.sizes))} --jobs "
-             f"{' '.join(map(str, args.jobs))}` — {datetime.date.today()}, {platform.node()}, "
-             f"{os.cpu_count()} CPUs, Python {platform.python_version()}; sources {size_mib:.0f} MiB of .nii.gz "
-             f"({args.cases} cases of 128³, written in {made:.0f} s)", "",
-             "| cases | -j | wall (s) | cases/s | label maps rewritten | peak RSS (MiB) | RSS after imports (MiB) | "
-             "merge's own peak (MiB) |", "|---|---|---|---|---|---|---|---|"]
-    for n, jobs, r in rows:
-        lines.append(f"| {r['cases']} | {jobs} | {r['seconds']:.1f} | {r['cases'] / r['seconds']:.1f} | "
-                     f"{r['relabelled']} | {r['peak_mib']:.0f} | {r['base_mib']:.0f} | "
-                     f"{r['peak_mib'] - r['base_mib']:.0f} |")
+                print(
+                    f"{n} cases, -j {jobs}: {r['seconds']:.1f} s, {r['cases'] / r['seconds']:.1f} cases/s, "
+                    f"peak {r['peak_mib']:.0f} MiB",
+                    file=sys.stderr,
+                )
+    lines = [
+        f"`benchmarks/bench_merge.py --cases {args.cases} --sizes {' '.join(map(str, args.sizes))} --jobs "
+        f"{' '.join(map(str, args.jobs))}` — {datetime.date.today()}, {platform.node()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; sources {size_mib:.0f} MiB of .nii.gz "
+        f"({args.cases} cases of 128³, written in {made:.0f} s)",
+        "",
+        "| cases | -j | wall (s) | cases/s | label maps rewritten | peak RSS (MiB) | RSS after imports (MiB) | "
+        "merge's own peak (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, jobs, r in rows:
+        lines.append(
+            f"| {r['cases']} | {jobs} | {r['seconds']:.1f} | {r['cases'] / r['seconds']:.1f} | "
+            f"{r['relabelled']} | {r['peak_mib']:.0f} | {r['base_mib']:.0f} | "
+            f"{r['peak_mib'] - r['base_mib']:.0f} |"
+        )
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -3,9 +3,9 @@
 Per case (B, C, *S), the fused Dice loss (integer labels, softmax; numba on the CPU, Triton on CUDA) is timed
 forward + backward, once alone and once with ``monitor=`` (the monitor reads the sums the loss computed),
 alternating the two in every round; the table gives the medians over rounds and their ratio, and the hook
-(``GradientMonitor.record`` on the same sums) timed alone, a less noisy estimate of its share on a busy host. Memory: every
-tensor the monitor's hook creates is recorded (a TorchDispatchMode), and the largest is reported — (K, C + 1)
-for the state and (B, C) temporaries, nothing of the volume's size.
+(``GradientMonitor.record`` on the same sums) timed alone, a less noisy estimate of its share on a busy host.
+Memory: every tensor the monitor's hook creates is recorded (a TorchDispatchMode), and the largest is reported — (K,
+C + 1) for the state and (B, C) temporaries, nothing of the volume's size.
 
     .venv/bin/python benchmarks/bench_monitor.py --rounds 15 --threads 2          # CPU
     .venv/bin/python benchmarks/bench_monitor.py --device cuda --rounds 30        # GPU
@@ -36,7 +36,7 @@ class _Largest(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+        for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
                 self.largest = max(self.largest, t.numel())
         return out
@@ -88,9 +88,15 @@ def time_case(shape, device, rounds: int, steps: int) -> dict:
         _sync(device)
         hook.append((time.perf_counter() - t0) / 10)
     alone, with_monitor = (statistics.median(times[k]) for k in ("alone", "monitor"))
-    return dict(case=", ".join(map(str, shape)), alone_ms=1e3 * alone, monitor_ms=1e3 * with_monitor,
-                ratio=with_monitor / alone, hook_ms=1e3 * statistics.median(hook), largest=probe.largest,
-                volume=math.prod(shape))
+    return dict(
+        case=", ".join(map(str, shape)),
+        alone_ms=1e3 * alone,
+        monitor_ms=1e3 * with_monitor,
+        ratio=with_monitor / alone,
+        hook_ms=1e3 * statistics.median(hook),
+        largest=probe.largest,
+        volume=math.prod(shape),
+    )
 
 
 def time_reproduce_step(batch_size: int, rounds: int, steps: int) -> dict:
@@ -115,7 +121,7 @@ def time_reproduce_step(batch_size: int, rounds: int, steps: int) -> dict:
         step(m)
     times = {"alone": [], "monitor": []}
     for r in range(rounds):
-        for name in (("alone", "monitor") if r % 2 == 0 else ("monitor", "alone")):
+        for name in ("alone", "monitor") if r % 2 == 0 else ("monitor", "alone"):
             t0 = time.perf_counter()
             for _ in range(steps):
                 step(monitor if name == "monitor" else None)
@@ -131,21 +137,32 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--steps", type=int, default=1, help="steps per timing")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--reproduce-steps", action="store_true",
-                   help="also time a training step of phidice reproduce's U-Net (B = 1 and 4) with and without it")
+    p.add_argument(
+        "--reproduce-steps",
+        action="store_true",
+        help="also time a training step of phidice reproduce's U-Net (B = 1 and 4) with and without it",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}, " \
-                                                                             f"{args.threads} threads"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or 'CPU'}, {args.threads} threads"
+    )
     print(f"torch {torch.__version__}, {where}; {args.rounds} rounds × {args.steps} steps, medians\n")
-    print("| case (B, C, *S) | loss alone (ms) | loss + monitor (ms) | ratio | hook alone (ms) | hook / loss "
-          "| largest tensor of the hook (elements) | elements of the input |")
+    print(
+        "| case (B, C, *S) | loss alone (ms) | loss + monitor (ms) | ratio | hook alone (ms) | hook / loss "
+        "| largest tensor of the hook (elements) | elements of the input |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for case in args.cases:
         r = time_case(tuple(int(v) for v in case.split(",")), device, args.rounds, args.steps)
-        print(f"| {r['case']} | {r['alone_ms']:.2f} | {r['monitor_ms']:.2f} | {r['ratio']:.3f} | {r['hook_ms']:.2f} | "
-              f"{r['hook_ms'] / r['alone_ms']:.1%} | {r['largest']} | {r['volume']} |", flush=True)
+        print(
+            f"| {r['case']} | {r['alone_ms']:.2f} | {r['monitor_ms']:.2f} | {r['ratio']:.3f} | {r['hook_ms']:.2f} | "
+            f"{r['hook_ms'] / r['alone_ms']:.1%} | {r['largest']} | {r['volume']} |",
+            flush=True,
+        )
     if args.reproduce_steps:
         print("\n| reproduce training step (U-Net, 48², Φ = BI) | step alone (ms) | step + monitor (ms) | ratio |")
         print("|---|---:|---:|---:|")

@@ -45,8 +45,9 @@ class Segmenter(L.LightningModule):
     def __init__(self, lr: float = 0.5):
         super().__init__()
         self.lr = lr
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
-                                       torch.nn.Conv2d(8, 2, 3, padding=1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 3, padding=1)
+        )
         # Φ = BI over the global batch: the same value on every rank, DDP-exact gradients
         self.loss = phidice.DiceLoss(phi="BI", eps=1e-5, include_background=False, sync_batch=True)
         self.losses: list[float] = []
@@ -64,8 +65,9 @@ class Segmenter(L.LightningModule):
 
 def main(argv=None) -> Segmenter:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=2,
-                        help="CPU processes (the DDP strategy; Lightning uses gloo on CPU)")
+    parser.add_argument(
+        "--devices", type=int, default=2, help="CPU processes (the DDP strategy; Lightning uses gloo on CPU)"
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="images per process and step")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", help="folder for rank<r>.json: the per-step losses and the final weights")
@@ -74,9 +76,16 @@ def main(argv=None) -> Segmenter:
     L.seed_everything(0, verbose=False)
     model = Segmenter().double()
     loader = DataLoader(make_data(), batch_size=args.batch_size, shuffle=True)  # DDP: Lightning's DistributedSampler
-    trainer = L.Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
-                        max_epochs=args.epochs, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=args.devices,
+        strategy="ddp" if args.devices > 1 else "auto",
+        max_epochs=args.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, loader)
     print(f"rank {trainer.global_rank}: Φ = BI loss per step", " ".join(f"{v:.4f}" for v in model.losses))
     if args.out:

@@ -33,9 +33,16 @@ NUM_CLASSES = 4  # background + 3
 def data_list(n: int = 8, size: int = 32) -> list[dict]:
     cases = []
     for i in range(n):
-        image, label = create_test_image_2d(size, size, num_objs=4, rad_max=7, rad_min=3,
-                                            num_seg_classes=NUM_CLASSES - 1, channel_dim=0,
-                                            random_state=np.random.RandomState(i))
+        image, label = create_test_image_2d(
+            size,
+            size,
+            num_objs=4,
+            rad_max=7,
+            rad_min=3,
+            num_seg_classes=NUM_CLASSES - 1,
+            channel_dim=0,
+            random_state=np.random.RandomState(i),
+        )
         label = label.astype(np.float32)  # MONAI keeps labels as float (B, 1, *S)
         if i % 2:
             label[label == 2] = 0  # class 2 not annotated: its voxels read as background
@@ -47,10 +54,12 @@ def data_list(n: int = 8, size: int = 32) -> list[dict]:
 
 def build_trainer(epochs: int, seed: int = 0) -> SupervisedTrainer:
     torch.manual_seed(seed)
-    transforms = Compose([
-        EnsureTyped(keys=["image", "label"]),
-        AnnotatedLabelsd("annotated_labels", num_classes=NUM_CLASSES, label_key="label"),  # -> d["annotated"]
-    ])
+    transforms = Compose(
+        [
+            EnsureTyped(keys=["image", "label"]),
+            AnnotatedLabelsd("annotated_labels", num_classes=NUM_CLASSES, label_key="label"),  # -> d["annotated"]
+        ]
+    )
     loader = DataLoader(Dataset(data_list(), transforms), batch_size=4, shuffle=False)
     network = UNet(spatial_dims=2, in_channels=1, out_channels=NUM_CLASSES, channels=(8, 16), strides=(2,))
     return SupervisedTrainer(

@@ -35,11 +35,19 @@ def child_env(gloo: bool = False, **extra: str) -> dict:
 
 def run_python(args, cwd=None, stdin=None, env=None, timeout=600) -> list[str]:
     """stdout lines of ``python *args`` in ``cwd``; a failure shows the child's stdout and stderr."""
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=child_env() if env is None else env, input=stdin,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, \
-        f"{' '.join(map(str, args))[:300]}: exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n" \
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=child_env() if env is None else env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, args))[:300]}: exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n"
         f"--- stderr ---\n{proc.stderr[-6000:]}"
+    )
     return proc.stdout.splitlines()
 
 
@@ -47,8 +55,16 @@ def run_ranks(worker, world: int, outdir, timeout: int) -> None:
     """``python worker RANK WORLD PORT OUTDIR`` for every rank at once; each must exit 0 (its log shown if not)."""
     env = child_env(gloo=True, PYTHONWARNINGS="ignore")
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(worker), str(r), str(world), str(port), str(outdir)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(r), str(world), str(port), str(outdir)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(world)
+    ]
     logs = []
     try:
         for p in procs:

@@ -17,8 +17,24 @@ import tempfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
-OPTIONAL = ("nibabel", "SimpleITK", "matplotlib", "tqdm", "nilearn", "scipy", "numba", "llvmlite", "triton",
-            "monai", "keras", "jax", "tensorflow", "lightning", "pytorch_lightning", "nnunetv2")
+OPTIONAL = (
+    "nibabel",
+    "SimpleITK",
+    "matplotlib",
+    "tqdm",
+    "nilearn",
+    "scipy",
+    "numba",
+    "llvmlite",
+    "triton",
+    "monai",
+    "keras",
+    "jax",
+    "tensorflow",
+    "lightning",
+    "pytorch_lightning",
+    "nnunetv2",
+)
 
 
 class HideOptional(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -33,8 +49,7 @@ class HideOptional(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r} (hidden: not in the base install)",
-                                  name=spec.name)
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (hidden: not in the base install)", name=spec.name)
 
     def exec_module(self, module):  # pragma: no cover - create_module raised
         raise ModuleNotFoundError(module.__name__)

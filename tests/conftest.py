@@ -4,8 +4,12 @@ import torch
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run heavy tests marked slow")
-    parser.addoption("--tensorflow", action="store_true", default=False,
-                     help="run the Keras tests on the TensorFlow back end too (needs tensorflow: make test-keras-tf)")
+    parser.addoption(
+        "--tensorflow",
+        action="store_true",
+        default=False,
+        help="run the Keras tests on the TensorFlow back end too (needs tensorflow: make test-keras-tf)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,8 +10,12 @@ LIMIT = 60
 
 def body_lines(node) -> int:
     body = node.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(getattr(body[0], "value", None), ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     return 0 if not body else node.end_lineno - body[0].lineno + 1
 
@@ -32,8 +36,9 @@ def test_no_function_over_80_lines_even_on_purpose():
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
-                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: "
-                            f"{node.end_lineno - node.lineno + 1} lines")
+                long.append(
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+                )
     assert not long, "\n".join(long)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from _children import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +51,9 @@ def _label_files(folder: Path) -> None:
     for i in range(4):
         lab = np.zeros((24, 24, 24), np.uint8)
         c = rng.integers(6, 18, 3)
-        lab[c[0] - 4:c[0] + 4, c[1] - 4:c[1] + 4, c[2] - 3:c[2] + 3] = 1
+        lab[c[0] - 4 : c[0] + 4, c[1] - 4 : c[1] + 4, c[2] - 3 : c[2] + 3] = 1
         if i % 2 == 0:  # class 2 in half of the images
-            lab[c[0] - 1:c[0] + 2, c[1] - 1:c[1] + 2, c[2] - 1:c[2] + 2] = 2
+            lab[c[0] - 1 : c[0] + 2, c[1] - 1 : c[1] + 2, c[2] - 1 : c[2] + 2] = 2
         nib.save(nib.Nifti1Image(lab, np.eye(4)), folder / f"case_{i}.nii.gz")
 
 
@@ -60,8 +61,14 @@ def _run_blocks(doc: Path, tmp_path: Path, env: dict) -> None:
     _label_files(tmp_path / "data" / "labelsTr")
     script = tmp_path / "doc_blocks.py"
     script.write_text("\n\n".join(python_blocks(doc)))
-    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, **ENV, **env},
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, **ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, f"{doc.name}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
 
 
@@ -79,8 +86,11 @@ def test_keras_doc_blocks_run(backend, tmp_path):
     if importlib.util.find_spec("keras") is None:  # importing keras here would pick its default back end
         pytest.skip("keras is not installed")
     assert python_blocks(KERAS_DOC)
-    _run_blocks(KERAS_DOC, tmp_path, {"KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
-                                      "TF_CPP_MIN_LOG_LEVEL": "3"})
+    _run_blocks(
+        KERAS_DOC,
+        tmp_path,
+        {"KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def test_the_other_blocks_run_elsewhere():

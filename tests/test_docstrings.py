@@ -16,20 +16,68 @@ import phidice
 from phidice import metrics
 
 MODULES = [
-    "phidice.sums", "phidice.losses.dice", "phidice.losses.compound", "phidice.losses.overlaps", "phidice.losses.gradient",
-    "phidice.missing.losses", "phidice.missing.functional",
-    "phidice.metrics.dice", "phidice.metrics.accumulator", "phidice.metrics._hard", "phidice.metrics.volume",
-    "phidice.metrics.roc", "phidice.metrics.surface", "phidice.metrics.bootstrap",
+    "phidice.sums",
+    "phidice.losses.dice",
+    "phidice.losses.compound",
+    "phidice.losses.overlaps",
+    "phidice.losses.gradient",
+    "phidice.missing.losses",
+    "phidice.missing.functional",
+    "phidice.metrics.dice",
+    "phidice.metrics.accumulator",
+    "phidice.metrics._hard",
+    "phidice.metrics.volume",
+    "phidice.metrics.roc",
+    "phidice.metrics.surface",
+    "phidice.metrics.bootstrap",
 ]
-LOSSES = ["DiceLoss", "DiceCELoss", "TverskyLoss", "TverskyCELoss", "JaccardLoss", "JaccardCELoss", "LeafDiceLoss",
-          "MarginalDiceLoss", "LeafDiceCELoss", "MarginalDiceCELoss", "MarginalCrossEntropyLoss",
-          "dice_loss", "dice_ce_loss", "tversky_loss", "tversky_ce_loss", "jaccard_loss", "jaccard_ce_loss",
-          "loss_from_stats", "compute_stats", "dice_gradient", "tversky_gradient", "jaccard_gradient"]
-MISSING_FUNCTIONAL = ["leaf_dice_loss", "marginal_dice_loss", "leaf_dice_ce_loss", "marginal_dice_ce_loss",
-                      "marginal_cross_entropy"]
-METRICS = ["dice_score", "score_from_stats", "DiceAccumulator", "hard_stats", "volume", "volume_difference",
-           "volume_roc", "surface_distances", "surface_metrics", "hd95", "normalized_surface_dice", "bootstrap_ci",
-           "bootstrap_ci_by_group", "paired_test"]
+LOSSES = [
+    "DiceLoss",
+    "DiceCELoss",
+    "TverskyLoss",
+    "TverskyCELoss",
+    "JaccardLoss",
+    "JaccardCELoss",
+    "LeafDiceLoss",
+    "MarginalDiceLoss",
+    "LeafDiceCELoss",
+    "MarginalDiceCELoss",
+    "MarginalCrossEntropyLoss",
+    "dice_loss",
+    "dice_ce_loss",
+    "tversky_loss",
+    "tversky_ce_loss",
+    "jaccard_loss",
+    "jaccard_ce_loss",
+    "loss_from_stats",
+    "compute_stats",
+    "dice_gradient",
+    "tversky_gradient",
+    "jaccard_gradient",
+]
+MISSING_FUNCTIONAL = [
+    "leaf_dice_loss",
+    "marginal_dice_loss",
+    "leaf_dice_ce_loss",
+    "marginal_dice_ce_loss",
+    "marginal_cross_entropy",
+]
+METRICS = [
+    "dice_score",
+    "score_from_stats",
+    "DiceAccumulator",
+    "hard_stats",
+    "volume",
+    "volume_difference",
+    "volume_roc",
+    "surface_distances",
+    "surface_metrics",
+    "hd95",
+    "normalized_surface_dice",
+    "bootstrap_ci",
+    "bootstrap_ci_by_group",
+    "paired_test",
+]
 
 
 def public_objects():
@@ -52,8 +100,8 @@ def test_one_docstring_style(name, obj):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_the_examples_run(module):
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE,
-                             report=False)
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE, report=False)
     assert result.attempted > 0, f"{module} has no example"
-    assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {module} fail: run " \
-                               f"`python -m doctest -v` on it"
+    assert result.failed == 0, (
+        f"{result.failed} of {result.attempted} examples of {module} fail: run `python -m doctest -v` on it"
+    )

@@ -20,15 +20,21 @@ PACKAGE = SRC / "phidice"
 
 RANKS = {
     "phidice.core": 0,
-    "phidice.io": 1, "phidice.progress": 1, "phidice.ops": 1,
+    "phidice.io": 1,
+    "phidice.progress": 1,
+    "phidice.ops": 1,
     "phidice.sums": 2,
     "phidice.equations": 3,
     "phidice.distributed": 4,
-    "phidice.losses": 5, "phidice.metrics": 5, "phidice.epsilon": 5,
+    "phidice.losses": 5,
+    "phidice.metrics": 5,
+    "phidice.epsilon": 5,
     "phidice.missing": 6,
     "phidice.diagnostics": 7,
     "phidice": 7.5,  # the public facade (lazy): above everything it exports
-    "phidice.experiments": 8, "phidice.integrations": 8, "phidice.keras": 8,
+    "phidice.experiments": 8,
+    "phidice.integrations": 8,
+    "phidice.keras": 8,
     "phidice.cli": 9,
     "phidice.__main__": 10,
 }
@@ -134,17 +140,14 @@ def test_each_module_imports_alone_first():
                 failed.append(f"{{name}}: {{err!r}}")
         print("\\n".join(failed))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                         cwd=SRC.parent)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=SRC.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", out.stdout
 
 
-@pytest.mark.parametrize("name", ["phidice.core.config", "phidice.core.phi", "phidice.core.types",
-                                  "phidice.equations"])
+@pytest.mark.parametrize("name", ["phidice.core.config", "phidice.core.phi", "phidice.core.types", "phidice.equations"])
 def test_shared_with_keras_without_torch(name):
     """The configuration and the equations import without torch (phidice.keras uses them)."""
     script = f"import sys, {name}; assert 'torch' not in sys.modules, 'torch imported'"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         cwd=SRC.parent)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=SRC.parent)
     assert out.returncode == 0, out.stderr

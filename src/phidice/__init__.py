@@ -84,8 +84,21 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-_SUBPACKAGES = ("core", "ops", "sums", "equations", "losses", "missing", "diagnostics", "metrics", "distributed",
-                "experiments", "epsilon", "io", "cli")
+_SUBPACKAGES = (
+    "core",
+    "ops",
+    "sums",
+    "equations",
+    "losses",
+    "missing",
+    "diagnostics",
+    "metrics",
+    "distributed",
+    "experiments",
+    "epsilon",
+    "io",
+    "cli",
+)
 
 
 def __getattr__(name: str):
@@ -104,13 +117,12 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, CEConfig, DiceConfig, Overlap, tversky
+    from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, CEConfig, DiceConfig, FocalConfig, Overlap, tversky
     from phidice.core.phi import Phi, parse_phi
     from phidice.core.types import DiceStats
     from phidice.losses.compound import DiceCELoss, dice_ce_loss
     from phidice.losses.dice import DiceLoss, dice_loss, loss_from_stats
     from phidice.losses.focal import DiceFocalLoss, dice_focal_loss
-    from phidice.core.config import FocalConfig
     from phidice.losses.gradient import DiceGradient, dice_gradient
     from phidice.losses.overlaps import (
         JaccardCELoss,

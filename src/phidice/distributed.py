@@ -28,8 +28,17 @@ import torch.distributed as dist
 
 from phidice.core.types import DiceStats
 
-__all__ = ["init_from_env", "is_initialized", "get_rank", "get_world_size", "all_reduce_sum", "global_mean", "all_reduce_stats",
-           "gather_batch", "gather_rows"]
+__all__ = [
+    "init_from_env",
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "all_reduce_sum",
+    "global_mean",
+    "all_reduce_stats",
+    "gather_batch",
+    "gather_rows",
+]
 
 _warned = False
 
@@ -76,7 +85,8 @@ def _active(warn: bool) -> bool:
         warnings.warn(
             "sync_batch=True but torch.distributed has no initialised process group: the Dice loss uses this "
             "process's batch only (call torch.distributed.init_process_group, e.g. under torchrun)",
-            RuntimeWarning, stacklevel=4,
+            RuntimeWarning,
+            stacklevel=4,
         )
         _warned = True
     return False
@@ -126,8 +136,10 @@ class _GatherRows(torch.autograd.Function):
         rows, shapes = gather_rows(x)
         sizes, classes = [s[0] for s in shapes], {s[1] for s in shapes}
         if len(classes) > 1 or min(sizes) == 0:
-            raise ValueError(f"sync_batch needs the same number of classes and at least one image on every rank; "
-                             f"got (B, C) per rank = {[s[:2] for s in shapes]}")
+            raise ValueError(
+                f"sync_batch needs the same number of classes and at least one image on every rank; "
+                f"got (B, C) per rank = {[s[:2] for s in shapes]}"
+            )
         rank = dist.get_rank()
         ctx.rows = (sum(sizes[:rank]), sum(sizes[: rank + 1]))
         return rows

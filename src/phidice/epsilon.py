@@ -13,11 +13,11 @@ counts it is built from (images, images containing each class, summed volumes).
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence, Sized
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -63,16 +63,24 @@ class EpsilonStats:
     @property
     def mean_positive_volume(self) -> np.ndarray:
         """E[Σ y | Σ y > 0] per image (0 for a class present nowhere)."""
-        return np.divide(self.volume_sum, self.n_positive, out=np.zeros_like(self.volume_sum),
-                         where=self.n_positive > 0)
+        return np.divide(
+            self.volume_sum, self.n_positive, out=np.zeros_like(self.volume_sum), where=self.n_positive > 0
+        )
 
     def to_dict(self) -> dict:
         return {
-            "phi": self.phi, "batch_size": self.batch_size, "positives_only": self.positives_only,
+            "phi": self.phi,
+            "batch_size": self.batch_size,
+            "positives_only": self.positives_only,
             "n_images": self.n_images,
             "classes": [
-                {"class": c, "n_positive": int(self.n_positive[c]), "mean_volume": float(self.mean_volume[c]),
-                 "mean_positive_volume": float(self.mean_positive_volume[c]), "epsilon": float(self.epsilon[c])}
+                {
+                    "class": c,
+                    "n_positive": int(self.n_positive[c]),
+                    "mean_volume": float(self.mean_volume[c]),
+                    "mean_positive_volume": float(self.mean_positive_volume[c]),
+                    "epsilon": float(self.epsilon[c]),
+                }
                 for c in range(len(self.epsilon))
             ],
         }
@@ -86,8 +94,10 @@ class EpsilonStats:
             "|---:|---:|---:|---:|---:|",
         ]
         for c in range(len(self.epsilon)):
-            lines.append(f"| {c} | {int(self.n_positive[c])} | {self.mean_volume[c]:.6g} | "
-                         f"{self.mean_positive_volume[c]:.6g} | {self.epsilon[c]:.6g} |")
+            lines.append(
+                f"| {c} | {int(self.n_positive[c])} | {self.mean_volume[c]:.6g} | "
+                f"{self.mean_positive_volume[c]:.6g} | {self.epsilon[c]:.6g} |"
+            )
         return "\n".join(lines)
 
 
@@ -131,14 +141,35 @@ def estimate_epsilon(
     """
     import torch
 
-    stats = epsilon_stats(source, num_classes=num_classes, phi=phi, positives_only=positives_only,
-                          ignore_index=ignore_index, spacing=spacing, target_spacing=target_spacing,
-                          batch_size=batch_size, workers=workers, progress=progress, soft=soft)
+    stats = epsilon_stats(
+        source,
+        num_classes=num_classes,
+        phi=phi,
+        positives_only=positives_only,
+        ignore_index=ignore_index,
+        spacing=spacing,
+        target_spacing=target_spacing,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        soft=soft,
+    )
     return torch.as_tensor(stats.epsilon, dtype=torch.float64)
 
 
-def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignore_index=None, spacing=None,
-                  target_spacing=None, batch_size=1, workers=None, progress=True, soft=False) -> EpsilonStats:
+def epsilon_stats(
+    source,
+    num_classes=None,
+    phi="I",
+    positives_only=False,
+    ignore_index=None,
+    spacing=None,
+    target_spacing=None,
+    batch_size=1,
+    workers=None,
+    progress=True,
+    soft=False,
+) -> EpsilonStats:
     """Like :func:`estimate_epsilon`, returning :class:`EpsilonStats` (ε with the counts behind it)."""
     phi = parse_phi(phi)
     if soft not in (True, False):
@@ -147,8 +178,9 @@ def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignor
         raise ValueError("ignore_index applies to integer label maps; soft maps have no label to ignore")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer ≥ 1; got {batch_size!r}")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                    or num_classes < 1):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1
+    ):
         raise ValueError(f"num_classes must be an integer ≥ 1 or None; got {num_classes!r}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
         raise TypeError(f"ignore_index must be an integer or None; got {ignore_index!r}")
@@ -165,8 +197,9 @@ def epsilon_stats(source, num_classes=None, phi="I", positives_only=False, ignor
     if positives_only:
         missing = np.flatnonzero(acc.n_positive == 0)
         if missing.size:
-            warnings.warn(f"positives_only: class(es) {missing.tolist()} present in no image; their ε is 0",
-                          stacklevel=2)
+            warnings.warn(
+                f"positives_only: class(es) {missing.tolist()} present in no image; their ε is 0", stacklevel=2
+            )
     eps = expected_volume(acc.volume_sum, acc.n_positive, acc.n_images, B, positives_only)
     return EpsilonStats(acc.volume_sum, acc.n_positive, acc.n_images, eps, phi.value, B, bool(positives_only))
 
@@ -264,12 +297,14 @@ def soft_counts(maps: np.ndarray, name: str) -> np.ndarray:
     """Soft volumes Σ y per class of one soft map (C, *S) with values in [0, 1]."""
     maps = np.asarray(maps)
     if maps.ndim < 2 or not np.issubdtype(maps.dtype, np.number) and maps.dtype != np.bool_:
-        raise ValueError(f"{name}: a soft map is a numeric (C, *spatial) array; got shape {maps.shape}, dtype "
-                         f"{maps.dtype}")
+        raise ValueError(
+            f"{name}: a soft map is a numeric (C, *spatial) array; got shape {maps.shape}, dtype {maps.dtype}"
+        )
     values = maps.astype(np.float64, copy=False)
     if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
-        raise ValueError(f"{name}: soft map values must lie in [0, 1]; got values in [{np.nanmin(values):g}, "
-                         f"{np.nanmax(values):g}]")
+        raise ValueError(
+            f"{name}: soft map values must lie in [0, 1]; got values in [{np.nanmin(values):g}, {np.nanmax(values):g}]"
+        )
     return values.reshape(values.shape[0], -1).sum(1)
 
 
@@ -277,8 +312,10 @@ def _iter_counts(source, ignore_index, spacing, workers, progress, soft=False) -
     """Yield (name, counts, spacing or None, ndim) per label map of ``source`` (soft maps: (C, *S) each)."""
     if _is_pathlike(source) or (isinstance(source, (list, tuple)) and source and all(map(_is_pathlike, source))):
         if soft:
-            raise ValueError("soft=True reads soft maps from arrays; label files hold integer labels (load the "
-                             "probability maps as arrays)")
+            raise ValueError(
+                "soft=True reads soft maps from arrays; label files hold integer labels (load the "
+                "probability maps as arrays)"
+            )
         if spacing is not None:
             raise ValueError("spacing= is for array sources; label files take their spacing from the header")
         files = list(iter_label_files(source))
@@ -300,16 +337,19 @@ def _iter_counts(source, ignore_index, spacing, workers, progress, soft=False) -
     elif isinstance(source, Iterable) and not isinstance(source, (str, bytes, dict)):
         items, total = source, (len(source) if isinstance(source, Sized) else None)
     else:
-        raise TypeError("source must be a label batch (tensor/ndarray), an iterable of label maps, or label "
-                        f"file path(s)/directory/glob; got {type(source).__name__}")
+        raise TypeError(
+            "source must be a label batch (tensor/ndarray), an iterable of label maps, or label "
+            f"file path(s)/directory/glob; got {type(source).__name__}"
+        )
     it = iter(items)
     first = next(it, None)
     if first is None:
         raise ValueError("source holds no label maps")
     if _is_pathlike(first):
         raise TypeError("mixing file paths with other objects in source; pass a list of paths only")
-    for i, item in enumerate(progress_bar(itertools.chain([first], it), total=total, desc="ε: label maps",
-                                  unit="map", disable=not progress)):
+    for i, item in enumerate(
+        progress_bar(itertools.chain([first], it), total=total, desc="ε: label maps", unit="map", disable=not progress)
+    ):
         name = f"label map #{i}"
         sp = spacing
         if isinstance(item, tuple) and len(item) == 2 and not hasattr(item[1], "ndim"):

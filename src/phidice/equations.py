@@ -43,8 +43,12 @@ def config_smoothing(config: DiceConfig) -> Smoothing:
 
 def smoothing_names(config: DiceConfig) -> tuple[str, ...]:
     """The option each smoothing value came from, for errors (``eps`` when eps_nr/eps_dr were not given)."""
-    return ("eps" if config.eps_nr is None else "eps_nr", "eps" if config.eps_dr is None else "eps_dr",
-            "eps_empty", "class_weights")
+    return (
+        "eps" if config.eps_nr is None else "eps_nr",
+        "eps" if config.eps_dr is None else "eps_dr",
+        "eps_empty",
+        "class_weights",
+    )
 
 
 class SubsetTerms(NamedTuple):
@@ -218,8 +222,10 @@ def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float
     the target, the c of the maximum is returned.
     """
     if overlap.b_p == 0:
-        raise ValueError("no ε gives an empty map a gradient when false positives weigh nothing (b_P = 0, e.g. "
-                         "Tversky alpha = 0): there is no heuristic ε; use alpha > 0")
+        raise ValueError(
+            "no ε gives an empty map a gradient when false positives weigh nothing (b_P = 0, e.g. "
+            "Tversky alpha = 0): there is no heuristic ε; use alpha > 0"
+        )
     a, gamma = fraction, overlap.gamma
     K = overlap.b_i * a + overlap.b_p + overlap.b_y
 
@@ -229,7 +235,7 @@ def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float
     def empty(c: float) -> float:
         return overlap.b_p * c / (overlap.b_p + c) ** 2 * focal(c / (overlap.b_p + c))
 
-    target = overlap.b_p * overlap.a * a / K ** 2 * focal(overlap.a * a / K)
+    target = overlap.b_p * overlap.a * a / K**2 * focal(overlap.a * a / K)
     grid = [overlap.b_p * 10 ** (k / 50) for k in range(-200, 201)]
     peak = max(grid, key=empty)
     if empty(peak) <= target:

@@ -59,7 +59,7 @@ def _suffix(path: Path) -> str | None:
     return None
 
 
-def image_stem(path: "str | os.PathLike") -> str:
+def image_stem(path: str | os.PathLike) -> str:
     """The file name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd): the case name."""
     name = Path(path).name
     suffix = _suffix(Path(path))
@@ -109,8 +109,10 @@ def _read_itk(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     img = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(img)  # (z, y, x[, components])
     if img.GetNumberOfComponentsPerPixel() > 1:
-        raise ValueError(f"cannot read {str(path)!r}: expected a scalar image, got a vector image "
-                         f"with {img.GetNumberOfComponentsPerPixel()} components per voxel")
+        raise ValueError(
+            f"cannot read {str(path)!r}: expected a scalar image, got a vector image "
+            f"with {img.GetNumberOfComponentsPerPixel()} components per voxel"
+        )
     array = np.ascontiguousarray(array.transpose(tuple(range(array.ndim))[::-1]))  # -> (x, y, z)
     spacing = tuple(float(s) for s in img.GetSpacing())
     return array, spacing
@@ -124,8 +126,9 @@ def read_label_image(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, 
     ``ValueError`` names the file and an offending value.
     """
     array, spacing = read_image(path)
-    return as_label_array(array, f"label file {str(path)!r}",
-                          "expected a label map with whole-number class indices"), spacing
+    return as_label_array(
+        array, f"label file {str(path)!r}", "expected a label map with whole-number class indices"
+    ), spacing
 
 
 def as_label_array(array: np.ndarray, what: str, hint: str = "expected whole-number class indices") -> np.ndarray:
@@ -154,7 +157,9 @@ def iter_label_files(source, *, recursive: bool = False) -> Iterator[Path]:
         yield from _expand_one(source, recursive)
         return
     if not isinstance(source, Iterable):
-        raise TypeError(f"source must be a path, a directory, a glob pattern or a list of these, got {type(source).__name__}")
+        raise TypeError(
+            f"source must be a path, a directory, a glob pattern or a list of these, got {type(source).__name__}"
+        )
     for item in source:
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"source entries must be paths, got {type(item).__name__}")
@@ -186,7 +191,7 @@ def _expand_one(item, recursive: bool) -> Iterator[Path]:
         raise FileNotFoundError(f"label file not found: {text!r}")
 
 
-def atomic_write(path: "str | os.PathLike", data: "str | bytes | Callable") -> Path:
+def atomic_write(path: str | os.PathLike, data: str | bytes | Callable) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, renamed into place.
 
     ``data`` is text, bytes, or a function called with the open binary file (``torch.save``,

@@ -38,8 +38,17 @@ class _NoBar:
 class _LogLines(_NoBar):
     """One line per step, ``desc: n/total [elapsed, postfix]``, rate-limited; the last step always printed."""
 
-    def __init__(self, iterable=None, *, total=None, desc: str | None = None, unit: str = "it", file=None,
-                 interval: float | None = None, **kwargs):
+    def __init__(
+        self,
+        iterable=None,
+        *,
+        total=None,
+        desc: str | None = None,
+        unit: str = "it",
+        file=None,
+        interval: float | None = None,
+        **kwargs,
+    ):
         super().__init__(iterable)
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)

@@ -26,12 +26,25 @@ from phidice.core.rules import label_upper
 from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, PreparedTarget, drop_background
 
-__all__ = ["compute_stats", "class_stats", "stats_of_prepared", "prepare_target", "activate", "dense_target",
-           "reference_stats"]
+__all__ = [
+    "compute_stats",
+    "class_stats",
+    "stats_of_prepared",
+    "prepare_target",
+    "activate",
+    "dense_target",
+    "reference_stats",
+]
 
 
-def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
-                   mask: torch.Tensor | None = None, *, check_range: bool = True) -> PreparedTarget:
+def prepare_target(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    config: DiceConfig,
+    mask: torch.Tensor | None = None,
+    *,
+    check_range: bool = True,
+) -> PreparedTarget:
     """Check ``target`` (and ``mask``) against ``input`` and bring them to one of two forms.
 
     Integer targets of shape (B, *S) or (B, 1, *S) are labels in [0, C) (or {0, 1} for a single sigmoid
@@ -51,8 +64,10 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
         raise TypeError(f"target must be integer labels or a float/bool map; got dtype {target.dtype}")
     B, C = input.shape[:2]
     if target.shape[0] != B:
-        raise ValueError(f"target batch size {target.shape[0]} does not match input batch size {B} "
-                         f"(input {tuple(input.shape)}, target {tuple(target.shape)})")
+        raise ValueError(
+            f"target batch size {target.shape[0]} does not match input batch size {B} "
+            f"(input {tuple(input.shape)}, target {tuple(target.shape)})"
+        )
     values = config.validate_args and not is_compiling() and not is_functorch_tensor(target)  # vmap over targets
     ignore_index = config.ignore_index
     given = target.dtype
@@ -60,14 +75,18 @@ def prepare_target(input: torch.Tensor, target: torch.Tensor, config: DiceConfig
     one_hot_int = is_int and C > 1 and target.shape[1:] == input.shape[1:]  # F.one_hot(y, C).movedim(-1, 1)
     read_as = ""
     if one_hot_int:
-        read_as = (f"; an integer target of shape {tuple(target.shape)} is read as a one-hot map (B, C, *spatial) "
-                   f"— labels have shape (B, *spatial) = {(B, *input.shape[2:])}")
+        read_as = (
+            f"; an integer target of shape {tuple(target.shape)} is read as a one-hot map (B, C, *spatial) "
+            f"— labels have shape (B, *spatial) = {(B, *input.shape[2:])}"
+        )
     if target.dtype == torch.bool or one_hot_int:
         target, is_int = target.to(torch.float32), False
     if not is_int and target.shape[1:] == input.shape[1:]:
         if ignore_index is not None:
-            raise ValueError("ignore_index applies to integer label targets (B, *spatial); the target is a "
-                             "one-hot/soft map (B, C, *spatial): pass mask= instead")
+            raise ValueError(
+                "ignore_index applies to integer label targets (B, *spatial); the target is a "
+                "one-hot/soft map (B, C, *spatial): pass mask= instead"
+            )
         if config.check_finite and not is_compiling():
             check_all_finite(target, "target")
         if values:
@@ -132,8 +151,9 @@ def dense_target(prepared: PreparedTarget, probs: torch.Tensor, activation) -> t
     return torch.zeros_like(probs).scatter_(1, labels.unsqueeze(1), 1.0)
 
 
-def reference_stats(probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
-                    squared: bool, soft: bool = False) -> DiceStats:
+def reference_stats(
+    probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, squared: bool, soft: bool = False
+) -> DiceStats:
     """Sums of Eq. 3 per (b, c) from dense probabilities and targets (the readable reference path).
 
     ``soft`` (``soft_label=True``): I = Σ m·min(ỹ, y), MONAI's (‖ỹ‖₁ + ‖y‖₁ − ‖ỹ − y‖₁)/2 per voxel, which
@@ -162,8 +182,9 @@ def _soft_intersection(p: torch.Tensor, y: torch.Tensor, mask, B: int, C: int) -
     return per.sum(-1)
 
 
-def class_stats(input: torch.Tensor, target: torch.Tensor, config: DiceConfig,
-                mask: torch.Tensor | None = None) -> DiceStats:
+def class_stats(
+    input: torch.Tensor, target: torch.Tensor, config: DiceConfig, mask: torch.Tensor | None = None
+) -> DiceStats:
     """(B, C) sums of every channel, differentiable w.r.t. ``input``; fused when ``config.fused`` allows."""
     check_input(input, config.activation, config.check_finite)
     return stats_of_prepared(input, prepare_target(input, target, config, mask, check_range=False), config)
@@ -183,31 +204,47 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
     if config.fused is not False:
         reason = ops.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
         if reason is None:
-            return ops.fused_stats(input, prepared.labels, activation=config.activation, mask=prepared.mask,
-                                   check_range=config.validate_args and config.ignore_index is None)
+            return ops.fused_stats(
+                input,
+                prepared.labels,
+                activation=config.activation,
+                mask=prepared.mask,
+                check_range=config.validate_args and config.ignore_index is None,
+            )
         if config.fused is True:
             raise ValueError(f"fused=True but the fused path does not apply: {reason}")
     check_prepared_range(input, prepared, config)
     probs = activate(input, config.activation)
-    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared,
-                           config.soft_label)
+    return reference_stats(
+        probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared, config.soft_label
+    )
 
 
 def check_prepared_range(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> None:
     """The label range check that ``prepare_target(..., check_range=False)`` left to the dense path."""
-    if prepared.labels is not None and config.ignore_index is None and config.validate_args and not is_compiling() \
-            and not is_functorch_tensor(prepared.labels):
+    if (
+        prepared.labels is not None
+        and config.ignore_index is None
+        and config.validate_args
+        and not is_compiling()
+        and not is_functorch_tensor(prepared.labels)
+    ):
         check_label_range(prepared.labels, label_upper(input.shape[1], config.activation))
 
 
 # the DiceConfig fields that concern the sums (the others act on Eq. 3 after them)
-SUM_OPTIONS = ("activation", "squared", "include_background", "ignore_index", "check_finite", "fused",
-               "validate_args")
+SUM_OPTIONS = ("activation", "squared", "include_background", "ignore_index", "check_finite", "fused", "validate_args")
 
 
 @config_signature(DiceConfig, only=SUM_OPTIONS)
-def compute_stats(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                  config: DiceConfig | None = None, **options) -> DiceStats:
+def compute_stats(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    **options,
+) -> DiceStats:
     """Per-image, per-class sums (B, C') of Eq. 3, differentiable with respect to ``input``.
 
     Args:

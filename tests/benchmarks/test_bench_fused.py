@@ -25,11 +25,30 @@ def test_cpu_table_has_every_implementation_and_heap(tmp_path):
     bench = _load()
     out = tmp_path / "fused.md"
     md = tmp_path / "BENCHMARKS.md"
-    md.write_text("# B\n\nbefore\n<!-- bench_fused:cpu-2threads:start -->\nold table\n"
-                  "<!-- bench_fused:cpu-2threads:end -->\nafter\n")
+    md.write_text(
+        "# B\n\nbefore\n<!-- bench_fused:cpu-2threads:start -->\nold table\n"
+        "<!-- bench_fused:cpu-2threads:end -->\nafter\n"
+    )
     # "warm" is left out: it changes this (shared) test process's allocator for good
-    assert bench.main(["--cases", "1,2,8,8", "--repeats", "10", "--no-memory", "--heaps", "glibc", "trimmed",
-                       "--out", str(out), "--benchmarks-md", str(md)]) == 0
+    assert (
+        bench.main(
+            [
+                "--cases",
+                "1,2,8,8",
+                "--repeats",
+                "10",
+                "--no-memory",
+                "--heaps",
+                "glibc",
+                "trimmed",
+                "--out",
+                str(out),
+                "--benchmarks-md",
+                str(md),
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     doc = md.read_text()  # the region between the markers is the new table, the rest untouched
     assert doc.startswith("# B\n\nbefore\n<!-- bench_fused:cpu-2threads:start -->\n#### Latest run")

@@ -37,8 +37,10 @@ def test_table_positives_only_and_batch_phi(labels, capsys):
     assert main(["epsilon", str(labels / "*.nii.gz"), "--positives-only", "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| 1 | 1 | 4 | 8 | 8 |" in out  # class 1: present once, mean 4 over both, 8 over positives
-    assert main(["epsilon", str(labels), "--phi", "BI", "--batch-size", "4", "--json", "--workers", "1",
-                 "--no-progress"]) == 0
+    assert (
+        main(["epsilon", str(labels), "--phi", "BI", "--batch-size", "4", "--json", "--workers", "1", "--no-progress"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["epsilon"][2] == pytest.approx(4 * 32)
 
 

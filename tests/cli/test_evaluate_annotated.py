@@ -32,10 +32,12 @@ def _vol(**ranges):
     return v.reshape(SHAPE)
 
 
-CASES = {"a": (_vol(c1=slice(0, 10), c2=slice(20, 25)), _vol(c1=slice(2, 12), c2=slice(20, 26))),
-         "b": (_vol(c1=slice(0, 4), c2=slice(30, 36)), _vol(c1=slice(0, 4), c2=slice(30, 33))),
-         "c": (_vol(c1=slice(50, 56)), _vol(c1=slice(50, 56), c2=slice(70, 73))),
-         "d": (_vol(c1=slice(0, 3)), _vol())}
+CASES = {
+    "a": (_vol(c1=slice(0, 10), c2=slice(20, 25)), _vol(c1=slice(2, 12), c2=slice(20, 26))),
+    "b": (_vol(c1=slice(0, 4), c2=slice(30, 36)), _vol(c1=slice(0, 4), c2=slice(30, 33))),
+    "c": (_vol(c1=slice(50, 56)), _vol(c1=slice(50, 56), c2=slice(70, 73))),
+    "d": (_vol(c1=slice(0, 3)), _vol()),
+}
 
 
 @pytest.fixture()
@@ -49,8 +51,9 @@ def pool(tmp_path):
     (ds / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1, "tumor": 2}}))
     ann = ds / "annotated_labels.json"
     ann.write_text(json.dumps({"a": ["liver", "tumor"], "b": [1, 2], "c": ["liver"], "d": [1]}))
-    (ds / "merge_provenance.json").write_text(json.dumps({"cases": {
-        k: {"source": "SrcA" if k in "ab" else "SrcB", "case": k} for k in CASES}}))
+    (ds / "merge_provenance.json").write_text(
+        json.dumps({"cases": {k: {"source": "SrcA" if k in "ab" else "SrcB", "case": k} for k in CASES}})
+    )
     return tmp_path, pred, gt, ann
 
 
@@ -68,8 +71,11 @@ def test_unannotated_labels_are_left_out(pool):
     assert math.isnan(float(rows[("c", 2)]["dV_ml"]))
     assert float(rows[("a", 2)]["DSC"]) == pytest.approx(10 / 11) and rows[("d", 1)]["annotated"] == "1"
     summary = (tmp / "pool" / "summary.md").read_text()
-    table = {tuple(c.strip() for c in line.strip("|").split("|")[:4]) for line in summary.splitlines()
-             if line.startswith("| ") and not line.startswith("| class")}
+    table = {
+        tuple(c.strip() for c in line.strip("|").split("|")[:4])
+        for line in summary.splitlines()
+        if line.startswith("| ") and not line.startswith("| class")
+    }
     expected_c2 = f"{(10 / 11 + 6 / 9) / 2:.3f}"
     assert ("2", "all", "2", f"{expected_c2} ± {np.std([10 / 11, 6 / 9], ddof=1):.3f}") in table
     assert ("2", "SrcA", "2") in {t[:3] for t in table} and ("1", "SrcB", "2") in {t[:3] for t in table}

@@ -20,7 +20,7 @@ import pytest
 
 nib = pytest.importorskip("nibabel")
 
-from phidice.cli.main import main  # noqa: E402
+from phidice.cli.main import main
 
 SHAPE = (4, 5, 6)
 SPACING = (2.0, 2.0, 3.0)
@@ -29,7 +29,7 @@ ML = 0.012
 
 def _fill(arr, label, n, start=0):
     flat = arr.reshape(-1)
-    idx = np.flatnonzero(flat == 0)[start:start + n] if label else None
+    idx = np.flatnonzero(flat == 0)[start : start + n] if label else None
     flat[idx] = label
     return idx
 
@@ -94,8 +94,16 @@ def test_end_to_end_hand_values(folders, capsys):
     assert _evaluate("--pred", pred, "--gt", gt, "--groups", groups, "--out", out) == 0
     rows = _rows(out)
     assert sorted(rows) == [(c, k) for c in "abcd" for k in (1, 2)]  # background left out by default
-    expect = {("a", 1): (0.8, 10, 10), ("a", 2): (10 / 11, 5, 6), ("b", 1): (1.0, 4, 4), ("b", 2): (6 / 9, 6, 3),
-              ("c", 1): (1.0, 6, 6), ("c", 2): (math.nan, 0, 3), ("d", 1): (0.0, 3, 0), ("d", 2): (math.nan, 0, 0)}
+    expect = {
+        ("a", 1): (0.8, 10, 10),
+        ("a", 2): (10 / 11, 5, 6),
+        ("b", 1): (1.0, 4, 4),
+        ("b", 2): (6 / 9, 6, 3),
+        ("c", 1): (1.0, 6, 6),
+        ("c", 2): (math.nan, 0, 3),
+        ("d", 1): (0.0, 3, 0),
+        ("d", 2): (math.nan, 0, 0),
+    }
     for key, (dsc, vref, vpred) in expect.items():
         r = rows[key]
         got = float(r["DSC"])
@@ -128,8 +136,12 @@ def test_end_to_end_hand_values(folders, capsys):
 def test_empty_conventions_and_spacing_override(folders, empty, c2, d2):
     tmp, pred, gt, _ = folders
     out = tmp / f"out_{empty}"
-    assert _evaluate("--pred", pred, "--gt", gt, "--out", out, "--empty", empty, "--spacing", 1, 1, 1,
-                     "--include-background") == 0
+    assert (
+        _evaluate(
+            "--pred", pred, "--gt", gt, "--out", out, "--empty", empty, "--spacing", 1, 1, 1, "--include-background"
+        )
+        == 0
+    )
     rows = _rows(out)
     for key, want in ((("c", 2), c2), (("d", 2), d2)):
         got = float(rows[key]["DSC"])
@@ -191,12 +203,15 @@ def test_probabilities_need_threshold(folders, capsys):
     assert float(r["DSC"]) == pytest.approx(2 * 10 / (11 + 10))  # 10 true voxels + 1 at p = 0.5
 
 
-@pytest.mark.parametrize("content, extra, match", [
-    ("case,group\na,HGG\nb,HGG\nc,LGG\n", [], "no group"),
-    ("name,grp\na,HGG\n", [], "header"),
-    ("case,group\na,HGG\na,LGG\n", [], "groups 'HGG' and 'LGG'"),
-    ("case,group\na,HGG\nb,HGG\nc,LGG\nd,LGG\n", ["--positive-group", "GBM"], "GBM"),
-])
+@pytest.mark.parametrize(
+    "content, extra, match",
+    [
+        ("case,group\na,HGG\nb,HGG\nc,LGG\n", [], "no group"),
+        ("name,grp\na,HGG\n", [], "header"),
+        ("case,group\na,HGG\na,LGG\n", [], "groups 'HGG' and 'LGG'"),
+        ("case,group\na,HGG\nb,HGG\nc,LGG\nd,LGG\n", ["--positive-group", "GBM"], "GBM"),
+    ],
+)
 def test_bad_groups(folders, capsys, content, extra, match):
     tmp, pred, gt, _ = folders
     bad = tmp / "bad.csv"
@@ -245,8 +260,11 @@ def test_three_groups_one_vs_rest(folders):
 def _summary_rows(text):
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
     head = [h.strip() for h in lines[0].strip("|").split("|")]
-    return head, {(r[0], r[1]): dict(zip(head, r)) for r in
-                  ([x.strip() for x in ln.strip("|").split("|")] for ln in lines[1:]) if len(r) == len(head)}
+    return head, {
+        (r[0], r[1]): dict(zip(head, r))
+        for r in ([x.strip() for x in ln.strip("|").split("|")] for ln in lines[1:])
+        if len(r) == len(head)
+    }
 
 
 def test_intervals_and_surface_metrics_in_the_summary(folders):
@@ -259,8 +277,27 @@ def test_intervals_and_surface_metrics_in_the_summary(folders):
     g3 = tmp / "g3.csv"
     g3.write_text("case,group\na,HGG\nb,HGG\nc,LGG\nd,other\n")
     out = tmp / "o"
-    assert _evaluate("--pred", pred, "--gt", gt, "--groups", g3, "--positive-group", "HGG", "--out", out,
-                     "--surface-tolerance", 3, "--n-resamples", 999, "--seed", 4) == 0
+    assert (
+        _evaluate(
+            "--pred",
+            pred,
+            "--gt",
+            gt,
+            "--groups",
+            g3,
+            "--positive-group",
+            "HGG",
+            "--out",
+            out,
+            "--surface-tolerance",
+            3,
+            "--n-resamples",
+            999,
+            "--seed",
+            4,
+        )
+        == 0
+    )
     rows = _rows(out)
     cases = _cases()
     for (case, c), r in rows.items():
@@ -277,8 +314,9 @@ def test_intervals_and_surface_metrics_in_the_summary(folders):
     assert head[-2:] == ["HD95 mm mean [95 % CI]", "NSD@3 mm mean [95 % CI]"]
 
     def ci(v):
-        r = stats.bootstrap((np.asarray(v),), np.mean, method="percentile", n_resamples=999,
-                            rng=np.random.default_rng(4)).confidence_interval
+        r = stats.bootstrap(
+            (np.asarray(v),), np.mean, method="percentile", n_resamples=999, rng=np.random.default_rng(4)
+        ).confidence_interval
         return f"[{r.low:.3f}, {r.high:.3f}]"
 
     assert table["2", "all"]["DSC 95 % CI"] == ci([10 / 11, 6 / 9])  # c and d undefined (empty references)
@@ -288,8 +326,9 @@ def test_intervals_and_surface_metrics_in_the_summary(folders):
     assert table["1", "other"]["DSC 95 % CI"] == "n < 2" and table["1", "LGG"]["DSC 95 % CI"] == "n < 2"
     assert table["2", "LGG"]["DSC 95 % CI"] == "–"  # nothing defined
     hd_all = [float(rows[k, 1]["HD95_mm"]) for k in "abcd"]
-    r = stats.bootstrap((np.asarray(hd_all),), np.mean, method="percentile", n_resamples=999,
-                        rng=np.random.default_rng(4)).confidence_interval
+    r = stats.bootstrap(
+        (np.asarray(hd_all),), np.mean, method="percentile", n_resamples=999, rng=np.random.default_rng(4)
+    ).confidence_interval
     assert table["1", "all"]["HD95 mm mean [95 % CI]"] == f"{np.mean(hd_all):.2f} [{r.low:.2f}, {r.high:.2f}]"
     assert table["2", "all"]["NSD@3 mm mean [95 % CI]"].endswith(" n=2")  # 2 of 4 cases defined
     assert table["1", "other"]["NSD@3 mm mean [95 % CI]"] == "0.000 (n=1)"

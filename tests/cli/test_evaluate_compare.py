@@ -17,8 +17,8 @@ import pytest
 nib = pytest.importorskip("nibabel")
 stats = pytest.importorskip("scipy.stats")
 
-from phidice.cli.main import main  # noqa: E402
-from phidice.metrics import surface_metrics  # noqa: E402
+from phidice.cli.main import main
+from phidice.metrics import surface_metrics
 
 SHAPE = (9, 8, 6)
 SPACING = (1.5, 1.0, 2.5)
@@ -35,9 +35,9 @@ def _case(i, rng):
     real."""
     hgg = i < 6
     ref = np.zeros(SHAPE, np.int16)
-    ref[1:5 + i % 3, 1:6, 1:4] = 1
+    ref[1 : 5 + i % 3, 1:6, 1:4] = 1
     if hgg:
-        ref[5:8, 2:6 - i % 2, 2:5] = 2
+        ref[5:8, 2 : 6 - i % 2, 2:5] = 2
     preds = {}
     for m, k in (("A", 4), ("B", 5)):
         p = ref.copy().reshape(-1)
@@ -82,9 +82,29 @@ def data(tmp_path_factory):
 
 def _run(data, out, *extra):
     tmp, gt, folders, groups_csv, _, _ = data
-    return main(["evaluate", "--gt", str(gt), "--pred", *(str(folders[m]) for m in METHODS), "--method-names",
-                 *METHODS, "--groups", str(groups_csv), "--surface-tolerance", str(TAU), "--n-resamples", str(R),
-                 "--seed", str(SEED), "--out", str(out), "--no-progress", *extra])
+    return main(
+        [
+            "evaluate",
+            "--gt",
+            str(gt),
+            "--pred",
+            *(str(folders[m]) for m in METHODS),
+            "--method-names",
+            *METHODS,
+            "--groups",
+            str(groups_csv),
+            "--surface-tolerance",
+            str(TAU),
+            "--n-resamples",
+            str(R),
+            "--seed",
+            str(SEED),
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _expected_per_case(arrays):
@@ -93,13 +113,16 @@ def _expected_per_case(arrays):
     for case, (ref, preds) in arrays.items():
         for m in METHODS:
             p = preds[m]
-            surf = surface_metrics(p[None], ref[None], SPACING, tolerance=TAU, num_classes=3,
-                                   include_background=False)
+            surf = surface_metrics(p[None], ref[None], SPACING, tolerance=TAU, num_classes=3, include_background=False)
             for c in (1, 2):
                 y, x = ref == c, p == c
                 dsc = 2 * (x & y).sum() / (x.sum() + y.sum()) if y.any() else math.nan
-                out[m, case, c] = {"DSC": dsc, "dV_ml": (int(x.sum()) - int(y.sum())) * ML,
-                                   "HD95_mm": surf.hd95[0, c - 1].item(), "NSD": surf.nsd[0, c - 1].item()}
+                out[m, case, c] = {
+                    "DSC": dsc,
+                    "dV_ml": (int(x.sum()) - int(y.sum())) * ML,
+                    "HD95_mm": surf.hd95[0, c - 1].item(),
+                    "NSD": surf.nsd[0, c - 1].item(),
+                }
     return out
 
 
@@ -112,8 +135,9 @@ def _cell(values, spec):
     if np.all(v == v[0]):
         lo = hi = v.mean()
     else:
-        ci = stats.bootstrap((v,), np.mean, method="percentile", n_resamples=R,
-                             rng=np.random.default_rng(SEED)).confidence_interval
+        ci = stats.bootstrap(
+            (v,), np.mean, method="percentile", n_resamples=R, rng=np.random.default_rng(SEED)
+        ).confidence_interval
         lo, hi = ci.low, ci.high
     n = f" n={v.size}" if v.size < values.size else ""
     return f"{v.mean():{spec}} [{lo:{spec}}, {hi:{spec}}]{n}", (lo, hi)
@@ -123,9 +147,14 @@ def _p(a, b):
     keep = ~(np.isnan(a) | np.isnan(b))
     if keep.sum() < 2:
         return "n < 2", None
-    res = stats.permutation_test((a[keep], b[keep]), lambda x, y, axis: np.mean(x - y, axis=axis),
-                                 permutation_type="samples", n_resamples=R, vectorized=True,
-                                 rng=np.random.default_rng(SEED))
+    res = stats.permutation_test(
+        (a[keep], b[keep]),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        n_resamples=R,
+        vectorized=True,
+        rng=np.random.default_rng(SEED),
+    )
     return f"{res.pvalue:.3g}" + ("*" if res.pvalue < 0.05 else ""), res.pvalue
 
 
@@ -141,16 +170,19 @@ def _table(md):
 
 
 SPECS = {"DSC": ".3f", "dV_ml": ".3f", "HD95_mm": ".2f", "NSD": ".3f"}
-TITLES = {"DSC": ("DSC mean [95 % CI]", "p DSC"), "dV_ml": ("ΔV ml mean [95 % CI]", "p ΔV ml"),
-          "HD95_mm": ("HD95 mm mean [95 % CI]", "p HD95 mm"), "NSD": ("NSD@2 mm mean [95 % CI]", "p NSD")}
+TITLES = {
+    "DSC": ("DSC mean [95 % CI]", "p DSC"),
+    "dV_ml": ("ΔV ml mean [95 % CI]", "p ΔV ml"),
+    "HD95_mm": ("HD95 mm mean [95 % CI]", "p HD95 mm"),
+    "NSD": ("NSD@2 mm mean [95 % CI]", "p NSD"),
+}
 
 
 def test_compare_table_cell_by_cell(data, tmp_path, capsys):
     _, _, folders, _, arrays, groups = data
     out = tmp_path / "out"
     assert _run(data, out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.md", "per_case.csv", "roc.csv",
-                                                     "roc.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.md", "per_case.csv", "roc.csv", "roc.png"]
     md = (out / "compare.md").read_text()
     assert md in capsys.readouterr().out
     head, table = _table(md)
@@ -199,7 +231,9 @@ def test_compare_table_cell_by_cell(data, tmp_path, capsys):
 
     with open(out / "roc.csv", newline="") as f:
         auc = {(r["method"], int(r["class"])): float(r["auc"]) for r in csv.DictReader(f)}
-    for m in METHODS:  # Mann–Whitney AUC of HGG (positive: larger reference volume) from the predicted volume of class 2
+    for (
+        m
+    ) in METHODS:  # Mann–Whitney AUC of HGG (positive: larger reference volume) from the predicted volume of class 2
         vol = np.array([(arrays[k][1][m] == 2).sum() for k in cases], float)
         pos, neg = vol[:6], vol[6:]
         want = ((pos[:, None] > neg).sum() + 0.5 * (pos[:, None] == neg).sum()) / 36
@@ -232,8 +266,22 @@ def test_case_sets_that_differ(data, tmp_path, capsys):
             _save(bad_b / f"{case}.nii.gz", preds["B"])
         _save(bad_c / f"{case}.nii.gz", preds["C"])
     _save(bad_c / "case99.nii.gz", arrays["case00"][1]["C"])
-    argv = ["evaluate", "--gt", str(gt), "--pred", str(folders["A"]), str(bad_b), str(bad_c), "--groups",
-            str(groups_csv), "--out", str(tmp_path / "o"), "--no-progress", "--n-resamples", "200"]
+    argv = [
+        "evaluate",
+        "--gt",
+        str(gt),
+        "--pred",
+        str(folders["A"]),
+        str(bad_b),
+        str(bad_c),
+        "--groups",
+        str(groups_csv),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+        "--n-resamples",
+        "200",
+    ]
     assert main(argv) == 2
     err = _err(capsys)
     assert f"prediction folder '{bad_b}' (method 'B') lacks 1 case(s) of the reference: case03" in err
@@ -249,8 +297,16 @@ def test_bad_groups_and_names(data, tmp_path, capsys):
     tmp, gt, folders, _, arrays, groups = data
     small = tmp_path / "g.csv"
     small.write_text("case,group\n" + "".join(f"{c},{'X' if c == 'case11' else g}\n" for c, g in groups.items()))
-    base = ["evaluate", "--gt", str(gt), "--pred", *(str(folders[m]) for m in METHODS), "--out", str(tmp_path / "o"),
-            "--no-progress"]
+    base = [
+        "evaluate",
+        "--gt",
+        str(gt),
+        "--pred",
+        *(str(folders[m]) for m in METHODS),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+    ]
     assert main(base + ["--groups", str(small)]) == 2
     assert "fewer than 2 cases" in (e := _err(capsys)) and "'X': 1 case(s) (case11)" in e
     assert main(base + ["--method-names", "A", "B"]) == 2
@@ -259,8 +315,12 @@ def test_bad_groups_and_names(data, tmp_path, capsys):
     assert "'A' repeats" in _err(capsys)
     assert main(base + ["--baseline", "D"]) == 2
     assert "--baseline 'D' is not one of the methods: method_A, method_B, method_C" in _err(capsys)
-    assert main(["evaluate", "--gt", str(gt), "--pred", str(folders["A"]), "--baseline", "A", "--out",
-                 str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            ["evaluate", "--gt", str(gt), "--pred", str(folders["A"]), "--baseline", "A", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "several --pred folders" in _err(capsys)
     assert main(base + ["--confidence", "95"]) == 2
     assert "--confidence must be in (0, 1)" in _err(capsys)

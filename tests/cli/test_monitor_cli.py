@@ -37,7 +37,8 @@ def test_plot_from_the_record(tmp_path, capsys):
     records = read_history(log)
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert records[-1]["per_class"]["2"]["empty_predicted_volume"] == pytest.approx(
-        monitor.history[-1]["per_class"][2]["empty_predicted_volume"])
+        monitor.history[-1]["per_class"][2]["empty_predicted_volume"]
+    )
     assert main(["monitor", "plot", str(log)]) == 0
     png = log.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -46,11 +47,14 @@ def test_plot_from_the_record(tmp_path, capsys):
     assert out.is_file() and "3 records" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("content,match", [
-    ("not json\n", "monitor.jsonl:1: not a JSON line"),
-    (json.dumps({"epoch": 0}) + "\n", "expected a GradientMonitor.compute"),
-    ("\n", "no records"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("not json\n", "monitor.jsonl:1: not a JSON line"),
+        (json.dumps({"epoch": 0}) + "\n", "expected a GradientMonitor.compute"),
+        ("\n", "no records"),
+    ],
+)
 def test_bad_logs_are_named(tmp_path, capsys, content, match):
     log = tmp_path / "monitor.jsonl"
     log.write_text(content)

@@ -16,8 +16,14 @@ ANNOTATED = torch.tensor([[True, True, True], [True, True, False]])
 ONE_HOT = torch.nn.functional.one_hot(Y, 3).movedim(-1, 1).float()
 Y_PARTIAL = torch.where((Y == 2) & (torch.arange(2).view(2, 1, 1) == 1), 0, Y)
 
-MODULES = [phidice.DiceLoss, phidice.DiceCELoss, phidice.LeafDiceLoss, phidice.MarginalDiceLoss,
-           phidice.LeafDiceCELoss, phidice.MarginalDiceCELoss]
+MODULES = [
+    phidice.DiceLoss,
+    phidice.DiceCELoss,
+    phidice.LeafDiceLoss,
+    phidice.MarginalDiceLoss,
+    phidice.LeafDiceCELoss,
+    phidice.MarginalDiceCELoss,
+]
 
 BAD_OPTIONS = [
     (dict(phi="IB C"), ValueError, "phi"),
@@ -104,8 +110,10 @@ def test_config_is_frozen_reusable_and_serialisable():
     assert DiceConfig.from_dict(config.to_dict()) == config
     loss = phidice.DiceLoss.from_config(config)
     torch.testing.assert_close(loss(X, Y), phidice.dice_loss(X, Y, config=config))
-    torch.testing.assert_close(phidice.dice_loss(X, Y, config=config, phi="I"),
-                               phidice.dice_loss(X, Y, phi="I", eps=[1.0, 2.0, 3.0], include_background=False))
+    torch.testing.assert_close(
+        phidice.dice_loss(X, Y, config=config, phi="I"),
+        phidice.dice_loss(X, Y, phi="I", eps=[1.0, 2.0, 3.0], include_background=False),
+    )
     ce = phidice.DiceCELoss.from_config(config, lambda_ce=0.5)
     assert ce.ce == CEConfig(lambda_ce=0.5)
     with pytest.raises(TypeError, match="no cross-entropy term"):
@@ -122,14 +130,17 @@ def test_eps_from_a_tensor_is_read_once():
 
 # ------------------------------------------------------------------------------------------------- buffers
 
+
 def test_eps_and_weights_are_buffers_in_state_dict():
-    loss = phidice.DiceCELoss("CI", eps=[1.0, 2.0, 3.0], eps_empty=5.0, class_weights=[1.0, 2.0, 3.0],
-                              ce_weight=[0.5, 1.0, 2.0])
+    loss = phidice.DiceCELoss(
+        "CI", eps=[1.0, 2.0, 3.0], eps_empty=5.0, class_weights=[1.0, 2.0, 3.0], ce_weight=[0.5, 1.0, 2.0]
+    )
     state = loss.state_dict()
     assert set(state) == {"eps_nr", "eps_dr", "eps_empty", "class_weights", "ce_weight"}
     assert state["eps_nr"].dtype == torch.float64 and state["eps_nr"].tolist() == [1.0, 2.0, 3.0]
-    other = phidice.DiceCELoss("CI", eps=[9.0, 9.0, 9.0], eps_empty=1.0, class_weights=[1.0, 1.0, 1.0],
-                               ce_weight=[1.0, 1.0, 1.0])
+    other = phidice.DiceCELoss(
+        "CI", eps=[9.0, 9.0, 9.0], eps_empty=1.0, class_weights=[1.0, 1.0, 1.0], ce_weight=[1.0, 1.0, 1.0]
+    )
     assert not torch.allclose(other(X, Y), loss(X, Y))
     other.load_state_dict(state)
     torch.testing.assert_close(other(X, Y), loss(X, Y))
@@ -173,6 +184,7 @@ def test_buffers_are_used_in_the_computation():
 
 
 # ------------------------------------------------------------------------------------------- validate_args
+
 
 class HostReads(TorchDispatchMode):
     """Counts the operations that read a tensor value back to the host (a synchronisation on a GPU)."""
@@ -232,8 +244,14 @@ def test_empty_rules_of_losses_and_scores_point_to_each_other():
 def test_buffers_left_behind_follow_the_input():
     """A loss module that was not moved with the model: its buffers meet inputs elsewhere (meta stands in for a
     GPU here) and are moved per call, not refused."""
-    loss = phidice.DiceCELoss("CI", eps=[1.0, 2.0, 3.0], class_weights=[1.0, 2.0, 3.0], ce_weight=[1.0, 1.0, 2.0],
-                              eps_empty=4.0, validate_args=False)  # meta tensors hold no values to check
+    loss = phidice.DiceCELoss(
+        "CI",
+        eps=[1.0, 2.0, 3.0],
+        class_weights=[1.0, 2.0, 3.0],
+        ce_weight=[1.0, 1.0, 2.0],
+        eps_empty=4.0,
+        validate_args=False,
+    )  # meta tensors hold no values to check
     out = loss(X.to("meta"), Y.to("meta"))
     assert out.device.type == "meta"
     assert loss.eps_nr.device.type == "cpu"

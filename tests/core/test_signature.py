@@ -29,29 +29,61 @@ def minus(names, *removed):
 
 # public name -> the options it must show (its own parameters — input, target, mask, config … — aside)
 TORCH = {
-    "DiceLoss": DICE, "dice_loss": DICE, "loss_from_stats": DICE,
-    "compute_stats": ["activation", "squared", "include_background", "ignore_index", "check_finite", "fused",
-                      "validate_args"],
-    "DiceCELoss": DICE + CE, "dice_ce_loss": DICE + CE,
-    "TverskyLoss": minus(DICE, ["overlap"]) + TVERSKY, "tversky_loss": minus(DICE, ["overlap"]) + TVERSKY,
+    "DiceLoss": DICE,
+    "dice_loss": DICE,
+    "loss_from_stats": DICE,
+    "compute_stats": [
+        "activation",
+        "squared",
+        "include_background",
+        "ignore_index",
+        "check_finite",
+        "fused",
+        "validate_args",
+    ],
+    "DiceCELoss": DICE + CE,
+    "dice_ce_loss": DICE + CE,
+    "TverskyLoss": minus(DICE, ["overlap"]) + TVERSKY,
+    "tversky_loss": minus(DICE, ["overlap"]) + TVERSKY,
     "TverskyCELoss": minus(DICE, ["overlap"]) + TVERSKY + CE,
     "tversky_ce_loss": minus(DICE, ["overlap"]) + TVERSKY + CE,
-    "JaccardLoss": minus(DICE, ["overlap"]), "jaccard_loss": minus(DICE, ["overlap"]),
-    "JaccardCELoss": minus(DICE, ["overlap"]) + CE, "jaccard_ce_loss": minus(DICE, ["overlap"]) + CE,
-    "LeafDiceLoss": DICE, "MarginalDiceLoss": DICE, "LeafDiceCELoss": DICE + CE, "MarginalDiceCELoss": DICE + CE,
+    "JaccardLoss": minus(DICE, ["overlap"]),
+    "jaccard_loss": minus(DICE, ["overlap"]),
+    "JaccardCELoss": minus(DICE, ["overlap"]) + CE,
+    "jaccard_ce_loss": minus(DICE, ["overlap"]) + CE,
+    "LeafDiceLoss": DICE,
+    "MarginalDiceLoss": DICE,
+    "LeafDiceCELoss": DICE + CE,
+    "MarginalDiceCELoss": DICE + CE,
     "MarginalCrossEntropyLoss": list(missing_functional.MARGINAL_CE_OPTIONS),
-    "dice_gradient": minus(DICE, GRADIENT_SET), "jaccard_gradient": minus(DICE, GRADIENT_SET, ["overlap"]),
+    "dice_gradient": minus(DICE, GRADIENT_SET),
+    "jaccard_gradient": minus(DICE, GRADIENT_SET, ["overlap"]),
     "tversky_gradient": minus(DICE, GRADIENT_SET, ["overlap"]) + TVERSKY,
 }
 MISSING_FUNCTIONAL = {
-    "leaf_dice_loss": DICE, "marginal_dice_loss": DICE, "leaf_dice_ce_loss": DICE + CE,
-    "marginal_dice_ce_loss": DICE + CE, "marginal_cross_entropy": list(missing_functional.MARGINAL_CE_OPTIONS),
+    "leaf_dice_loss": DICE,
+    "marginal_dice_loss": DICE,
+    "leaf_dice_ce_loss": DICE + CE,
+    "marginal_dice_ce_loss": DICE + CE,
+    "marginal_cross_entropy": list(missing_functional.MARGINAL_CE_OPTIONS),
 }
 # what a loss takes besides its options: the data, a built config, the Keras layout and name
-NOT_OPTIONS = {"input", "target", "probs", "annotated", "stats", "mask", "config", "ce", "keep", "num_channels",
-               "data_format", "name", "labels_superset_map"}
-HINTS = {**typing.get_type_hints(DiceConfig), **typing.get_type_hints(CEConfig),
-         **typing.get_type_hints(tversky)}
+NOT_OPTIONS = {
+    "input",
+    "target",
+    "probs",
+    "annotated",
+    "stats",
+    "mask",
+    "config",
+    "ce",
+    "keep",
+    "num_channels",
+    "data_format",
+    "name",
+    "labels_superset_map",
+}
+HINTS = {**typing.get_type_hints(DiceConfig), **typing.get_type_hints(CEConfig), **typing.get_type_hints(tversky)}
 DEFAULTS = {p.name: p.default for p in option_parameters(DiceConfig, CEConfig, tversky)}
 
 
@@ -88,8 +120,9 @@ def test_phi_and_eps_lead_positionally_in_every_loss_class():
     for name, expected in TORCH.items():
         obj = getattr(phidice, name, None) or getattr(phidice.missing, name)
         if isinstance(obj, type) and "phi" in expected:
-            positional = [p.name for p in inspect.signature(obj).parameters.values()
-                          if p.kind == p.POSITIONAL_OR_KEYWORD]
+            positional = [
+                p.name for p in inspect.signature(obj).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD
+            ]
             assert positional == ["phi", "eps"], name
 
 

@@ -26,7 +26,7 @@ def scene(Y, P, I, P_empty, kinds, length=64, seed=0):
             if kind == "n":
                 y[pos[: Y[c]]] = 1
                 p[pos[: I[c]]] = 1
-                p[pos[Y[c]: Y[c] + P[c] - I[c]]] = 1
+                p[pos[Y[c] : Y[c] + P[c] - I[c]]] = 1
             else:
                 p[pos[: P_empty[c]]] = 1
             probs[b, c] = torch.from_numpy(p.reshape(4, -1))
@@ -39,13 +39,19 @@ def scene(Y, P, I, P_empty, kinds, length=64, seed=0):
 def test_numbers_equal_core_dice_gradient(phi, B):
     Y, P, P_empty, eps = [20, 6], [10, 12], [7, 5], [3.0, 0.5]
     I = [5, 3]  # overlap ½ of min(Y, P)
-    r = phidice.explain(phi=phi, eps=eps, batch_size=B, volumes=Y, predicted_volume=P,
-                        empty_predicted_volume=P_empty, overlap=0.5)
+    r = phidice.explain(
+        phi=phi, eps=eps, batch_size=B, volumes=Y, predicted_volume=P, empty_predicted_volume=P_empty, overlap=0.5
+    )
     assert r.volume == Y and r.intersection == I
     ne = dice_gradient(*scene(Y, P, I, P_empty, "n" * B), phi=phi, eps=torch.tensor(eps, dtype=torch.float64))
     ae = dice_gradient(*scene(Y, P, I, P_empty, "e" * B), phi=phi, eps=torch.tensor(eps, dtype=torch.float64))
-    mixed = ae if B == 1 else dice_gradient(*scene(Y, P, I, P_empty, "e" + "n" * (B - 1)), phi=phi,
-                                            eps=torch.tensor(eps, dtype=torch.float64))
+    mixed = (
+        ae
+        if B == 1
+        else dice_gradient(
+            *scene(Y, P, I, P_empty, "e" + "n" * (B - 1)), phi=phi, eps=torch.tensor(eps, dtype=torch.float64)
+        )
+    )
     np.testing.assert_allclose(r.nonempty_g0, ne.g0[0].numpy(), rtol=1e-12)
     np.testing.assert_allclose(r.nonempty_g1, ne.g1[0].numpy(), rtol=1e-12)
     np.testing.assert_allclose(r.all_empty_g0, ae.g0[0].numpy(), rtol=1e-12)
@@ -65,8 +71,7 @@ def test_image_wise_values_by_hand():
 
 
 def test_fractional_predicted_volumes_are_realised_exactly():
-    r = phidice.explain(phi="I", eps=1e-5, batch_size=1, volumes=[8789.4], predicted_volume=[1234.56],
-                        overlap=0.3)
+    r = phidice.explain(phi="I", eps=1e-5, batch_size=1, volumes=[8789.4], predicted_volume=[1234.56], overlap=0.3)
     Y, P = 8789.0, 1234.56
     I = 0.3 * P
     assert r.volume == [Y] and r.intersection[0] == pytest.approx(I)
@@ -86,7 +91,9 @@ def test_flags_follow_section_2_2():
     assert bi.all_empty_ratio[0] < 1e-6  # an all-empty batch under BI behaves like Φ=I
     assert phidice.explain(phi="BI", eps=1e-5, batch_size=1, volumes=v).flagged == [True]  # B=1: BI = I
     md = small_i.to_markdown()
-    assert "| label | volume |" in md and "| 1 | 8789 |" in md  # the volume given describes label 1 and "empty maps barely learn" in md
+    assert (
+        "| label | volume |" in md and "| 1 | 8789 |" in md
+    )  # the volume given describes label 1 and "empty maps barely learn" in md
 
 
 def write(path, arr, spacing=(1.0, 1.0, 1.0)):
@@ -99,7 +106,7 @@ def dataset_with_empty_maps(tmp_path):
     for i, (n1, n2) in enumerate([(30, 5), (0, 9), (50, 3), (0, 4)]):
         a = np.zeros(256, np.uint8)
         a[:n1] = 1
-        a[100:100 + n2] = 2
+        a[100 : 100 + n2] = 2
         write(tmp_path / f"c{i}.nii.gz", a.reshape(8, 8, 4))
     return tmp_path
 

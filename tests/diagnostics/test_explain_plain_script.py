@@ -6,6 +6,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+
 from _children import run_python
 
 
@@ -17,15 +18,17 @@ def project(tmp_path_factory):
     for i, (n1, n2) in enumerate([(30, 5), (0, 9), (50, 3), (0, 4)]):
         a = np.zeros(256, np.uint8)
         a[:n1] = 1
-        a[100:100 + n2] = 2
+        a[100 : 100 + n2] = 2
         nib.save(nib.Nifti1Image(a.reshape(8, 8, 4), np.eye(4)), str(root / "labels" / f"c{i}.nii.gz"))
     return root
 
 
 def snippet(kwargs: str) -> str:
-    return ("import json, phidice\n"
-            f'r = phidice.explain(labels="labels/", eps="auto", batch_size=2{kwargs})\n'
-            "print(json.dumps({'volume': r.volume, 'eps': r.eps, 'empty': r.empty_fraction}))\n")
+    return (
+        "import json, phidice\n"
+        f'r = phidice.explain(labels="labels/", eps="auto", batch_size=2{kwargs})\n'
+        "print(json.dumps({'volume': r.volume, 'eps': r.eps, 'empty': r.empty_fraction}))\n"
+    )
 
 
 def check(lines):

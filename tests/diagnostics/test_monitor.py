@@ -66,18 +66,23 @@ def by_hand(phi, grad, probs, y, m, keep, first):
             else:
                 pred_other += sum(float(P[e]) for e in mine)
                 dice += 2 * sum(float(I[e]) for e in entries) / sum(float(P[e] + Y[e]) for e in entries)
-        return dict(empty_subset_fraction=n_empty / n, empty_gradient_share=grad_empty / grad_all,
-                    empty_predicted_volume=pred / n_empty if n_empty else math.nan,
-                    nonempty_predicted_volume=pred_other / (n - n_empty) if n > n_empty else math.nan,
-                    nonempty_dice=dice / (n - n_empty) if n > n_empty else math.nan)
+        return dict(
+            empty_subset_fraction=n_empty / n,
+            empty_gradient_share=grad_empty / grad_all,
+            empty_predicted_volume=pred / n_empty if n_empty else math.nan,
+            nonempty_predicted_volume=pred_other / (n - n_empty) if n > n_empty else math.nan,
+            nonempty_dice=dice / (n - n_empty) if n > n_empty else math.nan,
+        )
 
     def maps(column):
         entries = [(b, c) for b in range(Bn) for c in range(Cn) if kept[b, c] and (column is None or c == column)]
         empty = [e for e in entries if float(Y[e]) == 0]
         total = sum(float(g[e]) for e in entries)
-        return dict(empty_map_fraction=len(empty) / len(entries),
-                    empty_map_gradient_share=sum(float(g[e]) for e in empty) / total,
-                    empty_map_predicted_volume=sum(float(P[e]) for e in empty) / len(empty) if empty else math.nan)
+        return dict(
+            empty_map_fraction=len(empty) / len(entries),
+            empty_map_gradient_share=sum(float(g[e]) for e in empty) / total,
+            empty_map_predicted_volume=sum(float(P[e]) for e in empty) / len(empty) if empty else math.nan,
+        )
 
     return ({**values(None), **maps(None)}, {first + c: {**values(c), **maps(c)} for c in range(Cn)})
 
@@ -116,18 +121,26 @@ def test_values_equal_autograd_by_hand(phi, eps, include_background):
     loss = phidice.DiceLoss(phi=phi, eps=e, activation=None, include_background=include_background)
     grad, result = run(loss, probs, labels)
     ones = torch.ones(B, 1, *S, dtype=torch.float64)
-    check(result, by_hand(phi, grad, probs, one_hot(labels), ones, torch.ones(B, C, dtype=torch.bool),
-                          0 if include_background else 1))
+    check(
+        result,
+        by_hand(
+            phi, grad, probs, one_hot(labels), ones, torch.ones(B, C, dtype=torch.bool), 0 if include_background else 1
+        ),
+    )
 
 
 @pytest.mark.parametrize("phi", PHIS)
-@pytest.mark.parametrize("options", [
-    dict(eps=1.0, class_weights=[0.2, 1.0, 3.0]),
-    dict(eps=1e-5, eps_empty=[1.0, 30.0, 12.0], reduction="sum"),
-    dict(eps=2.0, empty="skip"),
-    dict(eps=0.5, overlap=phidice.tversky(0.3, 0.7, 1.5)),
-    dict(eps=0.5, overlap=phidice.JACCARD),
-], ids=["weights", "eps_empty-sum", "skip", "focal-tversky", "jaccard"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(eps=1.0, class_weights=[0.2, 1.0, 3.0]),
+        dict(eps=1e-5, eps_empty=[1.0, 30.0, 12.0], reduction="sum"),
+        dict(eps=2.0, empty="skip"),
+        dict(eps=0.5, overlap=phidice.tversky(0.3, 0.7, 1.5)),
+        dict(eps=0.5, overlap=phidice.JACCARD),
+    ],
+    ids=["weights", "eps_empty-sum", "skip", "focal-tversky", "jaccard"],
+)
 def test_options_equal_autograd_by_hand(phi, options):
     probs, labels = batch(1)
     loss = phidice.DiceLoss(phi=phi, activation=None, **options)
@@ -185,12 +198,17 @@ def test_marginal_dice_in_merged_probabilities(phi, include_background):
     y = one_hot(labels)
     stats = phidice.compute_stats(merged, y, activation=None)
     first = 0 if include_background else 1
-    value = phidice.loss_from_stats(phidice.DiceStats(*(t[:, first:] for t in stats)), keep=annotated[:, first:],
-                                    num_channels=C, phi=phi, eps=2.0, activation=None,
-                                    include_background=include_background)
+    value = phidice.loss_from_stats(
+        phidice.DiceStats(*(t[:, first:] for t in stats)),
+        keep=annotated[:, first:],
+        num_channels=C,
+        phi=phi,
+        eps=2.0,
+        activation=None,
+        include_background=include_background,
+    )
     (grad,) = torch.autograd.grad(value, merged)
-    check(result, by_hand(phi, grad, merged.detach(), y, torch.ones(B, 1, *S, dtype=torch.float64), annotated,
-                          first))
+    check(result, by_hand(phi, grad, merged.detach(), y, torch.ones(B, 1, *S, dtype=torch.float64), annotated, first))
 
 
 @pytest.mark.parametrize("phi", ["I", "BI"])
@@ -200,8 +218,11 @@ def test_fused_path_and_compound_loss_give_the_reference_values(phi):
     labels[labels == 2] = 0  # class 2 empty in the whole batch: an empty φ under Φ = BI too
     logits = torch.log(probs).float().requires_grad_()
     results = []
-    for loss in (phidice.DiceLoss(phi=phi, fused=True), phidice.DiceLoss(phi=phi, fused=False),
-                 phidice.DiceCELoss(phi=phi, fused=False)):
+    for loss in (
+        phidice.DiceLoss(phi=phi, fused=True),
+        phidice.DiceLoss(phi=phi, fused=False),
+        phidice.DiceCELoss(phi=phi, fused=False),
+    ):
         monitor = GradientMonitor(loss, log=False)
         loss(logits, labels, monitor=monitor).backward()
         results.append(monitor.compute())
@@ -244,9 +265,14 @@ def test_explain_on_the_same_batch():
     """explain's empty-map and non-empty-map y=0 / y=1 values, put on the voxels of its own scene, give the
     monitor's gradient share on that scene."""
     Y, P, inter, L, phi, eps = 12.0, 15.0, 6.0, 40, "BI", 3.0
-    g = _scene_gradients(phidice.parse_phi(phi), phidice.DICE, torch.tensor([eps]).numpy(), 3,
-                         *(torch.tensor([v], dtype=torch.float64).numpy() for v in (Y, P, inter)),
-                         torch.tensor([P], dtype=torch.float64).numpy())
+    g = _scene_gradients(
+        phidice.parse_phi(phi),
+        phidice.DICE,
+        torch.tensor([eps]).numpy(),
+        3,
+        *(torch.tensor([v], dtype=torch.float64).numpy() for v in (Y, P, inter)),
+        torch.tensor([P], dtype=torch.float64).numpy(),
+    )
     probs = torch.zeros(3, 1, L, dtype=torch.float64)
     target = torch.zeros(3, 1, L, dtype=torch.float64)
     probs[0, 0, :15] = 1.0  # the empty image: P spread over 15 voxels
@@ -257,9 +283,14 @@ def test_explain_on_the_same_batch():
     loss = phidice.DiceLoss(phi="I", eps=eps, activation=None)
     monitor = GradientMonitor(loss, log=False)
     loss(probs, target, monitor=monitor)
-    scene = _scene_gradients(phidice.parse_phi("I"), phidice.DICE, torch.tensor([eps]).numpy(), 3,
-                             *(torch.tensor([v], dtype=torch.float64).numpy() for v in (Y, P, inter)),
-                             torch.tensor([P], dtype=torch.float64).numpy())
+    scene = _scene_gradients(
+        phidice.parse_phi("I"),
+        phidice.DICE,
+        torch.tensor([eps]).numpy(),
+        3,
+        *(torch.tensor([v], dtype=torch.float64).numpy() for v in (Y, P, inter)),
+        torch.tensor([P], dtype=torch.float64).numpy(),
+    )
     empty = abs(scene["empty_g0"][0]) * L
     nonempty = 2 * (abs(scene["nonempty_g0"][0]) * (L - Y) + abs(scene["nonempty_g1"][0]) * Y)
     assert monitor.compute()["empty_gradient_share"] == pytest.approx(empty / (empty + nonempty), rel=1e-9)
@@ -276,8 +307,7 @@ def test_advice_flags_ignored_empty_maps_and_recommends_eq5():
     lines = monitor.advise(first)
     line = next(x for x in lines if x.startswith("class 2"))
     assert "ignored" in line and "Φ=BI" in line and f"E[Σy] = {first['per_class'][2]['expected_volume']:.4g}" in line
-    assert "ml" in line and first["empty_predicted_volume_ml"] == pytest.approx(
-        first["empty_predicted_volume"] * 0.004)
+    assert "ml" in line and first["empty_predicted_volume_ml"] == pytest.approx(first["empty_predicted_volume"] * 0.004)
     pushed = advice_lines(first, None, phidice.DiceLoss(phi="BI").config)
     assert pushed  # the wording depends on the numbers, not on the config alone
     big = GradientMonitor(phidice.DiceLoss(phi="I", eps=expected_sum_y(labels), activation=None), log=False)

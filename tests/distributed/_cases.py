@@ -131,14 +131,18 @@ def cases() -> dict[str, object]:
     out["MarginalDiceCE-I"] = _missing("MarginalDiceCELoss", "I")
     out["DiceCE-BI"] = _dice_ce("BI")
     out["DiceCE-I"] = _dice_ce("I")
-    out["Tversky-BI"] = lambda o, d, sync: phidice.tversky_loss(o, d["labels"], alpha=0.3, beta=0.7, phi="BI",
-                                                               sync_batch=sync)
+    out["Tversky-BI"] = lambda o, d, sync: phidice.tversky_loss(
+        o, d["labels"], alpha=0.3, beta=0.7, phi="BI", sync_batch=sync
+    )
     out["FocalTversky-BCI-fused"] = lambda o, d, sync: phidice.tversky_loss(
-        o, d["labels"], alpha=0.3, beta=0.7, gamma=4 / 3, phi="BCI", fused=True, sync_batch=sync)
-    out["Jaccard-I-skip"] = lambda o, d, sync: phidice.jaccard_loss(o, d["labels"], phi="I", empty="skip",
-                                                                    sync_batch=sync)
+        o, d["labels"], alpha=0.3, beta=0.7, gamma=4 / 3, phi="BCI", fused=True, sync_batch=sync
+    )
+    out["Jaccard-I-skip"] = lambda o, d, sync: phidice.jaccard_loss(
+        o, d["labels"], phi="I", empty="skip", sync_batch=sync
+    )
     out["TverskyCE-BI"] = lambda o, d, sync: phidice.TverskyCELoss("BI", alpha=0.3, beta=0.7, sync_batch=sync)(
-        o, d["labels"])
+        o, d["labels"]
+    )
     out["LeafJaccard-BI"] = _missing("LeafDiceLoss", "BI", overlap=phidice.JACCARD)
     return out
 
@@ -168,7 +172,7 @@ def accumulate(model, data, phis=("I", "CI", "BI", "BCI"), sync: bool = False) -
     with torch.no_grad():
         pred = model(data["x"]).argmax(1)
     for lo in range(0, len(pred), 2):  # batches of 2 images, in order
-        acc.update(pred[lo:lo + 2], data["labels"][lo:lo + 2])
+        acc.update(pred[lo : lo + 2], data["labels"][lo : lo + 2])
     if sync:
         acc.sync()
     return {phi: acc.compute(phi) for phi in phis}

@@ -14,13 +14,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _cases  # noqa: E402
+import _cases
 
 
 def main(rank: int, world: int, port: int, outdir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))  # a rank stuck in a collective fails, not hangs
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )  # a rank stuck in a collective fails, not hangs
     import phidice
 
     lo, hi = _cases.SPLITS[rank]

@@ -18,8 +18,9 @@ import phidice
 import phidice.distributed as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _cases  # noqa: E402
-from _children import run_ranks  # noqa: E402
+import _cases
+
+from _children import run_ranks
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ddp_worker.py")
 WORLD = 2
@@ -78,8 +79,9 @@ def test_dice_accumulator_sync_matches_single_process(ddp_results):
     assert expected["I"].shape == (4, _cases.C)
     for r, res in enumerate(ddp_results):
         for phi, want in expected.items():
-            torch.testing.assert_close(res["metrics"][phi], want, atol=1e-12, rtol=0, equal_nan=True,
-                                       msg=lambda m: f"rank {r} Φ={phi}: {m}")
+            torch.testing.assert_close(
+                res["metrics"][phi], want, atol=1e-12, rtol=0, equal_nan=True, msg=lambda m: f"rank {r} Φ={phi}: {m}"
+            )
 
 
 def test_no_process_group_is_a_noop_with_one_warning(monkeypatch):
@@ -94,7 +96,8 @@ def test_no_process_group_is_a_noop_with_one_warning(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the second call must not warn again
         assert float(phidice.DiceLoss("I", sync_batch=True)(logits, data["labels"])) == float(
-            phidice.dice_loss(logits, data["labels"], phi="I"))
+            phidice.dice_loss(logits, data["labels"], phi="I")
+        )
     t = torch.arange(3.0)
     assert pd.all_reduce_sum(t) is t
     stats = phidice.compute_stats(logits, data["labels"])

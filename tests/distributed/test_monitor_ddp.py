@@ -1,5 +1,5 @@
-"""GradientMonitor under 2-rank DDP (gloo; 2 + 2 images, and 3 + 1 under sync_batch) equals one process on the whole batch: per-rank
-sums all-reduced in compute(), and under sync_batch the global batch's subsets on every rank."""
+"""GradientMonitor under 2-rank DDP (gloo; 2 + 2 images, and 3 + 1 under sync_batch) equals one process on the whole
+batch: per-rank sums all-reduced in compute(), and under sync_batch the global batch's subsets on every rank."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _monitor_cases  # noqa: E402
-from _children import run_ranks  # noqa: E402
+import _monitor_cases
+
+from _children import run_ranks
 
 pytestmark = pytest.mark.slow  # two gloo processes (~20 s on 2 cores): make test-all
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_monitor_worker.py")

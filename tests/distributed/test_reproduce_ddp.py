@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from _children import child_env, free_port
 
+from _children import child_env, free_port
 
 
 def _flat(values):
@@ -31,11 +31,31 @@ def test_torchrun_reproduce_matches_one_process(tmp_path):
     env = child_env(gloo=True)
     common = ["reproduce", "--smoke", "--task", "binary", "--no-progress", "--threads", "1"]
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-                    phidice, *common, "--batch-sizes", "1", "--out", str(ddp)],
-                   env=env, check=True, timeout=300, capture_output=True)
-    subprocess.run([phidice, *common, "--batch-sizes", "2", "--out", str(single)],
-                   env=env, check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            phidice,
+            *common,
+            "--batch-sizes",
+            "1",
+            "--out",
+            str(ddp),
+        ],
+        env=env,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    subprocess.run(
+        [phidice, *common, "--batch-sizes", "2", "--out", str(single)],
+        env=env,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     assert (ddp / "report.md").exists()
     keys = sorted(p.name for p in (single / "runs").glob("*.json"))
     assert len(keys) == 6

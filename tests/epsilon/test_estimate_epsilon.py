@@ -12,8 +12,9 @@ from phidice.epsilon import epsilon_stats
 def truth(maps, C, scales=None, positives_only=False, ignore_index=None, B=1):
     """E[Σy] per class by explicit loops: the mean volume (over positive images when asked)."""
     scales = scales or [1.0] * len(maps)
-    vol = np.array([[float(((m == c) & (m != ignore_index)).sum()) * s for c in range(C)]
-                    for m, s in zip(maps, scales)])
+    vol = np.array(
+        [[float(((m == c) & (m != ignore_index)).sum()) * s for c in range(C)] for m, s in zip(maps, scales)]
+    )
     if not positives_only:
         return B * vol.mean(0)
     present = vol > 0
@@ -22,6 +23,7 @@ def truth(maps, C, scales=None, positives_only=False, ignore_index=None, B=1):
     # Φ ∋ B: mean over all batches of B images (with replacement) that contain the class
     n = len(maps)
     import itertools
+
     out = []
     for c in range(C):
         sums = [vol[list(idx), c].sum() for idx in itertools.product(range(n), repeat=B)]
@@ -92,8 +94,9 @@ def test_directory_glob_list_iterable_and_batch_forms_agree(nifti_dataset):
 @pytest.mark.parametrize("workers", [2, 3, 16])
 def test_reader_threads_match_serial(nifti_dataset, workers):
     d, maps, _ = nifti_dataset
-    torch.testing.assert_close(est(d, workers=workers, positives_only=True), est(d, positives_only=True),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        est(d, workers=workers, positives_only=True), est(d, positives_only=True), rtol=0, atol=0
+    )
 
 
 def test_mha_via_simpleitk(tmp_path):
@@ -117,8 +120,10 @@ def test_batch_wise_phi_is_expected_batch_volume(nifti_dataset, B, po):
     np.testing.assert_allclose(eps, truth(maps, 4, positives_only=po, B=B), rtol=1e-12)
     # Φ=BCI keeps the per-class vector of BI (the core sums it over the classes of φ); CI that of I
     np.testing.assert_array_equal(est(np.stack(maps), phi="BCI", batch_size=B, positives_only=po).numpy(), eps)
-    np.testing.assert_array_equal(est(np.stack(maps), phi="CI", batch_size=B, positives_only=po).numpy(),
-                                  est(np.stack(maps), positives_only=po).numpy())
+    np.testing.assert_array_equal(
+        est(np.stack(maps), phi="CI", batch_size=B, positives_only=po).numpy(),
+        est(np.stack(maps), positives_only=po).numpy(),
+    )
 
 
 def test_stats_report_counts(nifti_dataset):

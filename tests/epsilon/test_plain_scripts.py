@@ -34,10 +34,12 @@ def label_folder(tmp_path_factory):
 
 
 def snippet(kwargs: str) -> str:
-    return ("import phidice\n"
-            f'eps = phidice.estimate_epsilon("labels/", num_classes=3{kwargs})\n'
-            "print(eps)\n"
-            "print(eps.tolist())\n")
+    return (
+        "import phidice\n"
+        f'eps = phidice.estimate_epsilon("labels/", num_classes=3{kwargs})\n'
+        "print(eps)\n"
+        "print(eps.tolist())\n"
+    )
 
 
 def check(lines, eps):
@@ -85,8 +87,9 @@ def test_no_process_is_started(label_folder, monkeypatch):
 
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
     root, eps = label_folder
-    np.testing.assert_allclose(phidice.estimate_epsilon(root / "labels", num_classes=3, workers=2, progress=False),
-                               eps, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        phidice.estimate_epsilon(root / "labels", num_classes=3, workers=2, progress=False), eps, rtol=1e-12, atol=0
+    )
 
 
 def test_error_stops_reading_the_remaining_files(tmp_path, monkeypatch):

@@ -18,8 +18,9 @@ def test_soft_volumes_are_the_mean_soft_sum():
     y, _ = _soft_batch()
     eps = phidice.estimate_epsilon(torch.tensor(y), soft=True, progress=False)
     torch.testing.assert_close(eps, torch.tensor(y.reshape(4, 3, -1).sum(-1).mean(0)), rtol=0, atol=1e-12)
-    stats = phidice.epsilon.epsilon_stats(list(y), soft=True, progress=False, phi="BI", batch_size=2,
-                                          positives_only=True)
+    stats = phidice.epsilon.epsilon_stats(
+        list(y), soft=True, progress=False, phi="BI", batch_size=2, positives_only=True
+    )
     assert stats.n_positive.tolist() == [4, 4, 3]
     np.testing.assert_allclose(stats.volume_sum, y.reshape(4, 3, -1).sum((0, 2)))
 

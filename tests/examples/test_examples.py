@@ -15,10 +15,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _children import child_env, run_python
 import torch
 
 import phidice
+from _children import child_env, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -75,8 +75,19 @@ def test_lightning_ddp_example_is_one_process_on_the_global_batch(tmp_path):
     from torch.utils.data.distributed import DistributedSampler
 
     epochs, per_rank, world = 2, 2, 2
-    _run([str(EXAMPLES / "lightning_ddp.py"), "--devices", str(world), "--batch-size", str(per_rank),
-          "--epochs", str(epochs), "--out", str(tmp_path)])
+    _run(
+        [
+            str(EXAMPLES / "lightning_ddp.py"),
+            "--devices",
+            str(world),
+            "--batch-size",
+            str(per_rank),
+            "--epochs",
+            str(epochs),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
     assert [r["world_size"] for r in ranks] == [world, world]
 
@@ -94,7 +105,7 @@ def test_lightning_ddp_example_is_one_process_on_the_global_batch(tmp_path):
         sampler.set_epoch(epoch)
         order = list(sampler)
         for start in range(0, len(order), batch):
-            index = order[start:start + batch]
+            index = order[start : start + batch]
             optimizer.zero_grad()
             loss = loss_fn(model.net(images[index]), labels[index])
             if epoch == 0 and start == 0:  # rank 0 alone (its half of the batch) would see another loss
@@ -105,11 +116,21 @@ def test_lightning_ddp_example_is_one_process_on_the_global_batch(tmp_path):
             expected.append(loss.item())
     assert len(expected) == epochs * len(data) // batch
     for r, res in enumerate(ranks):
-        torch.testing.assert_close(torch.tensor(res["losses"]), torch.tensor(expected), rtol=0, atol=1e-10,
-                                   msg=lambda m: f"rank {r} losses: {m}")
+        torch.testing.assert_close(
+            torch.tensor(res["losses"]),
+            torch.tensor(expected),
+            rtol=0,
+            atol=1e-10,
+            msg=lambda m: f"rank {r} losses: {m}",
+        )
         for name, value in model.net.state_dict().items():
-            torch.testing.assert_close(torch.tensor(res["weights"][name], dtype=torch.float64), value, rtol=0,
-                                       atol=1e-10, msg=lambda m: f"rank {r} weight {name}: {m}")
+            torch.testing.assert_close(
+                torch.tensor(res["weights"][name], dtype=torch.float64),
+                value,
+                rtol=0,
+                atol=1e-10,
+                msg=lambda m: f"rank {r} weight {name}: {m}",
+            )
     assert expected[-1] < expected[0]
 
 
@@ -134,7 +155,7 @@ def _excerpt_of(block: str, source: str) -> bool:
     want = block.rstrip("\n").split("\n")
     lines = source.split("\n")
     for i in range(len(lines) - len(want) + 1):
-        if textwrap.dedent("\n".join(lines[i:i + len(want)])).split("\n") == want:
+        if textwrap.dedent("\n".join(lines[i : i + len(want)])).split("\n") == want:
             return True
     return False
 

@@ -69,11 +69,19 @@ def test_report_carries_intervals_and_significance(smoke):
     dsc = np.array([np.nan if v[0] is None else v[0] for v in run["per_image"]["dsc"]])
     lgg = dsc[np.array(run["per_image"]["group"]) == "lgg"]
     lgg = lgg[~np.isnan(lgg)]
-    row = next(r for r in res["rows"] if r["task"] == "binary" and r["config"] == "I" and r["batch_size"] == 1
-               and r["labelling"] == "partial" and r["group"] == "lgg")
+    row = next(
+        r
+        for r in res["rows"]
+        if r["task"] == "binary"
+        and r["config"] == "I"
+        and r["batch_size"] == 1
+        and r["labelling"] == "partial"
+        and r["group"] == "lgg"
+    )
     if np.ptp(lgg) > 0:
-        ci = stats.bootstrap((lgg,), np.mean, method="percentile", n_resamples=10_000,
-                             rng=np.random.default_rng(0)).confidence_interval
+        ci = stats.bootstrap(
+            (lgg,), np.mean, method="percentile", n_resamples=10_000, rng=np.random.default_rng(0)
+        ).confidence_interval
         assert row["dsc_ci"] == pytest.approx([ci.low, ci.high], abs=1e-12)
         assert f"[{ci.low:.2f}, {ci.high:.2f}]" in report
     else:
@@ -158,8 +166,12 @@ def test_parallel_grid_equals_the_sequential_one(smoke, tmp_path):
         a = json.loads(open(os.path.join(out, "runs", name)).read())
         b = json.loads((tmp_path / "runs" / name).read_text())
         assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5), name
-        assert np.allclose(np.asarray(b["per_image"]["pred_ml"], float), np.asarray(a["per_image"]["pred_ml"], float),
-                           rtol=1e-4, atol=1e-6), name
+        assert np.allclose(
+            np.asarray(b["per_image"]["pred_ml"], float),
+            np.asarray(a["per_image"]["pred_ml"], float),
+            rtol=1e-4,
+            atol=1e-6,
+        ), name
     assert "jobs=2" in open(path).read()
 
 

@@ -114,18 +114,41 @@ def test_layout_errors(tmp_path, plain):
 
 def test_cli_reproduce_on_own_data(brats, tmp_path, capsys):
     out = str(tmp_path / "run")
-    rc = main(["reproduce", "--smoke", "--data", brats, "--out", out, "--batch-sizes", "1,2", "--iterations", "2",
-               "--slices-per-case", "2", "--threads", "1", "--no-progress"])
+    rc = main(
+        [
+            "reproduce",
+            "--smoke",
+            "--data",
+            brats,
+            "--out",
+            out,
+            "--batch-sizes",
+            "1,2",
+            "--iterations",
+            "2",
+            "--slices-per-case",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert f"report: {os.path.join(out, 'report.md')}" in capsys.readouterr().out
     res = json.load(open(os.path.join(out, "results.json")))
-    assert {(r["config"], r["batch_size"]) for r in res["rows"]} == {(c, b) for c in ("I", "BI", "I_eps") for b in (1, 2)}
+    assert {(r["config"], r["batch_size"]) for r in res["rows"]} == {
+        (c, b) for c in ("I", "BI", "I_eps") for b in (1, 2)
+    }
     assert res["meta"]["iterations"] == 2
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert main(["reproduce", "--smoke", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            ["reproduce", "--smoke", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--no-progress"]
+        )
+        == 2
+    )
     assert "data folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reproduce", "--batch-sizes", "1,x"])

@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from phidice.experiments.data import make_dataset
-from phidice.experiments.pooled import (
-    POOL_RUNS,
-    check_pooled,
-    dice_per_class,
-    make_pool,
-    reproduce_pooled,
-)
+from phidice.experiments.pooled import POOL_RUNS, check_pooled, dice_per_class, make_pool, reproduce_pooled
 
 
 def test_pool_splits_merges_and_annotates():

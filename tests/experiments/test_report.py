@@ -11,9 +11,20 @@ def _run(config, B, labelling, lgg_dsc, lgg_dv=-1.0, auc=0.6, hgg_dsc=0.9, ref=1
         "hgg": {"n": 4, "dsc": [hgg_dsc], "dv_ml": [0.0], "pred_ml": [ref], "ref_ml": [ref]},
         "lgg": {"n": 4, "dsc": [lgg_dsc], "dv_ml": [lgg_dv], "pred_ml": [ref + lgg_dv], "ref_ml": [ref]},
     }
-    return key, {"key": key, "task": "binary", "config": config, "batch_size": B, "labelling": labelling,
-                 "class_names": ["lesion"], "missing_group": "lgg", "missing_class": 1, "groups": groups,
-                 "roc": {"auc": auc}, "eps": None, "train_seconds": 1.0}
+    return key, {
+        "key": key,
+        "task": "binary",
+        "config": config,
+        "batch_size": B,
+        "labelling": labelling,
+        "class_names": ["lesion"],
+        "missing_group": "lgg",
+        "missing_class": 1,
+        "groups": groups,
+        "roc": {"auc": auc},
+        "eps": None,
+        "train_seconds": 1.0,
+    }
 
 
 def _grid(partial_bi2=0.1, partial_i=0.88, full_eps=0.9, bi2_dv=-9.0, bi2_auc=0.95):
@@ -32,15 +43,28 @@ def test_pattern_holds():
     assert "I (B=1) partial keeps" in claims and "BI (B=2) partial drops" in claims and "I_ε (B=1)" in claims
 
 
-@pytest.mark.parametrize("kw, failing", [
-    (dict(partial_bi2=0.5), {"binary: BI (B=2) partial drops the lgg DSC below 0.3"}),
-    (dict(partial_i=0.7), {"binary: I (B=1) partial keeps the lgg DSC within 0.1 of full labelling",
-                           "binary: I (B=2) partial keeps the lgg DSC within 0.1 of full labelling"}),
-    (dict(full_eps=0.8), {"binary: full labelling (B=1), the configs agree on the lgg DSC within 0.05",
-                          "binary: full labelling (B=2), the configs agree on the lgg DSC within 0.05"}),
-    (dict(bi2_dv=-5.0), {"binary: BI (B=2) partial: lgg ΔV ≤ −0.7·V̄ (near minus the mean volume)"}),
-    (dict(bi2_auc=0.85), {"binary: BI (B=2) partial: volume-based detection AUC ≥ 0.9"}),
-])
+@pytest.mark.parametrize(
+    "kw, failing",
+    [
+        (dict(partial_bi2=0.5), {"binary: BI (B=2) partial drops the lgg DSC below 0.3"}),
+        (
+            dict(partial_i=0.7),
+            {
+                "binary: I (B=1) partial keeps the lgg DSC within 0.1 of full labelling",
+                "binary: I (B=2) partial keeps the lgg DSC within 0.1 of full labelling",
+            },
+        ),
+        (
+            dict(full_eps=0.8),
+            {
+                "binary: full labelling (B=1), the configs agree on the lgg DSC within 0.05",
+                "binary: full labelling (B=2), the configs agree on the lgg DSC within 0.05",
+            },
+        ),
+        (dict(bi2_dv=-5.0), {"binary: BI (B=2) partial: lgg ΔV ≤ −0.7·V̄ (near minus the mean volume)"}),
+        (dict(bi2_auc=0.85), {"binary: BI (B=2) partial: volume-based detection AUC ≥ 0.9"}),
+    ],
+)
 def test_each_claim_can_fail(kw, failing):
     bad = {c["claim"] for c in check_pattern(_grid(**kw)) if not c["ok"]}
     assert bad == failing
@@ -57,9 +81,9 @@ def test_rows_hold_auc_only_for_the_scored_class():
 
 stats = pytest.importorskip("scipy.stats")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from phidice.experiments.report import write_report  # noqa: E402
+from phidice.experiments.report import write_report
 
 N_IMG = 10  # validation images per group
 
@@ -71,13 +95,21 @@ def _with_images(run, hgg, lgg, ref=10.0):
     groups = ["hgg"] * len(hgg) + ["lgg"] * len(lgg)
     dsc = np.r_[hgg, lgg]
     pred = ref * dsc  # a predicted volume that shrinks with the DSC
-    r["per_image"] = {"group": groups, "dsc": [[None if np.isnan(v) else float(v)] for v in dsc],
-                      "pred_ml": [[float(v)] for v in pred], "ref_ml": [[ref]] * len(dsc)}
+    r["per_image"] = {
+        "group": groups,
+        "dsc": [[None if np.isnan(v) else float(v)] for v in dsc],
+        "pred_ml": [[float(v)] for v in pred],
+        "ref_ml": [[ref]] * len(dsc),
+    }
     for g, sel in (("hgg", slice(0, len(hgg))), ("lgg", slice(len(hgg), None))):
         d = dsc[sel]
-        r["groups"][g].update(n=int(d.size), dsc=[float(np.nanmean(d)) if np.isfinite(d).any() else None],
-                              dv_ml=[float((pred[sel] - ref).mean())], pred_ml=[float(pred[sel].mean())],
-                              ref_ml=[ref])
+        r["groups"][g].update(
+            n=int(d.size),
+            dsc=[float(np.nanmean(d)) if np.isfinite(d).any() else None],
+            dv_ml=[float((pred[sel] - ref).mean())],
+            pred_ml=[float(pred[sel].mean())],
+            ref_ml=[ref],
+        )
     return key, r
 
 
@@ -108,8 +140,14 @@ def test_claims_say_whether_the_difference_is_significant(noise_only):
     keep = _check(checks, "binary: I (B=1) partial keeps")
     part = np.array([v[0] for v in results["binary_I_B1_partial"]["per_image"]["dsc"]])[N_IMG:]
     full = np.array([v[0] for v in results["binary_I_B1_full"]["per_image"]["dsc"]])[N_IMG:]
-    ref = stats.permutation_test((part, full), _mean_diff, permutation_type="samples", n_resamples=10_000,
-                                 rng=np.random.default_rng(0), vectorized=True)  # 2¹⁰ patterns: exact in both
+    ref = stats.permutation_test(
+        (part, full),
+        _mean_diff,
+        permutation_type="samples",
+        n_resamples=10_000,
+        rng=np.random.default_rng(0),
+        vectorized=True,
+    )  # 2¹⁰ patterns: exact in both
     assert keep["test"]["p_value"] == pytest.approx(ref.pvalue, abs=1e-12)
     assert keep["test"]["difference"] == pytest.approx((part - full).mean())
     assert keep["test"]["n"] == N_IMG and keep["test"]["comparison"] == "DSC partial − full I"
@@ -118,7 +156,7 @@ def test_claims_say_whether_the_difference_is_significant(noise_only):
     assert keep["ok"] and keep["test"]["significant"] is (not noise_only)
     assert keep["test"]["p_value"] > 0.5 if noise_only else keep["test"]["p_value"] < 0.01
     drop = _check(checks, "binary: BI (B=2) partial drops")
-    assert drop["ok"] and drop["test"]["significant"] and drop["test"]["p_value"] == pytest.approx(2 / 2 ** N_IMG)
+    assert drop["ok"] and drop["test"]["significant"] and drop["test"]["p_value"] == pytest.approx(2 / 2**N_IMG)
     assert _check(checks, "binary: BI (B=2) partial: volume-based")["test"]["note"] == "AUC is not a per-image mean"
 
 
@@ -127,13 +165,17 @@ def test_report_tables_carry_intervals(tmp_path):
     path = write_report(results, str(tmp_path))
     md = open(path).read()
     lgg = np.array([v[0] for v in results["binary_BI_B2_partial"]["per_image"]["dsc"]])[N_IMG:]
-    ci = stats.bootstrap((lgg,), np.mean, method="percentile", n_resamples=10_000,
-                         rng=np.random.default_rng(0)).confidence_interval
+    ci = stats.bootstrap(
+        (lgg,), np.mean, method="percentile", n_resamples=10_000, rng=np.random.default_rng(0)
+    ).confidence_interval
     assert f"{lgg.mean():.2f} [{ci.low:.2f}, {ci.high:.2f}] (0.24)" in md  # ours [CI] (paper) for BI B=2 LGG DSC
     assert "| significant |" in md and "tested differences are significant" in md
     rows = __import__("json").load(open(tmp_path / "results.json"))["rows"]
-    row = next(r for r in rows if r["config"] == "BI" and r["batch_size"] == 2 and r["labelling"] == "partial"
-               and r["group"] == "lgg")
+    row = next(
+        r
+        for r in rows
+        if r["config"] == "BI" and r["batch_size"] == 2 and r["labelling"] == "partial" and r["group"] == "lgg"
+    )
     assert row["dsc_ci"] == pytest.approx([ci.low, ci.high], abs=1e-12)
 
 

@@ -59,8 +59,13 @@ SPACE = {
 }
 SHAPE_KEYS = ("dims", "C", "data_format", "dtype")  # random combinations keep these at the base (one compile each)
 CE_SPACE = {"lambda_dice": [1.0, 0.5], "lambda_ce": [1.0, 2.0], "ce_weight": [None, "C"], "label_smoothing": [0.0, 0.1]}
-FOCAL_SPACE = {"gamma": [2.0, 0.0, 0.5], "alpha": [None, 0.25, "C"], "focal_weight": [None, "C"],
-               "lambda_focal": [1.0, 0.5], "focal_activation": [None, "sigmoid"]}
+FOCAL_SPACE = {
+    "gamma": [2.0, 0.0, 0.5],
+    "alpha": [None, 0.25, "C"],
+    "focal_weight": [None, "C"],
+    "lambda_focal": [1.0, 0.5],
+    "focal_activation": [None, "sigmoid"],
+}
 PARTIAL_SPACE = {"annotated": ["flags", "none", "supersets"]}
 # the choices of each loss that vary alone under every Φ; the loss's other choices vary alone once, on one Φ
 OWN = {
@@ -78,9 +83,15 @@ def _space(loss: str) -> dict:
     if loss == "DiceCELoss":
         space.update(CE_SPACE, activation=["softmax", "sigmoid"], reduction=["mean", "sum"])
     if loss == "DiceFocalLoss":  # the Dice options are DiceLoss's own cases; here those the focal term reads
-        space.update(FOCAL_SPACE, activation=["softmax", "sigmoid"], reduction=["mean", "sum"],
-                     target=["labels", "soft", "onehot"], ignore_index=[None, 255], dims=["2d", "3d"],
-                     **{k: space[k][:1] for k in ("class_weights", "weighting", "squared", "empty", "C")})
+        space.update(
+            FOCAL_SPACE,
+            activation=["softmax", "sigmoid"],
+            reduction=["mean", "sum"],
+            target=["labels", "soft", "onehot"],
+            ignore_index=[None, 255],
+            dims=["2d", "3d"],
+            **{k: space[k][:1] for k in ("class_weights", "weighting", "squared", "empty", "C")},
+        )
     if loss in ("LeafDiceLoss", "MarginalDiceLoss"):
         space.update(PARTIAL_SPACE, C=[3, 4])
         if loss == "MarginalDiceLoss":
@@ -228,8 +239,16 @@ def make_case(loss: str, phi: str, s: dict, base: dict, rng, index: int, core: b
     n = _resolve(s["class_weights"], C)
     if n:
         options["class_weights"] = per_class("w", n)
-    for key in ("activation", "include_background", "weighting", "squared", "empty", "ignore_index", "reduction",
-                "soft_label"):
+    for key in (
+        "activation",
+        "include_background",
+        "weighting",
+        "squared",
+        "empty",
+        "ignore_index",
+        "reduction",
+        "soft_label",
+    ):
         if s[key] != base[key] or key == "activation":
             options[key] = s[key]
     if loss == "DiceCELoss":
@@ -304,10 +323,19 @@ def make_case(loss: str, phi: str, s: dict, base: dict, rng, index: int, core: b
     y = y_t if (first or y_t.ndim == labels.ndim) else np.moveaxis(y_t, 1, -1)
     name = f"{loss}-{index}-{phi}-" + "-".join(f"{k}={v}" for k, v in s.items() if v != base[k] or k == "C")
     return {
-        "id": name, "loss": loss, "options": options, "keras_options": {"data_format": s["data_format"]},
-        "x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y), "x_t": x_t, "y_t": y_t,
-        "annotated": annotated, "superset_map": superset_map, "dtype": s["dtype"],
-        "grad": s["dtype"] == "float32", "core": core,
+        "id": name,
+        "loss": loss,
+        "options": options,
+        "keras_options": {"data_format": s["data_format"]},
+        "x": np.ascontiguousarray(x),
+        "y": np.ascontiguousarray(y),
+        "x_t": x_t,
+        "y_t": y_t,
+        "annotated": annotated,
+        "superset_map": superset_map,
+        "dtype": s["dtype"],
+        "grad": s["dtype"] == "float32",
+        "core": core,
     }
 
 
@@ -336,14 +364,25 @@ def integer_map_cases(cases: list[dict]) -> list[dict]:
     out, seen = [], set()
     for c in cases:
         y = c["y_t"]
-        onehot = y.dtype == np.float32 and y.shape == c["x_t"].shape and y.shape[1] > 1 and \
-            bool(np.isin(y, (0.0, 1.0)).all())
+        onehot = (
+            y.dtype == np.float32
+            and y.shape == c["x_t"].shape
+            and y.shape[1] > 1
+            and bool(np.isin(y, (0.0, 1.0)).all())
+        )
         if not c["core"] or c["dtype"] != "float32" or not onehot or c["loss"] in seen or c.get("nonfinite"):
             continue
         seen.add(c["loss"])
         for dtype in (np.int64, np.uint8):
-            out.append({**c, "id": f"{c['id']}-map={np.dtype(dtype).name}", "y_t": y.astype(dtype),
-                        "y": c["y"].astype(dtype), "int_map": np.dtype(dtype).name})
+            out.append(
+                {
+                    **c,
+                    "id": f"{c['id']}-map={np.dtype(dtype).name}",
+                    "y_t": y.astype(dtype),
+                    "y": c["y"].astype(dtype),
+                    "int_map": np.dtype(dtype).name,
+                }
+            )
     return out
 
 
@@ -366,9 +405,17 @@ def nonfinite_cases(cases: list[dict]) -> list[dict]:
             x_t[(0, 1) + (0,) * (x_t.ndim - 2)] = value
             first = c["keras_options"]["data_format"] == "channels_first"
             nan = name == "nan" or (name == "+inf" and act == "softmax")
-            out.append({**c, "id": f"{c['id']}-logit={name}", "x_t": x_t,
-                        "x": np.ascontiguousarray(x_t if first else np.moveaxis(x_t, 1, -1)),
-                        "grad": not nan, "nonfinite": name, "expect_nan": nan})
+            out.append(
+                {
+                    **c,
+                    "id": f"{c['id']}-logit={name}",
+                    "x_t": x_t,
+                    "x": np.ascontiguousarray(x_t if first else np.moveaxis(x_t, 1, -1)),
+                    "grad": not nan,
+                    "nonfinite": name,
+                    "expect_nan": nan,
+                }
+            )
     return out
 
 
@@ -377,8 +424,19 @@ def nonfinite_cases(cases: list[dict]) -> list[dict]:
 AXIS_WORDS = {"channels_last": "the last axis", "channels_first": "axis 1"}
 
 
-def _error_case(name, loss="DiceLoss", options=None, x=None, y=None, annotated=None, superset_map=None,
-                dtype="float32", data_format="channels_last", exact=False, contains=()):
+def _error_case(
+    name,
+    loss="DiceLoss",
+    options=None,
+    x=None,
+    y=None,
+    annotated=None,
+    superset_map=None,
+    dtype="float32",
+    data_format="channels_last",
+    exact=False,
+    contains=(),
+):
     """Bad input for both frameworks; ``x``/``y`` channels-last (moved for PyTorch and for channels-first).
 
     ``exact``: the messages are equal (the class axis named in each layout's words); otherwise both contain
@@ -387,11 +445,23 @@ def _error_case(name, loss="DiceLoss", options=None, x=None, y=None, annotated=N
     x_t = np.moveaxis(x, -1, 1) if x.ndim > 2 else x
     y_t = np.moveaxis(y, -1, 1) if (y.ndim == x.ndim and x.ndim > 2) else y
     first = data_format == "channels_first"
-    return {"id": f"error-{name}", "loss": loss, "options": dict(options or {}),
-            "keras_options": {"data_format": data_format}, "x": x_t if first else x, "y": y_t if first else y,
-            "x_t": x_t, "y_t": y_t, "annotated": annotated, "superset_map": superset_map, "dtype": dtype,
-            "grad": False, "exact": exact, "contains": list(contains),
-            "axis": ("along dim 1", f"along {AXIS_WORDS[data_format]}")}
+    return {
+        "id": f"error-{name}",
+        "loss": loss,
+        "options": dict(options or {}),
+        "keras_options": {"data_format": data_format},
+        "x": x_t if first else x,
+        "y": y_t if first else y,
+        "x_t": x_t,
+        "y_t": y_t,
+        "annotated": annotated,
+        "superset_map": superset_map,
+        "dtype": dtype,
+        "grad": False,
+        "exact": exact,
+        "contains": list(contains),
+        "axis": ("along dim 1", f"along {AXIS_WORDS[data_format]}"),
+    }
 
 
 def build_error_cases() -> list[dict]:
@@ -422,33 +492,66 @@ def build_error_cases() -> list[dict]:
         E("ignore_index_float", options={"ignore_index": 2.5}, x=x, y=lab, exact=True),
         E("eps_length", options={"eps": [1.0, 2.0]}, x=x, y=lab, exact=True),
         E("eps_length_first", options={"eps": [1.0, 2.0]}, x=x, y=lab, exact=True, data_format="channels_first"),
-        E("eps_length_no_background", options={"eps": [1.0, 2.0, 3.0, 4.0], "include_background": False}, x=x,
-          y=lab, exact=True),
+        E(
+            "eps_length_no_background",
+            options={"eps": [1.0, 2.0, 3.0, 4.0], "include_background": False},
+            x=x,
+            y=lab,
+            exact=True,
+        ),
         E("eps_nr_length", options={"eps_nr": [1.0, 2.0]}, x=x, y=lab, exact=True),
         E("eps_empty_length", options={"eps_empty": [1.0, 2.0]}, x=x, y=lab, exact=True),
         E("class_weights_length", options={"class_weights": [1.0, 2.0, 3.0, 4.0]}, x=x, y=lab, exact=True),
         E("label_too_big", x=x, y=labels_with(3), contains=["labels must lie in [0, 2]; got values in [0, 3]"]),
         E("label_negative", x=x, y=labels_with(-1), contains=["labels must lie in [0, 2]; got values in [-1, 2]"]),
-        E("label_one_wide_axis", x=x, y=labels_with(5)[..., None],
-          contains=["labels must lie in [0, 2]; got values in [0, 5]"]),
-        E("label_ignore_excepted", options={"ignore_index": 255}, x=x, y=labels_with(4, (0, 1, 1)),
-          contains=["labels must lie in [0, 2] (ignore_index=255 excepted); got values in [0, 4]"]),
-        E("sigmoid_single_channel", options={"activation": "sigmoid"}, x=x[..., :1], y=lab,
-          contains=["labels must lie in [0, 1]; got values in [0, 2]"]),
+        E(
+            "label_one_wide_axis",
+            x=x,
+            y=labels_with(5)[..., None],
+            contains=["labels must lie in [0, 2]; got values in [0, 5]"],
+        ),
+        E(
+            "label_ignore_excepted",
+            options={"ignore_index": 255},
+            x=x,
+            y=labels_with(4, (0, 1, 1)),
+            contains=["labels must lie in [0, 2] (ignore_index=255 excepted); got values in [0, 4]"],
+        ),
+        E(
+            "sigmoid_single_channel",
+            options={"activation": "sigmoid"},
+            x=x[..., :1],
+            y=lab,
+            contains=["labels must lie in [0, 1]; got values in [0, 2]"],
+        ),
         E("float_labels_non_integer", x=x, y=lab + 0.5, contains=["non-integer values"]),
         E("map_out_of_range", x=x, y=onehot * 1.5, contains=["values must lie in [0, 1] (one-hot or soft maps)"]),
-        E("ignore_index_with_map", options={"ignore_index": 255}, x=x, y=onehot,
-          contains=["ignore_index applies to integer label targets"]),
+        E(
+            "ignore_index_with_map",
+            options={"ignore_index": 255},
+            x=x,
+            y=onehot,
+            contains=["ignore_index applies to integer label targets"],
+        ),
         E("target_spatial_mismatch", x=x, y=lab[:, :3], contains=["shape (2, 3, 5) (dtype", "does not fit"]),
         E("target_batch_mismatch", x=x, y=lab[:1], contains=["batch size 1 does not match", "batch size 2"]),
-        E("integer_map_of_labels", x=x, y=onehot.astype(np.int64) * 2,
-          contains=["values must lie in [0, 1] (one-hot or soft maps)"]),
+        E(
+            "integer_map_of_labels",
+            x=x,
+            y=onehot.astype(np.int64) * 2,
+            contains=["values must lie in [0, 1] (one-hot or soft maps)"],
+        ),
         E("pred_rank", x=x[:, 0, 0, :], y=lab[:, 0, 0], contains=["with at least one spatial dim; got shape (2, 3)"]),
         E("empty_batch", x=x[:0], y=lab[:0], contains=["is an empty batch (B = 0)"]),
         E("softmax_one_channel", x=x[..., :1], y=np.zeros_like(lab), exact=True),
         E("integer_pred", x=x.astype(np.int32), y=lab, dtype="int32", contains=["expects float logits"]),
-        E("check_finite", options={"check_finite": True}, x=np.where(x > 2, np.nan, x).astype(np.float32), y=lab,
-          contains=["contains NaN or Inf (check_finite=True)"]),
+        E(
+            "check_finite",
+            options={"check_finite": True},
+            x=np.where(x > 2, np.nan, x).astype(np.float32),
+            y=lab,
+            contains=["contains NaN or Inf (check_finite=True)"],
+        ),
         E("ce_activation_none", "DiceCELoss", {"activation": None}, x=x, y=lab, exact=True),
         E("ce_reduction_none", "DiceCELoss", {"reduction": "none"}, x=x, y=lab, exact=True),
         E("ce_weight_length", "DiceCELoss", {"ce_weight": [1.0, 2.0]}, x=x, y=lab, exact=True),
@@ -459,30 +562,91 @@ def build_error_cases() -> list[dict]:
         E("focal_alpha_range", "DiceFocalLoss", {"alpha": 1.5}, x=x, y=lab, exact=True),
         E("focal_activation_none", "DiceFocalLoss", {"activation": None}, x=x, y=lab, exact=True),
         E("focal_alpha_length", "DiceFocalLoss", {"alpha": [0.1, 0.2]}, x=x, y=lab, exact=True),
-        E("soft_label_range", "DiceLoss", {"soft_label": True}, x=x, y=np.full(x.shape, 1.5, np.float32),
-          contains=["values must lie in [0, 1]"]),
+        E(
+            "soft_label_range",
+            "DiceLoss",
+            {"soft_label": True},
+            x=x,
+            y=np.full(x.shape, 1.5, np.float32),
+            contains=["values must lie in [0, 1]"],
+        ),
         E("ce_label_range", "DiceCELoss", x=x, y=labels_with(7), contains=["labels must lie in [0, 2]"]),
         E("marginal_sigmoid", "MarginalDiceLoss", {"activation": "sigmoid"}, x=x, y=lab, exact=True),
-        E("marginal_one_channel", "MarginalDiceLoss", {"activation": None}, x=probs[..., :1],
-          y=np.zeros((2, 4, 5, 1), np.float32), exact=True),
-        E("annotated_shape", "LeafDiceLoss", x=x, y=lab, annotated=np.ones((2, 2), bool),
-          contains=["annotated must have shape (B, C) = (2, 3)"]),
-        E("annotated_float", "LeafDiceLoss", x=x, y=lab, annotated=np.ones((2, 3), np.float32),
-          contains=["annotated must be a bool tensor (or integers 0/1) of shape (B, C)"]),
-        E("annotated_int_values", "LeafDiceLoss", x=x, y=lab, annotated=np.full((2, 3), 2, np.int32),
-          contains=["must hold only 0 and 1"]),
-        E("annotated_background", "LeafDiceLoss", x=x, y=lab, annotated=np.array([[1, 1, 1], [0, 1, 1]], bool),
-          contains=["annotated[:, 0] (background) must be True; got False for sample(s) [1]"]),
-        E("annotated_nothing", "LeafDiceLoss", {"activation": "sigmoid"}, x=x, y=onehot * 0,
-          annotated=np.array([[0, 0, 0], [1, 1, 1]], bool), contains=["sample(s) [0] have no class annotated"]),
-        E("labels_of_unannotated", "MarginalDiceLoss", x=x, y=lab, annotated=np.array([[1, 1, 1], [1, 1, 0]], bool),
-          contains=["labels of classes marked unannotated, at (sample, class) (1, 2)"]),
+        E(
+            "marginal_one_channel",
+            "MarginalDiceLoss",
+            {"activation": None},
+            x=probs[..., :1],
+            y=np.zeros((2, 4, 5, 1), np.float32),
+            exact=True,
+        ),
+        E(
+            "annotated_shape",
+            "LeafDiceLoss",
+            x=x,
+            y=lab,
+            annotated=np.ones((2, 2), bool),
+            contains=["annotated must have shape (B, C) = (2, 3)"],
+        ),
+        E(
+            "annotated_float",
+            "LeafDiceLoss",
+            x=x,
+            y=lab,
+            annotated=np.ones((2, 3), np.float32),
+            contains=["annotated must be a bool tensor (or integers 0/1) of shape (B, C)"],
+        ),
+        E(
+            "annotated_int_values",
+            "LeafDiceLoss",
+            x=x,
+            y=lab,
+            annotated=np.full((2, 3), 2, np.int32),
+            contains=["must hold only 0 and 1"],
+        ),
+        E(
+            "annotated_background",
+            "LeafDiceLoss",
+            x=x,
+            y=lab,
+            annotated=np.array([[1, 1, 1], [0, 1, 1]], bool),
+            contains=["annotated[:, 0] (background) must be True; got False for sample(s) [1]"],
+        ),
+        E(
+            "annotated_nothing",
+            "LeafDiceLoss",
+            {"activation": "sigmoid"},
+            x=x,
+            y=onehot * 0,
+            annotated=np.array([[0, 0, 0], [1, 1, 1]], bool),
+            contains=["sample(s) [0] have no class annotated"],
+        ),
+        E(
+            "labels_of_unannotated",
+            "MarginalDiceLoss",
+            x=x,
+            y=lab,
+            annotated=np.array([[1, 1, 1], [1, 1, 0]], bool),
+            contains=["labels of classes marked unannotated, at (sample, class) (1, 2)"],
+        ),
         E("superset_key_below_classes", "LeafDiceLoss", x=x, y=lab, superset_map={2: [0, 1]}, exact=True),
         E("superset_without_background", "LeafDiceLoss", x=x, y=lab, superset_map={3: [1, 2]}, exact=True),
-        E("superset_unknown_label", "LeafDiceLoss", x=x, y=labels_with(7), superset_map={3: [0, 2]},
-          contains=["[7], which are neither leaf labels [0, 2] nor superset labels [3]"]),
-        E("superset_partial", "LeafDiceLoss", x=x, y=labels_with(3, (0, 2, 2)), superset_map={3: [0, 2]},
-          contains=["(sample, class) [(0, 2)]: the class is labelled in some voxels and part of a superset"]),
+        E(
+            "superset_unknown_label",
+            "LeafDiceLoss",
+            x=x,
+            y=labels_with(7),
+            superset_map={3: [0, 2]},
+            contains=["[7], which are neither leaf labels [0, 2] nor superset labels [3]"],
+        ),
+        E(
+            "superset_partial",
+            "LeafDiceLoss",
+            x=x,
+            y=labels_with(3, (0, 2, 2)),
+            superset_map={3: [0, 2]},
+            contains=["(sample, class) [(0, 2)]: the class is labelled in some voxels and part of a superset"],
+        ),
     ]
     return cases
 

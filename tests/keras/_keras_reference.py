@@ -20,8 +20,9 @@ def run_torch(case: dict) -> dict:
         if case["loss"] in ("LeafDiceLoss", "MarginalDiceLoss"):
             annotated = case["annotated"]
             if case["superset_map"] is not None:
-                y, annotated = phidice.annotated_from_label_sets(y, case["superset_map"], case["x_t"].shape[1],
-                                                                 ignore_index=case["options"].get("ignore_index"))
+                y, annotated = phidice.annotated_from_label_sets(
+                    y, case["superset_map"], case["x_t"].shape[1], ignore_index=case["options"].get("ignore_index")
+                )
             elif annotated is not None:
                 annotated = torch.as_tensor(annotated)
             out = loss(x, y, annotated)

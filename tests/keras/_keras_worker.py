@@ -19,8 +19,9 @@ import traceback
 if os.environ.get("KERAS_BACKEND") == "tensorflow":
     import tensorflow as tf
 
-    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                               [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
 elif os.environ.get("KERAS_BACKEND") == "jax":
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
 
@@ -28,9 +29,10 @@ import phidice.keras as pk  # noqa: E402 - first of phidice: what the import its
 
 TORCH_AFTER_IMPORT = "torch" in sys.modules
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
+import numpy as np
+
+import keras
+from keras import ops
 
 BACKEND = keras.backend.backend()
 PARTIAL = ("LeafDiceLoss", "MarginalDiceLoss")
@@ -131,9 +133,13 @@ def _segmentation_data(n, size, C, rng):
 
 
 def _tiny_model(C, size=16):
-    return keras.Sequential([keras.Input((size, size, 1)),
-                             keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                             keras.layers.Conv2D(C, 1)])
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(C, 1),
+        ]
+    )
 
 
 FITS = {  # name: (loss, dtype policy)
@@ -164,11 +170,17 @@ def scenario_fit(workdir):
             model.save(path)
             again = keras.models.load_model(path)
             reloaded = again.loss(ops.convert_to_tensor(labels), again(x))  # its compiled loss, its weights
-            out[name] = {"history": hist, "policy": policy, "type": type(loss).__name__, "config": loss.get_config(),
-                         "logits_dtype": keras.backend.standardize_dtype(logits.dtype),
-                         "loss_dtype": keras.backend.standardize_dtype(value.dtype),
-                         "reloaded_type": type(again.loss).__name__, "reloaded_config": again.loss.get_config(),
-                         "evaluate": (float(ops.convert_to_numpy(value)), float(ops.convert_to_numpy(reloaded)))}
+            out[name] = {
+                "history": hist,
+                "policy": policy,
+                "type": type(loss).__name__,
+                "config": loss.get_config(),
+                "logits_dtype": keras.backend.standardize_dtype(logits.dtype),
+                "loss_dtype": keras.backend.standardize_dtype(value.dtype),
+                "reloaded_type": type(again.loss).__name__,
+                "reloaded_config": again.loss.get_config(),
+                "evaluate": (float(ops.convert_to_numpy(value)), float(ops.convert_to_numpy(reloaded))),
+            }
         except Exception:  # noqa: BLE001 - reported to the parent
             out[name] = {"exception": traceback.format_exc()}
         finally:
@@ -187,8 +199,9 @@ def scenario_traced(cases):
             x, y, extra = call_args(case)
             eager = float(ops.convert_to_numpy(ops.sum(loss(y, x, **extra))))
             if extra:
-                jitted = traced_call(lambda y_, x_, a_, f=loss: ops.sum(f(y_, x_, annotated=a_)), y, x,
-                                     extra["annotated"])
+                jitted = traced_call(
+                    lambda y_, x_, a_, f=loss: ops.sum(f(y_, x_, annotated=a_)), y, x, extra["annotated"]
+                )
             else:
                 jitted = traced_call(lambda y_, x_, f=loss: ops.sum(f(y_, x_)), y, x)
             out[case["id"]] = {"eager": eager, "traced": float(ops.convert_to_numpy(jitted))}
@@ -200,8 +213,10 @@ def scenario_traced(cases):
         bad[1, 2, 2] = 5
         bad = ops.convert_to_tensor(bad)
         checked, unchecked = pk.DiceLoss(phi="I"), pk.DiceLoss(phi="I", validate_args=False)
-        guard = {"traced": float(ops.convert_to_numpy(traced_call(lambda y_, x_: checked(y_, x_), bad, x))),
-                 "unchecked": float(ops.convert_to_numpy(traced_call(lambda y_, x_: unchecked(y_, x_), bad, x)))}
+        guard = {
+            "traced": float(ops.convert_to_numpy(traced_call(lambda y_, x_: checked(y_, x_), bad, x))),
+            "unchecked": float(ops.convert_to_numpy(traced_call(lambda y_, x_: unchecked(y_, x_), bad, x))),
+        }
         try:
             checked(bad, x)
             guard["eager"] = None
@@ -248,7 +263,7 @@ def scenario_replicas():
                 keras.distribution.set_distribution(None)
         loss = pk.DiceLoss(phi="BI")
         whole = float(loss(labels, logits))
-        halves = [float(loss(labels[i:i + 4], logits[i:i + 4])) for i in (0, 4)]
+        halves = [float(loss(labels[i : i + 4], logits[i : i + 4])) for i in (0, 4)]
         return {"replicas": replicas, "reported": reported, "whole": whole, "halves": halves}
     except Exception:  # noqa: BLE001
         return {"exception": traceback.format_exc()}
@@ -262,9 +277,14 @@ def scenario_serialize(cases):
             loss = build_loss(case)
             again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
             x, y, extra = call_args(case)
-            out[case["id"]] = {"type": type(again).__name__, "same_config": again.get_config() == loss.get_config(),
-                               "values": (float(ops.convert_to_numpy(ops.sum(loss(y, x, **extra)))),
-                                          float(ops.convert_to_numpy(ops.sum(again(y, x, **extra)))))}
+            out[case["id"]] = {
+                "type": type(again).__name__,
+                "same_config": again.get_config() == loss.get_config(),
+                "values": (
+                    float(ops.convert_to_numpy(ops.sum(loss(y, x, **extra)))),
+                    float(ops.convert_to_numpy(ops.sum(again(y, x, **extra)))),
+                ),
+            }
         except Exception:  # noqa: BLE001
             out[case["id"]] = {"exception": traceback.format_exc()}
     return out
@@ -282,7 +302,8 @@ def scenario_keras_only():
         "unknown": lambda: pk.LeafDiceLoss(bogus=1),
         "data_format": lambda: pk.DiceLoss(data_format="NHWC"),
         "both_annotated": lambda: pk.LeafDiceLoss(labels_superset_map={3: [0, 1]})(
-            y, x, annotated=np.ones((2, 3), bool)),
+            y, x, annotated=np.ones((2, 3), bool)
+        ),
         "superset_map_dense": lambda: pk.LeafDiceLoss(labels_superset_map={3: [0, 1]})(ops.one_hot(y, 3), x),
     }
     for name, attempt in attempts.items():
@@ -306,10 +327,15 @@ def scenario_signatures() -> dict:
     out = {"skip": list(KERAS_SKIP), "doctest": [result.failed, result.attempted]}
     for name in ("DiceLoss", "DiceCELoss", "LeafDiceLoss", "MarginalDiceLoss"):
         cls = getattr(pk, name)
-        params = [[p.name, p.kind.name, repr(p.default), repr(p.annotation)]
-                  for p in inspect.signature(cls).parameters.values()]
-        out[name] = {"params": params, "init": list(inspect.signature(cls.__init__).parameters)[1:],
-                     "config": sorted(cls().get_config())}
+        params = [
+            [p.name, p.kind.name, repr(p.default), repr(p.annotation)]
+            for p in inspect.signature(cls).parameters.values()
+        ]
+        out[name] = {
+            "params": params,
+            "init": list(inspect.signature(cls.__init__).parameters)[1:],
+            "config": sorted(cls().get_config()),
+        }
     return out
 
 

@@ -20,7 +20,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _keras_cases  # noqa: E402
+import _keras_cases
 
 WORKER = HERE / "_keras_worker.py"
 WORKER_TIMEOUT_S = 1200
@@ -29,8 +29,12 @@ BACKEND_MODULE = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
 
 def job(backend: str) -> dict:
     cases = _keras_cases.build_cases()
-    return {"cases": _keras_cases.cases_for(backend, cases), "errors": _keras_cases.build_error_cases(),
-            "traced": _keras_cases.scenario_cases(cases), "serialize": _keras_cases.scenario_cases(cases)}
+    return {
+        "cases": _keras_cases.cases_for(backend, cases),
+        "errors": _keras_cases.build_error_cases(),
+        "traced": _keras_cases.scenario_cases(cases),
+        "serialize": _keras_cases.scenario_cases(cases),
+    }
 
 
 def start_worker(backend: str, workdir: Path):
@@ -41,10 +45,21 @@ def start_worker(backend: str, workdir: Path):
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / "job.pkl", "wb") as f:
         pickle.dump(job(backend), f)
-    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="",
-               TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-    return subprocess.Popen([sys.executable, str(WORKER), str(workdir / "job.pkl"), str(workdir / "result.pkl"),
-                             str(workdir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend,
+        JAX_PLATFORMS="cpu",
+        CUDA_VISIBLE_DEVICES="",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONWARNINGS="ignore",
+    )
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(workdir / "job.pkl"), str(workdir / "result.pkl"), str(workdir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish_worker(backend: str, proc, workdir: Path) -> dict:
@@ -92,8 +107,9 @@ def keras_run(request, tmp_path_factory):
     def get(backend: str) -> dict:
         if backend not in cache:
             with FileLock(str(root / "keras-workers.lock")):
-                wanted = [b for b in dict.fromkeys(selected_backends(request.session) + [backend])
-                          if not store(b).exists()]
+                wanted = [
+                    b for b in dict.fromkeys(selected_backends(request.session) + [backend]) if not store(b).exists()
+                ]
                 procs = {b: start_worker(b, root / f"keras-{b}") for b in wanted}
                 for b, proc in procs.items():
                     with open(store(b), "wb") as f:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 
+import _keras_cases
 import numpy as np
 import pytest
-
-import _keras_cases
 from _keras_params import BACKENDS
 from _keras_reference import keras_grad_as_torch, run_torch
 
@@ -92,8 +91,14 @@ def test_cases_discriminate_phi():
     for c in _cases_of("DiceLoss"):
         o = c["options"]
         C = c["x_t"].shape[1] - (0 if o.get("include_background", True) else 1)
-        if C < 2 or o.get("reduction") == "none" or o.get("weighting") or c["dtype"] != "float32" or \
-                c.get("nonfinite") or c.get("int_map"):
+        if (
+            C < 2
+            or o.get("reduction") == "none"
+            or o.get("weighting")
+            or c["dtype"] != "float32"
+            or c.get("nonfinite")
+            or c.get("int_map")
+        ):
             continue
         own = value(c, o["phi"])
         for partner in (CLASS_PARTNER[o["phi"]], BATCH_PARTNER.get(o["phi"])):
@@ -114,14 +119,15 @@ def _agree(have, want) -> bool:
 
 def test_nonfinite_cases_exist_for_every_loss_and_phi():
     cases = [c for c in CASES if c.get("nonfinite")]
-    assert {(c["loss"], c["options"]["phi"], c["nonfinite"]) for c in cases} == \
-        {(loss, phi, name) for loss in _keras_cases.LOSSES for phi in _keras_cases.PHIS
-         for name in _keras_cases.SPECIALS}
+    assert {(c["loss"], c["options"]["phi"], c["nonfinite"]) for c in cases} == {
+        (loss, phi, name) for loss in _keras_cases.LOSSES for phi in _keras_cases.PHIS for name in _keras_cases.SPECIALS
+    }
 
 
 def test_integer_map_cases_exist_for_every_loss():
-    assert {(c["loss"], c["int_map"]) for c in CASES if c.get("int_map")} == \
-        {(loss, d) for loss in _keras_cases.LOSSES for d in ("int64", "uint8")}
+    assert {(c["loss"], c["int_map"]) for c in CASES if c.get("int_map")} == {
+        (loss, d) for loss in _keras_cases.LOSSES for d in ("int64", "uint8")
+    }
 
 
 @pytest.mark.parametrize("loss", _keras_cases.LOSSES)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import importlib.metadata
 import math
 
-import pytest
-
 import _keras_cases
+import pytest
 from _keras_params import BACKENDS, DATA_PARALLEL
 
 FITS = ("dice_BI", "dice_ce_I", "leaf_supersets")

@@ -30,18 +30,27 @@ LOSSES = ("dice", "dice_ce", "tversky", "jaccard", "leaf", "marginal")
 TARGETS = ("labels", "labels1", "onehot_float", "onehot_int", "onehot_bool", "soft")
 IGNORE = 255
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile("phidice-bounded", max_examples=40, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=_QUIET)
-settings.register_profile("phidice-fuzz", max_examples=int(os.environ.get("PHIDICE_FUZZ_EXAMPLES", "4000")),
-                          deadline=None, suppress_health_check=_QUIET)
+settings.register_profile(
+    "phidice-bounded", max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=_QUIET
+)
+settings.register_profile(
+    "phidice-fuzz",
+    max_examples=int(os.environ.get("PHIDICE_FUZZ_EXAMPLES", "4000")),
+    deadline=None,
+    suppress_health_check=_QUIET,
+)
 PROFILE = "phidice-fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else "phidice-bounded"
 
 
 def tolerance(dtype) -> tuple[float, float]:
     """(loss, gradient) relative tolerance: every path activates in fp32 (fp64 kept); fp16/bf16 gradients are
     rounded to their dtype once on each path, so they may differ by an ulp of it."""
-    return {torch.float64: (1e-9, 1e-9), torch.float32: (1e-5, 1e-5), torch.float16: (1e-5, 2e-3),
-            torch.bfloat16: (1e-5, 1.6e-2)}[dtype]
+    return {
+        torch.float64: (1e-9, 1e-9),
+        torch.float32: (1e-5, 1e-5),
+        torch.float16: (1e-5, 2e-3),
+        torch.bfloat16: (1e-5, 1.6e-2),
+    }[dtype]
 
 
 @st.composite
@@ -50,12 +59,18 @@ def cases(draw) -> dict:
     loss = draw(st.sampled_from(LOSSES))
     activation = "softmax" if loss == "marginal" else draw(st.sampled_from(["softmax", "sigmoid"]))
     C = draw(st.integers(2 if (activation == "softmax" or loss in ("leaf", "marginal")) else 1, 4))
-    case = dict(loss=loss, phi=draw(st.sampled_from(PHIS)), activation=activation, C=C,
-                B=draw(st.integers(1, 3)), spatial=tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))),
-                dtype=draw(st.sampled_from(DTYPES)), seed=draw(st.integers(0, 2**31 - 1)),
-                include_background=True if C == 1 else draw(st.booleans()),
-                reduction=draw(st.sampled_from(["mean", "sum", "none"])) if loss in ("dice", "tversky", "jaccard")
-                else "mean")
+    case = dict(
+        loss=loss,
+        phi=draw(st.sampled_from(PHIS)),
+        activation=activation,
+        C=C,
+        B=draw(st.integers(1, 3)),
+        spatial=tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))),
+        dtype=draw(st.sampled_from(DTYPES)),
+        seed=draw(st.integers(0, 2**31 - 1)),
+        include_background=True if C == 1 else draw(st.booleans()),
+        reduction=draw(st.sampled_from(["mean", "sum", "none"])) if loss in ("dice", "tversky", "jaccard") else "mean",
+    )
     per_class = st.tuples(*[st.sampled_from([0.0, 1e-5, 0.5, 3.0])] * C)
     case["eps"] = draw(st.one_of(st.sampled_from([0.0, 1e-5, 1.0, 10.0]), per_class))
     case["class_weights"] = draw(st.one_of(st.none(), st.tuples(*[st.sampled_from([0.5, 1.0, 2.0])] * C)))
@@ -68,11 +83,15 @@ def cases(draw) -> dict:
     case["logits"] = draw(st.sampled_from(["normal", "normal", "large", "extreme", "equal"]))
     case["specials"] = draw(st.lists(st.sampled_from(["nan", "+inf", "-inf"]), max_size=3))
     if loss in ("leaf", "marginal"):
-        case["annotated"] = draw(st.lists(st.lists(st.booleans(), min_size=C, max_size=C), min_size=case["B"],
-                                          max_size=case["B"]))
+        case["annotated"] = draw(
+            st.lists(st.lists(st.booleans(), min_size=C, max_size=C), min_size=case["B"], max_size=case["B"])
+        )
     if loss == "tversky":
-        case["tversky"] = (draw(st.sampled_from([0.3, 0.5, 0.7])), draw(st.sampled_from([0.3, 0.5, 0.7])),
-                           draw(st.sampled_from([1.0, 0.75, 2.0])))
+        case["tversky"] = (
+            draw(st.sampled_from([0.3, 0.5, 0.7])),
+            draw(st.sampled_from([0.3, 0.5, 0.7])),
+            draw(st.sampled_from([1.0, 0.75, 2.0])),
+        )
     return case
 
 
@@ -111,8 +130,11 @@ def _logits(case, g) -> torch.Tensor:
             x = torch.sign(x) * 1e4
     first = 0 if case["include_background"] or C == 1 else 1  # a special on a dropped sigmoid channel is unseen
     for s in case["specials"]:
-        index = (int(torch.randint(0, B, (1,), generator=g)), int(torch.randint(first, C, (1,), generator=g)),
-                 *(int(torch.randint(0, n, (1,), generator=g)) for n in S))
+        index = (
+            int(torch.randint(0, B, (1,), generator=g)),
+            int(torch.randint(first, C, (1,), generator=g)),
+            *(int(torch.randint(0, n, (1,), generator=g)) for n in S),
+        )
         x[index] = {"nan": float("nan"), "+inf": float("inf"), "-inf": float("-inf")}[s]
     return x.to(case["dtype"])
 
@@ -145,8 +167,14 @@ def tensors(case) -> dict:
 
 
 def options(case) -> dict:
-    opts = dict(phi=case["phi"], eps=case["eps"], activation=case["activation"], class_weights=case["class_weights"],
-                include_background=case["include_background"], reduction=case["reduction"])
+    opts = dict(
+        phi=case["phi"],
+        eps=case["eps"],
+        activation=case["activation"],
+        class_weights=case["class_weights"],
+        include_background=case["include_background"],
+        reduction=case["reduction"],
+    )
     if case["ignore"]:
         opts["ignore_index"] = IGNORE
     return opts
@@ -174,8 +202,13 @@ def module(case, x, t):
     loss = case["loss"]
     if loss == "tversky":
         return phidice.TverskyLoss(*case["tversky"], phi=phi, eps=eps, **opts)(x, t["y"], t["mask"])
-    cls = {"dice": phidice.DiceLoss, "dice_ce": phidice.DiceCELoss, "jaccard": phidice.JaccardLoss,
-           "leaf": phidice.LeafDiceLoss, "marginal": phidice.MarginalDiceLoss}[loss]
+    cls = {
+        "dice": phidice.DiceLoss,
+        "dice_ce": phidice.DiceCELoss,
+        "jaccard": phidice.JaccardLoss,
+        "leaf": phidice.LeafDiceLoss,
+        "marginal": phidice.MarginalDiceLoss,
+    }[loss]
     if loss in ("leaf", "marginal"):
         return cls(phi=phi, eps=eps, **opts)(x, t["y"], t["annotated"], t["mask"])
     return cls(phi=phi, eps=eps, **opts)(x, t["y"], t["mask"])
@@ -203,8 +236,10 @@ def runnable(backend: str, dtype) -> bool:
 def paths(case, t, backends) -> dict:
     """{path: (loss, grad)} over the reference path (functional and module) and each fused backend."""
     x = t["x"]
-    out = {"reference": evaluate(lambda z: functional(case, z, t, False), x),
-           "module": evaluate(lambda z: module(case, z, t), x)}
+    out = {
+        "reference": evaluate(lambda z: functional(case, z, t, False), x),
+        "module": evaluate(lambda z: module(case, z, t), x),
+    }
     for backend in backends:
         if not runnable(backend, x.dtype):
             continue
@@ -260,8 +295,14 @@ def check_case(case, backends) -> None:
         # ∂L/∂z = p·(g − Σ p_k g_k) cancels where the activation saturates: its rounding error is relative to
         # ∂L/∂p (~1/voxels for these losses), not to a tiny ∂L/∂z
         scale = max(float(ref_grad.nan_to_num().abs().max()), 1.0 / t["x"][:, 0].numel())
-        torch.testing.assert_close(grad.double(), ref_grad.double(), rtol=rg, atol=rg * scale, equal_nan=not finite,
-                                   msg=lambda m: f"{name} gradient: {m}")
+        torch.testing.assert_close(
+            grad.double(),
+            ref_grad.double(),
+            rtol=rg,
+            atol=rg * scale,
+            equal_nan=not finite,
+            msg=lambda m: f"{name} gradient: {m}",
+        )
 
 
 def run_bounded(max_examples: int, backends) -> None:

@@ -23,8 +23,11 @@ ROWS = [
     ("lambdas", dict(lambda_dice=0.3, lambda_ce=1.7), dict(lambda_dice=0.3, lambda_ce=1.7)),
     ("smooth", dict(smooth_nr=0.0, smooth_dr=1e-3), dict(eps_nr=0.0, eps_dr=1e-3)),
     ("label-smoothing", dict(label_smoothing=0.1), dict(label_smoothing=0.1)),
-    ("weight", dict(weight=torch.tensor(W, dtype=torch.float64)),
-     dict(class_weights=W, ce_weight=W, lambda_dice=sum(W) / len(W))),
+    (
+        "weight",
+        dict(weight=torch.tensor(W, dtype=torch.float64)),
+        dict(class_weights=W, ce_weight=W, lambda_dice=sum(W) / len(W)),
+    ),
     ("squared", dict(squared_pred=True), dict(squared=True)),
     ("jaccard", dict(jaccard=True, smooth_nr=0.2, smooth_dr=0.4), dict(overlap=JACCARD, eps_nr=0.1, eps_dr=0.2)),
     ("sum", dict(reduction="sum"), dict(reduction="sum", lambda_ce=N_VOXELS)),

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _differential  # noqa: E402
+import _differential
 
 BACKENDS = ("torch", "numba")
 

@@ -28,12 +28,15 @@ def test_bic_hint():
         phidice.dice_loss(X, Y, phi="BIC")
 
 
-@pytest.mark.parametrize("target,match", [
-    (torch.randint(0, 3, (2, 4, 5)), "target shape"),
-    (torch.randint(0, 3, (3, 4, 4)), "batch size"),
-    (torch.rand(2, 2, 4, 4), "target shape"),
-    (torch.randint(0, 3, (2, 2, 4, 4)), "target shape"),
-])
+@pytest.mark.parametrize(
+    "target,match",
+    [
+        (torch.randint(0, 3, (2, 4, 5)), "target shape"),
+        (torch.randint(0, 3, (3, 4, 4)), "batch size"),
+        (torch.rand(2, 2, 4, 4), "target shape"),
+        (torch.randint(0, 3, (2, 2, 4, 4)), "target shape"),
+    ],
+)
 def test_shape_mismatch(target, match):
     with pytest.raises(ValueError, match=match):
         phidice.dice_loss(X, target)
@@ -70,21 +73,24 @@ def test_binary_sigmoid_labels_must_be_0_or_1():
         phidice.dice_loss(torch.randn(2, 1, 5), torch.full((2, 5), 2), activation="sigmoid")
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(eps=[1.0, 2.0]), "eps has 2 values but the input has 3 classes"),
-    (dict(eps=[1.0, 2.0, 3.0, 4.0]), "eps has 4 values"),
-    (dict(eps=-1.0), "eps must be finite and ≥ 0"),
-    (dict(eps=[1.0, -2.0, 3.0]), "eps must be ≥ 0"),
-    (dict(eps=float("nan")), "eps must be finite"),
-    (dict(eps=[[1.0, 2.0, 3.0]]), "eps must be a scalar or 1-D"),
-    (dict(eps="big"), "eps must be a number"),
-    (dict(eps_nr=[1.0]), "eps_nr has 1 values"),
-    (dict(eps_dr=-3.0), "eps_dr must be finite and ≥ 0"),
-    (dict(eps_empty=[1.0, 2.0]), "eps_empty has 2 values"),
-    (dict(class_weights=[1.0, 2.0]), "class_weights has 2 values"),
-    (dict(class_weights=[1.0, -2.0, 1.0]), "class_weights must be ≥ 0"),
-    (dict(eps=[1.0, 2.0, 3.0, 4.0], include_background=False), r"expected 2 or 3 \(with background, dropped\)"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(eps=[1.0, 2.0]), "eps has 2 values but the input has 3 classes"),
+        (dict(eps=[1.0, 2.0, 3.0, 4.0]), "eps has 4 values"),
+        (dict(eps=-1.0), "eps must be finite and ≥ 0"),
+        (dict(eps=[1.0, -2.0, 3.0]), "eps must be ≥ 0"),
+        (dict(eps=float("nan")), "eps must be finite"),
+        (dict(eps=[[1.0, 2.0, 3.0]]), "eps must be a scalar or 1-D"),
+        (dict(eps="big"), "eps must be a number"),
+        (dict(eps_nr=[1.0]), "eps_nr has 1 values"),
+        (dict(eps_dr=-3.0), "eps_dr must be finite and ≥ 0"),
+        (dict(eps_empty=[1.0, 2.0]), "eps_empty has 2 values"),
+        (dict(class_weights=[1.0, 2.0]), "class_weights has 2 values"),
+        (dict(class_weights=[1.0, -2.0, 1.0]), "class_weights must be ≥ 0"),
+        (dict(eps=[1.0, 2.0, 3.0, 4.0], include_background=False), r"expected 2 or 3 \(with background, dropped\)"),
+    ],
+)
 def test_eps_and_weights(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         phidice.dice_loss(X, Y, **kw)
@@ -124,14 +130,17 @@ def test_check_finite(value):
         phidice.dice_loss(X, t, check_finite=True)
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(activation="relu"), "activation must be one of"),
-    (dict(reduction="avg"), "reduction must be one of"),
-    (dict(empty="ignore"), "empty must be one of"),
-    (dict(weighting="square"), "weighting must be one of"),
-    (dict(weighting="generalized"), r"needs a Φ that sums over classes \('CI' or 'BCI'\)"),
-    (dict(fused="yes"), "fused must be True, False or 'auto'"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(activation="relu"), "activation must be one of"),
+        (dict(reduction="avg"), "reduction must be one of"),
+        (dict(empty="ignore"), "empty must be one of"),
+        (dict(weighting="square"), "weighting must be one of"),
+        (dict(weighting="generalized"), r"needs a Φ that sums over classes \('CI' or 'BCI'\)"),
+        (dict(fused="yes"), "fused must be True, False or 'auto'"),
+    ],
+)
 def test_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):
         phidice.dice_loss(X, Y, **kw)

@@ -53,22 +53,39 @@ W = (0.5, 1.0, 2.0, 3.0)
 ROWS = [
     ("softmax", dict(softmax=True), dict(focal_activation="sigmoid")),
     ("softmax-batch", dict(softmax=True, batch=True), dict(phi="BI", focal_activation="sigmoid")),
-    ("softmax-no-background", dict(softmax=True, include_background=False),
-     dict(include_background=False, focal_activation="sigmoid")),
-    ("sigmoid-gamma-alpha", dict(sigmoid=True, gamma=1.5, alpha=0.25), dict(activation="sigmoid", gamma=1.5,
-                                                                           alpha=0.25)),
+    (
+        "softmax-no-background",
+        dict(softmax=True, include_background=False),
+        dict(include_background=False, focal_activation="sigmoid"),
+    ),
+    (
+        "sigmoid-gamma-alpha",
+        dict(sigmoid=True, gamma=1.5, alpha=0.25),
+        dict(activation="sigmoid", gamma=1.5, alpha=0.25),
+    ),
     ("sigmoid-gamma0", dict(sigmoid=True, gamma=0.0), dict(activation="sigmoid", gamma=0.0)),
-    ("sigmoid-gamma-half", dict(sigmoid=True, gamma=0.5, batch=True, include_background=False),
-     dict(activation="sigmoid", gamma=0.5, phi="BI", include_background=False)),
-    ("smooth-lambdas", dict(softmax=True, smooth_nr=0.0, smooth_dr=1e-3, lambda_dice=0.7, lambda_focal=2.0),
-     dict(eps_nr=0.0, eps_dr=1e-3, lambda_dice=0.7, lambda_focal=2.0, focal_activation="sigmoid")),
+    (
+        "sigmoid-gamma-half",
+        dict(sigmoid=True, gamma=0.5, batch=True, include_background=False),
+        dict(activation="sigmoid", gamma=0.5, phi="BI", include_background=False),
+    ),
+    (
+        "smooth-lambdas",
+        dict(softmax=True, smooth_nr=0.0, smooth_dr=1e-3, lambda_dice=0.7, lambda_focal=2.0),
+        dict(eps_nr=0.0, eps_dr=1e-3, lambda_dice=0.7, lambda_focal=2.0, focal_activation="sigmoid"),
+    ),
     ("squared", dict(softmax=True, squared_pred=True), dict(squared=True, focal_activation="sigmoid")),
-    ("jaccard", dict(softmax=True, jaccard=True, smooth_nr=0.2, smooth_dr=0.4),
-     dict(overlap=JACCARD, eps_nr=0.1, eps_dr=0.2, focal_activation="sigmoid")),
-    ("weight", dict(softmax=True, weight=W), dict(class_weights=W, focal_weight=W, lambda_dice=sum(W) / len(W),
-                                                    focal_activation="sigmoid")),
-    ("sum", dict(softmax=True, reduction="sum"), dict(reduction="sum", lambda_focal=B * C,
-                                                       focal_activation="sigmoid")),
+    (
+        "jaccard",
+        dict(softmax=True, jaccard=True, smooth_nr=0.2, smooth_dr=0.4),
+        dict(overlap=JACCARD, eps_nr=0.1, eps_dr=0.2, focal_activation="sigmoid"),
+    ),
+    (
+        "weight",
+        dict(softmax=True, weight=W),
+        dict(class_weights=W, focal_weight=W, lambda_dice=sum(W) / len(W), focal_activation="sigmoid"),
+    ),
+    ("sum", dict(softmax=True, reduction="sum"), dict(reduction="sum", lambda_focal=B * C, focal_activation="sigmoid")),
     ("other-act", dict(other_act=torch.tanh), dict(activation=torch.tanh, focal_activation="sigmoid")),
 ]
 
@@ -88,20 +105,21 @@ def test_sigmoid_focal_float64_equals_monai_elementwise(gamma, alpha, include_ba
     """MONAI's Dice (float64) + its element-wise sigmoid focal loss (float64), averaged as FocalLoss does."""
     logits, y = _data(2, multilabel=True)
     keep = slice(None) if include_background else slice(1, None)
-    a_monai = None if alpha is None else torch.tensor(alpha if isinstance(alpha, float) else alpha[keep],
-                                                      dtype=torch.float64)
+    a_monai = (
+        None if alpha is None else torch.tensor(alpha if isinstance(alpha, float) else alpha[keep], dtype=torch.float64)
+    )
 
     def monai(x, t):
         dice = monai_losses.DiceLoss(sigmoid=True, include_background=include_background)(x, t)
         return dice + 0.5 * monai_focal.sigmoid_focal_loss(x[:, keep], t[:, keep], gamma, a_monai).mean()
 
-    ours = dict(activation="sigmoid", gamma=gamma, alpha=alpha, lambda_focal=0.5,
-                include_background=include_background)
+    ours = dict(activation="sigmoid", gamma=gamma, alpha=alpha, lambda_focal=0.5, include_background=include_background)
     _both(monai, lambda x, t: phidice.dice_focal_loss(x, t, **ours), logits, y, y, atol=1e-10)
 
 
-@pytest.mark.parametrize("gamma,alpha,weight", [(2.0, None, None), (0.0, 0.25, None), (1.5, (0.1, 0.4, 0.6, 0.9), W),
-                                                (0.5, 0.625, 2.0)])
+@pytest.mark.parametrize(
+    "gamma,alpha,weight", [(2.0, None, None), (0.0, 0.25, None), (1.5, (0.1, 0.4, 0.6, 0.9), W), (0.5, 0.625, 2.0)]
+)
 def test_softmax_focal_equals_monai_focal_loss_times_c(gamma, alpha, weight):
     """MONAI's FocalLoss(use_softmax=True) averages over (voxel, class), phidice over voxels: MONAI × C. Full
     FocalLoss at 1e-6 (float32 inside), the element-wise softmax_focal_loss in float64 at 1e-10. A scalar α
@@ -115,8 +133,13 @@ def test_softmax_focal_equals_monai_focal_loss_times_c(gamma, alpha, weight):
     full = monai_losses.FocalLoss(use_softmax=True, gamma=gamma, alpha=alpha, weight=weight)
     _both(lambda x, t: full(x, t).double() * C, mine, logits, _onehot(labels), labels, atol=1e-6)
     a = None if alpha is None else torch.tensor(alpha, dtype=torch.float64)
-    w = 1.0 if weight is None else torch.as_tensor(weight, dtype=torch.float64).reshape(-1, *(1,) * len(S)) \
-        if isinstance(weight, tuple) else weight
+    w = (
+        1.0
+        if weight is None
+        else torch.as_tensor(weight, dtype=torch.float64).reshape(-1, *(1,) * len(S))
+        if isinstance(weight, tuple)
+        else weight
+    )
 
     def elementwise(x, t):
         return (monai_focal.softmax_focal_loss(x, t, gamma, a) * w).sum(1).mean()
@@ -137,7 +160,7 @@ def test_gamma_zero_is_the_cross_entropy():
 def _focal_by_hand(logits, labels, m, gamma):
     p = torch.softmax(logits, 1)
     y = _onehot(labels)
-    per = (-(1 - p) ** gamma * torch.log(p) * y).sum(1, keepdim=True)
+    per = (-((1 - p) ** gamma) * torch.log(p) * y).sum(1, keepdim=True)
     return (per * m).sum() / m.sum()
 
 
@@ -161,8 +184,9 @@ def test_ignore_index_leaves_both_terms():
     got = phidice.dice_focal_loss(logits, ignored, ignore_index=255)
     expected = phidice.dice_focal_loss(logits, labels, mask=m)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(expected - phidice.dice_loss(logits, labels, mask=m),
-                               _focal_by_hand(logits, labels, m, 2.0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        expected - phidice.dice_loss(logits, labels, mask=m), _focal_by_hand(logits, labels, m, 2.0), rtol=0, atol=1e-12
+    )
 
 
 def test_fused_dice_part_equals_reference():
@@ -184,8 +208,7 @@ def test_annotated_variants():
     logits, labels = _data(8)
     full = phidice.DiceFocalLoss(phi="BI", include_background=False)(logits, labels)
     for cls in (phidice.LeafDiceFocalLoss, phidice.MarginalDiceFocalLoss):
-        torch.testing.assert_close(cls(phi="BI", include_background=False)(logits, labels), full, rtol=0,
-                                   atol=1e-12)
+        torch.testing.assert_close(cls(phi="BI", include_background=False)(logits, labels), full, rtol=0, atol=1e-12)
     annotated = torch.ones(B, C, dtype=torch.bool)
     annotated[0, C - 1] = False
     got = phidice.LeafDiceFocalLoss(phi="I", include_background=False)(logits, labels, annotated)
@@ -193,7 +216,7 @@ def test_annotated_variants():
     p_marg = p.clone()
     p_marg[0, 0] += p[0, C - 1]
     y = _onehot(labels)
-    per = (-(1 - p_marg) ** 2 * torch.log(p_marg) * y)[:, :].clone()
+    per = (-((1 - p_marg) ** 2) * torch.log(p_marg) * y)[:, :].clone()
     per[0, C - 1] = 0
     focal = per.sum(1).mean()
     dice = phidice.missing.leaf_dice_loss(logits, labels, annotated, phi="I", include_background=False)
@@ -213,24 +236,28 @@ def test_gradcheck(activation, gamma):
     x = logits[:2, :, :2, :2, :1].clone().requires_grad_()
     lab = labels[:2, :2, :2, :1].clamp_max(2)
     assert torch.autograd.gradcheck(
-        lambda t: phidice.dice_focal_loss(t, lab, activation=activation, gamma=gamma, alpha=0.3, phi="BI",
-                                          fused=False), (x,))
+        lambda t: phidice.dice_focal_loss(t, lab, activation=activation, gamma=gamma, alpha=0.3, phi="BI", fused=False),
+        (x,),
+    )
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(gamma=-0.5), ValueError, r"gamma must be a number ≥ 0; got -0.5"),
-    (dict(gamma=float("inf")), ValueError, "gamma must be a finite number"),
-    (dict(lambda_focal=-1.0), ValueError, r"lambda_focal must be a number ≥ 0; got -1.0"),
-    (dict(lambda_dice=-0.1), ValueError, r"lambda_dice must be a number ≥ 0"),
-    (dict(alpha=1.5), ValueError, r"alpha must lie in \[0, 1\]"),
-    (dict(alpha=-0.2), ValueError, "alpha must be finite and ≥ 0"),
-    (dict(alpha=(0.2, 1.2)), ValueError, r"alpha must lie in \[0, 1\]"),
-    (dict(focal_weight=(-1.0, 1.0)), ValueError, "focal_weight must be ≥ 0"),
-    (dict(focal_activation="relu"), ValueError, "focal_activation must be one of"),
-    (dict(activation=None), ValueError, "needs logits"),
-    (dict(reduction="none"), ValueError, "supports reduction 'mean' or 'sum'"),
-    (dict(activation=torch.tanh), ValueError, "the focal term needs logits"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(gamma=-0.5), ValueError, r"gamma must be a number ≥ 0; got -0.5"),
+        (dict(gamma=float("inf")), ValueError, "gamma must be a finite number"),
+        (dict(lambda_focal=-1.0), ValueError, r"lambda_focal must be a number ≥ 0; got -1.0"),
+        (dict(lambda_dice=-0.1), ValueError, r"lambda_dice must be a number ≥ 0"),
+        (dict(alpha=1.5), ValueError, r"alpha must lie in \[0, 1\]"),
+        (dict(alpha=-0.2), ValueError, "alpha must be finite and ≥ 0"),
+        (dict(alpha=(0.2, 1.2)), ValueError, r"alpha must lie in \[0, 1\]"),
+        (dict(focal_weight=(-1.0, 1.0)), ValueError, "focal_weight must be ≥ 0"),
+        (dict(focal_activation="relu"), ValueError, "focal_activation must be one of"),
+        (dict(activation=None), ValueError, "needs logits"),
+        (dict(reduction="none"), ValueError, "supports reduction 'mean' or 'sum'"),
+        (dict(activation=torch.tanh), ValueError, "the focal term needs logits"),
+    ],
+)
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
         phidice.DiceFocalLoss(**kwargs)

@@ -140,13 +140,20 @@ def test_ci_at_one_class_equals_i():
     x = torch.randn(3, 1, 9, dtype=torch.float64)
     y = (torch.rand(3, 9) > 0.5).long()
     for a, b in (("CI", "I"), ("BCI", "BI")):
-        torch.testing.assert_close(phidice.dice_loss(x, y, phi=a, activation="sigmoid"),
-                                   phidice.dice_loss(x, y, phi=b, activation="sigmoid"))
+        torch.testing.assert_close(
+            phidice.dice_loss(x, y, phi=a, activation="sigmoid"), phidice.dice_loss(x, y, phi=b, activation="sigmoid")
+        )
 
 
 @settings(max_examples=25, deadline=None)
-@given(B=st.integers(2, 5), C=st.integers(2, 4), n=st.integers(1, 12), seed=st.integers(0, 10_000),
-       phi=st.sampled_from(["BI", "BCI"]), per_class_eps=st.booleans())
+@given(
+    B=st.integers(2, 5),
+    C=st.integers(2, 4),
+    n=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    phi=st.sampled_from(["BI", "BCI"]),
+    per_class_eps=st.booleans(),
+)
 def test_batch_phi_invariant_to_permutation(B, C, n, seed, phi, per_class_eps):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, C, n, dtype=torch.float64, generator=g, requires_grad=True)
@@ -163,8 +170,14 @@ def test_batch_phi_invariant_to_permutation(B, C, n, seed, phi, per_class_eps):
 
 
 @settings(max_examples=25, deadline=None)
-@given(B=st.integers(1, 4), C=st.integers(1, 4), n=st.integers(1, 10), seed=st.integers(0, 10_000),
-       phi=st.sampled_from(PHIS), eps=st.floats(0.0, 100.0))
+@given(
+    B=st.integers(1, 4),
+    C=st.integers(1, 4),
+    n=st.integers(1, 10),
+    seed=st.integers(0, 10_000),
+    phi=st.sampled_from(PHIS),
+    eps=st.floats(0.0, 100.0),
+)
 def test_loss_in_unit_interval_and_matches_eq4(B, C, n, seed, phi, eps):
     g = torch.Generator().manual_seed(seed)
     probs = torch.rand(B, C, n, dtype=torch.float64, generator=g)

@@ -42,16 +42,16 @@ def run(make_loss, x, y, *, fused, backend, annotated=None):
 
 
 LOSSES = {
-    "DiceLoss": lambda phi, act: (lambda f: phidice.DiceLoss(phi=phi, activation=act, fused=f)),
-    "DiceCELoss": lambda phi, act: (lambda f: phidice.DiceCELoss(phi=phi, activation=act, fused=f)),
-    "TverskyLoss": lambda phi, act: (lambda f: phidice.TverskyLoss(0.3, 0.7, 0.75, phi=phi, activation=act, fused=f)),
-    "JaccardLoss": lambda phi, act: (lambda f: phidice.JaccardLoss(phi=phi, activation=act, fused=f)),
-    "TverskyCELoss": lambda phi, act: (lambda f: phidice.TverskyCELoss(phi=phi, activation=act, fused=f)),
-    "JaccardCELoss": lambda phi, act: (lambda f: phidice.JaccardCELoss(phi=phi, activation=act, fused=f)),
-    "LeafDiceLoss": lambda phi, act: (lambda f: phidice.LeafDiceLoss(phi=phi, activation=act, fused=f)),
-    "LeafDiceCELoss": lambda phi, act: (lambda f: phidice.LeafDiceCELoss(phi=phi, activation=act, fused=f)),
-    "MarginalDiceLoss": lambda phi, act: (lambda f: phidice.MarginalDiceLoss(phi=phi, fused=f and "auto")),
-    "MarginalDiceCELoss": lambda phi, act: (lambda f: phidice.MarginalDiceCELoss(phi=phi, fused=f and "auto")),
+    "DiceLoss": lambda phi, act: lambda f: phidice.DiceLoss(phi=phi, activation=act, fused=f),
+    "DiceCELoss": lambda phi, act: lambda f: phidice.DiceCELoss(phi=phi, activation=act, fused=f),
+    "TverskyLoss": lambda phi, act: lambda f: phidice.TverskyLoss(0.3, 0.7, 0.75, phi=phi, activation=act, fused=f),
+    "JaccardLoss": lambda phi, act: lambda f: phidice.JaccardLoss(phi=phi, activation=act, fused=f),
+    "TverskyCELoss": lambda phi, act: lambda f: phidice.TverskyCELoss(phi=phi, activation=act, fused=f),
+    "JaccardCELoss": lambda phi, act: lambda f: phidice.JaccardCELoss(phi=phi, activation=act, fused=f),
+    "LeafDiceLoss": lambda phi, act: lambda f: phidice.LeafDiceLoss(phi=phi, activation=act, fused=f),
+    "LeafDiceCELoss": lambda phi, act: lambda f: phidice.LeafDiceCELoss(phi=phi, activation=act, fused=f),
+    "MarginalDiceLoss": lambda phi, act: lambda f: phidice.MarginalDiceLoss(phi=phi, fused=f and "auto"),
+    "MarginalDiceCELoss": lambda phi, act: lambda f: phidice.MarginalDiceCELoss(phi=phi, fused=f and "auto"),
 }
 PARTIAL = ("LeafDiceLoss", "LeafDiceCELoss", "MarginalDiceLoss", "MarginalDiceCELoss")
 
@@ -95,8 +95,10 @@ def test_positive_inf_makes_the_softmax_and_the_loss_nan(phi, C):
 def test_negative_inf_is_a_zero_probability_and_the_same_finite_loss(phi, C):
     """−Inf is a valid logit (probability 0): finite loss and gradient, equal on every path."""
     x, y = batch(C, -INF, where=(0, 1, slice(0, 3)))
-    results = [run(lambda f: phidice.DiceLoss(phi=phi, fused=f), x, y, fused=fused, backend=backend)
-               for _, fused, backend in paths()]
+    results = [
+        run(lambda f: phidice.DiceLoss(phi=phi, fused=f), x, y, fused=fused, backend=backend)
+        for _, fused, backend in paths()
+    ]
     (l0, g0), *others = results
     assert torch.isfinite(l0) and torch.isfinite(g0).all()
     assert (g0[0, 1, :3] == 0).all()  # no gradient through a zero probability
@@ -111,8 +113,10 @@ def test_sigmoid_nan_is_nan_and_infinities_are_probabilities(value, C):
     """Under a sigmoid both infinities are valid (probabilities 1 and 0): finite and equal; NaN stays NaN."""
     x, y = batch(C, value, where=(0, 0, 1, 2))
     y = y.clamp_max(1) if C == 1 else y
-    results = [run(lambda f: phidice.DiceLoss(phi="BI", activation="sigmoid", fused=f), x, y, fused=fused,
-                   backend=backend) for _, fused, backend in paths()]
+    results = [
+        run(lambda f: phidice.DiceLoss(phi="BI", activation="sigmoid", fused=f), x, y, fused=fused, backend=backend)
+        for _, fused, backend in paths()
+    ]
     (l0, g0), *others = results
     if math.isnan(value):
         assert all(torch.isnan(loss) for loss, _ in results)
@@ -141,23 +145,34 @@ def test_empty_maps_keep_their_conventions():
     x[:, 0] = 1e4  # all background, predicted so
     y = torch.zeros(1, 4, 4, dtype=torch.long)
     for path, fused, backend in paths():
-        loss, grad = run(lambda f: phidice.DiceLoss(phi="I", eps=0.0, include_background=False, fused=f), x, y,
-                         fused=fused, backend=backend)
+        loss, grad = run(
+            lambda f: phidice.DiceLoss(phi="I", eps=0.0, include_background=False, fused=f),
+            x,
+            y,
+            fused=fused,
+            backend=backend,
+        )
         assert loss == 0 and torch.isfinite(grad).all(), path
 
 
 def test_check_finite_names_the_batch_item_and_channel():
     x, y = batch(value=NAN, where=(1, 2, 3, 4))
-    with pytest.raises(ValueError, match=r"input contains NaN or Inf \(check_finite=True\): 1 NaN of 180 values; "
-                                         r"the first at batch item 1, channel 2, voxel \(3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"input contains NaN or Inf \(check_finite=True\): 1 NaN of 180 values; "
+        r"the first at batch item 1, channel 2, voxel \(3, 4\)",
+    ):
         phidice.dice_loss(x, y, check_finite=True)
     x[0, 0, 0, 0] = -INF
     with pytest.raises(ValueError, match=r"1 NaN, 1 -Inf of 180 values; the first at batch item 0, channel 0"):
         phidice.DiceLoss(check_finite=True)(x, y)
     target = torch.nn.functional.one_hot(y, 3).movedim(-1, 1).float()
     target[0, 1, 2, 2] = INF
-    with pytest.raises(ValueError, match=r"target contains NaN or Inf \(check_finite=True\): 1 \+Inf .* batch item 0, "
-                                         r"channel 1, voxel \(2, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target contains NaN or Inf \(check_finite=True\): 1 \+Inf .* batch item 0, "
+        r"channel 1, voxel \(2, 2\)",
+    ):
         phidice.dice_loss(torch.randn(2, 3, 5, 6), target, check_finite=True)
 
 
@@ -191,8 +206,12 @@ def test_nan_handling_adds_no_host_synchronisation(fused, backend):
     as many values with a NaN in the logits as without; check_finite=True is the one check that reads."""
     x, y = batch(value=NAN)
     counts = {}
-    for name, logits, options in (("finite", batch()[0], {}), ("nan", x, {}), ("nan-novalidate", x,
-                                   {"validate_args": False}), ("check_finite", x, {"check_finite": True})):
+    for name, logits, options in (
+        ("finite", batch()[0], {}),
+        ("nan", x, {}),
+        ("nan-novalidate", x, {"validate_args": False}),
+        ("check_finite", x, {"check_finite": True}),
+    ):
         previous = ops.set_backend(backend)
         try:
             with HostReads() as reads:

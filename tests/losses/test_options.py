@@ -8,8 +8,10 @@ import phidice
 
 def _case():
     # B = 2 images, C = 2 classes, 4 voxels; probabilities given directly (activation=None)
-    p = torch.tensor([[[0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.9, 0.8]],
-                      [[0.6, 0.7, 0.6, 0.5], [0.4, 0.3, 0.4, 0.5]]], dtype=torch.float64)
+    p = torch.tensor(
+        [[[0.9, 0.8, 0.1, 0.2], [0.1, 0.2, 0.9, 0.8]], [[0.6, 0.7, 0.6, 0.5], [0.4, 0.3, 0.4, 0.5]]],
+        dtype=torch.float64,
+    )
     y = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 0]])  # class 1 empty in image 1
     return p, y
 
@@ -89,8 +91,9 @@ def test_class_weights_inside_class_sum():
     w = [2.0, 0.5]
     I = [[1.7, 1.7], [2.4, 0.0]]
     S = [[4.0, 4.0], [6.4, 1.6]]
-    want = 1 - sum(_dsc(w[0] * I[b][0] + w[1] * I[b][1], w[0] * S[b][0] + w[1] * S[b][1], 1.0, 1.0)
-                   for b in range(2)) / 2
+    want = (
+        1 - sum(_dsc(w[0] * I[b][0] + w[1] * I[b][1], w[0] * S[b][0] + w[1] * S[b][1], 1.0, 1.0) for b in range(2)) / 2
+    )
     got = phidice.dice_loss(p, y, phi="CI", eps=1.0, activation=None, class_weights=w)
     assert float(got) == pytest.approx(want, abs=1e-12)
 
@@ -192,6 +195,7 @@ def test_module_matches_functional_and_moves_with_device():
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
     y = torch.randint(0, 3, (2, 4, 4))
     m = phidice.DiceLoss("CI", eps=torch.tensor([1.0, 2.0, 3.0]), include_background=False)
-    torch.testing.assert_close(m(x, y), phidice.dice_loss(x, y, phi="CI", eps=[1.0, 2.0, 3.0],
-                                                         include_background=False))
+    torch.testing.assert_close(
+        m(x, y), phidice.dice_loss(x, y, phi="CI", eps=[1.0, 2.0, 3.0], include_background=False)
+    )
     assert "phi='CI'" in repr(m)

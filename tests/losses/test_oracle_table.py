@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from _oracle_rows import TABLES, Note
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +34,10 @@ def test_mapping_doc_shows_the_oracle_rows(table):
     expected, got = table.lines(), docs[table.heading]
     missing = [line for line in expected if line not in got]
     extra = [line for line in got if line not in expected]
-    assert not missing and not extra, ("docs/mapping.md differs from tests/_oracle_rows.py under "
-                                       f"'## {table.heading}':\nmissing:\n" + "\n".join(missing) +
-                                       "\nnot in the table:\n" + "\n".join(extra))
+    assert not missing and not extra, (
+        "docs/mapping.md differs from tests/_oracle_rows.py under "
+        f"'## {table.heading}':\nmissing:\n" + "\n".join(missing) + "\nnot in the table:\n" + "\n".join(extra)
+    )
     assert got == expected  # and in the same order
 
 

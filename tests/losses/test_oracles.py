@@ -7,9 +7,9 @@ All comparisons in float64 to 1e-6 (nnU-Net sums in float32 internally, hence no
 
 import pytest
 import torch
-from _oracle_rows import MONAI_DICE, MONAI_DICE_IGNORE, MONAI_GDL, NNUNET_SOFT_DICE
 
 import phidice
+from _oracle_rows import MONAI_DICE, MONAI_DICE_IGNORE, MONAI_GDL, NNUNET_SOFT_DICE
 
 monai_losses = pytest.importorskip("monai.losses")
 nnunet_dice = pytest.importorskip("nnunetv2.training.loss.dice")
@@ -90,8 +90,9 @@ def test_monai_class_weights_row(batch, phi, include_background):
     logits, labels = _data()
     w = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)
     w_used = w if include_background else w[1:]
-    expected = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, batch=batch, weight=w_used,
-                                     include_background=include_background)(logits, labels.unsqueeze(1))
+    expected = monai_losses.DiceLoss(
+        softmax=True, to_onehot_y=True, batch=batch, weight=w_used, include_background=include_background
+    )(logits, labels.unsqueeze(1))
     got = phidice.dice_loss(logits, labels, phi=phi, class_weights=w_used, include_background=include_background)
     torch.testing.assert_close(got * w_used.mean(), expected, rtol=0, atol=1e-6)
 

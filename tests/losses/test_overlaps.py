@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from _oracle_rows import MONAI_TVERSKY
 
 import phidice
+from _oracle_rows import MONAI_TVERSKY
 from phidice.core.config import DICE, JACCARD, tversky
 from phidice.equations import eq4, heuristic_eps_scale
 
@@ -77,8 +77,9 @@ def test_jaccard_is_dice_over_two_minus_dice(phi):
 
 def test_jaccard_is_tversky_one_one():
     x, y = _data()
-    torch.testing.assert_close(phidice.jaccard_loss(x, y, eps=0.3), phidice.tversky_loss(x, y, alpha=1.0, beta=1.0,
-                                                                                         eps=0.3))
+    torch.testing.assert_close(
+        phidice.jaccard_loss(x, y, eps=0.3), phidice.tversky_loss(x, y, alpha=1.0, beta=1.0, eps=0.3)
+    )
 
 
 def test_focal_tversky_per_subset():
@@ -90,8 +91,12 @@ def test_focal_tversky_per_subset():
 
 
 def _index_kwargs(kind):
-    return {"tversky": dict(alpha=0.3, beta=0.7), "focal": dict(alpha=0.3, beta=0.7, gamma=4 / 3),
-            "focal-below-1": dict(alpha=0.7, beta=0.3, gamma=0.75), "jaccard": {}}[kind]
+    return {
+        "tversky": dict(alpha=0.3, beta=0.7),
+        "focal": dict(alpha=0.3, beta=0.7, gamma=4 / 3),
+        "focal-below-1": dict(alpha=0.7, beta=0.3, gamma=0.75),
+        "jaccard": {},
+    }[kind]
 
 
 def _loss(kind, x, y, **kw):
@@ -107,10 +112,17 @@ def _grad(kind, p, y, **kw):
 
 @pytest.mark.parametrize("phi", PHIS)
 @pytest.mark.parametrize("kind", ["tversky", "focal", "focal-below-1", "jaccard"])
-@pytest.mark.parametrize("options", [dict(eps=1e-3), dict(eps=[0.5, 1.0, 2.0, 3.0], class_weights=[1.0, 2.0, 0.5, 1.0]),
-                                     dict(eps_nr=0.1, eps_dr=0.4, eps_empty=5.0), dict(squared=True, eps=0.2),
-                                     dict(empty="skip", include_background=False, reduction="sum")],
-                         ids=["eps", "per-class", "nr-dr-empty", "squared", "skip-sum"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(eps=1e-3),
+        dict(eps=[0.5, 1.0, 2.0, 3.0], class_weights=[1.0, 2.0, 0.5, 1.0]),
+        dict(eps_nr=0.1, eps_dr=0.4, eps_empty=5.0),
+        dict(squared=True, eps=0.2),
+        dict(empty="skip", include_background=False, reduction="sum"),
+    ],
+    ids=["eps", "per-class", "nr-dr-empty", "squared", "skip-sum"],
+)
 def test_autograd_equals_eq4(phi, kind, options):
     _, y = _data()
     g = torch.Generator().manual_seed(5)
@@ -126,8 +138,9 @@ def test_autograd_equals_eq4(phi, kind, options):
         for b in range(B):
             for k, c in enumerate(range(C)[keep]):
                 on, off = analytic.grad[b, c][onehot[b, c]], analytic.grad[b, c][~onehot[b, c]]
-                assert torch.allclose(on, analytic.g1[b, k].expand_as(on)) and \
-                    torch.allclose(off, analytic.g0[b, k].expand_as(off))
+                assert torch.allclose(on, analytic.g1[b, k].expand_as(on)) and torch.allclose(
+                    off, analytic.g0[b, k].expand_as(off)
+                )
 
 
 @pytest.mark.parametrize("kind", ["tversky", "focal", "jaccard"])
@@ -157,24 +170,38 @@ def test_fused_equals_reference(kind, phi, dtype):
 
 def test_modules_equal_functional_and_compounds():
     x, y = _data()
-    torch.testing.assert_close(phidice.TverskyLoss("BI", 1e-3, alpha=0.3, beta=0.7, gamma=2.0)(x, y),
-                               phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, gamma=2.0, phi="BI", eps=1e-3))
+    torch.testing.assert_close(
+        phidice.TverskyLoss("BI", 1e-3, alpha=0.3, beta=0.7, gamma=2.0)(x, y),
+        phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, gamma=2.0, phi="BI", eps=1e-3),
+    )
     torch.testing.assert_close(phidice.JaccardLoss("CI")(x, y), phidice.jaccard_loss(x, y, phi="CI"))
     ce = torch.nn.functional.cross_entropy(x, y)
-    torch.testing.assert_close(phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5)(x, y),
-                               phidice.tversky_loss(x, y, alpha=0.3, beta=0.7) + 0.5 * ce)
+    torch.testing.assert_close(
+        phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5)(x, y),
+        phidice.tversky_loss(x, y, alpha=0.3, beta=0.7) + 0.5 * ce,
+    )
     torch.testing.assert_close(phidice.JaccardCELoss("BI")(x, y), phidice.jaccard_loss(x, y, phi="BI") + ce)
-    torch.testing.assert_close(phidice.tversky_ce_loss(x, y, alpha=0.3, beta=0.7, lambda_ce=0.5),
-                               phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5)(x, y))
+    torch.testing.assert_close(
+        phidice.tversky_ce_loss(x, y, alpha=0.3, beta=0.7, lambda_ce=0.5),
+        phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5)(x, y),
+    )
     torch.testing.assert_close(phidice.jaccard_ce_loss(x, y), phidice.JaccardCELoss()(x, y))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: (phidice.TverskyLoss(0.3, 0.7, 2.0, "BI", 1e-3), phidice.TverskyLoss("BI", 1e-3, alpha=0.3, beta=0.7,
-                                                                                 gamma=2.0)),
-    lambda: (phidice.TverskyCELoss(0.3, 0.7, lambda_ce=0.5), phidice.TverskyCELoss(alpha=0.3, beta=0.7,
-                                                                                   lambda_ce=0.5)),
-], ids=["TverskyLoss", "TverskyCELoss"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (
+            phidice.TverskyLoss(0.3, 0.7, 2.0, "BI", 1e-3),
+            phidice.TverskyLoss("BI", 1e-3, alpha=0.3, beta=0.7, gamma=2.0),
+        ),
+        lambda: (
+            phidice.TverskyCELoss(0.3, 0.7, lambda_ce=0.5),
+            phidice.TverskyCELoss(alpha=0.3, beta=0.7, lambda_ce=0.5),
+        ),
+    ],
+    ids=["TverskyLoss", "TverskyCELoss"],
+)
 def test_the_old_alpha_first_order_still_works_with_a_warning(make):
     x, y = _data()
     with pytest.warns(DeprecationWarning, match="phi and eps come first"):
@@ -200,8 +227,9 @@ def test_leaf_and_marginal_forms(phi):
     index = tversky(0.3, 0.7)
     everything = torch.ones(B, C, dtype=torch.bool)
     for cls in (phidice.LeafDiceLoss, phidice.MarginalDiceLoss):
-        torch.testing.assert_close(cls(phi, overlap=index)(x, y, everything),
-                                   phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, phi=phi))
+        torch.testing.assert_close(
+            cls(phi, overlap=index)(x, y, everything), phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, phi=phi)
+        )
     annotated = everything.clone()
     annotated[1, 2] = False
     y_partial = y.clone()
@@ -228,15 +256,18 @@ def test_options_of_the_index_are_checked():
         phidice.TverskyLoss(alpha=float("inf"))
 
 
-@pytest.mark.parametrize("fields,match", [
-    (dict(gamma=0.0), "gamma > 0"),
-    (dict(gamma=-1.0), "gamma > 0"),
-    (dict(a=0.0), "a > 0"),
-    (dict(b_p=float("nan")), "Overlap.b_p must be a finite number"),
-    (dict(b_y=True), "Overlap.b_y must be a finite number"),
-    (dict(b_p=-0.5), "b_p ≥ 0, b_y ≥ 0"),
-    (dict(b_i=-2.0), "b_i \\+ b_p \\+ b_y > 0"),
-])
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        (dict(gamma=0.0), "gamma > 0"),
+        (dict(gamma=-1.0), "gamma > 0"),
+        (dict(a=0.0), "a > 0"),
+        (dict(b_p=float("nan")), "Overlap.b_p must be a finite number"),
+        (dict(b_y=True), "Overlap.b_y must be a finite number"),
+        (dict(b_p=-0.5), "b_p ≥ 0, b_y ≥ 0"),
+        (dict(b_i=-2.0), "b_i \\+ b_p \\+ b_y > 0"),
+    ],
+)
 def test_an_overlap_built_by_hand_is_checked(fields, match):
     """Overlap is public (and DiceConfig.from_dict builds one): its own checks, not only tversky()'s."""
     with pytest.raises(ValueError, match=match):
@@ -250,17 +281,20 @@ def test_squared_tversky_whose_denominator_can_turn_negative_is_refused():
     with pytest.raises(ValueError, match="squared=True with this tversky index"):
         phidice.TverskyLoss(alpha=10.0, beta=0.01, squared=True)
     p, y = torch.rand(2, 3, 6, 6, dtype=torch.float64), torch.randint(0, 3, (2, 6, 6))
-    for loss in (phidice.TverskyLoss(alpha=1.0, beta=1.0, squared=True, activation=None),
-                 phidice.JaccardLoss(squared=True, activation=None),
-                 phidice.TverskyLoss(alpha=10.0, beta=0.01, activation=None)):
+    for loss in (
+        phidice.TverskyLoss(alpha=1.0, beta=1.0, squared=True, activation=None),
+        phidice.JaccardLoss(squared=True, activation=None),
+        phidice.TverskyLoss(alpha=10.0, beta=0.01, activation=None),
+    ):
         value = loss(p, y)
         assert torch.isfinite(value) and 0 <= float(value) <= 1
 
 
 def test_no_heuristic_eps_without_weight_on_false_positives():
     """Tversky α = 0: predictions on an empty map cost nothing, whatever ε — a clear error, not 0/0."""
-    assert torch.isfinite(phidice.tversky_loss(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4)), alpha=0.0,
-                                               beta=1.0))
+    assert torch.isfinite(
+        phidice.tversky_loss(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4)), alpha=0.0, beta=1.0)
+    )
     with pytest.raises(ValueError, match="no heuristic ε; use alpha > 0"):
         heuristic_eps_scale(tversky(0.0, 1.0))
     with pytest.raises(ValueError, match="no heuristic ε; use alpha > 0"):
@@ -268,6 +302,7 @@ def test_no_heuristic_eps_without_weight_on_false_positives():
 
 
 # ------------------------------------------------------------------------------------------- ε heuristic
+
 
 def test_heuristic_scale_closed_forms():
     assert heuristic_eps_scale(DICE) == pytest.approx(1.0)  # the paper's ε = E[Σy]
@@ -282,8 +317,11 @@ def test_heuristic_scale_closed_forms():
     assert heuristic_eps_scale(tversky(0.7, 0.3)) == pytest.approx(0.7, rel=0.05)  # no root: the maximum, c ≈ α
 
 
-@pytest.mark.parametrize("index", [DICE, JACCARD, tversky(0.3, 0.7), tversky(0.3, 0.7, 4 / 3), tversky(0.2, 0.8, 0.75)],
-                         ids=["dice", "jaccard", "tversky", "focal", "focal-below-1"])
+@pytest.mark.parametrize(
+    "index",
+    [DICE, JACCARD, tversky(0.3, 0.7), tversky(0.3, 0.7, 4 / 3), tversky(0.2, 0.8, 0.75)],
+    ids=["dice", "jaccard", "tversky", "focal", "focal-below-1"],
+)
 def test_heuristic_matches_eq5(index):
     """At ε = c·v̂ an empty map's y = 0 gradient (Φ = I) equals a non-empty map's under an infinite batch."""
     v = 1000.0

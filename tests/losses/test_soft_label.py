@@ -43,10 +43,14 @@ DICE_ROWS = [
     (dict(softmax=True), dict(activation="softmax")),
     (dict(softmax=True, batch=True), dict(activation="softmax", phi="BI")),
     (dict(sigmoid=True), dict(activation="sigmoid")),
-    (dict(sigmoid=True, batch=True, include_background=False), dict(activation="sigmoid", phi="BI",
-                                                                     include_background=False)),
-    (dict(softmax=True, include_background=False, smooth_nr=0.0, smooth_dr=1e-3),
-     dict(activation="softmax", include_background=False, eps_nr=0.0, eps_dr=1e-3)),
+    (
+        dict(sigmoid=True, batch=True, include_background=False),
+        dict(activation="sigmoid", phi="BI", include_background=False),
+    ),
+    (
+        dict(softmax=True, include_background=False, smooth_nr=0.0, smooth_dr=1e-3),
+        dict(activation="softmax", include_background=False, eps_nr=0.0, eps_dr=1e-3),
+    ),
     (dict(softmax=True, squared_pred=True), dict(activation="softmax", squared=True)),
     (dict(softmax=True, batch=True, squared_pred=True), dict(activation="softmax", phi="BI", squared=True)),
     (dict(softmax=True, reduction="sum"), dict(activation="softmax", reduction="sum")),
@@ -60,8 +64,12 @@ DICE_ROWS = [
 @pytest.mark.parametrize("monai_kw,ours", DICE_ROWS, ids=[str(i) for i in range(len(DICE_ROWS))])
 def test_monai_diceloss_soft_label(monai_kw, ours):
     logits, y = _soft()
-    _pair(monai_losses.DiceLoss(soft_label=True, **monai_kw),
-          lambda x, t: phidice.dice_loss(x, t, soft_label=True, **ours), logits, y)
+    _pair(
+        monai_losses.DiceLoss(soft_label=True, **monai_kw),
+        lambda x, t: phidice.dice_loss(x, t, soft_label=True, **ours),
+        logits,
+        y,
+    )
 
 
 @pytest.mark.parametrize("batch,phi", [(False, "I"), (True, "BI")])
@@ -78,26 +86,39 @@ def test_monai_diceloss_soft_label_weights(batch, phi):
 def test_monai_jaccard_soft_label(batch, phi):
     """MONAI's DiceLoss(jaccard=True): (2·tp + nr)/(2·(P + Y − tp) + dr) = JaccardLoss with ε halved."""
     logits, y = _soft(2)
-    _pair(monai_losses.DiceLoss(softmax=True, jaccard=True, batch=batch, soft_label=True, smooth_nr=0.2,
-                                smooth_dr=0.4),
-          lambda x, t: phidice.jaccard_loss(x, t, phi=phi, eps_nr=0.1, eps_dr=0.2, soft_label=True), logits, y)
+    _pair(
+        monai_losses.DiceLoss(softmax=True, jaccard=True, batch=batch, soft_label=True, smooth_nr=0.2, smooth_dr=0.4),
+        lambda x, t: phidice.jaccard_loss(x, t, phi=phi, eps_nr=0.1, eps_dr=0.2, soft_label=True),
+        logits,
+        y,
+    )
 
 
-@pytest.mark.parametrize("w_type,weighting", [("square", "generalized"), ("simple", "generalized_simple"),
-                                              ("uniform", None)])
+@pytest.mark.parametrize(
+    "w_type,weighting", [("square", "generalized"), ("simple", "generalized_simple"), ("uniform", None)]
+)
 @pytest.mark.parametrize("batch,phi", [(False, "CI"), (True, "BCI")])
 def test_monai_generalized_dice_soft_label(w_type, weighting, batch, phi):
     """MONAI computes the weights from float32 volumes (``ground_o.float()``), hence 1e-6."""
     logits, y = _soft(3)
-    _pair(monai_losses.GeneralizedDiceLoss(softmax=True, w_type=w_type, batch=batch, soft_label=True),
-          lambda x, t: phidice.dice_loss(x, t, phi=phi, weighting=weighting, soft_label=True), logits, y, atol=1e-6)
+    _pair(
+        monai_losses.GeneralizedDiceLoss(softmax=True, w_type=w_type, batch=batch, soft_label=True),
+        lambda x, t: phidice.dice_loss(x, t, phi=phi, weighting=weighting, soft_label=True),
+        logits,
+        y,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("alpha,beta,batch,phi", [(0.3, 0.7, False, "I"), (0.8, 0.2, True, "BI")])
 def test_monai_tversky_soft_label(alpha, beta, batch, phi):
     logits, y = _soft(4)
-    _pair(monai_losses.TverskyLoss(softmax=True, alpha=alpha, beta=beta, batch=batch, soft_label=True),
-          lambda x, t: phidice.tversky_loss(x, t, alpha=alpha, beta=beta, phi=phi, soft_label=True), logits, y)
+    _pair(
+        monai_losses.TverskyLoss(softmax=True, alpha=alpha, beta=beta, batch=batch, soft_label=True),
+        lambda x, t: phidice.tversky_loss(x, t, alpha=alpha, beta=beta, phi=phi, soft_label=True),
+        logits,
+        y,
+    )
 
 
 def test_soft_intersection_by_hand_with_mask_and_per_class_eps():
@@ -120,8 +141,10 @@ def test_soft_label_prefers_the_soft_target_itself():
     """With y = 0.6 everywhere, min(ỹ, y) makes ỹ = y the best prediction; Σ y·ỹ would push ỹ to 1."""
     y = torch.full((1, 1, 50), 0.6, dtype=torch.float64)
     grid = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
-    losses = [float(phidice.dice_loss(torch.full_like(y, float(v)), y, activation=None, soft_label=True,
-                                      eps=0.0)) for v in grid]
+    losses = [
+        float(phidice.dice_loss(torch.full_like(y, float(v)), y, activation=None, soft_label=True, eps=0.0))
+        for v in grid
+    ]
     best = float(grid[torch.tensor(losses).argmin()])
     assert best == pytest.approx(0.6, abs=1e-9)
     plain = [float(phidice.dice_loss(torch.full_like(y, float(v)), y, activation=None, eps=0.0)) for v in grid]
@@ -135,9 +158,13 @@ def test_soft_label_on_hard_targets_equals_default(phi, fused, loss):
     logits = torch.randn(B, C, *S, dtype=torch.float64, generator=g)
     labels = torch.randint(0, C, (B, *S), generator=g)
     onehot = torch.nn.functional.one_hot(labels, C).movedim(-1, 1).double()
-    fn = {"dice": phidice.dice_loss, "jaccard": phidice.jaccard_loss,
-          "tversky": lambda *a, **k: phidice.tversky_loss(*a, alpha=0.3, beta=0.7, **k),
-          "dice_ce": phidice.dice_ce_loss, "dice_focal": phidice.dice_focal_loss}[loss]
+    fn = {
+        "dice": phidice.dice_loss,
+        "jaccard": phidice.jaccard_loss,
+        "tversky": lambda *a, **k: phidice.tversky_loss(*a, alpha=0.3, beta=0.7, **k),
+        "dice_ce": phidice.dice_ce_loss,
+        "dice_focal": phidice.dice_focal_loss,
+    }[loss]
     for target in (labels, onehot):
         grads = []
         values = []
@@ -176,9 +203,13 @@ def test_soft_targets_outside_unit_interval_are_refused(bad, loss):
     logits, y = _soft(9)
     y = y.clone()
     y[0, 1, 0, 0, 0] = bad
-    fn = {"dice": phidice.DiceLoss(soft_label=True), "dice_ce": phidice.DiceCELoss(soft_label=True),
-          "dice_focal": phidice.DiceFocalLoss(soft_label=True), "tversky": phidice.TverskyLoss(soft_label=True),
-          "jaccard": phidice.JaccardLoss(soft_label=True)}[loss]
+    fn = {
+        "dice": phidice.DiceLoss(soft_label=True),
+        "dice_ce": phidice.DiceCELoss(soft_label=True),
+        "dice_focal": phidice.DiceFocalLoss(soft_label=True),
+        "tversky": phidice.TverskyLoss(soft_label=True),
+        "jaccard": phidice.JaccardLoss(soft_label=True),
+    }[loss]
     with pytest.raises(ValueError, match=r"target values must lie in \[0, 1\]"):
         fn(logits, y)
 
@@ -203,7 +234,8 @@ def test_compute_stats_soft_label():
     logits, y = _soft(11)
     stats = phidice.compute_stats(logits, y, soft_label=True, include_background=False)
     p = torch.softmax(logits, 1)
-    expected = drop_background(phidice.DiceStats(torch.minimum(p, y).flatten(2).sum(-1), p.flatten(2).sum(-1),
-                                                 y.flatten(2).sum(-1)), False)
+    expected = drop_background(
+        phidice.DiceStats(torch.minimum(p, y).flatten(2).sum(-1), p.flatten(2).sum(-1), y.flatten(2).sum(-1)), False
+    )
     for a, b in zip(stats, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -16,10 +16,19 @@ BACKENDS = ["torch"] + (["numba"] if cpu.available() else [])
 
 def _targets(y, C):
     onehot = F.one_hot(y, C).movedim(-1, 1)
-    return {"int64 labels": y, "int64 labels (B, 1)": y[:, None], "uint8 labels": y.to(torch.uint8),
-            "uint8 labels (B, 1)": y[:, None].to(torch.uint8), "int32 labels": y.int(), "float labels (B, 1)":
-            y[:, None].float(), "int64 one-hot (F.one_hot)": onehot, "uint8 one-hot": onehot.to(torch.uint8),
-            "bool one-hot": onehot.bool(), "float one-hot": onehot.float(), "float16 one-hot": onehot.half()}
+    return {
+        "int64 labels": y,
+        "int64 labels (B, 1)": y[:, None],
+        "uint8 labels": y.to(torch.uint8),
+        "uint8 labels (B, 1)": y[:, None].to(torch.uint8),
+        "int32 labels": y.int(),
+        "float labels (B, 1)": y[:, None].float(),
+        "int64 one-hot (F.one_hot)": onehot,
+        "uint8 one-hot": onehot.to(torch.uint8),
+        "bool one-hot": onehot.bool(),
+        "float one-hot": onehot.float(),
+        "float16 one-hot": onehot.half(),
+    }
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -54,21 +63,30 @@ def test_binary_sigmoid_accepts_integer_and_bool_maps():
 
 def test_integer_one_hot_holding_labels_is_refused_naming_the_dtype_reading():
     x = torch.randn(2, 3, 5, 4)
-    with pytest.raises(ValueError, match=r"target values must lie in \[0, 1\] \(one-hot or soft maps\); an integer "
-                                         r"target of shape \(2, 3, 5, 4\) is read as a one-hot map .* labels have "
-                                         r"shape \(B, \*spatial\) = \(2, 5, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target values must lie in \[0, 1\] \(one-hot or soft maps\); an integer "
+        r"target of shape \(2, 3, 5, 4\) is read as a one-hot map .* labels have "
+        r"shape \(B, \*spatial\) = \(2, 5, 4\)",
+    ):
         phidice.dice_loss(x, torch.randint(0, 3, (2, 3, 5, 4)) * 2)
 
 
-@pytest.mark.parametrize("target", [torch.randint(0, 3, (2, 3, 5, 3)), torch.randint(0, 2, (2, 2, 5, 4)).bool(),
-                                    torch.rand(2, 3, 4, 5), torch.randint(0, 3, (2, 5, 4, 1)).to(torch.uint8)])
+@pytest.mark.parametrize(
+    "target",
+    [
+        torch.randint(0, 3, (2, 3, 5, 3)),
+        torch.randint(0, 2, (2, 2, 5, 4)).bool(),
+        torch.rand(2, 3, 4, 5),
+        torch.randint(0, 3, (2, 5, 4, 1)).to(torch.uint8),
+    ],
+)
 def test_a_shape_message_never_names_two_equal_shapes(target):
     x = torch.randn(2, 3, 5, 4)
     with pytest.raises(ValueError) as err:
         phidice.dice_loss(x, target)
     message = str(err.value)
-    assert f"target shape {tuple(target.shape)} (dtype {target.dtype}) does not fit input shape (2, 3, 5, 4)" \
-        in message
+    assert f"target shape {tuple(target.shape)} (dtype {target.dtype}) does not fit input shape (2, 3, 5, 4)" in message
     assert tuple(target.shape) != (2, 3, 5, 4)
 
 
@@ -96,9 +114,12 @@ def test_hessian_of_the_fused_path_equals_the_reference(phi, activation, C, back
     m = torch.rand(2, 1, 2, 2, dtype=torch.float64)
     previous = ops.set_backend(backend)
     try:
-        H1, H0 = (torch.autograd.functional.hessian(
-            lambda z: phidice.dice_loss(z, y, mask=m, phi=phi, activation=activation, fused=f), x)
-            for f in (True, False))
+        H1, H0 = (
+            torch.autograd.functional.hessian(
+                lambda z: phidice.dice_loss(z, y, mask=m, phi=phi, activation=activation, fused=f), x
+            )
+            for f in (True, False)
+        )
     finally:
         ops.set_backend(previous)
     assert H0.abs().sum() > 0.01
@@ -111,7 +132,7 @@ def test_gradient_penalty_of_dice_ce_on_the_fused_path():
     y = torch.randint(0, 3, (2, 4, 4))
     grads = []
     for fused in (True, False):
-        g, = torch.autograd.grad(phidice.dice_ce_loss(x, y, phi="BI", fused=fused), x, create_graph=True)
+        (g,) = torch.autograd.grad(phidice.dice_ce_loss(x, y, phi="BI", fused=fused), x, create_graph=True)
         grads.append(torch.autograd.grad(g.pow(2).sum(), x)[0])
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-14)
 
@@ -127,10 +148,14 @@ def test_torch_func_grad_and_vmap():
     phidice.dice_loss(xr, y, phi="BI", fused=False).backward()
     torch.testing.assert_close(g, xr.grad)
     per_image = vmap(lambda z, t: phidice.dice_loss(z[None], t[None], phi="I"))(x, y)
-    torch.testing.assert_close(per_image, torch.stack([phidice.dice_loss(x[i:i + 1], y[i:i + 1], phi="I")
-                                                       for i in range(4)]))
-    with pytest.raises(ValueError, match=r"fused=True but the fused path does not apply: a torch.func transform "
-                                         r"\(grad, vmap, jacrev, ...\) runs on the input"):
+    torch.testing.assert_close(
+        per_image, torch.stack([phidice.dice_loss(x[i : i + 1], y[i : i + 1], phi="I") for i in range(4)])
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"fused=True but the fused path does not apply: a torch.func transform "
+        r"\(grad, vmap, jacrev, ...\) runs on the input",
+    ):
         grad(lambda z: phidice.dice_loss(z, y, fused=True))(x)
 
 
@@ -158,8 +183,11 @@ def test_nan_in_a_target_map_or_a_mask_is_refused():
     y = torch.randint(0, 3, (2, 4, 4))
     target = F.one_hot(y, 3).movedim(-1, 1).float()
     target[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"target values must lie in \[0, 1\] \(one-hot or soft maps\) "
-                                         r"\(it holds 1 NaN\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target values must lie in \[0, 1\] \(one-hot or soft maps\) "
+        r"\(it holds 1 NaN\)",
+    ):
         phidice.dice_loss(x, target)
     mask = torch.ones(2, 4, 4)
     mask[1, 2, 3] = float("nan")

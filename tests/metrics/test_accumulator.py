@@ -100,6 +100,7 @@ def test_sync_gathers_two_gloo_ranks(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr

@@ -10,8 +10,8 @@ import pytest
 
 stats = pytest.importorskip("scipy.stats")
 
-from phidice.metrics import bootstrap_ci, bootstrap_ci_by_group, paired_test  # noqa: E402
-from phidice.metrics.bootstrap import CHUNK_ELEMENTS, bootstrap_means  # noqa: E402
+from phidice.metrics import bootstrap_ci, bootstrap_ci_by_group, paired_test
+from phidice.metrics.bootstrap import CHUNK_ELEMENTS, bootstrap_means
 
 
 def _mean_diff(a, b, axis=-1):
@@ -27,8 +27,9 @@ def dsc():
 @pytest.mark.parametrize("seed", [0, 7])
 @pytest.mark.parametrize("confidence", [0.95, 0.8])
 def test_ci_equals_scipy_bootstrap(dsc, method, seed, confidence):
-    ref = stats.bootstrap((dsc,), np.mean, method=method, n_resamples=4999, confidence_level=confidence,
-                          rng=np.random.default_rng(seed))
+    ref = stats.bootstrap(
+        (dsc,), np.mean, method=method, n_resamples=4999, confidence_level=confidence, rng=np.random.default_rng(seed)
+    )
     ours = bootstrap_ci(dsc, method=method.lower(), n_resamples=4999, confidence=confidence, seed=seed)
     assert ours.low == pytest.approx(ref.confidence_interval.low, abs=1e-12)
     assert ours.high == pytest.approx(ref.confidence_interval.high, abs=1e-12)
@@ -104,8 +105,15 @@ def pair():
 @pytest.mark.parametrize("n", [60, 11])  # 11: 2¹¹ ≤ 4999 resamples, so both enumerate every sign pattern
 def test_permutation_p_equals_scipy(pair, alternative, n):
     a, b = pair[0][:n], pair[1][:n]
-    ref = stats.permutation_test((a, b), _mean_diff, permutation_type="samples", n_resamples=4999,
-                                 alternative=alternative, rng=np.random.default_rng(9), vectorized=True)
+    ref = stats.permutation_test(
+        (a, b),
+        _mean_diff,
+        permutation_type="samples",
+        n_resamples=4999,
+        alternative=alternative,
+        rng=np.random.default_rng(9),
+        vectorized=True,
+    )
     ours = paired_test(a, b, n_resamples=4999, alternative=alternative, seed=9)
     assert ours.p_value == pytest.approx(ref.pvalue, abs=1e-12)
     assert ours.exact == (n == 11)
@@ -115,15 +123,15 @@ def test_permutation_p_equals_scipy(pair, alternative, n):
 
 def test_paired_bootstrap_equals_scipy(pair):
     a, b = pair
-    ref = stats.bootstrap((a, b), _mean_diff, paired=True, method="percentile", n_resamples=4999,
-                          rng=np.random.default_rng(8))
+    ref = stats.bootstrap(
+        (a, b), _mean_diff, paired=True, method="percentile", n_resamples=4999, rng=np.random.default_rng(8)
+    )
     ours = paired_test(a, b, method="bootstrap", n_resamples=4999, seed=8)
     assert (ours.low, ours.high) == pytest.approx(tuple(ref.confidence_interval), abs=1e-12)
     dist = ref.bootstrap_distribution
     p = 2 * min((np.sum(dist <= 0) + 1) / 5000, (np.sum(dist >= 0) + 1) / 5000)
     assert ours.p_value == pytest.approx(min(p, 1.0), abs=1e-15)
-    bca = stats.bootstrap((a, b), _mean_diff, paired=True, method="BCa", n_resamples=4999,
-                          rng=np.random.default_rng(8))
+    bca = stats.bootstrap((a, b), _mean_diff, paired=True, method="BCa", n_resamples=4999, rng=np.random.default_rng(8))
     ours = paired_test(a, b, n_resamples=4999, seed=8, ci_method="bca")  # the interval does not depend on the test
     assert (ours.low, ours.high) == pytest.approx(tuple(bca.confidence_interval), abs=1e-12)
 
@@ -133,8 +141,14 @@ def test_nan_cases_are_dropped_from_paired_tests(pair):
     a[3], b[10], a[20], b[20] = np.nan, np.nan, np.nan, np.nan
     keep = ~(np.isnan(a) | np.isnan(b))
     ours = paired_test(a, b, n_resamples=999, seed=2)
-    ref = stats.permutation_test((a[keep], b[keep]), _mean_diff, permutation_type="samples", n_resamples=999,
-                                 rng=np.random.default_rng(2), vectorized=True)
+    ref = stats.permutation_test(
+        (a[keep], b[keep]),
+        _mean_diff,
+        permutation_type="samples",
+        n_resamples=999,
+        rng=np.random.default_rng(2),
+        vectorized=True,
+    )
     assert (ours.n, ours.n_dropped) == (57, 3)
     assert ours.p_value == pytest.approx(ref.pvalue, abs=1e-12)
 
@@ -187,7 +201,8 @@ def test_permutation_equals_scipy_across_chunks(pair, monkeypatch):
     a, b = np.r_[pair[0], 0.5], np.r_[pair[1], 0.45]  # 61 cases
     monkeypatch.setattr("phidice.metrics.bootstrap.CHUNK_ELEMENTS", 61 * 7)
     ours = paired_test(a, b, n_resamples=999, seed=12)
-    ref = stats.permutation_test((a, b), _mean_diff, permutation_type="samples", n_resamples=999,
-                                 rng=np.random.default_rng(12), vectorized=True)
+    ref = stats.permutation_test(
+        (a, b), _mean_diff, permutation_type="samples", n_resamples=999, rng=np.random.default_rng(12), vectorized=True
+    )
     assert ours.p_value == pytest.approx(ref.pvalue, abs=1e-12) and not ours.exact
     assert 0.001 < ref.pvalue < 0.999  # a p-value that depends on the draws, not a trivial 1 or minimum

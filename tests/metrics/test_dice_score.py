@@ -21,10 +21,8 @@ def _same(a, b):
 
 
 # Two 1-D "images" of 6 voxels, 3 classes, written out by hand.
-PRED = torch.tensor([[0, 1, 1, 2, 2, 0],
-                     [0, 0, 1, 1, 0, 0]])
-REF = torch.tensor([[0, 1, 0, 2, 0, 0],
-                    [0, 0, 1, 0, 0, 0]])
+PRED = torch.tensor([[0, 1, 1, 2, 2, 0], [0, 0, 1, 1, 0, 0]])
+REF = torch.tensor([[0, 1, 0, 2, 0, 0], [0, 0, 1, 0, 0, 0]])
 # image 0: c0 P={0,5} Y={0,2,4,5} I=2 | c1 P={1,2} Y={1} I=1 | c2 P={3,4} Y={3} I=1
 # image 1: c0 P={0,1,4,5} Y={0,1,3,4,5} I=4 | c1 P={2,3} Y={2} I=1 | c2 P={} Y={} I=0
 
@@ -54,8 +52,9 @@ def test_include_background_false_drops_class_0():
 
 
 # The two cells where the conventions differ: empty reference with empty / non-empty prediction.
-@pytest.mark.parametrize("empty, both_empty, fp_only", [
-    ("nan", NAN, NAN), ("ratio", NAN, 0.0), ("one", 1.0, 0.0), ("zero", 0.0, 0.0)])
+@pytest.mark.parametrize(
+    "empty, both_empty, fp_only", [("nan", NAN, NAN), ("ratio", NAN, 0.0), ("one", 1.0, 0.0), ("zero", 0.0, 0.0)]
+)
 def test_empty_conventions_table(empty, both_empty, fp_only):
     ref = torch.zeros(2, 1, 4, dtype=torch.bool)
     pred = torch.zeros(2, 1, 4, dtype=torch.bool)
@@ -111,9 +110,16 @@ def test_random_against_loop_oracle_and_layouts(empty):
     ref[1][ref[1] == 3] = 0  # class 3 absent in both, image 1
     oh = lambda t: torch.nn.functional.one_hot(t, C).movedim(-1, 1)  # noqa: E731
     expected = _oracle(oh(pred).numpy(), oh(ref).numpy(), empty)
-    for p, t in [(pred, ref), (oh(pred).bool(), ref), (pred, oh(ref).float()), (oh(pred).float(), oh(ref)),
-                 (oh(pred), ref), (pred, oh(ref)), (oh(pred), oh(ref).bool()),
-                 (pred.numpy(), ref.unsqueeze(1).float().numpy())]:
+    for p, t in [
+        (pred, ref),
+        (oh(pred).bool(), ref),
+        (pred, oh(ref).float()),
+        (oh(pred).float(), oh(ref)),
+        (oh(pred), ref),
+        (pred, oh(ref)),
+        (oh(pred), oh(ref).bool()),
+        (pred.numpy(), ref.unsqueeze(1).float().numpy()),
+    ]:
         got = dice_score(p, t, num_classes=C, empty=empty)
         _same(got, expected)
 
@@ -161,35 +167,65 @@ def test_score_from_stats_matches_core_reduce():
     _same(score_from_stats(f, phi="BI"), score_from_stats(s, phi="BI"))
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(pred=torch.rand(1, 2, 3), target=torch.zeros(1, 3, dtype=torch.long)), ValueError, "threshold"),
-    (dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 5, dtype=torch.long)), ValueError,
-     "differ"),
-    (dict(pred=torch.zeros(2, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long)), ValueError,
-     "differ"),
-    (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 3, 4)), ValueError, "differ"),
-    (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 5, dtype=torch.long)), ValueError, "does not fit"),
-    (dict(pred=torch.tensor([[0, 3]]), target=torch.tensor([[0, 1]]), num_classes=2), ValueError, r"\[0, 1\]"),
-    (dict(pred=torch.tensor([[0, -1]]), target=torch.tensor([[0, 1]])), ValueError, "labels must lie"),
-    (dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.tensor([[0.0, 0.5, 1.0, 1.0]])), ValueError,
-     "non-integer"),
-    (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 2, 4), num_classes=3), ValueError, "num_classes"),
-    (dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), threshold=0.5),
-     TypeError, "threshold"),
-    (dict(pred=torch.rand(1, 1, 4), target=torch.zeros(1, 4, dtype=torch.long), threshold="argmax"), ValueError,
-     "2 channels"),
-    (dict(pred=torch.rand(1, 2, 4), target=torch.zeros(1, 4, dtype=torch.long), threshold="max"), ValueError,
-     "threshold"),
-    (dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), empty="skip"),
-     ValueError, "empty"),
-    (dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), phi="IB"),
-     ValueError, "phi"),
-    (dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long),
-          reduction="sum"), ValueError, "reduction"),
-    (dict(pred=[[0, 1]], target=torch.zeros(1, 2, dtype=torch.long)), TypeError, "pred"),
-    (dict(pred=torch.zeros(4, dtype=torch.long), target=torch.zeros(4, dtype=torch.long)), ValueError, "batch"),
-    (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 2, 4), ignore_index=0), ValueError, "ignore_index"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(pred=torch.rand(1, 2, 3), target=torch.zeros(1, 3, dtype=torch.long)), ValueError, "threshold"),
+        (
+            dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 5, dtype=torch.long)),
+            ValueError,
+            "differ",
+        ),
+        (
+            dict(pred=torch.zeros(2, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long)),
+            ValueError,
+            "differ",
+        ),
+        (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 3, 4)), ValueError, "differ"),
+        (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 5, dtype=torch.long)), ValueError, "does not fit"),
+        (dict(pred=torch.tensor([[0, 3]]), target=torch.tensor([[0, 1]]), num_classes=2), ValueError, r"\[0, 1\]"),
+        (dict(pred=torch.tensor([[0, -1]]), target=torch.tensor([[0, 1]])), ValueError, "labels must lie"),
+        (
+            dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.tensor([[0.0, 0.5, 1.0, 1.0]])),
+            ValueError,
+            "non-integer",
+        ),
+        (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 2, 4), num_classes=3), ValueError, "num_classes"),
+        (
+            dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), threshold=0.5),
+            TypeError,
+            "threshold",
+        ),
+        (
+            dict(pred=torch.rand(1, 1, 4), target=torch.zeros(1, 4, dtype=torch.long), threshold="argmax"),
+            ValueError,
+            "2 channels",
+        ),
+        (
+            dict(pred=torch.rand(1, 2, 4), target=torch.zeros(1, 4, dtype=torch.long), threshold="max"),
+            ValueError,
+            "threshold",
+        ),
+        (
+            dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), empty="skip"),
+            ValueError,
+            "empty",
+        ),
+        (
+            dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), phi="IB"),
+            ValueError,
+            "phi",
+        ),
+        (
+            dict(pred=torch.zeros(1, 4, dtype=torch.long), target=torch.zeros(1, 4, dtype=torch.long), reduction="sum"),
+            ValueError,
+            "reduction",
+        ),
+        (dict(pred=[[0, 1]], target=torch.zeros(1, 2, dtype=torch.long)), TypeError, "pred"),
+        (dict(pred=torch.zeros(4, dtype=torch.long), target=torch.zeros(4, dtype=torch.long)), ValueError, "batch"),
+        (dict(pred=torch.zeros(1, 2, 4), target=torch.zeros(1, 2, 4), ignore_index=0), ValueError, "ignore_index"),
+    ],
+)
 def test_bad_input(kwargs, err, match):
     pred, target = kwargs.pop("pred"), kwargs.pop("target")
     with pytest.raises(err, match=match):

@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 import torch
-from _oracle_rows import MONAI_DICE_METRIC
 
+from _oracle_rows import MONAI_DICE_METRIC
 from phidice.metrics import DiceAccumulator, dice_score
 
 monai_metrics = pytest.importorskip("monai.metrics")
@@ -45,8 +45,9 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("include_background", [True, False])
-@pytest.mark.parametrize("row,monai_kw,ours", MONAI_DICE_METRIC.params(),
-                         ids=[r[0] for r in MONAI_DICE_METRIC.params()])
+@pytest.mark.parametrize(
+    "row,monai_kw,ours", MONAI_DICE_METRIC.params(), ids=[r[0] for r in MONAI_DICE_METRIC.params()]
+)
 def test_monai_dicemetric(include_background, row, monai_kw, ours):
     pred, ref = _batch(0)
     metric = monai_metrics.DiceMetric(include_background=include_background, reduction="none", **monai_kw)
@@ -68,8 +69,10 @@ def test_torchmetrics_functional_samplewise(include_background):
     ours_i = dice_score(pred, ref, num_classes=C, include_background=include_background, empty="ratio")
     assert torch.isnan(ours_i).any() and (ours_i == 0).any()
     _same(ours_i, none)
-    _same(dice_score(pred, ref, num_classes=C, include_background=include_background, empty="ratio", phi="CI")[:, 0],
-          micro)
+    _same(
+        dice_score(pred, ref, num_classes=C, include_background=include_background, empty="ratio", phi="CI")[:, 0],
+        micro,
+    )
     _same(ours_i.nanmean(1), macro)
 
 
@@ -79,9 +82,17 @@ def test_torchmetrics_class_over_batches_matches_accumulator(include_background)
     acc = DiceAccumulator(C, include_background=include_background, empty="ratio")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchmetrics' notice about its default average
-        metrics = {(agg, avg): tm_seg.DiceScore(num_classes=C, include_background=include_background, average=avg,
-                                                aggregation_level=agg, input_format="index")
-                   for agg in ("samplewise", "global") for avg in ("none", "micro", "macro")}
+        metrics = {
+            (agg, avg): tm_seg.DiceScore(
+                num_classes=C,
+                include_background=include_background,
+                average=avg,
+                aggregation_level=agg,
+                input_format="index",
+            )
+            for agg in ("samplewise", "global")
+            for avg in ("none", "micro", "macro")
+        }
         for pred, ref in batches:
             acc.update(pred, ref)
             for m in metrics.values():

@@ -12,8 +12,8 @@ import torch
 
 ndimage = pytest.importorskip("scipy.ndimage")
 
-from phidice.metrics import dice_score, hd95, normalized_surface_dice, surface_distances, surface_metrics  # noqa: E402
-from phidice.metrics.surface import image_diagonal  # noqa: E402
+from phidice.metrics import dice_score, hd95, normalized_surface_dice, surface_distances, surface_metrics
+from phidice.metrics.surface import image_diagonal
 
 NAN = math.nan
 
@@ -31,12 +31,14 @@ def _cases(shape, C, seed):
     """Reference and prediction (B = 4): unrelated blobs, a shifted copy, an eroded copy, a copy touching the border."""
     rng = np.random.default_rng(seed)
     ref = np.stack([_blobs(shape, C, rng) for _ in range(4)])
-    pred = np.stack([
-        _blobs(shape, C, rng),
-        np.roll(ref[1], 2, axis=0),
-        np.where(ndimage.binary_erosion(ref[2] > 0), ref[2], 0),
-        ref[3],
-    ])
+    pred = np.stack(
+        [
+            _blobs(shape, C, rng),
+            np.roll(ref[1], 2, axis=0),
+            np.where(ndimage.binary_erosion(ref[2] > 0), ref[2], 0),
+            ref[3],
+        ]
+    )
     pred[3][(slice(0, 3),) * len(shape)] = 1  # a corner block of class 1 at the image border
     return pred, ref
 
@@ -45,25 +47,33 @@ def _one_hot(x, C):
     return torch.nn.functional.one_hot(torch.from_numpy(x).long(), C).movedim(-1, 1)
 
 
-@pytest.mark.parametrize("shape, spacing, taus", [
-    ((48, 37), (0.7, 1.9), (1.7, 3.1, 0.5)),
-    ((26, 22, 12), (0.8, 1.3, 2.5), (1.7, 3.1, 2.05)),
-])
+@pytest.mark.parametrize(
+    "shape, spacing, taus", [((48, 37), (0.7, 1.9), (1.7, 3.1, 0.5)), ((26, 22, 12), (0.8, 1.3, 2.5), (1.7, 3.1, 2.05))]
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_matches_monai(shape, spacing, taus, seed):
     monai_metrics = pytest.importorskip("monai.metrics")
     monai_utils = pytest.importorskip("monai.metrics.utils")
     C = 4
     pred, ref = _cases(shape, C, seed)
-    ours = surface_metrics(pred, ref, spacing, tolerance=list(taus), num_classes=C, include_background=False,
-                           empty="ratio", hd_worst=float("inf"))
+    ours = surface_metrics(
+        pred,
+        ref,
+        spacing,
+        tolerance=list(taus),
+        num_classes=C,
+        include_background=False,
+        empty="ratio",
+        hd_worst=float("inf"),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MONAI warns on empty classes
         hd = monai_metrics.HausdorffDistanceMetric(percentile=95, include_background=False, reduction="none")(
-            _one_hot(pred, C), _one_hot(ref, C), spacing=list(spacing))
-        nsd = monai_metrics.SurfaceDiceMetric(class_thresholds=list(taus), include_background=False,
-                                              reduction="none")(_one_hot(pred, C), _one_hot(ref, C),
-                                                                spacing=list(spacing))
+            _one_hot(pred, C), _one_hot(ref, C), spacing=list(spacing)
+        )
+        nsd = monai_metrics.SurfaceDiceMetric(class_thresholds=list(taus), include_background=False, reduction="none")(
+            _one_hot(pred, C), _one_hot(ref, C), spacing=list(spacing)
+        )
     assert ours.hd95.shape == ours.nsd.shape == (4, C - 1)
     # MONAI's NSD counts voxels, exact here because no distance lies within 1e-4 mm of a tolerance (checked
     # below; float32 distances could otherwise move a voxel across τ)
@@ -78,8 +88,8 @@ def test_matches_monai(shape, spacing, taus, seed):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _, (m_p, m_y), _ = monai_utils.get_edge_surface_distance(
-                    torch.from_numpy(pred[b] == c), torch.from_numpy(ref[b] == c), spacing=list(spacing),
-                    symmetric=True)
+                    torch.from_numpy(pred[b] == c), torch.from_numpy(ref[b] == c), spacing=list(spacing), symmetric=True
+                )
             np.testing.assert_allclose(np.sort(d_p), np.sort(m_p.numpy()), rtol=1e-6)
             np.testing.assert_allclose(np.sort(d_y), np.sort(m_y.numpy()), rtol=1e-6)
             # HD95 = the larger directed linear-interpolated 95th percentile. MONAI's torch.quantile on float32
@@ -87,7 +97,7 @@ def test_matches_monai(shape, spacing, taus, seed):
             # that fraction of the gap between neighbouring distances: the bound below, nothing looser
             n = max(d_p.size, d_y.size)
             gap = max(np.diff(np.sort(d_p)).max(initial=0), np.diff(np.sort(d_y)).max(initial=0))
-            assert abs(ours.hd95[b, c - 1].item() - hd[b, c - 1].item()) <= n * 2.0 ** -24 * gap + 2e-6 * hd[b, c - 1]
+            assert abs(ours.hd95[b, c - 1].item() - hd[b, c - 1].item()) <= n * 2.0**-24 * gap + 2e-6 * hd[b, c - 1]
 
 
 def test_one_dimensional_by_hand():
@@ -110,15 +120,18 @@ def test_layouts_and_per_image_spacing():
     pred, ref = _cases((20, 18), 3, 5)
     sp = np.array([[1.0, 2.0], [0.5, 0.5], [3.0, 1.0], [1.2, 0.9]])
     by_labels = surface_metrics(pred, ref, sp, tolerance=2.0, include_background=False)
-    maps = surface_metrics(_one_hot(pred, 3).bool(), _one_hot(ref, 3).bool(), sp, tolerance=2.0,
-                           include_background=False)
-    mixed = surface_metrics(torch.from_numpy(pred)[:, None], _one_hot(ref, 3).float(), sp, tolerance=2.0,
-                            include_background=False)
+    maps = surface_metrics(
+        _one_hot(pred, 3).bool(), _one_hot(ref, 3).bool(), sp, tolerance=2.0, include_background=False
+    )
+    mixed = surface_metrics(
+        torch.from_numpy(pred)[:, None], _one_hot(ref, 3).float(), sp, tolerance=2.0, include_background=False
+    )
     for other in (maps, mixed):
         assert torch.equal(by_labels.hd95, other.hd95) and torch.equal(by_labels.nsd, other.nsd)
     for b in range(4):  # each image with its own spacing
-        one = surface_metrics(pred[b:b + 1], ref[b:b + 1], sp[b], tolerance=2.0, num_classes=3,
-                              include_background=False)
+        one = surface_metrics(
+            pred[b : b + 1], ref[b : b + 1], sp[b], tolerance=2.0, num_classes=3, include_background=False
+        )
         assert torch.equal(one.hd95[0], by_labels.hd95[b]) and torch.equal(one.nsd[0], by_labels.nsd[b])
     assert surface_metrics(pred, ref, (1.0, 1.0)).hd95.shape == (4, 3)  # include_background=True as dice_score
     assert surface_metrics(pred, ref, (1.0, 1.0)).nsd is None  # no tolerance: HD95 only
@@ -153,8 +166,9 @@ def test_every_empty_combination(empty, hd_worst):
     spacing = (1.5, 0.8)
     worst = {"diagonal": image_diagonal(shape, spacing)}.get(hd_worst, hd_worst)
     assert image_diagonal(shape, spacing) == pytest.approx(math.hypot(6 * 1.5, 8 * 0.8))
-    got = surface_metrics(pred, ref, spacing, tolerance=1.0, num_classes=2, include_background=False, empty=empty,
-                          hd_worst=hd_worst)
+    got = surface_metrics(
+        pred, ref, spacing, tolerance=1.0, num_classes=2, include_background=False, empty=empty, hd_worst=hd_worst
+    )
     for i, (want_hd, want_nsd) in enumerate(TABLE[empty]):
         want_hd = worst if want_hd == W else want_hd
         for got_v, want in ((got.hd95[i, 0].item(), want_hd), (got.nsd[i, 0].item(), want_nsd)):

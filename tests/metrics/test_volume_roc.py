@@ -34,9 +34,16 @@ def test_volume_difference_sign_and_ml():
     assert dv0.voxels[0, 1:].tolist() == [2, 3]
 
 
-@pytest.mark.parametrize("spacing, match", [((1.0, 1.0), "3 values"), ((1.0, 0.0, 1.0), "> 0"),
-                                            ((1.0, float("nan"), 1.0), "finite"), ([[1, 1, 1]] * 3, r"\(2, 3\)"),
-                                            ("abc", "mm")])
+@pytest.mark.parametrize(
+    "spacing, match",
+    [
+        ((1.0, 1.0), "3 values"),
+        ((1.0, 0.0, 1.0), "> 0"),
+        ((1.0, float("nan"), 1.0), "finite"),
+        ([[1, 1, 1]] * 3, r"\(2, 3\)"),
+        ("abc", "mm"),
+    ],
+)
 def test_volume_bad_spacing(spacing, match):
     with pytest.raises((ValueError, TypeError), match=match):
         volume(torch.zeros(2, 3, 3, 3, dtype=torch.long), spacing)
@@ -58,8 +65,9 @@ def test_roc_by_hand():
     np.testing.assert_array_equal(roc.thresholds, [np.inf, 7, 5, 4, 3, 1])
     assert (roc.positive, roc.n_positive, roc.n_negative) == ("HGG", 3, 2)
     # the other group as positive mirrors the curve: AUC 1 − 5/6
-    assert volume_roc([1.0, 3.0, 4.0, 5.0, 7.0], ["LGG", "HGG", "LGG", "HGG", "HGG"], positive="LGG").auc == \
-        pytest.approx(1 / 6, abs=1e-15)
+    assert volume_roc(
+        [1.0, 3.0, 4.0, 5.0, 7.0], ["LGG", "HGG", "LGG", "HGG", "HGG"], positive="LGG"
+    ).auc == pytest.approx(1 / 6, abs=1e-15)
 
 
 def test_roc_ties_are_one_diagonal_step():
@@ -95,15 +103,18 @@ def test_roc_accepts_tensors():
     assert roc.auc == 1.0
 
 
-@pytest.mark.parametrize("vols, groups, kw, match", [
-    ([1.0, 2.0], [1, 1], {}, "two distinct groups"),
-    ([1.0, 2.0, 3.0], ["a", "b", "c"], {}, "two distinct groups"),
-    ([1.0, 2.0, 3.0], [0, 1], {}, "same length"),
-    ([1.0, 2.0], ["a", "b"], {}, "positive must name"),
-    ([1.0, 2.0], ["a", "b"], {"positive": "c"}, "not one of"),
-    ([1.0, float("nan")], [0, 1], {}, "finite"),
-    ([[1.0, 2.0]], [0, 1], {}, "one-dimensional"),
-])
+@pytest.mark.parametrize(
+    "vols, groups, kw, match",
+    [
+        ([1.0, 2.0], [1, 1], {}, "two distinct groups"),
+        ([1.0, 2.0, 3.0], ["a", "b", "c"], {}, "two distinct groups"),
+        ([1.0, 2.0, 3.0], [0, 1], {}, "same length"),
+        ([1.0, 2.0], ["a", "b"], {}, "positive must name"),
+        ([1.0, 2.0], ["a", "b"], {"positive": "c"}, "not one of"),
+        ([1.0, float("nan")], [0, 1], {}, "finite"),
+        ([[1.0, 2.0]], [0, 1], {}, "one-dimensional"),
+    ],
+)
 def test_roc_bad_input(vols, groups, kw, match):
     with pytest.raises(ValueError, match=match):
         volume_roc(vols, groups, **kw)

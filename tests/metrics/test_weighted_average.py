@@ -39,9 +39,18 @@ def test_torchmetrics_weighted_average(include_background, aggregation, phi):
     pred, ref = _batch(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected = tm_fseg.dice_score(pred, ref, num_classes=C, include_background=include_background,
-                                      average="weighted", input_format="index", aggregation_level=aggregation)
+        expected = tm_fseg.dice_score(
+            pred,
+            ref,
+            num_classes=C,
+            include_background=include_background,
+            average="weighted",
+            input_format="index",
+            aggregation_level=aggregation,
+        )
     got = weighted(pred, ref, include_background, phi)
     torch.testing.assert_close(got, expected.double(), rtol=0, atol=1e-6)
-    assert not torch.allclose(got, dice_score(pred, ref, num_classes=C, include_background=include_background,
-                                              empty="ratio", phi=phi).nanmean(1))  # weighting changes the number
+    assert not torch.allclose(
+        got,
+        dice_score(pred, ref, num_classes=C, include_background=include_background, empty="ratio", phi=phi).nanmean(1),
+    )  # weighting changes the number

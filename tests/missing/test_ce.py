@@ -7,11 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import phidice
-from phidice.missing.functional import (
-    leaf_dice_loss,
-    marginal_cross_entropy,
-    marginal_dice_loss,
-)
+from phidice.missing.functional import leaf_dice_loss, marginal_cross_entropy, marginal_dice_loss
 
 
 def test_hand_computed_softmax():
@@ -73,8 +69,11 @@ def test_stable_for_huge_logits():
     ann = torch.tensor([[1, 1, 0, 1], [1, 1, 1, 0]], dtype=torch.bool)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         xi = x.to(dtype).detach().requires_grad_(True)
-        loss = (phidice.MarginalDiceCELoss(phi="BI")(xi, y, ann) + phidice.LeafDiceCELoss(phi="I")(xi, y, ann)
-                + phidice.MarginalDiceLoss(phi="CI")(xi, y, ann))
+        loss = (
+            phidice.MarginalDiceCELoss(phi="BI")(xi, y, ann)
+            + phidice.LeafDiceCELoss(phi="I")(xi, y, ann)
+            + phidice.MarginalDiceLoss(phi="CI")(xi, y, ann)
+        )
         loss.backward()
         assert torch.isfinite(loss) and bool(torch.isfinite(xi.grad).all())
 

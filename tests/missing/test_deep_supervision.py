@@ -19,8 +19,10 @@ def _erased_case():
     lab[0, 4:8, 4:8] = 1
     lab[1, 2:6, 2:6] = 1
     g = torch.Generator().manual_seed(0)
-    outs = [torch.randn(B, C, 8, 8, dtype=torch.float64, generator=g),
-            torch.randn(B, C, 4, 4, dtype=torch.float64, generator=g)]
+    outs = [
+        torch.randn(B, C, 8, 8, dtype=torch.float64, generator=g),
+        torch.randn(B, C, 4, 4, dtype=torch.float64, generator=g),
+    ]
     return lab, outs
 
 
@@ -41,8 +43,9 @@ def test_missing_gives_the_erased_subset_no_gradient(phi):
     grads = {}
     for policy in ("missing", "nnunet"):
         xs = [o.clone().requires_grad_() for o in outs]
-        loss = phidice.DeepSupervisionLoss(phidice.DiceLoss(phi=phi, activation="sigmoid", eps=1.0),
-                                           weight_mode="same", coarse_empty=policy)
+        loss = phidice.DeepSupervisionLoss(
+            phidice.DiceLoss(phi=phi, activation="sigmoid", eps=1.0), weight_mode="same", coarse_empty=policy
+        )
         loss(xs, lab).backward()
         grads[policy] = xs[1].grad
     assert torch.count_nonzero(grads["missing"][0, 2]) == 0
@@ -58,8 +61,11 @@ def test_missing_is_the_leaf_dice_with_the_erased_class_unannotated():
         got = phidice.DeepSupervisionLoss(base, weights=[0.0, 1.0], coarse_empty="missing")(outs, lab)
         coarse = F.interpolate(lab[:, None].float(), size=(4, 4), mode="nearest-exact")[:, 0].long()
         annotated = torch.tensor([[True, True, False], [True, True, True]])
-        leaf = (phidice.LeafDiceCELoss(phi="BI") if isinstance(base, phidice.DiceCELoss) else
-                phidice.LeafDiceFocalLoss(phi="I", include_background=False))
+        leaf = (
+            phidice.LeafDiceCELoss(phi="BI")
+            if isinstance(base, phidice.DiceCELoss)
+            else phidice.LeafDiceFocalLoss(phi="I", include_background=False)
+        )
         torch.testing.assert_close(got, leaf(outs[1], coarse, annotated), rtol=0, atol=1e-12)
 
 
@@ -70,8 +76,9 @@ def test_maxpool_keeps_the_structure_non_empty():
     assert y[0, 2].sum() == 1 and y[0, 2, 0, 0] == 1 and y[0, 0, 0, 0] == 0  # background yields to the class
     torch.testing.assert_close(y.sum(1), torch.ones(B, 4, 4, dtype=y.dtype))
     x = outs[1].clone().requires_grad_()
-    phidice.DeepSupervisionLoss(phidice.DiceLoss(activation="sigmoid"), weights=[0.0, 1.0],
-                                coarse_empty="maxpool")([outs[0], x], lab).backward()
+    phidice.DeepSupervisionLoss(phidice.DiceLoss(activation="sigmoid"), weights=[0.0, 1.0], coarse_empty="maxpool")(
+        [outs[0], x], lab
+    ).backward()
     assert x.grad[0, 2, 0, 0] < 0  # pulled up where the structure survives
     # sigmoid (overlapping channels): plain max-pooling, no background rule
     y, *_ = coarse_level("maxpool", F.one_hot(lab, C).movedim(-1, 1).bool(), None, outs[1], "sigmoid", None)
@@ -149,9 +156,12 @@ def test_a_sample_whose_every_class_is_erased_leaves_the_level():
     lab[0, 0, 0] = 1
     lab[1, 2:6, 2:6] = 1
     g = torch.Generator().manual_seed(3)
-    outs = [torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=g),
-            torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=g).requires_grad_()]
-    loss = phidice.DeepSupervisionLoss(phidice.DiceLoss(activation="sigmoid"), weights=[0.0, 1.0],
-                                       coarse_empty="missing")
+    outs = [
+        torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=g),
+        torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=g).requires_grad_(),
+    ]
+    loss = phidice.DeepSupervisionLoss(
+        phidice.DiceLoss(activation="sigmoid"), weights=[0.0, 1.0], coarse_empty="missing"
+    )
     loss(outs, lab).backward()
     assert torch.count_nonzero(outs[1].grad[0]) == 0 and torch.count_nonzero(outs[1].grad[1]) > 0

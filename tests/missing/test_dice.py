@@ -103,8 +103,9 @@ def test_marginal_matches_loop_oracle(phi, eps):
 
 
 # ---------------------------------------------------------------- all annotated == DiceLoss
-@pytest.mark.parametrize("phi,eps,include_background",
-                         list(itertools.product(PHIS, [1e-5, 1.0, [1.0, 50.0, 2.0, 7.0]], [True, False])))
+@pytest.mark.parametrize(
+    "phi,eps,include_background", list(itertools.product(PHIS, [1e-5, 1.0, [1.0, 50.0, 2.0, 7.0]], [True, False]))
+)
 @pytest.mark.parametrize("fn", [leaf_dice_loss, marginal_dice_loss])
 def test_all_annotated_equals_dice_loss(fn, phi, eps, include_background):
     torch.manual_seed(1)
@@ -133,8 +134,9 @@ def test_all_annotated_equals_dice_loss_with_options():
 def test_marginal_equals_leaf_without_background(phi):
     probs, labels, ann = random_case()
     kw = dict(phi=phi, eps=[2.0, 3.0, 4.0], activation=None, include_background=False)
-    assert torch.allclose(marginal_dice_loss(probs, labels, ann, **kw), leaf_dice_loss(probs, labels, ann, **kw),
-                          rtol=0, atol=1e-14)
+    assert torch.allclose(
+        marginal_dice_loss(probs, labels, ann, **kw), leaf_dice_loss(probs, labels, ann, **kw), rtol=0, atol=1e-14
+    )
 
 
 # ---------------------------------------------------------------- gradients
@@ -216,8 +218,12 @@ def test_dense_target_equals_labels():
     probs, labels, ann = random_case()
     dense = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).double()
     for fn in (leaf_dice_loss, marginal_dice_loss):
-        assert torch.allclose(fn(probs, dense, ann, activation=None, phi="BI"),
-                              fn(probs, labels, ann, activation=None, phi="BI"), rtol=0, atol=1e-14)
+        assert torch.allclose(
+            fn(probs, dense, ann, activation=None, phi="BI"),
+            fn(probs, labels, ann, activation=None, phi="BI"),
+            rtol=0,
+            atol=1e-14,
+        )
 
 
 def test_sigmoid_leaf_drops_channels():
@@ -244,8 +250,9 @@ def test_modules_match_functional():
     for cls, fn in ((phidice.LeafDiceLoss, leaf_dice_loss), (phidice.MarginalDiceLoss, marginal_dice_loss)):
         module = cls(phi="BI", eps=2.0, include_background=False)
         assert "phi='BI'" in repr(module)
-        assert torch.equal(module(x, labels, ann, mask), fn(x, labels, ann, phi="BI", eps=2.0,
-                                                             include_background=False, mask=mask))
+        assert torch.equal(
+            module(x, labels, ann, mask), fn(x, labels, ann, phi="BI", eps=2.0, include_background=False, mask=mask)
+        )
         assert math.isfinite(module(x, labels).item())
 
 

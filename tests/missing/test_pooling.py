@@ -3,12 +3,7 @@
 import numpy as np
 import pytest
 
-from phidice.missing.pooling import (
-    PoolSource,
-    case_ids,
-    check_label_map_config,
-    plan_labels,
-)
+from phidice.missing.pooling import PoolSource, case_ids, check_label_map_config, plan_labels
 
 A = PoolSource("Dataset701_A", {"background": 0, "Liver": 1, "spleen": 2})
 B = PoolSource("Dataset702_B", {"background": 0, "kidney": 1, "LIVER": 2, "aorta": 3})
@@ -29,9 +24,14 @@ def test_union_by_name_in_order_of_first_appearance():
 
 
 def test_aliases_coarse_specific_and_order():
-    cfg = check_label_map_config({"aliases": {"Leber": "liver"}, "coarse": {"kidney": ["kidney_left", "kidney_right"]},
-                                  "sources": {"702": {"aliases": {"aorta": "aorta_B"}}},
-                                  "order": ["kidney_right", "kidney_left", "Liver", "spleen", "aorta", "aorta_B"]})
+    cfg = check_label_map_config(
+        {
+            "aliases": {"Leber": "liver"},
+            "coarse": {"kidney": ["kidney_left", "kidney_right"]},
+            "sources": {"702": {"aliases": {"aorta": "aorta_B"}}},
+            "order": ["kidney_right", "kidney_left", "Liver", "spleen", "aorta", "aorta_B"],
+        }
+    )
     plan = plan_labels([A, B, C], cfg)
     assert plan.names == ["background", "kidney_right", "kidney_left", "Liver", "spleen", "aorta", "aorta_B"]
     assert plan.luts[1].tolist() == [0, 0, 3, 6]  # B's coarse kidney → 0, its aorta stays B's own
@@ -41,13 +41,16 @@ def test_aliases_coarse_specific_and_order():
     assert "kidney (1, coarse)" in plan.table_markdown()
 
 
-@pytest.mark.parametrize("cfg, sources, match", [
-    ({"coarse": {"kidney": ["kidney_left", "nope"]}}, [B, C], "part 'nope' is no merged label"),
-    ({"order": ["Liver"]}, [A], "'order' must list every merged label once"),
-    ({"sources": {"9": {}}}, [A], r"sources \['9'\] match none"),
-    ({"colour": {}}, [A], "unknown key"),
-    ({"aliases": {"liver": 3}}, [A], "expected an object"),
-])
+@pytest.mark.parametrize(
+    "cfg, sources, match",
+    [
+        ({"coarse": {"kidney": ["kidney_left", "nope"]}}, [B, C], "part 'nope' is no merged label"),
+        ({"order": ["Liver"]}, [A], "'order' must list every merged label once"),
+        ({"sources": {"9": {}}}, [A], r"sources \['9'\] match none"),
+        ({"colour": {}}, [A], "unknown key"),
+        ({"aliases": {"liver": 3}}, [A], "expected an object"),
+    ],
+)
 def test_plan_errors(cfg, sources, match):
     with pytest.raises(ValueError, match=match):
         plan_labels(sources, check_label_map_config(cfg))

@@ -71,10 +71,14 @@ CASES = {
     "leaf": (lambda: phidice.LeafDiceLoss("I"), lambda y: (_partial_labels(y), ANNOTATED)),
     "leaf-onehot": (lambda: phidice.LeafDiceLoss("BI"), lambda y: (_one_hot(_partial_labels(y)), ANNOTATED)),
     "leafce-mask": (lambda: phidice.LeafDiceCELoss("BI"), lambda y: (_partial_labels(y), ANNOTATED, _mask())),
-    "marginal": (lambda: phidice.MarginalDiceLoss("I", include_background=False),
-                 lambda y: (_partial_labels(y), ANNOTATED)),
-    "marginalce-int-annotated": (lambda: phidice.MarginalDiceCELoss("BI"),
-                                 lambda y: (_partial_labels(y), ANNOTATED.long())),
+    "marginal": (
+        lambda: phidice.MarginalDiceLoss("I", include_background=False),
+        lambda y: (_partial_labels(y), ANNOTATED),
+    ),
+    "marginalce-int-annotated": (
+        lambda: phidice.MarginalDiceCELoss("BI"),
+        lambda y: (_partial_labels(y), ANNOTATED.long()),
+    ),
 }
 
 
@@ -135,8 +139,7 @@ def test_fused_op_is_in_the_graph(backend):
 INDUCTOR_FAST = ["dice-BI-mask", "leaf"]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in INDUCTOR_FAST else pytest.mark.slow)
-                                  for n in CASES])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in INDUCTOR_FAST else pytest.mark.slow) for n in CASES])
 def test_fullgraph_inductor_equals_eager(name):
     torch._dynamo.reset()
     _check(name, "auto", backend="inductor")
@@ -145,8 +148,7 @@ def test_fullgraph_inductor_equals_eager(name):
 def test_dynamic_shapes_compile_once(backend):
     """dynamic=True: other batch sizes and volumes run the same graph, with no recompilation per call (sizes
     of 1 are specialised by torch.compile, so none is used)."""
-    fn = torch.compile(lambda z, t: phidice.DiceCELoss("BI")(z, t), backend="aot_eager", fullgraph=True,
-                       dynamic=True)
+    fn = torch.compile(lambda z, t: phidice.DiceCELoss("BI")(z, t), backend="aot_eager", fullgraph=True, dynamic=True)
     counters.clear()
     for i, shape in enumerate([(2, 3, 6, 5), (3, 3, 7, 4), (2, 3, 9, 9), (2, 3, 6, 5), (4, 3, 5, 8)]):
         x, y = _data(i, shape)
@@ -201,8 +203,9 @@ def test_opcheck_custom_ops(backend):
             saved = torch.ops.phidice.fused_sums(z.detach(), lab, mask, activation, backend, False)[3]
             labels = saved if backend == "numba" else lab
             gi, gp = torch.randn(B, C), torch.randn(B, C)
-            torch.library.opcheck(torch.ops.phidice.fused_sums_backward.default,
-                                  (z.detach(), labels, mask, gi, gp, activation, backend))
+            torch.library.opcheck(
+                torch.ops.phidice.fused_sums_backward.default, (z.detach(), labels, mask, gi, gp, activation, backend)
+            )
 
 
 class _SegmentationWithLoss(torch.nn.Module):

@@ -17,8 +17,9 @@ import torch
 import phidice
 from phidice import ops
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on a GPU)")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on a GPU)"
+)
 
 PHIS = ["I", "CI", "BI", "BCI"]
 # C from 2 to 118 (the class loop runs in chunks); voxel counts that are not multiples of any block size
@@ -34,8 +35,8 @@ def _compare(x, y, **kw):
     x = x.requires_grad_()
     fused = phidice.dice_loss(x, y, fused=True, **kw)
     ref = phidice.dice_loss(x, y, fused=False, **kw)
-    g1, = torch.autograd.grad(fused.sum(), x)
-    g0, = torch.autograd.grad(ref.sum(), x)
+    (g1,) = torch.autograd.grad(fused.sum(), x)
+    (g0,) = torch.autograd.grad(ref.sum(), x)
     assert torch.isfinite(fused).all() and torch.isfinite(g1).all() and g1.dtype == x.dtype
     torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6)
     tol = _grad_tol(x.dtype)
@@ -74,8 +75,9 @@ def test_ignore_index_mask_and_options(phi):
     mask = (torch.rand(3, 1, 21, 19, device="cuda") > 0.3).float()
     _compare(x, y, phi=phi, ignore_index=255)
     _compare(x, y.clamp_max(4), phi=phi, mask=mask)
-    _compare(x, y, phi=phi, ignore_index=255, mask=mask, include_background=False, eps=[1.0, 2.0, 3.0, 4.0],
-             empty="skip")
+    _compare(
+        x, y, phi=phi, ignore_index=255, mask=mask, include_background=False, eps=[1.0, 2.0, 3.0, 4.0], empty="skip"
+    )
     if phi in ("CI", "BCI"):
         _compare(x, y.clamp_max(4), phi=phi, weighting="generalized", eps=1.0)
 
@@ -84,11 +86,13 @@ def test_ignore_index_mask_and_options(phi):
 def test_tversky_jaccard_and_missing_labels(phi):
     x = torch.randn(3, 4, 11, 13, 3, device="cuda", requires_grad=True)
     y = torch.randint(0, 4, (3, 11, 13, 3), device="cuda")
-    for fn in (lambda f: phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, gamma=4 / 3, phi=phi, fused=f),
-               lambda f: phidice.jaccard_loss(x, y, phi=phi, fused=f)):
+    for fn in (
+        lambda f: phidice.tversky_loss(x, y, alpha=0.3, beta=0.7, gamma=4 / 3, phi=phi, fused=f),
+        lambda f: phidice.jaccard_loss(x, y, phi=phi, fused=f),
+    ):
         torch.testing.assert_close(fn(True), fn(False), rtol=1e-5, atol=1e-6)
-        g1, = torch.autograd.grad(fn(True), x)
-        g0, = torch.autograd.grad(fn(False), x)
+        (g1,) = torch.autograd.grad(fn(True), x)
+        (g0,) = torch.autograd.grad(fn(False), x)
         torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-7)
     annotated = torch.ones(3, 4, dtype=torch.bool, device="cuda")
     annotated[1, 2] = False
@@ -151,7 +155,8 @@ def test_nccl_gathers_one_rank():
         torch.testing.assert_close(acc.sync().compute("I"), before, equal_nan=True)
         x = torch.randn(2, 3, 8, 8, device="cuda", requires_grad=True)
         y = torch.randint(0, 3, (2, 8, 8), device="cuda")
-        torch.testing.assert_close(phidice.dice_loss(x, y, phi="BI", sync_batch=True),
-                                   phidice.dice_loss(x, y, phi="BI"))
+        torch.testing.assert_close(
+            phidice.dice_loss(x, y, phi="BI", sync_batch=True), phidice.dice_loss(x, y, phi="BI")
+        )
     finally:
         dist.destroy_process_group()

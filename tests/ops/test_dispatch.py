@@ -8,8 +8,8 @@ import torch
 import phidice
 from phidice import ops
 from phidice.core.config import DiceConfig
-from phidice.sums import prepare_target
 from phidice.ops import cpu, fallback
+from phidice.sums import prepare_target
 
 
 def _reason(x, y, activation="softmax", squared=False, **kw):

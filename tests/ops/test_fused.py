@@ -79,8 +79,17 @@ def test_options(backend, phi):
     y[1][y[1] == 2] = 0  # class 2 empty in image 1
     mask = (torch.rand(B, 1, *S) > 0.3).float() * torch.rand(B, 1, *S)
     for dtype in _dtype(backend):
-        _compare(x, y, dtype, phi=phi, eps=[1e-5, 2.0, 0.5, 1.0], class_weights=[0.0, 1.0, 2.0, 0.5],
-                 ignore_index=255, mask=mask, include_background=False)
+        _compare(
+            x,
+            y,
+            dtype,
+            phi=phi,
+            eps=[1e-5, 2.0, 0.5, 1.0],
+            class_weights=[0.0, 1.0, 2.0, 0.5],
+            ignore_index=255,
+            mask=mask,
+            include_background=False,
+        )
         _compare(x, y, dtype, phi=phi, empty="skip", reduction="none", ignore_index=255)
         if phi in ("CI", "BCI"):
             _compare(x, y, dtype, phi=phi, weighting="generalized", eps_nr=0.0, eps_dr=1e-3, ignore_index=255)
@@ -175,7 +184,7 @@ def test_minus_inf_logits_and_max_in_any_channel(backend):
     C, N = 5, 40
     x = torch.randn(2, C, N)
     for c in range(C):  # voxel block c has its maximum in channel c, by a wide margin
-        x[:, c, c * 8:(c + 1) * 8] += 1000.0 * (c + 1)  # far beyond exp's float32 range
+        x[:, c, c * 8 : (c + 1) * 8] += 1000.0 * (c + 1)  # far beyond exp's float32 range
     x[0, 3] = float("-inf")
     x[1, :, :4] = 7.0  # ties across all channels
     y = torch.randint(0, C, (2, N))
@@ -257,7 +266,7 @@ def test_double_backward_equals_the_reference_path(backend):
     y = torch.randint(0, 3, (2, 6, 5))
     grads = []
     for fused in (True, False):
-        g, = torch.autograd.grad(phidice.dice_loss(x, y, phi="BI", fused=fused), x, create_graph=True)
+        (g,) = torch.autograd.grad(phidice.dice_loss(x, y, phi="BI", fused=fused), x, create_graph=True)
         grads.append((g.detach(), torch.autograd.grad((g * g).sum(), x)[0]))
     (g1, gg1), (g0, gg0) = grads
     torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-7)

@@ -35,8 +35,9 @@ def _has_nvidia_backend() -> bool:
     return "nvidia" in backends
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None or not _has_nvidia_backend(),
-                    reason="triton without its NVIDIA backend")
+@pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None or not _has_nvidia_backend(), reason="triton without its NVIDIA backend"
+)
 def test_triton_kernels_compile_for_h100(tmp_path):
     """The real lowering (TTIR → PTX → cubin via ptxas) for sm_90, which the interpreter never exercises."""
     script = Path(__file__).with_name("triton_compile_check.py")

@@ -11,12 +11,12 @@ from pathlib import Path
 assert os.environ.get("TRITON_INTERPRET") == "1"
 os.environ["PHIDICE_FUSED_BACKEND"] = "triton"
 
-import torch  # noqa: E402
+import torch
 
-import phidice  # noqa: E402
-from phidice import ops  # noqa: E402
-from phidice.ops import triton_dice  # noqa: E402
-from phidice.ops.function import FusedDiceStats  # noqa: E402
+import phidice
+from phidice import ops
+from phidice.ops import triton_dice
+from phidice.ops.function import FusedDiceStats
 
 torch.manual_seed(0)
 assert ops.select_backend(torch.device("cpu"), torch.float32)[0] == "triton"
@@ -26,8 +26,8 @@ def compare(x, y, dtype, **kw):
     x = x.to(dtype).requires_grad_()
     l1 = phidice.dice_loss(x, y, fused=True, **kw)
     l0 = phidice.dice_loss(x, y, fused=False, **kw)
-    g1, = torch.autograd.grad(l1.sum(), x)
-    g0, = torch.autograd.grad(l0.sum(), x)
+    (g1,) = torch.autograd.grad(l1.sum(), x)
+    (g0,) = torch.autograd.grad(l0.sum(), x)
     tol = 1e-5 if dtype == torch.float32 else 1e-10
     torch.testing.assert_close(l1, l0, rtol=tol, atol=tol * float(l0.detach().abs().max()))
     torch.testing.assert_close(g1, g0, rtol=tol, atol=tol * float(g0.abs().max()))
@@ -41,8 +41,7 @@ for dtype in (torch.float32, torch.float64):
         y[0, 0] = 99
         mask = torch.rand(2, 1, 5, 7, 3)
         for phi in ("I", "BCI"):
-            compare(x, y, dtype, phi=phi, ignore_index=99, mask=mask, include_background=False,
-                    eps=[1.0] * C)
+            compare(x, y, dtype, phi=phi, ignore_index=99, mask=mask, include_background=False, eps=[1.0] * C)
     for C in (1, 2):
         x = torch.randn(1, C, 67) * 2
         y = torch.randint(0, 2 if C == 1 else C, (1, 67))
@@ -68,8 +67,9 @@ for activation, C in (("softmax", 3), ("sigmoid", 1)):
     x = torch.randn(2, C, 5, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 2 if C == 1 else C, (2, 5))
     m = torch.rand(2, 5, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda z: FusedDiceStats.apply(z, y, m, activation, triton_dice)[:2], (x,),
-                                    eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradcheck(
+        lambda z: FusedDiceStats.apply(z, y, m, activation, triton_dice)[:2], (x,), eps=1e-6, atol=1e-8
+    )
 # non-finite logits: NaN (and +Inf under a softmax) give NaN, −Inf the reference's finite loss, every Φ
 for C, activation in ((3, "softmax"), (2, "softmax"), (3, "sigmoid")):
     for value in (float("nan"), float("inf"), float("-inf")):
@@ -78,8 +78,9 @@ for C, activation in ((3, "softmax"), (2, "softmax"), (3, "sigmoid")):
         y = torch.randint(0, C, (2, 5, 6))
         for phi in ("I", "BCI"):
             xs = [x.clone().requires_grad_() for _ in range(2)]
-            l1, l0 = (phidice.dice_loss(z, y, phi=phi, activation=activation, fused=f)
-                      for z, f in zip(xs, (True, False)))
+            l1, l0 = (
+                phidice.dice_loss(z, y, phi=phi, activation=activation, fused=f) for z, f in zip(xs, (True, False))
+            )
             (l1 + l0).backward()
             if value != value or (value > 0 and activation == "softmax"):
                 assert torch.isnan(l1) and torch.isnan(l0), (C, activation, value, phi, l1, l0)
@@ -90,14 +91,15 @@ for C, activation in ((3, "softmax"), (2, "softmax"), (3, "sigmoid")):
 # second derivatives on the Triton backend equal the reference path's (float64)
 x = torch.randn(2, 3, 3, 2, dtype=torch.float64)
 y = torch.randint(0, 3, (2, 3, 2))
-H1, H0 = (torch.autograd.functional.hessian(lambda z: phidice.dice_loss(z, y, phi="BI", fused=f), x)
-          for f in (True, False))
+H1, H0 = (
+    torch.autograd.functional.hessian(lambda z: phidice.dice_loss(z, y, phi="BI", fused=f), x) for f in (True, False)
+)
 assert H0.abs().max() > 0
 torch.testing.assert_close(H1, H0, rtol=1e-10, atol=1e-12)
 
 # the drawn differential cases of tests/losses/test_differential.py, with Triton as the fused backend
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "losses"))
-import _differential  # noqa: E402
+import _differential
 
 _differential.run_bounded(max_examples=int(os.environ.get("PHIDICE_TRITON_EXAMPLES", "15")), backends=("triton",))
 print("TRITON-INTERPRET-OK")

@@ -20,31 +20,70 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "explain",
         help="Eq. 4 gradient of empty vs non-empty maps for a Φ, ε and batch size",
         description="Show the Eq. 4 gradient ∂DL/∂ỹ at y=0 and y=1 voxels of non-empty maps and at y=0 voxels of "
-                    "empty maps, computed by phidice.dice_gradient on synthetic batches with your volumes, and "
-                    "flag classes whose empty maps get < 1% of a non-empty map's y=0 gradient.",
+        "empty maps, computed by phidice.dice_gradient on synthetic batches with your volumes, and "
+        "flag classes whose empty maps get < 1% of a non-empty map's y=0 gradient.",
     )
-    p.add_argument("labels", nargs="*", metavar="LABELS",
-                   help="label files, directories or globs to measure volumes from (or use --volume)")
-    p.add_argument("--volume", type=float, nargs="+", default=None, metavar="V",
-                   help="typical foreground volume of a non-empty map per class, in voxels")
-    p.add_argument("--predicted-volume", type=float, nargs="+", default=None, metavar="P",
-                   help="predicted volume per class (default: the target volume, with 50%% overlap)")
+    p.add_argument(
+        "labels",
+        nargs="*",
+        metavar="LABELS",
+        help="label files, directories or globs to measure volumes from (or use --volume)",
+    )
+    p.add_argument(
+        "--volume",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="V",
+        help="typical foreground volume of a non-empty map per class, in voxels",
+    )
+    p.add_argument(
+        "--predicted-volume",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="P",
+        help="predicted volume per class (default: the target volume, with 50%% overlap)",
+    )
     p.add_argument("--phi", default="I", help="Φ: I, CI, BI or BCI (default I)")
-    p.add_argument("--eps", type=_eps, nargs="+", default=[1e-5],
-                   help="ε: one number, one per class, or 'auto' for ε = E[Σ_φ y] (default 1e-5)")
+    p.add_argument(
+        "--eps",
+        type=_eps,
+        nargs="+",
+        default=[1e-5],
+        help="ε: one number, one per class, or 'auto' for ε = E[Σ_φ y] (default 1e-5)",
+    )
     p.add_argument("--batch-size", type=int, default=2, help="batch size B (default 2)")
-    p.add_argument("--loss", choices=("dice", "tversky", "jaccard"), default="dice",
-                   help="the loss whose gradient is shown (default dice)")
+    p.add_argument(
+        "--loss",
+        choices=("dice", "tversky", "jaccard"),
+        default="dice",
+        help="the loss whose gradient is shown (default dice)",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="Tversky: weight of false positives (default 0.5)")
     p.add_argument("--beta", type=float, default=0.5, help="Tversky: weight of false negatives (default 0.5)")
     p.add_argument("--gamma", type=float, default=1.0, help="focal Tversky exponent (default 1)")
-    p.add_argument("--intent", choices=("missing", "empty"), default=None,
-                   help="recommend Φ and ε to ignore missing labels or to learn empty maps")
-    p.add_argument("--num-classes", type=int, default=None,
-                   help="number of classes C of the label files (default: largest label + 1)")
+    p.add_argument(
+        "--intent",
+        choices=("missing", "empty"),
+        default=None,
+        help="recommend Φ and ε to ignore missing labels or to learn empty maps",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="number of classes C of the label files (default: largest label + 1)",
+    )
     p.add_argument("--ignore-index", type=int, default=None, help="label of the label files that counts for no class")
-    p.add_argument("--target-spacing", type=float, nargs="+", default=None, metavar="MM",
-                   help="voxel size of the training grid (volumes are measured in its voxels)")
+    p.add_argument(
+        "--target-spacing",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="MM",
+        help="voxel size of the training grid (volumes are measured in its voxels)",
+    )
     p.add_argument("--include-background", action="store_true", help="also explain label 0")
     p.add_argument("--workers", type=int, default=None, help="reader threads (default min(2, CPUs))")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="write the Eq. 5 picture to this PNG")
@@ -65,11 +104,24 @@ def run(args) -> int:
     else:
         eps = args.eps[0] if len(args.eps) == 1 else args.eps
     result = explain(
-        phi=args.phi, eps=eps, batch_size=args.batch_size, volumes=args.volume, labels=args.labels or None,
-        num_classes=args.num_classes, predicted_volume=args.predicted_volume, intent=args.intent,
-        include_background=args.include_background, ignore_index=args.ignore_index,
-        target_spacing=args.target_spacing, workers=args.workers, progress=bool(args.labels) and not args.json,
-        plot=args.plot, loss=args.loss, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+        phi=args.phi,
+        eps=eps,
+        batch_size=args.batch_size,
+        volumes=args.volume,
+        labels=args.labels or None,
+        num_classes=args.num_classes,
+        predicted_volume=args.predicted_volume,
+        intent=args.intent,
+        include_background=args.include_background,
+        ignore_index=args.ignore_index,
+        target_spacing=args.target_spacing,
+        workers=args.workers,
+        progress=bool(args.labels) and not args.json,
+        plot=args.plot,
+        loss=args.loss,
+        alpha=args.alpha,
+        beta=args.beta,
+        gamma=args.gamma,
     )
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.to_markdown())
     return 0

@@ -15,16 +15,20 @@ import sys
 from phidice import __version__
 
 SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate", "nnunet")
-EXTRAS = {"reproduce": "experiments", "epsilon": "io", "explain": "io", "evaluate": "eval",
-          "nnunet": "nnunet"}  # what each needs
+EXTRAS = {
+    "reproduce": "experiments",
+    "epsilon": "io",
+    "explain": "io",
+    "evaluate": "eval",
+    "nnunet": "nnunet",
+}  # what each needs
 SUBCOMMANDS += ("monitor",)
 EXTRAS["monitor"] = "plots"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="phidice",
-        description="The Dice loss with explicit reduction subsets Φ and smoothing ε.",
+        prog="phidice", description="The Dice loss with explicit reduction subsets Φ and smoothing ε."
     )
     parser.add_argument("--version", action="version", version=f"phidice {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -46,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ImportError as err:  # an optional dependency of this subcommand is not installed
         extra = EXTRAS.get(args.command, "all")
-        hint = "" if "pip install" in str(err) else (f"; this command needs the '{extra}' extra: "
-                                                     f"pip install 'phidice[{extra}]'")
+        hint = (
+            ""
+            if "pip install" in str(err)
+            else (f"; this command needs the '{extra}' extra: pip install 'phidice[{extra}]'")
+        )
         print(f"phidice {args.command}: error: {err}{hint}", file=sys.stderr)
         return 2
 

@@ -57,9 +57,7 @@ def check_input(input: torch.Tensor, activation, check_finite: bool = False) -> 
         raise ValueError(f"input has a zero-sized class or spatial dim; got shape {tuple(input.shape)}")
     if not input.is_floating_point():
         if activation is not None:
-            raise TypeError(
-                f"input has integer dtype {input.dtype} but activation={activation!r} expects float logits"
-            )
+            raise TypeError(f"input has integer dtype {input.dtype} but activation={activation!r} expects float logits")
         raise TypeError(f"input must be a floating-point tensor of probabilities; got dtype {input.dtype}")
     if activation == "softmax" and input.shape[1] < 2:
         raise ValueError(
@@ -81,16 +79,24 @@ def check_all_finite(t: torch.Tensor, name: str) -> None:
         return
     bad = ~finite
     first = tuple(int(i) for i in bad.nonzero()[0])
-    counts = ", ".join(f"{int(n)} {what}" for what, n in (("NaN", torch.isnan(t).sum()),
-                                                          ("+Inf", torch.isposinf(t).sum()),
-                                                          ("-Inf", torch.isneginf(t).sum())) if n)
+    counts = ", ".join(
+        f"{int(n)} {what}"
+        for what, n in (
+            ("NaN", torch.isnan(t).sum()),
+            ("+Inf", torch.isposinf(t).sum()),
+            ("-Inf", torch.isneginf(t).sum()),
+        )
+        if n
+    )
     where = f"batch item {first[0]}" + (f", channel {first[1]}, voxel {first[2:]}" if t.ndim > 2 else "")
-    raise ValueError(f"{name} contains NaN or Inf (check_finite=True): {counts} of {t.numel()} values; the first at "
-                     f"{where}")
+    raise ValueError(
+        f"{name} contains NaN or Inf (check_finite=True): {counts} of {t.numel()} values; the first at {where}"
+    )
 
 
-def check_label_range(labels: torch.Tensor, upper: int, *, ignore_index: int | None = None,
-                      lo: int | None = None, hi: int | None = None) -> None:
+def check_label_range(
+    labels: torch.Tensor, upper: int, *, ignore_index: int | None = None, lo: int | None = None, hi: int | None = None
+) -> None:
     """ValueError unless every label lies in [0, upper); ``lo``/``hi`` when the caller already has them."""
     if lo is None or hi is None:
         lo, hi = (int(v) for v in torch.aminmax(labels))  # one pass over the labels

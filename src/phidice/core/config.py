@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Literal, get_args
 
@@ -55,8 +55,9 @@ def check_empty(value, kind: str) -> None:
     if value in (EMPTY_SCORES if kind == "loss" else EMPTY_MODES):
         other = "score" if kind == "loss" else "loss"
         counterpart = _EMPTY_COUNTERPART.get(value)
-        hint = f" ({value!r} is a {other} rule" + (f"; the {kind}'s counterpart is {counterpart!r})" if counterpart
-                                                  else ")")
+        hint = f" ({value!r} is a {other} rule" + (
+            f"; the {kind}'s counterpart is {counterpart!r})" if counterpart else ")"
+        )
     raise ValueError(f"empty must be one of {shown}; got {value!r}{hint}")
 
 
@@ -133,8 +134,7 @@ def per_class_value(value, name: str, *, allow_none: bool = False):
     return out
 
 
-def class_slice(name: str, length: int, num_channels: int, include_background: bool, *,
-                axis: str = "dim 1") -> slice:
+def class_slice(name: str, length: int, num_channels: int, include_background: bool, *, axis: str = "dim 1") -> slice:
     """Which entries of a per-class vector of ``length`` values align with the classes the loss scores.
 
     A vector may have C values (the input's channels; the background entry is dropped when
@@ -147,8 +147,10 @@ def class_slice(name: str, length: int, num_channels: int, include_background: b
         return slice(1, None)
     if length != expected:
         extra = f" or {num_channels} (with background, dropped)" if drop_bg else ""
-        raise ValueError(f"{name} has {length} values but the input has {num_channels} classes: expected "
-                         f"{expected}{extra} values, one per class along {axis}")
+        raise ValueError(
+            f"{name} has {length} values but the input has {num_channels} classes: expected "
+            f"{expected}{extra} values, one per class along {axis}"
+        )
     return slice(None)
 
 
@@ -179,8 +181,10 @@ class Overlap:
         # I ≤ min(P, Y) for probabilities: b_P, b_Y ≥ 0 and b_I + b_P + b_Y > 0 keep the denominator ≥ 0, and > 0
         # wherever the overlap is
         if self.b_p < 0 or self.b_y < 0 or self.b_i + self.b_p + self.b_y <= 0:
-            raise ValueError(f"Overlap needs b_p ≥ 0, b_y ≥ 0 and b_i + b_p + b_y > 0 (else its denominator can "
-                             f"vanish or turn negative); got b_i = {self.b_i}, b_p = {self.b_p}, b_y = {self.b_y}")
+            raise ValueError(
+                f"Overlap needs b_p ≥ 0, b_y ≥ 0 and b_i + b_p + b_y > 0 (else its denominator can "
+                f"vanish or turn negative); got b_i = {self.b_i}, b_p = {self.b_p}, b_y = {self.b_y}"
+            )
 
 
 DICE = Overlap()
@@ -217,24 +221,24 @@ class DiceConfig:
             a negative or non-finite ε or weight; weighting with a Φ that does not sum classes.
     """
 
-    phi: "Phi | PhiName" = Phi.I
-    eps: "float | tuple[float, ...]" = DEFAULT_EPS
-    eps_nr: "float | tuple[float, ...] | None" = None
-    eps_dr: "float | tuple[float, ...] | None" = None
-    eps_empty: "float | tuple[float, ...] | None" = None
-    activation: "Activation | None" = "softmax"
+    phi: Phi | PhiName = Phi.I
+    eps: float | tuple[float, ...] = DEFAULT_EPS
+    eps_nr: float | tuple[float, ...] | None = None
+    eps_dr: float | tuple[float, ...] | None = None
+    eps_empty: float | tuple[float, ...] | None = None
+    activation: Activation | None = "softmax"
     squared: bool = False
     include_background: bool = True
-    class_weights: "float | tuple[float, ...] | None" = None
-    weighting: "Weighting | None" = None
+    class_weights: float | tuple[float, ...] | None = None
+    weighting: Weighting | None = None
     empty: EmptyMode = "smooth"
     ignore_index: int | None = None
     reduction: Reduction = "mean"
     check_finite: bool = False
-    fused: "bool | Literal['auto']" = "auto"
+    fused: bool | Literal["auto"] = "auto"
     sync_batch: bool = False
     validate_args: bool = True
-    overlap: "Overlap | None" = None  # None: Dice (a literal default, which torch.compile can trace)
+    overlap: Overlap | None = None  # None: Dice (a literal default, which torch.compile can trace)
     # MONAI's soft_label: I = Σ m·min(ỹ, y) = Σ m·(ỹ + y − |ỹ − y|)/2, the intersection that stays right for
     # y ∈ (0, 1) (on hard targets it is Σ m·y·ỹ); with squared=True, I = Σ y·ỹ already is MONAI's soft form
     soft_label: bool = False
@@ -268,11 +272,13 @@ class DiceConfig:
         if not isinstance(self.overlap, Overlap):
             raise TypeError(f"overlap must be an Overlap; got {type(self.overlap).__name__}")
         o = self.overlap
-        if self.squared and o.b_i < 0 and o.b_i ** 2 > 4 * o.b_p * o.b_y:
+        if self.squared and o.b_i < 0 and o.b_i**2 > 4 * o.b_p * o.b_y:
             # squared sums only bound I by √(P·Y): b_P·P + b_Y·Y + b_I·I ≥ 0 needs b_I² ≤ 4·b_P·b_Y
-            raise ValueError(f"squared=True with this {o.name} index can make its denominator negative (b_I² > "
-                             f"4·b_P·b_Y: b_i = {o.b_i}, b_p = {o.b_p}, b_y = {o.b_y}; for Tversky, "
-                             f"(√alpha − √beta)² > 1); use squared=False")
+            raise ValueError(
+                f"squared=True with this {o.name} index can make its denominator negative (b_I² > "
+                f"4·b_P·b_Y: b_i = {o.b_i}, b_p = {o.b_p}, b_y = {o.b_y}; for Tversky, "
+                f"(√alpha − √beta)² > 1); use squared=False"
+            )
 
     @property
     def eps_nr_value(self):
@@ -284,7 +290,7 @@ class DiceConfig:
         """ε of the denominator: ``eps_dr``, else ``eps``."""
         return self.eps if self.eps_dr is None else self.eps_dr
 
-    def replace(self, **changes) -> "DiceConfig":
+    def replace(self, **changes) -> DiceConfig:
         """A copy with some options changed, validated again."""
         return dataclasses.replace(self, **changes)
 
@@ -298,7 +304,7 @@ class DiceConfig:
         return out
 
     @classmethod
-    def build(cls, config: "DiceConfig | None" = None, options: dict | None = None) -> "DiceConfig":
+    def build(cls, config: DiceConfig | None = None, options: dict | None = None) -> DiceConfig:
         """``config`` with ``options`` applied on top (validated again), or a new config from ``options``."""
         if config is None:
             return cls(**(options or {}))
@@ -307,7 +313,7 @@ class DiceConfig:
         return config.replace(**options) if options else config
 
     @classmethod
-    def from_dict(cls, options: dict) -> "DiceConfig":
+    def from_dict(cls, options: dict) -> DiceConfig:
         """The config that :meth:`to_dict` wrote (the overlap given as a dict)."""
         options = dict(options)
         if isinstance(options.get("overlap"), dict):
@@ -334,7 +340,7 @@ class CEConfig:
 
     lambda_dice: float = 1.0
     lambda_ce: float = 1.0
-    ce_weight: "tuple[float, ...] | None" = None
+    ce_weight: tuple[float, ...] | None = None
     label_smoothing: float = 0.0
 
     def __post_init__(self):
@@ -369,10 +375,11 @@ def split_options(options: dict) -> tuple[dict, dict]:
     dice_names, ce_names = field_names(DiceConfig), field_names(CEConfig)
     unknown = sorted(set(options) - dice_names - ce_names)
     if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of "
-                        f"DiceConfig ({', '.join(sorted(dice_names))}) and CEConfig ({', '.join(sorted(ce_names))})")
-    return ({k: v for k, v in options.items() if k in dice_names},
-            {k: v for k, v in options.items() if k in ce_names})
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of "
+            f"DiceConfig ({', '.join(sorted(dice_names))}) and CEConfig ({', '.join(sorted(ce_names))})"
+        )
+    return ({k: v for k, v in options.items() if k in dice_names}, {k: v for k, v in options.items() if k in ce_names})
 
 
 FOCAL_ACTIVATIONS = (None, "softmax", "sigmoid")
@@ -410,8 +417,8 @@ class FocalConfig:
     """
 
     gamma: float = 2.0
-    alpha: "float | tuple[float, ...] | None" = None
-    focal_weight: "float | tuple[float, ...] | None" = None
+    alpha: float | tuple[float, ...] | None = None
+    focal_weight: float | tuple[float, ...] | None = None
     lambda_dice: float = 1.0
     lambda_focal: float = 1.0
     focal_activation: str | None = None
@@ -429,8 +436,7 @@ class FocalConfig:
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}")
             put(name, value)
-        activation = self.focal_activation.lower() if isinstance(self.focal_activation, str) else \
-            self.focal_activation
+        activation = self.focal_activation.lower() if isinstance(self.focal_activation, str) else self.focal_activation
         check_choice("focal_activation", activation, FOCAL_ACTIVATIONS)
         put("focal_activation", activation)
 
@@ -451,10 +457,14 @@ def split_focal_options(options: dict) -> tuple[dict, dict]:
     dice_names, focal_names = field_names(DiceConfig), field_names(FocalConfig)
     unknown = sorted(set(options) - dice_names - focal_names)
     if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of DiceConfig "
-                        f"({', '.join(sorted(dice_names))}) and FocalConfig ({', '.join(sorted(focal_names))})")
-    return ({k: v for k, v in options.items() if k in dice_names},
-            {k: v for k, v in options.items() if k in focal_names})
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))}; the options are those of DiceConfig "
+            f"({', '.join(sorted(dice_names))}) and FocalConfig ({', '.join(sorted(focal_names))})"
+        )
+    return (
+        {k: v for k, v in options.items() if k in dice_names},
+        {k: v for k, v in options.items() if k in focal_names},
+    )
 
 
 for _cls in (DiceConfig, CEConfig, FocalConfig):

@@ -31,5 +31,6 @@ def require(module: str, extra: str, purpose: str):
     except ImportError as err:
         if not missing_dependency(err, module.split(".")[0]):
             raise
-        raise ImportError(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
-                          f"pip install 'phidice[{extra}]'") from err
+        raise ImportError(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed: pip install 'phidice[{extra}]'"
+        ) from err

@@ -57,7 +57,7 @@ class Phi(str, Enum):
         return self.sum_classes(self.sum_batch(per_image_class, ops), ops)
 
 
-def parse_phi(phi: "str | Phi") -> Phi:
+def parse_phi(phi: str | Phi) -> Phi:
     """Return the :class:`Phi` for ``"I"``, ``"CI"``, ``"BI"`` or ``"BCI"`` (any case)."""
     if isinstance(phi, Phi):
         return phi

@@ -29,9 +29,10 @@ def has_background(num_channels: int, activation) -> bool:
 def check_marginal(activation, what: str, num_channels: int | None = None) -> None:
     """The marginal losses merge mutually exclusive classes into a background: softmax (or probabilities), C ≥ 2."""
     if activation == "sigmoid":
-        raise ValueError(f"{what} sums the probabilities of mutually exclusive classes into the background and "
-                         f"needs activation='softmax' (or None with probabilities); got 'sigmoid' — "
-                         f"use the leaf loss for independent sigmoid channels")
+        raise ValueError(
+            f"{what} sums the probabilities of mutually exclusive classes into the background and "
+            f"needs activation='softmax' (or None with probabilities); got 'sigmoid' — "
+            f"use the leaf loss for independent sigmoid channels"
+        )
     if num_channels is not None and num_channels < 2:
-        raise ValueError(f"{what} needs a background channel and at least one class (C ≥ 2); "
-                         f"got C = {num_channels}")
+        raise ValueError(f"{what} needs a background channel and at least one class (C ≥ 2); got C = {num_channels}")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from collections.abc import Callable, Iterable
 from enum import Enum
-from typing import Callable, Iterable
 
 __all__ = ["option_parameters", "config_signature", "signature_options"]
 
@@ -35,8 +35,7 @@ def _source_parameters(source) -> list[inspect.Parameter]:
     return [p.replace(kind=_KW) for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def option_parameters(*sources, skip: Iterable[str] = (), only: Iterable[str] | None = None
-                      ) -> list[inspect.Parameter]:
+def option_parameters(*sources, skip: Iterable[str] = (), only: Iterable[str] | None = None) -> list[inspect.Parameter]:
     """The options of ``sources`` as keyword-only parameters, in field order (the first source's first);
     ``skip`` leaves names out, ``only`` keeps just those names."""
     skip, only = set(skip), None if only is None else set(only)
@@ -55,8 +54,10 @@ def _build(func: Callable, sources, skip, only, positional) -> inspect.Signature
     parameters, then ``positional`` (a ``*args`` shim's names), then the options (Φ and ε first), then its
     own keyword-only parameters (``mask``, ``config``, …)."""
     known = {p.name: p for p in option_parameters(*sources, skip=skip, only=only)}
-    own = [p.replace(annotation=known[p.name].annotation) if p.name in known and p.annotation is p.empty else p
-           for p in inspect.signature(func).parameters.values()]  # phi, eps of a class: the config's types
+    own = [
+        p.replace(annotation=known[p.name].annotation) if p.name in known and p.annotation is p.empty else p
+        for p in inspect.signature(func).parameters.values()
+    ]  # phi, eps of a class: the config's types
     head = [p for p in own if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     head += [known[n].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in positional]
     keyword = [p for p in own if p.kind == p.KEYWORD_ONLY]
@@ -67,12 +68,15 @@ def _build(func: Callable, sources, skip, only, positional) -> inspect.Signature
 
 
 _FIRST = ("phi", "eps")
-_INIT_DOC = ("Build the loss; every option is checked here, and a bad one raises a ValueError or TypeError "
-             "naming it. The options are those of the class docstring.")
+_INIT_DOC = (
+    "Build the loss; every option is checked here, and a bad one raises a ValueError or TypeError "
+    "naming it. The options are those of the class docstring."
+)
 
 
-def config_signature(*sources, skip: Iterable[str] = (), only: Iterable[str] | None = None,
-                     positional: Iterable[str] = ()):
+def config_signature(
+    *sources, skip: Iterable[str] = (), only: Iterable[str] | None = None, positional: Iterable[str] = ()
+):
     """Decorator: give a loss function or class the signature of its configuration's fields.
 
     The parameters it declares keep their kind (``input, target``, or ``phi, eps`` of a class, positional;
@@ -91,6 +95,7 @@ def config_signature(*sources, skip: Iterable[str] = (), only: Iterable[str] | N
         inherited = obj.__init__
         sig = _build(inspect.unwrap(inherited), sources, skip, only, positional)
         if "__init__" not in obj.__dict__:  # an __init__ of its own, to carry its own signature and docstring
+
             def __init__(self, *args, **options):
                 inherited(self, *args, **options)
 

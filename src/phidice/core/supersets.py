@@ -17,15 +17,19 @@ def check_superset_map(labels_superset_map, num_classes: int | None) -> dict[int
     yet, e.g. when a Keras loss is built before it sees its first batch) only those two bounds are skipped.
     """
     if not isinstance(labels_superset_map, Mapping):
-        raise TypeError(f"labels_superset_map must be a dict {{superset label: [leaf labels]}}; "
-                        f"got {type(labels_superset_map).__name__}")
+        raise TypeError(
+            f"labels_superset_map must be a dict {{superset label: [leaf labels]}}; "
+            f"got {type(labels_superset_map).__name__}"
+        )
     low = 1 if num_classes is None else num_classes
     out = {}
     for key, members in labels_superset_map.items():
         if isinstance(key, bool) or not isinstance(key, int) or key < low:
             leaves = "" if num_classes is None else f"; leaf labels are 0 … {num_classes - 1}"
-            raise ValueError(f"labels_superset_map: superset label {key!r} must be an integer ≥ num_classes "
-                             f"({'C' if num_classes is None else num_classes}){leaves}")
+            raise ValueError(
+                f"labels_superset_map: superset label {key!r} must be an integer ≥ num_classes "
+                f"({'C' if num_classes is None else num_classes}){leaves}"
+            )
         try:
             members = sorted({int(m) for m in members})
         except (TypeError, ValueError) as err:

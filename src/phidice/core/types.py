@@ -20,12 +20,12 @@ class DiceStats(NamedTuple):
     pred_sum: Any  # (B, C): Σ m·ỹ  (or Σ m·ỹ²)
     target_sum: Any  # (B, C): Σ m·y  (or Σ m·y²)
 
-    def reduce(self, phi: "str | Phi") -> "DiceStats":
+    def reduce(self, phi: str | Phi) -> DiceStats:
         """Sum into one entry per φ ∈ Φ: (B, C), (B, 1), (1, C) or (1, 1) for I, CI, BI, BCI."""
         phi = parse_phi(phi)
         return DiceStats(*(phi.reduce(t) for t in self))
 
-    def select_classes(self, index) -> "DiceStats":
+    def select_classes(self, index) -> DiceStats:
         return DiceStats(*(t[:, index] for t in self))
 
 
@@ -39,8 +39,7 @@ def drop_background(stats: DiceStats, include_background: bool, stacklevel: int 
         return stats
     if stats.intersection.shape[1] == 1:
         if not _warned_bg:
-            warnings.warn("include_background=False ignored: a single channel is the foreground",
-                          stacklevel=stacklevel)
+            warnings.warn("include_background=False ignored: a single channel is the foreground", stacklevel=stacklevel)
             _warned_bg = True
         return stats
     return stats.select_classes(slice(1, None))

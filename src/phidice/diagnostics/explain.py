@@ -110,14 +110,21 @@ class Explanation:
                 f"{self.all_empty_g0[k]:.3e} | {flag} |"
             )
         if self.empty_fraction is not None:
-            lines += ["", "Fraction of empty maps in the data: "
-                      + ", ".join(f"label {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction))]
+            lines += [
+                "",
+                "Fraction of empty maps in the data: "
+                + ", ".join(f"label {c}: {f:.0%}" for c, f in zip(self.classes, self.empty_fraction)),
+            ]
         for note in self.notes:
             lines += ["", f"- {note}"] if not lines[-1].startswith("- ") else [f"- {note}"]
         if self.recommendation is not None:
             r = self.recommendation
-            lines += ["", f"**Recommendation ({r['intent']})**: Φ={r['phi']}, ε={_fmt_list(r['eps'])}, "
-                          f"batch size {r['batch_size']}", *[f"> {w}" for w in r["why"]]]
+            lines += [
+                "",
+                f"**Recommendation ({r['intent']})**: Φ={r['phi']}, ε={_fmt_list(r['eps'])}, "
+                f"batch size {r['batch_size']}",
+                *[f"> {w}" for w in r["why"]],
+            ]
         if self.plot:
             lines += ["", f"Plot: {self.plot}"]
         return "\n".join(lines)
@@ -183,17 +190,25 @@ def explain(
     """
     setup = _setup(phi, batch_size, intent, overlap, volumes, labels, plot, loss, alpha, beta, gamma)
     if labels is not None:
-        m = _measure_labels(labels, setup, num_classes=num_classes, ignore_index=ignore_index,
-                            target_spacing=target_spacing, positives_only=positives_only, workers=workers,
-                            progress=progress, include_background=include_background, soft=soft)
+        m = _measure_labels(
+            labels,
+            setup,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            target_spacing=target_spacing,
+            positives_only=positives_only,
+            workers=workers,
+            progress=progress,
+            include_background=include_background,
+            soft=soft,
+        )
     else:
         m = _measure_volumes(volumes, setup, include_background)
     scene = _scene(m, predicted_volume, empty_predicted_volume, setup.overlap)
     eps_vec = _eps_vector(eps, len(m.classes), setup.scale * np.asarray(m.expected, dtype=np.float64))
     result = _explanation(setup, m, scene, eps_vec)
     if setup.plot_path is not None:
-        plot_epsilon_curves(setup.plot_path, scene.volume, eps_vec, m.classes, overlap=setup.overlap,
-                            index=setup.index)
+        plot_epsilon_curves(setup.plot_path, scene.volume, eps_vec, m.classes, overlap=setup.overlap, index=setup.index)
         result.plot = str(setup.plot_path)
     return result
 
@@ -205,17 +220,18 @@ class _Setup(NamedTuple):
     index: Overlap  # the loss's overlap index
     scale: float  # c of its heuristic ε = c·E[Σ_φ y]
     batch_size: int
-    intent: "str | None"
+    intent: str | None
     overlap: float  # a: the intersection is a·min(volume, predicted)
     loss: str
-    plot_path: "Path | None"
+    plot_path: Path | None
 
 
 def _setup(phi, batch_size, intent, overlap, volumes, labels, plot, loss, alpha, beta, gamma) -> _Setup:
     index = loss_index(loss, alpha, beta, gamma)
     batch_size = _check_args(batch_size, intent, overlap, volumes, labels)
-    return _Setup(parse_phi(phi), index, heuristic_eps_scale(index), batch_size, intent, overlap, loss,
-                  _check_plot_path(plot))
+    return _Setup(
+        parse_phi(phi), index, heuristic_eps_scale(index), batch_size, intent, overlap, loss, _check_plot_path(plot)
+    )
 
 
 class _Scene(NamedTuple):
@@ -227,38 +243,57 @@ class _Scene(NamedTuple):
     intersection: np.ndarray
 
 
-def _scene(m: "_Measured", predicted_volume, empty_predicted_volume, overlap: float) -> _Scene:
+def _scene(m: _Measured, predicted_volume, empty_predicted_volume, overlap: float) -> _Scene:
     C = len(m.classes)
     Y = np.maximum(1.0, np.round(m.volume))
-    P = Y.copy() if predicted_volume is None else _positive_vector(predicted_volume, "predicted_volume", C,
-                                                                   allow_zero=True)
-    P_empty = P.copy() if empty_predicted_volume is None else _positive_vector(
-        empty_predicted_volume, "empty_predicted_volume", C, allow_zero=True)
+    P = (
+        Y.copy()
+        if predicted_volume is None
+        else _positive_vector(predicted_volume, "predicted_volume", C, allow_zero=True)
+    )
+    P_empty = (
+        P.copy()
+        if empty_predicted_volume is None
+        else _positive_vector(empty_predicted_volume, "empty_predicted_volume", C, allow_zero=True)
+    )
     return _Scene(Y, P, P_empty, overlap * np.minimum(Y, P))
 
 
-def _explanation(setup: _Setup, m: "_Measured", scene: _Scene, eps_vec: np.ndarray) -> Explanation:
+def _explanation(setup: _Setup, m: _Measured, scene: _Scene, eps_vec: np.ndarray) -> Explanation:
     """The Eq. 4 values of the three scenes, their ratios, the flags, notes and the recommendation."""
     B = setup.batch_size
-    g = _scene_gradients(setup.phi, setup.index, eps_vec, B, scene.volume, scene.predicted, scene.intersection,
-                         scene.empty_predicted)
+    g = _scene_gradients(
+        setup.phi, setup.index, eps_vec, B, scene.volume, scene.predicted, scene.intersection, scene.empty_predicted
+    )
     ref = np.abs(g["nonempty_g0"])
     C = len(m.classes)
     ratio = np.divide(np.abs(g["empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     all_ratio = np.divide(np.abs(g["all_empty_g0"]), ref, out=np.full(C, np.inf), where=ref > 0)
     flagged = ratio < FLAG_RATIO
     return Explanation(
-        phi=setup.phi.value, eps=eps_vec.tolist(), batch_size=B, classes=m.classes, volume=scene.volume.tolist(),
-        predicted_volume=scene.predicted.tolist(), intersection=scene.intersection.tolist(),
+        phi=setup.phi.value,
+        eps=eps_vec.tolist(),
+        batch_size=B,
+        classes=m.classes,
+        volume=scene.volume.tolist(),
+        predicted_volume=scene.predicted.tolist(),
+        intersection=scene.intersection.tolist(),
         empty_predicted_volume=scene.empty_predicted.tolist(),
-        nonempty_g0=g["nonempty_g0"].tolist(), nonempty_g1=g["nonempty_g1"].tolist(),
-        empty_g0=g["empty_g0"].tolist(), all_empty_g0=g["all_empty_g0"].tolist(), ratio=ratio.tolist(),
-        all_empty_ratio=all_ratio.tolist(), flagged=flagged.tolist(), empty_fraction=m.empty_fraction,
+        nonempty_g0=g["nonempty_g0"].tolist(),
+        nonempty_g1=g["nonempty_g1"].tolist(),
+        empty_g0=g["empty_g0"].tolist(),
+        all_empty_g0=g["all_empty_g0"].tolist(),
+        ratio=ratio.tolist(),
+        all_empty_ratio=all_ratio.tolist(),
+        flagged=flagged.tolist(),
+        empty_fraction=m.empty_fraction,
         expected_volume=np.asarray(m.expected, dtype=np.float64).tolist(),
-        recommendation=_recommend(setup.intent, B, setup.scale * np.asarray(m.expected_image), m.empty_fraction,
-                                  setup.scale),
+        recommendation=_recommend(
+            setup.intent, B, setup.scale * np.asarray(m.expected_image), m.empty_fraction, setup.scale
+        ),
         notes=m.notes + _notes(setup.phi, B, m.classes, m.empty_fraction, flagged),
-        loss=setup.loss, eps_scale=setup.scale,
+        loss=setup.loss,
+        eps_scale=setup.scale,
     )
 
 
@@ -270,8 +305,10 @@ def _check_args(batch_size, intent, overlap, volumes, labels) -> int:
     if not (isinstance(overlap, (int, float)) and 0 <= overlap <= 1):
         raise ValueError(f"overlap must be a number in [0, 1]; got {overlap!r}")
     if (volumes is None) == (labels is None):
-        raise ValueError("give exactly one of volumes= (typical foreground volume per class) or labels= "
-                         "(label files or arrays to measure it from)")
+        raise ValueError(
+            "give exactly one of volumes= (typical foreground volume per class) or labels= "
+            "(label files or arrays to measure it from)"
+        )
     return int(batch_size)
 
 
@@ -286,13 +323,32 @@ class _Measured(NamedTuple):
     notes: list
 
 
-def _measure_labels(labels, setup: _Setup, *, num_classes, ignore_index, target_spacing, positives_only,
-                    workers, progress, include_background, soft=False) -> _Measured:
+def _measure_labels(
+    labels,
+    setup: _Setup,
+    *,
+    num_classes,
+    ignore_index,
+    target_spacing,
+    positives_only,
+    workers,
+    progress,
+    include_background,
+    soft=False,
+) -> _Measured:
     """Typical volumes, empty fractions and E[Σ_φ y] of the classes found in the label maps (the counts per
     image, Φ = I; the batch sums of ``setup``'s Φ follow from them)."""
     phi, batch_size = setup.phi, setup.batch_size
-    stats = epsilon_stats(labels, num_classes=num_classes, phi=Phi.I, ignore_index=ignore_index,
-                          target_spacing=target_spacing, workers=workers, progress=progress, soft=soft)
+    stats = epsilon_stats(
+        labels,
+        num_classes=num_classes,
+        phi=Phi.I,
+        ignore_index=ignore_index,
+        target_spacing=target_spacing,
+        workers=workers,
+        progress=progress,
+        soft=soft,
+    )
     C = stats.volume_sum.shape[0]
     classes = list(range(0 if include_background else 1, C))
     absent = [c for c in classes if stats.n_positive[c] == 0]
@@ -303,7 +359,8 @@ def _measure_labels(labels, setup: _Setup, *, num_classes, ignore_index, target_
     empty_fraction = [float(1 - stats.n_positive[c] / stats.n_images) for c in classes]
     expected, expected_image = (
         expected_volume(stats.volume_sum[classes], stats.n_positive[classes], stats.n_images, b, positives_only)
-        for b in (batch_size if phi.sums_batch else 1, 1))
+        for b in (batch_size if phi.sums_batch else 1, 1)
+    )
     return _Measured(classes, stats.mean_positive_volume[classes], empty_fraction, expected, expected_image, notes)
 
 
@@ -320,20 +377,26 @@ def _notes(phi, batch_size, classes, empty_fraction, flagged) -> list[str]:
     """What Φ and B mean for empty maps, in words."""
     notes = []
     if phi.sums_batch and batch_size > 1:
-        notes.append(f"Φ={phi.value}: an empty map shares φ with the B−1 other images; a batch whose images are "
-                     "all empty has the Φ=I behaviour (column 'all-empty batch')")
+        notes.append(
+            f"Φ={phi.value}: an empty map shares φ with the B−1 other images; a batch whose images are "
+            "all empty has the Φ=I behaviour (column 'all-empty batch')"
+        )
         if empty_fraction is not None:
-            worst = [f"class {c}: {f ** batch_size:.1%}" for c, f in zip(classes, empty_fraction) if f > 0]
+            worst = [f"class {c}: {f**batch_size:.1%}" for c, f in zip(classes, empty_fraction) if f > 0]
             if worst:
                 notes.append("share of all-empty batches under iid sampling: " + ", ".join(worst))
     elif phi.sums_batch:
         notes.append(f"Φ={phi.value} with batch size 1 is Φ={'I' if phi.value == 'BI' else 'CI'}")
     if phi.sums_classes:
-        notes.append(f"Φ={phi.value} sums classes inside φ: the empty image has every class empty; a per-class "
-                     "ε is summed over the classes of φ")
+        notes.append(
+            f"Φ={phi.value} sums classes inside φ: the empty image has every class empty; a per-class "
+            "ε is summed over the classes of φ"
+        )
     if flagged.any():
-        notes.append("flagged: the empty-map gradient is < 1% of the y=0 gradient of a non-empty map, so "
-                     "empty maps are effectively ignored (fine for missing labels, not for learning empty maps)")
+        notes.append(
+            "flagged: the empty-map gradient is < 1% of the y=0 gradient of a non-empty map, so "
+            "empty maps are effectively ignored (fine for missing labels, not for learning empty maps)"
+        )
     return notes
 
 
@@ -385,7 +448,7 @@ def _segment_batch(Y, P, I, L, empty: bool) -> tuple[torch.Tensor, torch.Tensor]
         rest = P[c] - I[c]
         n = math.ceil(rest - 1e-12) if rest > 0 else 0
         if n:
-            p[c, y_n:y_n + n] = rest / n
+            p[c, y_n : y_n + n] = rest / n
     return p, y
 
 
@@ -414,31 +477,49 @@ def _recommend(intent, B, expected, empty_fraction, scale: float = 1.0) -> dict 
     if intent is None:
         return None
     if intent == "missing":
-        return dict(intent="missing", phi="I", eps=SMALL_EPS, batch_size=B, why=[
-            "Φ=I with a negligible ε: a map without labels has Σ_φ y = 0, so its gradient ε/(P+ε)² ≈ 0 and the "
-            "unlabelled class is ignored with no special loss (Sect. 2.2).",
-            "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty "
-            "predictions.",
-        ])
+        return dict(
+            intent="missing",
+            phi="I",
+            eps=SMALL_EPS,
+            batch_size=B,
+            why=[
+                "Φ=I with a negligible ε: a map without labels has Σ_φ y = 0, so its gradient ε/(P+ε)² ≈ 0 and the "
+                "unlabelled class is ignored with no special loss (Sect. 2.2).",
+                "Avoid Φ=BI with B>1 and a large ε: both push missing (unlabelled) structures towards empty "
+                "predictions.",
+            ],
+        )
     eps_heur = [float(e) for e in np.asarray(expected, dtype=np.float64)]
     heur = _fmt_list(eps_heur)
     rule = "E[Σy]" if scale == 1 else f"{scale:.3g}·E[Σy]"
     no_empty = empty_fraction is not None and not any(f > 0 for f in empty_fraction)
     caveat = " (no empty maps found in these labels)" if no_empty else ""
     if B > 1:
-        return dict(intent="empty", phi="BI", eps=SMALL_EPS, batch_size=B,
-                    alternative=dict(phi="I", eps=eps_heur, batch_size=B), why=[
-                        f"Φ=BI with B={B}: an empty map shares φ with the rest of the batch and gets the same push "
-                        f"towards 0 as false positives there; or, if B must be 1, Φ=I with ε ≈ {rule} = {heur}"
-                        f"{caveat}.",
-                        f"With Φ=I and a small ε an empty map's gradient ε/(P+ε)² vanishes; ε ≈ {rule} makes it "
-                        "match a non-empty map's at ~50% overlap (Eq. 5).",
-                    ])
-    return dict(intent="empty", phi="I", eps=eps_heur, batch_size=B, why=[
-        f"Φ=I with ε ≈ {rule} = {heur}: with B=1 Φ=BI equals Φ=I, so ε must carry empty maps{caveat}.",
-        f"Eq. 5: an empty map's y=0 gradient equals a non-empty map's at ~50% overlap when ε ≈ {rule}; a small ε "
-        "leaves empty maps with gradient ≈ 0.",
-    ])
+        return dict(
+            intent="empty",
+            phi="BI",
+            eps=SMALL_EPS,
+            batch_size=B,
+            alternative=dict(phi="I", eps=eps_heur, batch_size=B),
+            why=[
+                f"Φ=BI with B={B}: an empty map shares φ with the rest of the batch and gets the same push "
+                f"towards 0 as false positives there; or, if B must be 1, Φ=I with ε ≈ {rule} = {heur}"
+                f"{caveat}.",
+                f"With Φ=I and a small ε an empty map's gradient ε/(P+ε)² vanishes; ε ≈ {rule} makes it "
+                "match a non-empty map's at ~50% overlap (Eq. 5).",
+            ],
+        )
+    return dict(
+        intent="empty",
+        phi="I",
+        eps=eps_heur,
+        batch_size=B,
+        why=[
+            f"Φ=I with ε ≈ {rule} = {heur}: with B=1 Φ=BI equals Φ=I, so ε must carry empty maps{caveat}.",
+            f"Eq. 5: an empty map's y=0 gradient equals a non-empty map's at ~50% overlap when ε ≈ {rule}; a small ε "
+            "leaves empty maps with gradient ≈ 0.",
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------------------- plot

@@ -55,11 +55,34 @@ __all__ = ["GradientMonitor", "VALUES", "monitor_rows", "advice_lines", "find_lo
 logger = logging.getLogger("phidice.monitor")
 
 # the accumulated sums, one row each, in the state's (K, C' + 1) layout (last column: all classes)
-ROWS = ("subsets", "empty_subsets", "grad", "grad_empty", "pred_empty", "pred_nonempty", "dice_nonempty", "target",
-        "images", "entries", "unannotated", "empty_maps", "grad_empty_map", "pred_empty_map")
-VALUES = ("empty_subset_fraction", "empty_gradient_share", "empty_predicted_volume", "nonempty_predicted_volume",
-          "nonempty_dice", "unannotated_fraction", "expected_volume", "empty_map_fraction",
-          "empty_map_gradient_share", "empty_map_predicted_volume")
+ROWS = (
+    "subsets",
+    "empty_subsets",
+    "grad",
+    "grad_empty",
+    "pred_empty",
+    "pred_nonempty",
+    "dice_nonempty",
+    "target",
+    "images",
+    "entries",
+    "unannotated",
+    "empty_maps",
+    "grad_empty_map",
+    "pred_empty_map",
+)
+VALUES = (
+    "empty_subset_fraction",
+    "empty_gradient_share",
+    "empty_predicted_volume",
+    "nonempty_predicted_volume",
+    "nonempty_dice",
+    "unannotated_fraction",
+    "expected_volume",
+    "empty_map_fraction",
+    "empty_map_gradient_share",
+    "empty_map_predicted_volume",
+)
 MONITORED = (DiceLoss, DiceCELoss, _PartialDice)
 
 
@@ -140,8 +163,9 @@ def _check_spacing(spacing) -> float | None:
     if spacing is None:
         return None
     values = list(spacing) if hasattr(spacing, "__iter__") else [spacing]
-    if not values or not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-                             for v in values):
+    if not values or not all(
+        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+    ):
         raise ValueError(f"spacing must be positive voxel sizes in mm, one per spatial axis; got {spacing!r}")
     return math.prod(float(v) for v in values) / 1000.0
 
@@ -162,8 +186,7 @@ def find_loss(loss):
 def flat_values(result: dict, prefix: str = "", per_class: bool = True) -> dict[str, float]:
     """A :meth:`GradientMonitor.compute` result as flat ``name`` / ``name/class{c}`` floats (for loggers);
     undefined values (None) left out, NaN kept."""
-    out = {f"{prefix}{k}": float(v) for k, v in result.items() if k in VALUES or k.endswith("_ml")
-           if v is not None}
+    out = {f"{prefix}{k}": float(v) for k, v in result.items() if k in VALUES or k.endswith("_ml") if v is not None}
     if per_class:
         for c, values in result["per_class"].items():
             out.update({f"{prefix}{k}/class{c}": float(v) for k, v in values.items() if v is not None})
@@ -176,14 +199,18 @@ def _check_loss(loss) -> None:
             f"loss must be a phidice Dice-family loss module (DiceLoss, DiceCELoss, TverskyLoss, JaccardLoss, their "
             f"CE forms, LeafDiceLoss, MarginalDiceLoss, LeafDiceCELoss, MarginalDiceCELoss); got "
             f"{type(loss).__module__}.{type(loss).__name__}: the monitor reads the per-(b, c) sums that only these "
-            f"losses compute")
+            f"losses compute"
+        )
     config = loss.config
     if config.reduction == "none":
-        raise ValueError("loss has reduction='none': one loss per subset has no single gradient to monitor; "
-                         "use 'mean' or 'sum'")
+        raise ValueError(
+            "loss has reduction='none': one loss per subset has no single gradient to monitor; use 'mean' or 'sum'"
+        )
     if config.squared:
-        raise ValueError("loss has squared=True: its gradient at a voxel depends on ỹ there, which the sums "
-                         "Σỹ² do not give; the monitor needs the L1 relaxation (squared=False)")
+        raise ValueError(
+            "loss has squared=True: its gradient at a voxel depends on ỹ there, which the sums "
+            "Σỹ² do not give; the monitor needs the L1 relaxation (squared=False)"
+        )
 
 
 class GradientMonitor:
@@ -213,8 +240,9 @@ class GradientMonitor:
             differ from the earlier updates'.
     """
 
-    def __init__(self, loss, *, spacing=None, sync: bool = True, log: bool = True, attach: bool = False,
-                 history_file=None):
+    def __init__(
+        self, loss, *, spacing=None, sync: bool = True, log: bool = True, attach: bool = False, history_file=None
+    ):
         _check_loss(loss)
         self.loss = loss
         self.voxel_ml = _check_spacing(spacing)
@@ -231,12 +259,12 @@ class GradientMonitor:
             self.attach()
 
     # ------------------------------------------------------------------ feeding
-    def attach(self) -> "GradientMonitor":
+    def attach(self) -> GradientMonitor:
         """Tell this monitor the sums of every later call of the loss (until :meth:`detach`)."""
         self.loss._monitor = self
         return self
 
-    def detach(self) -> "GradientMonitor":
+    def detach(self) -> GradientMonitor:
         if self.loss._monitor is self:
             self.loss._monitor = None
         return self
@@ -263,20 +291,31 @@ class GradientMonitor:
         if self._channels is None:
             self._channels = C
         elif C != self._channels and not is_compiling():
-            raise ValueError(f"input has {C} channels (shape {tuple(shape)}) but this monitor's earlier updates had "
-                             f"{self._channels}: one monitor follows one loss on one kind of input")
+            raise ValueError(
+                f"input has {C} channels (shape {tuple(shape)}) but this monitor's earlier updates had "
+                f"{self._channels}: one monitor follows one loss on one kind of input"
+            )
         stats = DiceStats(*(t.detach().to(torch.float64) for t in stats))
         counts = _counts(stats, prepared, shape, prepared.labels is not None and C > 1).expand(shape[0], C)
         keep = None
         if annotated is not None:
-            keep = annotated if type(self.loss).__name__.startswith("Marginal") else leaf_keep(annotated,
-                                                                                                config.activation)
+            keep = (
+                annotated
+                if type(self.loss).__name__.startswith("Marginal")
+                else leaf_keep(annotated, config.activation)
+            )
         stats, counts, keep, annotated = self._global_batch(stats, counts, keep, annotated)
         sl = slice(1, None) if (not config.include_background and C > 1) else slice(None)
         scored = drop_background(stats, config.include_background)
         smoothing = align_smoothing(self.loss.smoothing, config, C, scored.intersection)
-        rows = monitor_rows(scored, counts[:, sl], None if keep is None else keep[:, sl],
-                            None if annotated is None else annotated[:, sl], config, smoothing)
+        rows = monitor_rows(
+            scored,
+            counts[:, sl],
+            None if keep is None else keep[:, sl],
+            None if annotated is None else annotated[:, sl],
+            config,
+            smoothing,
+        )
         self._state = rows if self._state is None else self._state + rows
         self.updates += 1
 
@@ -300,8 +339,9 @@ class GradientMonitor:
         world = distributed.get_world_size()
         if self.sync and world > 1 and not self._replicated:
             if state is None:
-                raise RuntimeError("GradientMonitor.compute under DDP: this rank has no update; every rank must "
-                                   "update before compute")
+                raise RuntimeError(
+                    "GradientMonitor.compute under DDP: this rank has no update; every rank must update before compute"
+                )
             state = distributed.all_reduce_sum(state.clone())
         return state
 
@@ -310,14 +350,16 @@ class GradientMonitor:
         (keyed by input channel), plus ``updates``; NaN where a value is undefined (e.g. no empty subset)."""
         state = self._reduced()
         if state is None:
-            raise RuntimeError("GradientMonitor.compute before any update: call the loss with monitor=, attach(), "
-                               "or update() first")
+            raise RuntimeError(
+                "GradientMonitor.compute before any update: call the loss with monitor=, attach(), or update() first"
+            )
         table = state.detach().cpu().tolist()
         columns = list(zip(*table))
         first = 1 if (not self.loss.config.include_background and self._channels > 1) else 0
         out = _values(list(columns[-1]), self.voxel_ml, self.missing)
-        out["per_class"] = {first + c: _values(list(col), self.voxel_ml, self.missing)
-                            for c, col in enumerate(columns[:-1])}
+        out["per_class"] = {
+            first + c: _values(list(col), self.voxel_ml, self.missing) for c, col in enumerate(columns[:-1])
+        }
         out["updates"] = self.updates
         return out
 
@@ -392,24 +434,34 @@ def advice_lines(result: dict, previous: dict | None, config, ml: bool = False) 
     for c, r in result["per_class"].items():
         f, share, volume = r["empty_subset_fraction"], r["empty_gradient_share"], r[key]
         if not f > 0:
-            lines.append(f"class {c}: no subset φ with an empty target (mean Dice of the others "
-                         f"{r['nonempty_dice']:.3f})")
+            lines.append(
+                f"class {c}: no subset φ with an empty target (mean Dice of the others {r['nonempty_dice']:.3f})"
+            )
             continue
         before = None if previous is None else previous["per_class"].get(c, {}).get(key)
-        seen = (f"class {c}: {_pct(f)} of the subsets φ (Φ={config.phi.value}) have no label and receive "
-                f"{_pct(share)} of the gradient; predicted volume on them is {_volume_text(volume, ml)}"
-                f"{_trend(volume, before)}.")
+        seen = (
+            f"class {c}: {_pct(f)} of the subsets φ (Φ={config.phi.value}) have no label and receive "
+            f"{_pct(share)} of the gradient; predicted volume on them is {_volume_text(volume, ml)}"
+            f"{_trend(volume, before)}."
+        )
         if f >= 1:
             lines.append(f"{seen} No subset of this class holds a label, so there is nothing to compare with.")
             continue
         heuristic = f"{scale * r['expected_volume']:.4g}"
         if _ignored(f, share):
-            fix = ("ε ≈ " + rule + f" = {heuristic}" if config.phi.sums_batch
-                   else f"Φ=BI (B > 1) or ε ≈ {rule} = {heuristic}")
-            lines.append(f"{seen} They are ignored (Eq. 4: ε/(P + ε)² ≈ 0). If these labels are truly empty, use "
-                         f"{fix} (Eq. 5); if they are missing, this is what you want.")
+            fix = (
+                "ε ≈ " + rule + f" = {heuristic}"
+                if config.phi.sums_batch
+                else f"Φ=BI (B > 1) or ε ≈ {rule} = {heuristic}"
+            )
+            lines.append(
+                f"{seen} They are ignored (Eq. 4: ε/(P + ε)² ≈ 0). If these labels are truly empty, use "
+                f"{fix} (Eq. 5); if they are missing, this is what you want."
+            )
         else:
-            lines.append(f"{seen} The loss pushes them towards empty predictions. If these labels are truly empty, "
-                         f"this is what you want; if they are missing, use Φ=I with a negligible ε ({SMALL_EPS:g}) "
-                         f"or a missing-label loss (LeafDiceLoss with annotated).")
+            lines.append(
+                f"{seen} The loss pushes them towards empty predictions. If these labels are truly empty, "
+                f"this is what you want; if they are missing, use Φ=I with a negligible ε ({SMALL_EPS:g}) "
+                f"or a missing-label loss (LeafDiceLoss with annotated)."
+            )
     return lines

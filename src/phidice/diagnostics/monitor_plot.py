@@ -40,8 +40,10 @@ def read_history(path) -> list[dict]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{n}: not a JSON line ({err.msg})") from None
         if not isinstance(record, dict) or not isinstance(record.get("per_class"), dict):
-            raise ValueError(f"{path}:{n}: expected a GradientMonitor.compute() result (a JSON object with "
-                             f"'per_class'); got {line[:80]!r}")
+            raise ValueError(
+                f"{path}:{n}: expected a GradientMonitor.compute() result (a JSON object with "
+                f"'per_class'); got {line[:80]!r}"
+            )
         records.append(record)
     if not records:
         raise ValueError(f"{path}: no records")
@@ -77,8 +79,16 @@ def plot_history(records: list[dict], path, values=PLOTTED, ml: bool = False) ->
         ax.plot(x, [_number(r.get(key)) for r in records], "k--", label="all")
         ax.set_title(TITLES.get(value, value), fontsize=9)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(key + (" (ml)" if key.endswith("_ml") else " (voxels)" if key == value and
-                      value == "empty_predicted_volume" else ""))
+        ax.set_ylabel(
+            key
+            + (
+                " (ml)"
+                if key.endswith("_ml")
+                else " (voxels)"
+                if key == value and value == "empty_predicted_volume"
+                else ""
+            )
+        )
         if value == "empty_gradient_share":
             ax.set_yscale("symlog", linthresh=1e-6)
     axes[0].legend(fontsize=7)

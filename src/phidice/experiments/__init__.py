@@ -11,7 +11,7 @@ from phidice.core.deps import require
 for _module in ("scipy", "matplotlib"):  # imported by the modules below; nilearn when the data are made
     require(_module, "experiments", "phidice.experiments")
 
-from phidice.experiments.data import SegDataset, make_dataset  # noqa: E402
-from phidice.experiments.run import PRESETS, reproduce  # noqa: E402
+from phidice.experiments.data import SegDataset, make_dataset
+from phidice.experiments.run import PRESETS, reproduce
 
 __all__ = ["PRESETS", "SegDataset", "make_dataset", "reproduce"]

@@ -59,13 +59,21 @@ class SegDataset:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index) -> "SegDataset":
+    def subset(self, index) -> SegDataset:
         index = np.asarray(index)
         names = [self.names[i] for i in index] if self.names else []
-        return SegDataset(self.images[index], self.labels[index], self.groups[index], self.spacing,
-                          self.num_classes, dict(self.missing), names, self.class_names)
+        return SegDataset(
+            self.images[index],
+            self.labels[index],
+            self.groups[index],
+            self.spacing,
+            self.num_classes,
+            dict(self.missing),
+            names,
+            self.class_names,
+        )
 
-    def partial(self) -> "SegDataset":
+    def partial(self) -> SegDataset:
         """Labels as seen in partial training: the ``missing`` classes of each group become background."""
         labels = self.labels.copy()
         for group, classes in self.missing.items():
@@ -116,7 +124,7 @@ def _slice_stack() -> dict:
     t = load_template()
     xs, ys = np.nonzero(t["mask"].any(axis=2))
     cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
-    return {"maps": {k: v[..., Z_BAND[0]:Z_BAND[1]] for k, v in t.items()}, "centre": (cx, cy)}
+    return {"maps": {k: v[..., Z_BAND[0] : Z_BAND[1]] for k, v in t.items()}, "centre": (cx, cy)}
 
 
 def _smooth_field(rng, shape, sigma, amplitude):
@@ -151,7 +159,7 @@ def _blob(rng, size, centre, radius, aspect=None, wobble=0.12):
     dx, dy = xx - centre[1], yy - centre[0]
     theta = rng.uniform(0, np.pi)
     aspect = rng.uniform(0.7, 1.0) if aspect is None else aspect
-    rx = (np.cos(theta) * dx + np.sin(theta) * dy)
+    rx = np.cos(theta) * dx + np.sin(theta) * dy
     ry = (-np.sin(theta) * dx + np.cos(theta) * dy) / aspect
     ang = np.arctan2(ry, rx)
     boundary = np.ones_like(ang)
@@ -227,8 +235,9 @@ def _multiclass_image(rng, stack, size, group):
     return _finish(rng, img, b["mask"], size), label
 
 
-def make_dataset(task: str = "binary", n: int = 240, size: int = 48, seed: int = 0,
-                 minority: float = 0.26) -> SegDataset:
+def make_dataset(
+    task: str = "binary", n: int = 240, size: int = 48, seed: int = 0, minority: float = 0.26
+) -> SegDataset:
     """``n`` images of ``task`` "binary" (groups hgg/lgg) or "multiclass" (groups ed/es), deterministic in ``seed``.
 
     ``minority`` is the fraction of the group whose labels go missing under partial labelling (lgg / es):
@@ -253,7 +262,23 @@ def make_dataset(task: str = "binary", n: int = 240, size: int = 48, seed: int =
     step = FOV_MM / size
     spacing = (step, step, step)  # a slice is treated as one voxel thick, so areas are volumes in ml
     if task == "binary":
-        return SegDataset(np.stack(images)[:, None], np.stack(labels), groups, spacing, 1,
-                          {"lgg": (1,)}, [f"{task}_{seed}_{i:04d}" for i in range(n)], ("lesion",))
-    return SegDataset(np.stack(images)[:, None], np.stack(labels), groups, spacing, 4,
-                      {"es": (2,)}, [f"{task}_{seed}_{i:04d}" for i in range(n)], ("core", "rim", "edema"))
+        return SegDataset(
+            np.stack(images)[:, None],
+            np.stack(labels),
+            groups,
+            spacing,
+            1,
+            {"lgg": (1,)},
+            [f"{task}_{seed}_{i:04d}" for i in range(n)],
+            ("lesion",),
+        )
+    return SegDataset(
+        np.stack(images)[:, None],
+        np.stack(labels),
+        groups,
+        spacing,
+        4,
+        {"es": (2,)},
+        [f"{task}_{seed}_{i:04d}" for i in range(n)],
+        ("core", "rim", "edema"),
+    )

@@ -112,8 +112,12 @@ def evaluate(pred: np.ndarray, val: SegDataset) -> dict:
             "pred_ml": [float(v) for v in pv[rows].mean(0)],
             "ref_ml": [float(v) for v in rv[rows].mean(0)],
         }
-    per_image = {"group": val.groups.tolist(), "dsc": [[_nan_none(v) for v in row] for row in dsc],
-                 "pred_ml": pv.tolist(), "ref_ml": rv.tolist()}
+    per_image = {
+        "group": val.groups.tolist(),
+        "dsc": [[_nan_none(v) for v in row] for row in dsc],
+        "pred_ml": pv.tolist(),
+        "ref_ml": rv.tolist(),
+    }
     return {"groups": groups, "per_image": per_image}
 
 
@@ -149,10 +153,22 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
         trained = torch.nn.parallel.DistributedDataParallel(model.to(settings.device))
     monitor = monitor_for(run, loss_fn, train)
     t0 = time.perf_counter()
-    losses = train_model(trained, loss_fn, train.images, train.labels, train.annotated(partial),
-                         batch_size=run.batch_size, iterations=steps, lr=settings.lr,
-                         seed=settings.seed, device=settings.device, progress=settings.progress, desc=run.key,
-                         monitor=monitor, steps_per_epoch=math.ceil(len(train) / (run.batch_size * world)))
+    losses = train_model(
+        trained,
+        loss_fn,
+        train.images,
+        train.labels,
+        train.annotated(partial),
+        batch_size=run.batch_size,
+        iterations=steps,
+        lr=settings.lr,
+        seed=settings.seed,
+        device=settings.device,
+        progress=settings.progress,
+        desc=run.key,
+        monitor=monitor,
+        steps_per_epoch=math.ceil(len(train) / (run.batch_size * world)),
+    )
     seconds = time.perf_counter() - t0
     pred = predict(model, exp.val.images, exp.val.num_classes, settings.device)
     ev = evaluate(pred, exp.val)
@@ -160,12 +176,18 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
     cls = missing_classes[0] if exp.val.num_classes > 1 else 1
     positive = next(g for g in ev["groups"] if g != missing_group)
     result = {
-        **asdict(run), "key": run.key,
-        "eps": None if eps is None else [float(v) for v in eps], "iterations": steps,
+        **asdict(run),
+        "key": run.key,
+        "eps": None if eps is None else [float(v) for v in eps],
+        "iterations": steps,
         "settings": {k: v for k, v in asdict(settings).items() if k not in ("progress", "device")},
-        "train_seconds": seconds, "final_loss": float(np.mean(losses[-25:])) if losses else None,
-        "class_names": list(exp.val.class_names), "missing_group": missing_group, "missing_class": cls,
-        "groups": ev["groups"], "roc": roc_for(ev, cls - 1, positive),
+        "train_seconds": seconds,
+        "final_loss": float(np.mean(losses[-25:])) if losses else None,
+        "class_names": list(exp.val.class_names),
+        "missing_group": missing_group,
+        "missing_class": cls,
+        "groups": ev["groups"],
+        "roc": roc_for(ev, cls - 1, positive),
         "per_image": ev["per_image"],
     }
     if monitor is not None:
@@ -173,8 +195,9 @@ def run_one(exp: Experiment, run: RunConfig, settings: GridSettings, out: str) -
     if rank == 0:
         checkpoint = {"model": model.state_dict(), "run": asdict(run), "eps": eps}
         atomic_write(os.path.join(out, "checkpoints", f"{run.key}.pt"), lambda f: torch.save(checkpoint, f))
-        atomic_write(os.path.join(out, "preds", f"{run.key}.npz"),
-                     lambda f: np.savez_compressed(f, pred=pred.astype(np.uint8)))
+        atomic_write(
+            os.path.join(out, "preds", f"{run.key}.npz"), lambda f: np.savez_compressed(f, pred=pred.astype(np.uint8))
+        )
         atomic_write_json(os.path.join(out, "runs", f"{run.key}.json"), result)
     return result
 
@@ -191,8 +214,9 @@ def _comparable(settings: dict) -> dict:
     return {k: settings.get(k) for k in ("images", "iterations", "lr", "base_channels", "levels", "seed")}
 
 
-def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *, log=print, jobs: int = 1,
-             threads: int = 1) -> dict:
+def run_grid(
+    experiments: list[Experiment], settings: GridSettings, out: str, *, log=print, jobs: int = 1, threads: int = 1
+) -> dict:
     """Run every configuration of every experiment, skipping those whose result file exists (resume).
 
     Returns {run key: result}. The set of runs to do is fixed before any training, so all ranks of a
@@ -204,8 +228,10 @@ def run_grid(experiments: list[Experiment], settings: GridSettings, out: str, *,
     current = _comparable(asdict(settings))
     for key, res in done.items():
         if res is not None and _comparable(res.get("settings", {})) != current:
-            raise ValueError(f"{out} holds run {key} trained with other settings ({_comparable(res.get('settings', {}))} "
-                             f"vs {current}); resume with the same options or choose another --out")
+            raise ValueError(
+                f"{out} holds run {key} trained with other settings ({_comparable(res.get('settings', {}))} "
+                f"vs {current}); resume with the same options or choose another --out"
+            )
     todo = [(e, r) for e in experiments for r in e.runs if done[r.key] is None]
     skipped = len(done) - len(todo)
     if skipped and rank == 0:
@@ -240,12 +266,17 @@ def run_parallel(todo: list, settings: GridSettings, out: str, *, jobs: int, thr
     try:
         for i in range(jobs):
             job = os.path.join(work, f"job{i}.pkl")
-            atomic_write(job, pickle.dumps({"runs": order[i::jobs], "settings": quiet, "out": out,
-                                            "threads": threads}))
+            atomic_write(job, pickle.dumps({"runs": order[i::jobs], "settings": quiet, "out": out, "threads": threads}))
             logs.append(os.path.join(work, f"job{i}.log"))
             with open(logs[-1], "wb") as log_file:
-                procs.append(subprocess.Popen([sys.executable, "-m", "phidice.experiments.worker", job], env=env,
-                                              stdout=log_file, stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "phidice.experiments.worker", job],
+                        env=env,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         keys = [r.key for _, r in todo]
         bar = progress_bar(total=len(todo), desc=f"grid ({jobs} workers)", disable=not settings.progress, unit="run")
         shown = 0
@@ -262,8 +293,10 @@ def run_parallel(todo: list, settings: GridSettings, out: str, *, jobs: int, thr
             if code not in (None, 0):
                 with open(logs[i], "rb") as f:
                     tail = f.read()[-4000:].decode(errors="replace")
-                raise RuntimeError(f"grid worker {i} failed (exit {code}); the runs it finished are kept "
-                                   f"(re-run to resume). Its log ends:\n{tail}")
+                raise RuntimeError(
+                    f"grid worker {i} failed (exit {code}); the runs it finished are kept "
+                    f"(re-run to resume). Its log ends:\n{tail}"
+                )
     finally:
         for p in procs:
             if p.poll() is None:

@@ -25,6 +25,7 @@ from scipy import ndimage
 from phidice.experiments.data import SegDataset
 from phidice.io import LABEL_SUFFIXES, read_image
 
+
 def _find(folder: str, stem: str) -> str | None:
     for e in LABEL_SUFFIXES:
         p = os.path.join(folder, stem + e)
@@ -42,8 +43,10 @@ def detect_layout(root: str) -> str:
         return "acdc"
     if os.path.isdir(os.path.join(root, "images")) and os.path.isdir(os.path.join(root, "labels")):
         return "plain"
-    raise ValueError(f"cannot tell the layout of {root}: expected HGG/ and LGG/ (brats), patientXXX/ (acdc), "
-                     "or images/, labels/ and groups.csv (plain)")
+    raise ValueError(
+        f"cannot tell the layout of {root}: expected HGG/ and LGG/ (brats), patientXXX/ (acdc), "
+        "or images/, labels/ and groups.csv (plain)"
+    )
 
 
 def _slices(img, lab, spacing, size, k):
@@ -78,9 +81,16 @@ def _assemble(items, size, num_classes, missing, class_names) -> SegDataset:
         raise ValueError("no labelled slices found in the data folder")
     sx, sy, sz = (float(v) for v in np.mean([it[4] for it in items], axis=0))
     spacing = (sx, sy, sz)
-    return SegDataset(np.stack([it[2] for it in items])[:, None], np.stack([it[3] for it in items]),
-                      np.array([it[1] for it in items]), spacing, num_classes, missing,
-                      [it[0] for it in items], class_names)
+    return SegDataset(
+        np.stack([it[2] for it in items])[:, None],
+        np.stack([it[3] for it in items]),
+        np.array([it[1] for it in items]),
+        spacing,
+        num_classes,
+        missing,
+        [it[0] for it in items],
+        class_names,
+    )
 
 
 def load_brats(root: str, size: int = 48, slices_per_case: int = 3, modality: str = "flair") -> SegDataset:
@@ -137,8 +147,9 @@ def load_acdc(root: str, size: int = 48, slices_per_case: int = 3) -> SegDataset
     return _assemble(items, size, 4, {"es": (2,)}, ("RV", "MYO", "LV"))
 
 
-def load_plain(root: str, size: int = 48, slices_per_case: int = 3, missing_group: str | None = None,
-               missing_classes=None) -> SegDataset:
+def load_plain(
+    root: str, size: int = 48, slices_per_case: int = 3, missing_group: str | None = None, missing_classes=None
+) -> SegDataset:
     csv_path = os.path.join(root, "groups.csv")
     if not os.path.exists(csv_path):
         raise FileNotFoundError(f"plain layout needs {csv_path} with columns name,group")

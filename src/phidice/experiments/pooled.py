@@ -50,8 +50,10 @@ __all__ = ["POOLED_PRESETS", "POOL_RUNS", "PooledPreset", "make_pool", "reproduc
 
 CLOSE = 0.05  # (b) counts as close to (a) when its mean DSC is at most this much lower
 ALPHA = 0.05
-SOURCES = (PoolSource("Dataset702_B", {"background": 0, "Rim": 1, "edema": 2}),
-           PoolSource("Dataset701_A", {"background": 0, "core": 1, "rim": 2}))
+SOURCES = (
+    PoolSource("Dataset702_B", {"background": 0, "Rim": 1, "edema": 2}),
+    PoolSource("Dataset701_A", {"background": 0, "core": 1, "rim": 2}),
+)
 # each source's label values → the embedded data's values (core 1, rim 2, edema 3)
 TO_DATA = ({1: 2, 2: 3}, {1: 1, 2: 2})
 # name -> (labels: "full" | "pool", loss class, activation, uses annotated). Dice + cross-entropy, Φ = I: the
@@ -79,8 +81,11 @@ class PooledPreset:
     batch_size: int = 4
 
 
-POOLED_PRESETS = {"quick": PooledPreset(240, 96, 48, 2400), "full": PooledPreset(480, 160, 48, 6000),
-                  "smoke": PooledPreset(16, 8, 16, 8, 2)}
+POOLED_PRESETS = {
+    "quick": PooledPreset(240, 96, 48, 2400),
+    "full": PooledPreset(480, 160, 48, 6000),
+    "smoke": PooledPreset(16, 8, 16, 8, 2),
+}
 
 
 @dataclass
@@ -120,8 +125,9 @@ def make_pool(train: SegDataset, seed: int = 0) -> Pool:
 
 def _loss(name: str):
     _, cls, activation, uses_annotated = POOL_RUNS[name]
-    loss = getattr(phidice, cls)(phi="I", eps=PAPER_EPS, activation=activation,
-                                 include_background=name in WITH_BACKGROUND, fused=False)
+    loss = getattr(phidice, cls)(
+        phi="I", eps=PAPER_EPS, activation=activation, include_background=name in WITH_BACKGROUND, fused=False
+    )
     if uses_annotated:
         return lambda logits, y, a: loss(logits, y, a)
     return lambda logits, y, a: loss(logits, y)
@@ -133,7 +139,7 @@ def class_masks(model, images: np.ndarray, activation: str, batch: int = 32) -> 
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        logits = model(torch.as_tensor(images[i:i + batch]))
+        logits = model(torch.as_tensor(images[i : i + batch]))
         if activation == "sigmoid":
             out.append((logits > 0).numpy())
         else:
@@ -153,8 +159,9 @@ def dice_per_class(masks: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.where(total > 0, 2.0 * inter / total, np.nan)
 
 
-def _run_one(name: str, pool: Pool, test_images, test_labels, preset: PooledPreset, *, seed: int, lr: float,
-             progress: bool) -> dict:
+def _run_one(
+    name: str, pool: Pool, test_images, test_labels, preset: PooledPreset, *, seed: int, lr: float, progress: bool
+) -> dict:
     """Train run ``name`` on the pool and score it on the test images (merged values)."""
     labels_kind, _, activation, _ = POOL_RUNS[name]
     C = pool.plan.num_classes
@@ -164,11 +171,27 @@ def _run_one(name: str, pool: Pool, test_images, test_labels, preset: PooledPres
     a = np.ones_like(pool.annotated) if labels_kind == "full" else pool.annotated
     t0 = time.perf_counter()
     steps = -(-preset.images // preset.batch_size)
-    losses = train_model(model, _loss(name), pool.images, y, a, batch_size=preset.batch_size, iterations=steps,
-                         lr=lr, seed=seed, progress=progress, desc=f"pooled {name}")
+    losses = train_model(
+        model,
+        _loss(name),
+        pool.images,
+        y,
+        a,
+        batch_size=preset.batch_size,
+        iterations=steps,
+        lr=lr,
+        seed=seed,
+        progress=progress,
+        desc=f"pooled {name}",
+    )
     dsc = dice_per_class(class_masks(model, test_images, activation), test_labels)
-    return {"name": name, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
-            "final_loss": float(np.mean(losses[-20:])), "dsc": dsc.tolist()}
+    return {
+        "name": name,
+        "steps": steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "final_loss": float(np.mean(losses[-20:])),
+        "dsc": dsc.tolist(),
+    }
 
 
 def _paired(a: np.ndarray, b: np.ndarray, names) -> dict:
@@ -188,14 +211,21 @@ def check_pooled(runs: dict, names: list) -> list:
     for j, label in enumerate(names):
         if label.lower() in lacking:
             t = _paired(np.array(runs["naive"]["dsc"])[:, j], np.array(runs["full"]["dsc"])[:, j], ("naive", "full"))
-            checks.append({"claim": f"naive significantly worse than full on {label} ({lacking[label.lower()]})",
-                           "ok": t["diff"] < 0 and t["p"] < ALPHA, **t})
+            checks.append(
+                {
+                    "claim": f"naive significantly worse than full on {label} ({lacking[label.lower()]})",
+                    "ok": t["diff"] < 0 and t["p"] < ALPHA,
+                    **t,
+                }
+            )
     return checks
 
 
 def _table(runs: dict, names: list) -> list:
-    lines = ["| run | labels | output | " + " | ".join(f"{n} DSC [95 % CI]" for n in names) + " | time (s) |",
-             "|---|---|---|" + "---|" * (len(names) + 1)]
+    lines = [
+        "| run | labels | output | " + " | ".join(f"{n} DSC [95 % CI]" for n in names) + " | time (s) |",
+        "|---|---|---|" + "---|" * (len(names) + 1),
+    ]
     for name, (kind, cls, activation, uses) in POOL_RUNS.items():
         d = np.array(runs[name]["dsc"])
         cells = []
@@ -204,37 +234,62 @@ def _table(runs: dict, names: list) -> list:
             cells.append(f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]")
         what = "full" if kind == "full" else ("pool + annotated" if uses else "pool, naive (unannotated = 0)")
         bg = ", background in" if name in WITH_BACKGROUND else ""
-        lines.append(f"| {name} | {what} | {activation} ({cls}{bg}) | " + " | ".join(cells)
-                     + f" | {runs[name]['seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {what} | {activation} ({cls}{bg}) | " + " | ".join(cells) + f" | {runs[name]['seconds']:.0f} |"
+        )
     return lines
 
 
 def write_pooled_report(runs: dict, plan, out: str, meta: dict) -> str:
     names = plan.names[1:]
     checks = check_pooled(runs, names)
-    md = ["# phidice reproduce --task pooled", "",
-          "Two sources of the embedded multiclass images, pooled with the label plan of `phidice nnunet merge`:",
-          "", plan.table_markdown(), "",
-          f"{meta['n_train']} training images (half per source), {meta['n_test']} test images with every label; "
-          f"{meta['steps']} steps of B = {meta['batch_size']} per run, Φ = I, seed {meta['seed']}; "
-          f"{meta['wall_seconds']:.0f} s in all ({meta['machine']}).", "",
-          "## Dice per label on the test images (mean over images, 95 % bootstrap CI)", "", *_table(runs, names),
-          "", "## Checks", "",
-          f"(b) close to (a): mean paired DSC difference ≥ −{CLOSE}; (c) worse than (a): difference < 0 with a "
-          f"two-sided sign-flip p < {ALPHA}.", "",
-          "| claim | holds | Δ DSC [95 % CI] | p | n |", "|---|---|---|---|---|"]
+    md = [
+        "# phidice reproduce --task pooled",
+        "",
+        "Two sources of the embedded multiclass images, pooled with the label plan of `phidice nnunet merge`:",
+        "",
+        plan.table_markdown(),
+        "",
+        f"{meta['n_train']} training images (half per source), {meta['n_test']} test images with every label; "
+        f"{meta['steps']} steps of B = {meta['batch_size']} per run, Φ = I, seed {meta['seed']}; "
+        f"{meta['wall_seconds']:.0f} s in all ({meta['machine']}).",
+        "",
+        "## Dice per label on the test images (mean over images, 95 % bootstrap CI)",
+        "",
+        *_table(runs, names),
+        "",
+        "## Checks",
+        "",
+        f"(b) close to (a): mean paired DSC difference ≥ −{CLOSE}; (c) worse than (a): difference < 0 with a "
+        f"two-sided sign-flip p < {ALPHA}.",
+        "",
+        "| claim | holds | Δ DSC [95 % CI] | p | n |",
+        "|---|---|---|---|---|",
+    ]
     for c in checks:
-        md.append(f"| {c['claim']} | {'yes' if c['ok'] else '**no**'} | {c['diff']:+.3f} [{c['low']:+.3f}, "
-                  f"{c['high']:+.3f}] | {c['p']:.3g} | {c['n']} |")
+        md.append(
+            f"| {c['claim']} | {'yes' if c['ok'] else '**no**'} | {c['diff']:+.3f} [{c['low']:+.3f}, "
+            f"{c['high']:+.3f}] | {c['p']:.3g} | {c['n']} |"
+        )
     path = os.path.join(out, "pooled_report.md")
     atomic_write(path, "\n".join(md) + "\n")
-    atomic_write(os.path.join(out, "pooled_results.json"),
-                 json.dumps({"meta": meta, "labels": names, "checks": checks, "runs": runs}, indent=1) + "\n")
+    atomic_write(
+        os.path.join(out, "pooled_results.json"),
+        json.dumps({"meta": meta, "labels": names, "checks": checks, "runs": runs}, indent=1) + "\n",
+    )
     return path
 
 
-def reproduce_pooled(out: str, *, preset: str = "quick", seed: int = 0, lr: float = 1e-3, threads: int = 2,
-                     progress: bool = True, log=print) -> str:
+def reproduce_pooled(
+    out: str,
+    *,
+    preset: str = "quick",
+    seed: int = 0,
+    lr: float = 1e-3,
+    threads: int = 2,
+    progress: bool = True,
+    log=print,
+) -> str:
     """Run the pooled experiment (module doc) into ``out``; returns the report's path. Re-running resumes."""
     if preset not in POOLED_PRESETS:
         raise ValueError(f"preset must be one of {sorted(POOLED_PRESETS)}; got {preset!r}")
@@ -256,9 +311,20 @@ def reproduce_pooled(out: str, *, preset: str = "quick", seed: int = 0, lr: floa
             continue
         runs[name] = _run_one(name, pool, test.images, test_labels, p, seed=seed, lr=lr, progress=progress)
         atomic_write(path, json.dumps(runs[name]) + "\n")
-        log(f"  {name}: {runs[name]['seconds']:.0f} s, mean DSC "
-            + ", ".join(f"{n} {v:.3f}" for n, v in zip(pool.plan.names[1:], np.nanmean(runs[name]["dsc"], 0))))
-    meta = {"preset": preset, "seed": seed, "lr": lr, "n_train": p.n_train, "n_test": p.n_test,
-            "steps": -(-p.images // p.batch_size), "batch_size": p.batch_size, "torch_threads": torch.get_num_threads(),
-            "wall_seconds": round(time.perf_counter() - t0, 1), "machine": f"{os.cpu_count()} CPUs, cpu"}
+        log(
+            f"  {name}: {runs[name]['seconds']:.0f} s, mean DSC "
+            + ", ".join(f"{n} {v:.3f}" for n, v in zip(pool.plan.names[1:], np.nanmean(runs[name]["dsc"], 0)))
+        )
+    meta = {
+        "preset": preset,
+        "seed": seed,
+        "lr": lr,
+        "n_train": p.n_train,
+        "n_test": p.n_test,
+        "steps": -(-p.images // p.batch_size),
+        "batch_size": p.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "machine": f"{os.cpu_count()} CPUs, cpu",
+    }
     return write_pooled_report(runs, pool.plan, out, meta)

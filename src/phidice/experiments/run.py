@@ -48,21 +48,32 @@ def multiclass_runs(batch_size=2, task="multiclass"):
     return [RunConfig(task, c, batch_size, lab) for lab in ("full", "partial") for c in MULTICLASS_CONFIGS[lab]]
 
 
-def build_experiments(preset: Preset, *, tasks=("binary", "multiclass"), data: str | None = None,
-                      layout: str = "auto", seed: int = 0, slices_per_case: int = 3, missing_group=None,
-                      batch_sizes=None) -> tuple[list[Experiment], dict]:
+def build_experiments(
+    preset: Preset,
+    *,
+    tasks=("binary", "multiclass"),
+    data: str | None = None,
+    layout: str = "auto",
+    seed: int = 0,
+    slices_per_case: int = 3,
+    missing_group=None,
+    batch_sizes=None,
+) -> tuple[list[Experiment], dict]:
     """The experiments to run: the embedded MNI152 tasks, or one task on the user's folder ``data``."""
     batch_sizes = tuple(batch_sizes or preset.batch_sizes)
     exps = []
     if data is not None:
-        ds = load_folder(data, layout, size=preset.size, slices_per_case=slices_per_case,
-                         missing_group=missing_group)
+        ds = load_folder(data, layout, size=preset.size, slices_per_case=slices_per_case, missing_group=missing_group)
         train, val = split_by_case(ds, 0.3, seed)
         if ds.num_classes == 1:
             runs = binary_runs(batch_sizes)
         else:
-            runs = [RunConfig("multiclass", c, B, lab) for lab in ("full", "partial") for B in batch_sizes
-                    for c in MULTICLASS_CONFIGS[lab]]
+            runs = [
+                RunConfig("multiclass", c, B, lab)
+                for lab in ("full", "partial")
+                for B in batch_sizes
+                for c in MULTICLASS_CONFIGS[lab]
+            ]
         task = "binary" if ds.num_classes == 1 else "multiclass"
         exps.append(Experiment(task, train, val, runs))
         return exps, {task: val}
@@ -81,11 +92,26 @@ def default_out() -> str:
     return os.path.join("phidice-runs", time.strftime("%Y%m%d-%H%M%S"))
 
 
-def reproduce(out: str | None = None, *, preset: str = "quick", images: int | None = None,
-              iterations: int | None = None, batch_sizes=None,
-              tasks=("binary", "multiclass"), data: str | None = None, layout: str = "auto", device: str = "cpu",
-              threads: int | None = 2, seed: int = 0, lr: float = 1e-3, progress: bool = True,
-              slices_per_case: int = 3, missing_group=None, jobs: int | None = None, log=print) -> str:
+def reproduce(
+    out: str | None = None,
+    *,
+    preset: str = "quick",
+    images: int | None = None,
+    iterations: int | None = None,
+    batch_sizes=None,
+    tasks=("binary", "multiclass"),
+    data: str | None = None,
+    layout: str = "auto",
+    device: str = "cpu",
+    threads: int | None = 2,
+    seed: int = 0,
+    lr: float = 1e-3,
+    progress: bool = True,
+    slices_per_case: int = 3,
+    missing_group=None,
+    jobs: int | None = None,
+    log=print,
+) -> str:
     """Run the grid of ``preset`` ("quick", "full" or "smoke") and write the report; returns report.md's path.
 
     Each run sees ``images`` training images (default: the preset's), i.e. ceil(images / B) steps;
@@ -121,11 +147,19 @@ def reproduce(out: str | None = None, *, preset: str = "quick", images: int | No
     elif jobs is None:
         jobs = max(1, min(budget, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    exps, vals = build_experiments(p, tasks=tasks, data=data, layout=layout, seed=seed,
-                                   slices_per_case=slices_per_case, missing_group=missing_group,
-                                   batch_sizes=batch_sizes)
-    settings = GridSettings(images=images or p.images, iterations=iterations, lr=lr, seed=seed, device=device,
-                            progress=progress)
+    exps, vals = build_experiments(
+        p,
+        tasks=tasks,
+        data=data,
+        layout=layout,
+        seed=seed,
+        slices_per_case=slices_per_case,
+        missing_group=missing_group,
+        batch_sizes=batch_sizes,
+    )
+    settings = GridSettings(
+        images=images or p.images, iterations=iterations, lr=lr, seed=seed, device=device, progress=progress
+    )
     if rank == 0:
         n = sum(len(e.runs) for e in exps)
         length = f"{iterations} steps" if iterations else f"{settings.images} images = ⌈{settings.images}/B⌉ steps"
@@ -134,7 +168,16 @@ def reproduce(out: str | None = None, *, preset: str = "quick", images: int | No
     results = run_grid(exps, settings, out, log=log, jobs=jobs, threads=max(1, budget // jobs))
     if rank != 0:
         return os.path.join(out, "report.md")
-    meta = {"preset": preset, "images": settings.images, "iterations": iterations, "lr": lr, "seed": seed, "device": device,
-            "data": data or "embedded MNI152 (nilearn)", "wall_seconds": round(time.perf_counter() - t0, 1),
-            "torch_threads": torch.get_num_threads(), "jobs": jobs}
+    meta = {
+        "preset": preset,
+        "images": settings.images,
+        "iterations": iterations,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "data": data or "embedded MNI152 (nilearn)",
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "torch_threads": torch.get_num_threads(),
+        "jobs": jobs,
+    }
     return write_report(results, out, datasets=vals, meta=meta)

@@ -87,8 +87,9 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
     _, _, in_ddp = distributed_info()
     # fused=False: on these small images the reference path is faster than the fused CPU kernel, whose
     # thread pool would also compete with torch's threads
-    kwargs = dict(phi=phi, eps=eps, activation="sigmoid" if binary else "softmax", include_background=binary,
-                  fused=False)
+    kwargs = dict(
+        phi=phi, eps=eps, activation="sigmoid" if binary else "softmax", include_background=binary, fused=False
+    )
     if in_ddp:
         kwargs["sync_batch"] = True  # Φ ∋ B then spans the global batch
     loss = getattr(phidice, cls_name)(**kwargs)
@@ -116,9 +117,23 @@ def _batches(n: int, batch_size: int, iterations: int, seed: int, rank: int = 0,
         yield step[rank::world]
 
 
-def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.ndarray, annotated: np.ndarray,
-                *, batch_size: int, iterations: int, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                progress: bool = True, desc: str = "train", monitor=None, steps_per_epoch: int = 0) -> list[float]:
+def train_model(
+    model: torch.nn.Module,
+    loss_fn,
+    images: np.ndarray,
+    labels: np.ndarray,
+    annotated: np.ndarray,
+    *,
+    batch_size: int,
+    iterations: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    desc: str = "train",
+    monitor=None,
+    steps_per_epoch: int = 0,
+) -> list[float]:
     """Adam with a cosine-decayed learning rate for ``iterations`` steps of ``batch_size`` images.
 
     Under torchrun (``torch.distributed`` initialised) each rank takes its share of every global batch
@@ -137,8 +152,14 @@ def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.
     y_all = torch.as_tensor(labels)
     a_all = torch.as_tensor(annotated)
     losses = []
-    bar = progress_bar(_batches(len(images), batch_size, iterations, seed, rank, world), total=iterations, desc=desc,
-               leave=False, disable=not progress or rank != 0, mininterval=0.5)
+    bar = progress_bar(
+        _batches(len(images), batch_size, iterations, seed, rank, world),
+        total=iterations,
+        desc=desc,
+        leave=False,
+        disable=not progress or rank != 0,
+        mininterval=0.5,
+    )
     if monitor is not None:
         monitor.attach()
     for idx in bar:
@@ -162,13 +183,14 @@ def train_model(model: torch.nn.Module, loss_fn, images: np.ndarray, labels: np.
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, num_classes: int, device: str = "cpu",
-            batch_size: int = 32) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, images: np.ndarray, num_classes: int, device: str = "cpu", batch_size: int = 32
+) -> np.ndarray:
     """Hard label maps (N, H, W): sigmoid > 0.5 for one channel, argmax of the softmax otherwise."""
     model.to(device).eval()
     out = []
     for i in range(0, len(images), batch_size):
-        logits = model(torch.as_tensor(images[i:i + batch_size]).to(device))
+        logits = model(torch.as_tensor(images[i : i + batch_size]).to(device))
         pred = (logits[:, 0] > 0).long() if num_classes == 1 else logits.argmax(1)
         out.append(pred.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[2:], np.int64)

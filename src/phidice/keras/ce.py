@@ -10,8 +10,8 @@ by class, averaged over every (voxel, class). ``ignore_index`` voxels leave the 
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
+from keras import ops
 from phidice.core.config import CEConfig, DiceConfig
 from phidice.keras.checks import dtype_of
 from phidice.keras.sums import Prepared, dense_target
@@ -57,8 +57,9 @@ def cross_entropy(y_pred, prepared: Prepared, config: DiceConfig, ce: CEConfig):
         y = dense_target(prepared, x, "sigmoid")
         if s:
             y = y * (1 - s) + 0.5 * s
-        per = ops.where(ops.equal(y, 0), 0.0, y * ops.softplus(-x)) + \
-            ops.where(ops.equal(y, 1), 0.0, (1 - y) * ops.softplus(x))
+        per = ops.where(ops.equal(y, 0), 0.0, y * ops.softplus(-x)) + ops.where(
+            ops.equal(y, 1), 0.0, (1 - y) * ops.softplus(x)
+        )
         if w is not None:
             per = per * w
         norm = ops.ones_like(per)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sys
 
-import keras
 import numpy as np
+
+import keras
 from keras import ops
 
 
@@ -110,8 +111,14 @@ def nonfinite_where(x, channels_first: bool) -> str:
     bad = np.argwhere(~np.isfinite(v))
     if not len(bad):
         return ""
-    counts = ", ".join(f"{n} {what}" for what, n in (("NaN", int(np.isnan(v).sum())),
-                                                     ("+Inf", int(np.isposinf(v).sum())),
-                                                     ("-Inf", int(np.isneginf(v).sum()))) if n)
+    counts = ", ".join(
+        f"{n} {what}"
+        for what, n in (
+            ("NaN", int(np.isnan(v).sum())),
+            ("+Inf", int(np.isposinf(v).sum())),
+            ("-Inf", int(np.isneginf(v).sum())),
+        )
+        if n
+    )
     b, c, *voxel = (int(i) for i in bad[0])
     return f": {counts} of {v.size} values; the first at batch item {b}, channel {c}, voxel {tuple(voxel)}"

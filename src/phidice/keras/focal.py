@@ -10,8 +10,8 @@ background, α for the others); averaged over the voxels. ``focal_weight`` multi
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
+from keras import ops
 from phidice.core.config import DiceConfig, FocalConfig, class_slice
 from phidice.equations import FOCAL_FLOOR
 from phidice.keras.checks import dtype_of

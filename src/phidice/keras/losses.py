@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import keras
 import numpy as np
-from keras import ops
 
+import keras
+from keras import ops
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, FocalConfig, class_slice
 from phidice.core.rules import check_compound, check_marginal
 from phidice.core.signature import config_signature
@@ -37,14 +37,7 @@ from phidice.keras.missing import (
     merge_probabilities,
     split_supersets,
 )
-from phidice.keras.sums import (
-    activate,
-    check_pred,
-    class_stats,
-    dense_target,
-    prepare_target,
-    reference_stats,
-)
+from phidice.keras.sums import activate, check_pred, class_stats, dense_target, prepare_target, reference_stats
 from phidice.keras.xp import KERAS
 
 __all__ = ["DiceCELoss", "DiceFocalLoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
@@ -52,7 +45,7 @@ __all__ = ["DiceCELoss", "DiceFocalLoss", "DiceLoss", "LeafDiceLoss", "MarginalD
 _TORCH_ONLY = {
     "fused": "the fused kernels belong to the PyTorch losses; the Keras losses run keras.ops on every back end",
     "sync_batch": "it gathers the batch over torch.distributed ranks; under tf.distribute Φ ∋ B spans the batch "
-                  "of one replica (docs/keras.md says what to do)",
+    "of one replica (docs/keras.md says what to do)",
 }
 # the DiceConfig fields the Keras losses do not take: the torch-only ones and the index (Dice only here)
 KERAS_SKIP = (*_TORCH_ONLY, "overlap")
@@ -87,8 +80,7 @@ def align_smoothing(config: DiceConfig, num_channels: int, like, axis: str) -> S
     return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), config_smoothing(config))))
 
 
-def loss_from_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None,
-                   axis: str = "the last axis"):
+def loss_from_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None, axis: str = "the last axis"):
     """The loss of Eq. 3 from the (B, C') sums of the scored classes: :mod:`phidice.equations` on ``keras.ops``.
 
     ``num_channels`` (C) and ``include_background`` say how per-class ε and weights align with the sums;
@@ -119,8 +111,7 @@ def _plain(value):
 class _PhiLoss(keras.losses.Loss):
     """What the Keras losses share: the :class:`DiceConfig`, the layout, the value checks, ``get_config``."""
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None,
-                 **options):
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None, **options):
         _reject(type(self).__name__, options)
         self.config = DiceConfig(phi=phi, eps=eps, **options)
         self.data_format = standardize_data_format(data_format)
@@ -137,7 +128,8 @@ class _PhiLoss(keras.losses.Loss):
             raise ValueError(
                 f"{type(self).__name__} takes no sample_weight (nor model.fit's class_weight): a Dice over subsets "
                 f"φ is not a mean of per-sample losses. Weigh classes with class_weights=, leave voxels out with "
-                f"ignore_index=")
+                f"ignore_index="
+            )
         with keras.name_scope(self.name):
             return self.call(y_true, y_pred)
 
@@ -225,8 +217,7 @@ class DiceCELoss(_PhiLoss):
         1.8394
     """
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None,
-                 **options):
+    def __init__(self, phi="I", eps=DEFAULT_EPS, *, data_format: str | None = None, name: str | None = None, **options):
         ce_options = {k: options.pop(k) for k in CE_OPTIONS if k in options}
         super().__init__(phi, eps, data_format=data_format, name=name, **options)
         self.ce = CEConfig(**ce_options)
@@ -251,14 +242,27 @@ class DiceFocalLoss(_PhiLoss):
     ``lambda_dice``, ``lambda_focal``, ``focal_activation``; ``ignore_index`` applies to both terms.
     """
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, gamma=2.0, alpha=None, focal_weight=None, lambda_dice=1.0,
-                 lambda_focal=1.0, focal_activation=None, **options):
+    def __init__(
+        self,
+        phi="I",
+        eps=DEFAULT_EPS,
+        *,
+        gamma=2.0,
+        alpha=None,
+        focal_weight=None,
+        lambda_dice=1.0,
+        lambda_focal=1.0,
+        focal_activation=None,
+        **options,
+    ):
         super().__init__(phi, eps, **options)
         self.focal = FocalConfig(gamma, alpha, focal_weight, lambda_dice, lambda_focal, focal_activation)
         check_compound(self.config, "DiceFocalLoss")
         if self.focal.activation_for(self.config) not in ("softmax", "sigmoid"):
-            raise ValueError(f"DiceFocalLoss: the focal term needs logits and activation 'softmax' or 'sigmoid' "
-                             f"(or focal_activation=); got {self.focal.activation_for(self.config)!r}")
+            raise ValueError(
+                f"DiceFocalLoss: the focal term needs logits and activation 'softmax' or 'sigmoid' "
+                f"(or focal_activation=); got {self.focal.activation_for(self.config)!r}"
+            )
 
     def _loss(self, y_true, y_pred, num_channels, checks):
         layout = self._layout
@@ -278,13 +282,22 @@ class _PartialDice(_PhiLoss):
 
     _kind = "leaf"
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, labels_superset_map: dict | None = None,
-                 data_format: str | None = None, name: str | None = None, **options):
+    def __init__(
+        self,
+        phi="I",
+        eps=DEFAULT_EPS,
+        *,
+        labels_superset_map: dict | None = None,
+        data_format: str | None = None,
+        name: str | None = None,
+        **options,
+    ):
         super().__init__(phi, eps, data_format=data_format, name=name, **options)
         if self._kind == "marginal":
             check_marginal(self.config.activation, type(self).__name__)
-        self.labels_superset_map = None if labels_superset_map is None else \
-            check_superset_map(labels_superset_map, None)
+        self.labels_superset_map = (
+            None if labels_superset_map is None else check_superset_map(labels_superset_map, None)
+        )
 
     def __call__(self, y_true, y_pred, sample_weight=None, *, annotated=None):
         """``annotated``: (B, C) bool, the classes each sample annotates (None: every class, or those the superset
@@ -299,22 +312,29 @@ class _PartialDice(_PhiLoss):
         pred_shape = tuple(y_pred.shape)
         if self.labels_superset_map is not None:
             if annotated is not None:
-                raise ValueError(f"{type(self).__name__} was built with labels_superset_map, which reads the "
-                                 f"annotated classes from y_true's superset labels; pass annotated= or the map, "
-                                 f"not both")
-            y_true, annotated = split_supersets(y_true, self.labels_superset_map, pred_shape, config.ignore_index,
-                                                layout, checks)
+                raise ValueError(
+                    f"{type(self).__name__} was built with labels_superset_map, which reads the "
+                    f"annotated classes from y_true's superset labels; pass annotated= or the map, "
+                    f"not both"
+                )
+            y_true, annotated = split_supersets(
+                y_true, self.labels_superset_map, pred_shape, config.ignore_index, layout, checks
+            )
         if self._kind == "marginal":
             check_marginal(config.activation, f"the {self._kind} Dice", num_channels)
-        annotated = all_annotated(y_pred, layout) if annotated is None else \
-            check_annotated(annotated, pred_shape, layout, config.activation, checks)
+        annotated = (
+            all_annotated(y_pred, layout)
+            if annotated is None
+            else check_annotated(annotated, pred_shape, layout, config.activation, checks)
+        )
         prepared = prepare_target(y_true, pred_shape, config, layout, checks)
         x = layout.to_last(y_pred)
         if self._kind == "marginal" and config.include_background:
             probs = activate(x, config.activation)
             y = dense_target(prepared, probs, config.activation)
-            stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared,
-                                    config.soft_label)
+            stats = reference_stats(
+                merge_probabilities(probs, annotated), y, prepared.mask, config.squared, config.soft_label
+            )
         else:
             stats = class_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)
@@ -325,8 +345,10 @@ class _PartialDice(_PhiLoss):
 
     def get_config(self) -> dict:
         supersets = self.labels_superset_map
-        return {**super().get_config(),
-                "labels_superset_map": None if supersets is None else {str(k): v for k, v in supersets.items()}}
+        return {
+            **super().get_config(),
+            "labels_superset_map": None if supersets is None else {str(k): v for k, v in supersets.items()},
+        }
 
     @classmethod
     def from_config(cls, config: dict):

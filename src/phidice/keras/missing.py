@@ -11,8 +11,8 @@ marks a voxel "background or one of u, …", and makes u unannotated in that sam
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
+from keras import ops
 from phidice.core.rules import has_background
 from phidice.core.supersets import check_superset_map
 from phidice.keras.checks import Checks, concrete, dtype_of, is_integer, shapes_agree
@@ -37,28 +37,42 @@ def check_annotated(annotated, pred_shape, layout: Layout, activation, checks: C
         raise TypeError(f"annotated must be a (B, C) bool tensor; got {type(annotated).__name__}") from err
     dtype = dtype_of(annotated)
     if dtype != "bool" and not is_integer(dtype):
-        raise TypeError(f"annotated must be a bool tensor (or integers 0/1) of shape (B, C); got dtype {dtype} — "
-                        f"use `annotated > 0.5` to say which classes are annotated")
+        raise TypeError(
+            f"annotated must be a bool tensor (or integers 0/1) of shape (B, C); got dtype {dtype} — "
+            f"use `annotated > 0.5` to say which classes are annotated"
+        )
     if not shapes_agree(tuple(annotated.shape), (B, C)):
-        raise ValueError(f"annotated must have shape (B, C) = {(B, C)}, one flag per sample and class (background "
-                         f"column included); got shape {tuple(annotated.shape)}")
+        raise ValueError(
+            f"annotated must have shape (B, C) = {(B, C)}, one flag per sample and class (background "
+            f"column included); got shape {tuple(annotated.shape)}"
+        )
     if dtype != "bool":
-        checks.require(ops.logical_and(annotated != 0, annotated != 1),
-                       lambda: ValueError(f"annotated of integer dtype {dtype} must hold only 0 and 1"))
+        checks.require(
+            ops.logical_and(annotated != 0, annotated != 1),
+            lambda: ValueError(f"annotated of integer dtype {dtype} must hold only 0 and 1"),
+        )
         annotated = ops.not_equal(annotated, 0)
 
     def rows(bad):
         return np.flatnonzero(concrete(bad)).tolist()
 
     nothing = ops.logical_not(ops.any(annotated, axis=1))
-    checks.require(nothing, lambda: ValueError(
-        f"annotated: sample(s) {rows(nothing)} have no class annotated at all; such a sample carries no label "
-        f"information — leave it out of the batch"))
+    checks.require(
+        nothing,
+        lambda: ValueError(
+            f"annotated: sample(s) {rows(nothing)} have no class annotated at all; such a sample carries no label "
+            f"information — leave it out of the batch"
+        ),
+    )
     if has_background(C, activation):
         no_bg = ops.logical_not(annotated[:, 0])
-        checks.require(no_bg, lambda: ValueError(
-            f"annotated[:, 0] (background) must be True; got False for sample(s) {rows(no_bg)}. The background "
-            f"is always annotated: it is what unannotated classes are labelled as in the target"))
+        checks.require(
+            no_bg,
+            lambda: ValueError(
+                f"annotated[:, 0] (background) must be True; got False for sample(s) {rows(no_bg)}. The background "
+                f"is always annotated: it is what unannotated classes are labelled as in the target"
+            ),
+        )
     return annotated
 
 
@@ -69,8 +83,10 @@ def check_unannotated_labels(target_sum, annotated, checks: Checks) -> None:
     def error():
         pairs = [tuple(p) for p in np.argwhere(concrete(bad)).tolist()]
         shown = ", ".join(str(p) for p in pairs[:6]) + (" ..." if len(pairs) > 6 else "")
-        return ValueError(f"y_true has labels of classes marked unannotated, at (sample, class) {shown}: label "
-                          f"unannotated classes as background (0) in y_true, or mark them annotated")
+        return ValueError(
+            f"y_true has labels of classes marked unannotated, at (sample, class) {shown}: label "
+            f"unannotated classes as background (0) in y_true, or mark them annotated"
+        )
 
     checks.require(bad, error)
 
@@ -103,8 +119,10 @@ def split_supersets(y_true, supersets: dict, pred_shape, ignore_index, layout: L
     supersets = check_superset_map(supersets, C)
     y_true = ops.convert_to_tensor(y_true)
     if is_map(y_true, pred_shape, layout) and C > 1:
-        raise ValueError("labels_superset_map needs integer label targets (superset labels are values ≥ C); "
-                         f"got a map of y_pred's shape {tuple(y_true.shape)}")
+        raise ValueError(
+            "labels_superset_map needs integer label targets (superset labels are values ≥ C); "
+            f"got a map of y_pred's shape {tuple(y_true.shape)}"
+        )
     if dtype_of(y_true) == "bool":
         y_true = ops.cast(y_true, "int32")
     labels = label_tensor(y_true, pred_shape, layout, checks)
@@ -125,21 +143,25 @@ def split_supersets(y_true, supersets: dict, pred_shape, ignore_index, layout: L
 
     def unknown_error():
         values = sorted(set(np.asarray(concrete(labels))[np.asarray(concrete(unknown))].tolist()))[:8]
-        return ValueError(f"y_true holds labels {values}, which are neither leaf labels [0, {C - 1}] nor superset "
-                          f"labels {keys}")
+        return ValueError(
+            f"y_true holds labels {values}, which are neither leaf labels [0, {C - 1}] nor superset labels {keys}"
+        )
 
     checks.require(unknown, unknown_error)
     if checks.enabled:
-        onehot = ops.one_hot(ops.where(leaf, labels, 0), C, dtype="float32") * ops.cast(ops.expand_dims(leaf, -1),
-                                                                                          "float32")
+        onehot = ops.one_hot(ops.where(leaf, labels, 0), C, dtype="float32") * ops.cast(
+            ops.expand_dims(leaf, -1), "float32"
+        )
         labelled = ops.max(onehot, axis=spatial) > 0  # (B, C): sample b holds leaf label c
         clash = ops.logical_and(unannotated, labelled)
 
         def clash_error():
             pairs = [tuple(p) for p in np.argwhere(concrete(clash)).tolist()][:6]
-            return ValueError(f"(sample, class) {pairs}: the class is labelled in some voxels and part of a superset "
-                              f"{{0, …}} in others, i.e. annotated only partly in that sample — the per-sample "
-                              f"'annotated' form cannot express this")
+            return ValueError(
+                f"(sample, class) {pairs}: the class is labelled in some voxels and part of a superset "
+                f"{{0, …}} in others, i.e. annotated only partly in that sample — the per-sample "
+                f"'annotated' form cannot express this"
+            )
 
         checks.require(clash, clash_error)
     return ops.where(is_super, 0, labels), ops.logical_not(unannotated)

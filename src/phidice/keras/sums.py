@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from keras import ops
-
 from phidice.core.config import DiceConfig
 from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
@@ -45,16 +44,23 @@ def check_pred(y_pred, config: DiceConfig, layout: Layout, checks: Checks) -> in
     dtype = dtype_of(y_pred)
     if not is_float(dtype):
         if config.activation is not None:
-            raise TypeError(f"y_pred has integer dtype {dtype} but activation={config.activation!r} expects float "
-                            f"logits")
+            raise TypeError(
+                f"y_pred has integer dtype {dtype} but activation={config.activation!r} expects float logits"
+            )
         raise TypeError(f"y_pred must be a floating-point tensor of probabilities; got dtype {dtype}")
     if config.activation == "softmax" and C < 2:
-        raise ValueError("activation='softmax' needs at least 2 channels (softmax over one channel is constant 1); "
-                         "use activation='sigmoid' for a single binary channel")
+        raise ValueError(
+            "activation='softmax' needs at least 2 channels (softmax over one channel is constant 1); "
+            "use activation='sigmoid' for a single binary channel"
+        )
     if config.check_finite:
-        checks.require(ops.logical_not(ops.isfinite(y_pred)),
-                       lambda: ValueError("y_pred contains NaN or Inf (check_finite=True)"
-                                          + nonfinite_where(y_pred, layout.first)), always=True)
+        checks.require(
+            ops.logical_not(ops.isfinite(y_pred)),
+            lambda: ValueError(
+                "y_pred contains NaN or Inf (check_finite=True)" + nonfinite_where(y_pred, layout.first)
+            ),
+            always=True,
+        )
     return C
 
 
@@ -83,9 +89,13 @@ def label_tensor(y_true, pred_shape, layout: Layout, checks: Checks):
             f"{layout.labels} = {(B, *spatial)} or {first}, or a float map {layout.pred} = {tuple(pred_shape)}"
         )
     if is_float(dtype_of(lab)):
-        checks.require(ops.not_equal(lab, ops.round(lab)), lambda: ValueError(
-            f"y_true of shape {tshape} is read as labels (y_pred has C={layout.channels(pred_shape)} classes), "
-            f"yet it holds non-integer values"))
+        checks.require(
+            ops.not_equal(lab, ops.round(lab)),
+            lambda: ValueError(
+                f"y_true of shape {tshape} is read as labels (y_pred has C={layout.channels(pred_shape)} classes), "
+                f"yet it holds non-integer values"
+            ),
+        )
     return ops.cast(lab, "int32")
 
 
@@ -100,27 +110,35 @@ def prepare_target(y_true, pred_shape, config: DiceConfig, layout: Layout, check
         raise TypeError(f"y_true must be integer labels or a float/bool map; got dtype {dtype}")
     tshape, B = tuple(y_true.shape), pred_shape[0]
     if not tshape or (tshape[0] is not None and B is not None and tshape[0] != B):
-        raise ValueError(f"y_true batch size {tshape[0] if tshape else None} does not match y_pred batch size {B} "
-                         f"(y_pred {tuple(pred_shape)}, y_true {tshape})")
+        raise ValueError(
+            f"y_true batch size {tshape[0] if tshape else None} does not match y_pred batch size {B} "
+            f"(y_pred {tuple(pred_shape)}, y_true {tshape})"
+        )
     if dtype == "bool" or (is_integer(dtype) and is_map(y_true, pred_shape, layout)):
         y_true = ops.cast(y_true, "float32")
     if is_map(y_true, pred_shape, layout):
         if config.ignore_index is not None:
-            raise ValueError("ignore_index applies to integer label targets; a one-hot/soft y_true (a map of "
-                             "y_pred's shape) has no labels to ignore")
+            raise ValueError(
+                "ignore_index applies to integer label targets; a one-hot/soft y_true (a map of "
+                "y_pred's shape) has no labels to ignore"
+            )
         if config.check_finite:
-            checks.require(ops.logical_not(ops.isfinite(y_true)),
-                           lambda: ValueError("y_true contains NaN or Inf (check_finite=True)"), always=True)
-        checks.require(ops.logical_not(ops.logical_and(y_true >= 0, y_true <= 1)),  # NaN fails both
-                       lambda: ValueError("y_true values must lie in [0, 1] (one-hot or soft maps)"))
+            checks.require(
+                ops.logical_not(ops.isfinite(y_true)),
+                lambda: ValueError("y_true contains NaN or Inf (check_finite=True)"),
+                always=True,
+            )
+        checks.require(
+            ops.logical_not(ops.logical_and(y_true >= 0, y_true <= 1)),  # NaN fails both
+            lambda: ValueError("y_true values must lie in [0, 1] (one-hot or soft maps)"),
+        )
         return Prepared(None, layout.to_last(y_true), None)
     labels = label_tensor(y_true, pred_shape, layout, checks)
     valid = None
     if config.ignore_index is not None:
         valid = ops.not_equal(labels, config.ignore_index)
         labels = ops.where(valid, labels, 0)
-    check_label_range(labels, label_upper(layout.channels(pred_shape), config.activation), config.ignore_index,
-                      checks)
+    check_label_range(labels, label_upper(layout.channels(pred_shape), config.activation), config.ignore_index, checks)
     mask = None if valid is None else ops.cast(ops.expand_dims(valid, -1), "float32")
     return Prepared(labels, None, mask)
 
@@ -182,7 +200,6 @@ def reference_stats(probs, target, mask, squared: bool, soft: bool = False) -> D
 def class_stats(y_pred, prepared: Prepared, config: DiceConfig) -> DiceStats:
     """(B, C) sums of every channel from channels-last logits (or probabilities), differentiable."""
     probs = activate(y_pred, config.activation)
-    return reference_stats(probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared,
-                           config.soft_label)
-
-
+    return reference_stats(
+        probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared, config.soft_label
+    )

@@ -18,6 +18,24 @@ from phidice.losses.overlaps import (
     tversky_loss,
 )
 
-__all__ = ["DiceCELoss", "DiceFocalLoss", "DiceGradient", "DiceLoss", "JaccardCELoss", "JaccardLoss", "TverskyCELoss",
-           "TverskyLoss", "dice_ce_loss", "dice_focal_loss", "dice_gradient", "dice_loss", "jaccard_ce_loss", "jaccard_gradient",
-           "jaccard_loss", "loss_from_stats", "tversky_ce_loss", "tversky_gradient", "tversky_loss"]
+__all__ = [
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "DiceGradient",
+    "DiceLoss",
+    "JaccardCELoss",
+    "JaccardLoss",
+    "TverskyCELoss",
+    "TverskyLoss",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "dice_gradient",
+    "dice_loss",
+    "jaccard_ce_loss",
+    "jaccard_gradient",
+    "jaccard_loss",
+    "loss_from_stats",
+    "tversky_ce_loss",
+    "tversky_gradient",
+    "tversky_loss",
+]

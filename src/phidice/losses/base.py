@@ -76,7 +76,7 @@ class LossModule(nn.Module):
             self.register_buffer(name, None if value is None else torch.tensor(value, dtype=torch.float64))
 
     @classmethod
-    def from_config(cls, config: DiceConfig, ce: CEConfig | None = None, **ce_options) -> "LossModule":
+    def from_config(cls, config: DiceConfig, ce: CEConfig | None = None, **ce_options) -> LossModule:
         """The loss for a built configuration (integrations pass the one config they validated)."""
         self = cls.__new__(cls)
         if "ce_weight" in cls._buffer_names:
@@ -96,8 +96,10 @@ class LossModule(nn.Module):
         if monitor is None:
             return self._monitor
         if getattr(monitor, "loss", None) is not self:
-            raise ValueError(f"monitor must be a phidice.GradientMonitor built on this loss "
-                             f"(GradientMonitor(loss)); got {type(monitor).__name__} watching another loss")
+            raise ValueError(
+                f"monitor must be a phidice.GradientMonitor built on this loss "
+                f"(GradientMonitor(loss)); got {type(monitor).__name__} watching another loss"
+            )
         return monitor
 
     @property
@@ -122,14 +124,16 @@ class LossModule(nn.Module):
                 self._buffers[name] = old.to(device=new.device)
         return self
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         for name in self._buffer_names:  # checkpoints saved before ε lived in buffers: keep the configured ε
             buffer = self._buffers.get(name)
             if buffer is not None and prefix + name not in state_dict:
                 state_dict[prefix + name] = buffer
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
         # here rather than as a load_state_dict post hook: registering a hook does not trace under torch.compile,
         # and a loss may be built inside a compiled function
         LossModule._follow_loaded_buffers(self, None)
@@ -140,8 +144,12 @@ class LossModule(nn.Module):
             return None if t is None else (float(t) if t.ndim == 0 else tuple(t.tolist()))
 
         b = module._buffers
-        module.config = module.config.replace(eps_nr=value(b["eps_nr"]), eps_dr=value(b["eps_dr"]),
-                                              eps_empty=value(b["eps_empty"]), class_weights=value(b["class_weights"]))
+        module.config = module.config.replace(
+            eps_nr=value(b["eps_nr"]),
+            eps_dr=value(b["eps_dr"]),
+            eps_empty=value(b["eps_empty"]),
+            class_weights=value(b["class_weights"]),
+        )
         if module.ce is not None and "ce_weight" in b:
             module.ce = CEConfig(**{**module.ce.to_dict(), "ce_weight": value(b["ce_weight"])})
 

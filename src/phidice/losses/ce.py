@@ -27,8 +27,11 @@ def ce_weight_tensor(weight, num_channels: int, like: torch.Tensor) -> torch.Ten
     """``ce_weight`` (tuple or buffer) as a (C,) tensor of ``like``'s dtype, one value per input channel."""
     if weight is None:
         return None
-    w = weight.to(like.device, like.dtype) if isinstance(weight, torch.Tensor) else \
-        torch.tensor(weight, dtype=like.dtype, device=like.device)
+    w = (
+        weight.to(like.device, like.dtype)
+        if isinstance(weight, torch.Tensor)
+        else torch.tensor(weight, dtype=like.dtype, device=like.device)
+    )
     if w.ndim != 1 or w.numel() != num_channels:
         raise ValueError(f"ce_weight must have one value per class ({num_channels}); got shape {tuple(w.shape)}")
     return w
@@ -99,8 +102,9 @@ def _sigmoid_terms(x, prepared: PreparedTarget, annotated, w, smoothing: float):
     # y·softplus(−x) + (1 − y)·softplus(x), each term 0 where its factor is: a saturated ±Inf logit on its own
     # label costs 0 (torch's binary_cross_entropy_with_logits gives NaN there), on the other label +Inf
     zero = torch.zeros_like(x)  # log(1 + e^x) as logaddexp(x, 0): exact, where F.softplus cuts off at x > 20
-    per = torch.where(y == 0, 0.0, y * torch.logaddexp(-x, zero)) + \
-        torch.where(y == 1, 0.0, (1 - y) * torch.logaddexp(x, zero))
+    per = torch.where(y == 0, 0.0, y * torch.logaddexp(-x, zero)) + torch.where(
+        y == 1, 0.0, (1 - y) * torch.logaddexp(x, zero)
+    )
     if w is not None:
         per = per * w.view((1, C) + (1,) * (x.ndim - 2))
     if annotated is None:
@@ -109,19 +113,28 @@ def _sigmoid_terms(x, prepared: PreparedTarget, annotated, w, smoothing: float):
     return per * k, k
 
 
-def cross_entropy_from(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig, ce: CEConfig,
-                       weight=None, annotated: torch.Tensor | None = None) -> torch.Tensor:
+def cross_entropy_from(
+    input: torch.Tensor,
+    prepared: PreparedTarget,
+    config: DiceConfig,
+    ce: CEConfig,
+    weight=None,
+    annotated: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The cross-entropy term (module docstring) of a prepared target; ``annotated`` checked by the caller.
 
     ``weight`` is the ``ce_weight`` buffer of a module (the config's tuple otherwise). The mask (and
     ``ignore_index``) must be voxel-wise here: a per-class mask has no meaning for one softmax term.
     """
     if config.activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"the cross-entropy needs logits: activation must be 'softmax' or 'sigmoid'; "
-                         f"got {config.activation!r}")
+        raise ValueError(
+            f"the cross-entropy needs logits: activation must be 'softmax' or 'sigmoid'; got {config.activation!r}"
+        )
     if prepared.mask is not None and prepared.mask.shape[1] != 1:
-        raise ValueError(f"the cross-entropy needs a voxel-wise mask (B, *spatial) or (B, 1, *spatial); got a "
-                         f"per-class mask of shape {tuple(prepared.mask.shape)}")
+        raise ValueError(
+            f"the cross-entropy needs a voxel-wise mask (B, *spatial) or (B, 1, *spatial); got a "
+            f"per-class mask of shape {tuple(prepared.mask.shape)}"
+        )
     x = input if input.dtype == torch.float64 else input.float()
     w = ce_weight_tensor(ce.ce_weight if weight is None else weight, x.shape[1], x)
     terms = _softmax_terms if config.activation == "softmax" else _sigmoid_terms

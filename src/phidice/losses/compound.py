@@ -20,8 +20,9 @@ from phidice.sums import prepare_target, stats_of_prepared
 __all__ = ["dice_ce_loss", "DiceCELoss"]
 
 
-def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight=None, mask=None,
-                 monitor=None) -> torch.Tensor:
+def dice_ce_from(
+    input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight=None, mask=None, monitor=None
+) -> torch.Tensor:
     input = plain_tensor(input)  # a MONAI MetaTensor as a plain view: both terms compute on plain tensors
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
@@ -33,8 +34,15 @@ def dice_ce_from(input, target, config: DiceConfig, ce: CEConfig, raw, ce_weight
 
 
 @config_signature(DiceConfig, CEConfig)
-def dice_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                 config: DiceConfig | None = None, ce: CEConfig | None = None, **options) -> torch.Tensor:
+def dice_ce_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    ce: CEConfig | None = None,
+    **options,
+) -> torch.Tensor:
     """λ_dice · Dice (any Φ/ε) + λ_ce · cross-entropy (binary cross-entropy for ``activation="sigmoid"``).
 
     Args:
@@ -101,10 +109,12 @@ class DiceCELoss(LossModule):
     def _check_config(self) -> None:
         check_compound(self.config, "DiceCELoss")
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *,
-                monitor=None) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *, monitor=None
+    ) -> torch.Tensor:
         """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_ce_loss`;
         ``monitor``: a :class:`phidice.GradientMonitor` of this loss, told the Dice term's sums of this call."""
         assert self.ce is not None  # set by __init__ and from_config
-        return dice_ce_from(input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask,
-                            self.monitor_for(monitor))
+        return dice_ce_from(
+            input, target, self.config, self.ce, self.smoothing, self.ce_weight, mask, self.monitor_for(monitor)
+        )

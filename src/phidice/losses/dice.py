@@ -37,8 +37,14 @@ def dice_from(input, target, config: DiceConfig, raw, mask=None, monitor=None) -
 
 
 @config_signature(DiceConfig)
-def dice_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-              config: DiceConfig | None = None, **options: Any) -> torch.Tensor:
+def dice_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    **options: Any,
+) -> torch.Tensor:
     """Dice loss of Eq. 3 with explicit reduction subsets Φ and smoothing ε.
 
     Args:
@@ -91,8 +97,14 @@ def dice_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor |
 
 
 @config_signature(DiceConfig)
-def loss_from_stats(stats: DiceStats, *, keep: torch.Tensor | None = None, num_channels: int | None = None,
-                    config: DiceConfig | None = None, **options) -> torch.Tensor:
+def loss_from_stats(
+    stats: DiceStats,
+    *,
+    keep: torch.Tensor | None = None,
+    num_channels: int | None = None,
+    config: DiceConfig | None = None,
+    **options,
+) -> torch.Tensor:
     """The loss of Eq. 3 from (B, C') sums (:func:`phidice.compute_stats`); options as :func:`dice_loss`.
 
     Args:
@@ -149,8 +161,9 @@ class DiceLoss(LossModule):
     def __init__(self, phi="I", eps=DEFAULT_EPS, **options):
         super().__init__(DiceConfig(phi=phi, eps=eps, **options))
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *,
-                monitor=None) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *, monitor=None
+    ) -> torch.Tensor:
         """The loss of ``input`` (B, C, *spatial) against ``target``; ``input``, ``target`` and ``mask`` as in
         :func:`phidice.dice_loss`. Returns a 0-d tensor (per φ with ``reduction="none"``). ``monitor``: a
         :class:`phidice.GradientMonitor` of this loss, told the sums of this call."""

@@ -38,8 +38,10 @@ def check_focal(config: DiceConfig, focal: FocalConfig, what: str) -> None:
     check_compound(config, what)
     activation = focal.activation_for(config)
     if activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"{what}: the focal term needs logits and activation 'softmax' or 'sigmoid' (or "
-                         f"focal_activation=); got {activation!r}")
+        raise ValueError(
+            f"{what}: the focal term needs logits and activation 'softmax' or 'sigmoid' (or "
+            f"focal_activation=); got {activation!r}"
+        )
 
 
 def _row(value, name: str, length: int, C: int, include_background: bool, like: torch.Tensor):
@@ -119,12 +121,19 @@ def _softmax_terms(x, prepared: PreparedTarget, focal: FocalConfig, annotated):
     return per.sum(1, keepdim=True)
 
 
-def focal_from(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig, focal: FocalConfig,
-               annotated: torch.Tensor | None = None) -> torch.Tensor:
+def focal_from(
+    input: torch.Tensor,
+    prepared: PreparedTarget,
+    config: DiceConfig,
+    focal: FocalConfig,
+    annotated: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The mean focal term (module docstring) of a prepared target; ``annotated`` checked by the caller."""
     if prepared.mask is not None and prepared.mask.shape[1] != 1:
-        raise ValueError(f"the focal term needs a voxel-wise mask (B, *spatial) or (B, 1, *spatial); got a "
-                         f"per-class mask of shape {tuple(prepared.mask.shape)}")
+        raise ValueError(
+            f"the focal term needs a voxel-wise mask (B, *spatial) or (B, 1, *spatial); got a "
+            f"per-class mask of shape {tuple(prepared.mask.shape)}"
+        )
     x = input if input.dtype == torch.float64 else input.float()
     C = x.shape[1]
     if focal.activation_for(config) == "softmax":
@@ -143,8 +152,9 @@ def focal_from(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig
     return distributed.global_mean(per.sum(), norm.sum().detach(), sync=config.sync_batch)
 
 
-def dice_focal_from(input, target, config: DiceConfig, focal: FocalConfig, raw, mask=None,
-                    monitor=None) -> torch.Tensor:
+def dice_focal_from(
+    input, target, config: DiceConfig, focal: FocalConfig, raw, mask=None, monitor=None
+) -> torch.Tensor:
     input = plain_tensor(input)
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
@@ -155,8 +165,15 @@ def dice_focal_from(input, target, config: DiceConfig, focal: FocalConfig, raw, 
     return focal.lambda_dice * dice + focal.lambda_focal * focal_from(input, prepared, config, focal)
 
 
-def dice_focal_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                    config: DiceConfig | None = None, focal: FocalConfig | None = None, **options) -> torch.Tensor:
+def dice_focal_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    focal: FocalConfig | None = None,
+    **options,
+) -> torch.Tensor:
     """λ_dice · Dice (any Φ/ε) + λ_focal · focal loss (sigmoid or softmax, MONAI's conventions).
 
     ``options``: those of :func:`phidice.dice_loss` and of :class:`~phidice.core.config.FocalConfig`
@@ -186,15 +203,26 @@ class DiceFocalLoss(LossModule):
         ValueError: ``activation=None``, ``reduction="none"``, γ < 0, α outside [0, 1], a negative λ.
     """
 
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, gamma: float = 2.0, alpha=None, focal_weight=None,
-                 lambda_dice: float = 1.0, lambda_focal: float = 1.0, focal_activation=None, **options):
+    def __init__(
+        self,
+        phi="I",
+        eps=DEFAULT_EPS,
+        *,
+        gamma: float = 2.0,
+        alpha=None,
+        focal_weight=None,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        focal_activation=None,
+        **options,
+    ):
         options.setdefault("activation", "softmax")
         super().__init__(DiceConfig(phi=phi, eps=eps, **options))
         self.focal = FocalConfig(gamma, alpha, focal_weight, lambda_dice, lambda_focal, focal_activation)
         self._check_config()
 
     @classmethod
-    def from_config(cls, config: DiceConfig, focal: FocalConfig | None = None, **focal_options) -> "DiceFocalLoss":
+    def from_config(cls, config: DiceConfig, focal: FocalConfig | None = None, **focal_options) -> DiceFocalLoss:
         """The loss for a built configuration (and focal options)."""
         self = cls.__new__(cls)
         LossModule.__init__(self, config)
@@ -205,12 +233,12 @@ class DiceFocalLoss(LossModule):
     def _check_config(self) -> None:
         check_focal(self.config, self.focal, type(self).__name__)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *,
-                monitor=None) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, *, monitor=None
+    ) -> torch.Tensor:
         """The loss of logits ``input`` (B, C, *spatial) against ``target``, as :func:`phidice.dice_focal_loss`;
         ``monitor``: a :class:`phidice.GradientMonitor` of this loss, told the Dice term's sums of this call."""
-        return dice_focal_from(input, target, self.config, self.focal, self.smoothing, mask,
-                               self.monitor_for(monitor))
+        return dice_focal_from(input, target, self.config, self.focal, self.smoothing, mask, self.monitor_for(monitor))
 
     def extra_repr(self) -> str:
         return self.config.describe() + ", " + ", ".join(f"{k}={v!r}" for k, v in self.focal.to_dict().items())

@@ -61,8 +61,16 @@ def _d_intersection(p: torch.Tensor, y: torch.Tensor, config: DiceConfig) -> tor
 
 
 @config_signature(DiceConfig, skip=("activation", "fused"))
-def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAULT_EPS, *,
-                  mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> DiceGradient:
+def dice_gradient(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    phi="I",
+    eps=DEFAULT_EPS,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    **options,
+) -> DiceGradient:
     """Eq. 4: the gradient of :func:`phidice.dice_loss` (with ``activation=None``) w.r.t. ``probs``.
 
     Computed in closed form from the same Eq. 3 steps as the loss, independently of autograd, on the reference
@@ -95,8 +103,9 @@ def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAUL
     config = DiceConfig(phi=phi, eps=eps, **options) if config is None else config.replace(**options)
     config = config.replace(activation=None, fused=False)
     if config.reduction == "none":
-        raise ValueError("reduction='none' gives one loss per subset, which has no single gradient; "
-                         "use 'mean' or 'sum'")
+        raise ValueError(
+            "reduction='none' gives one loss per subset, which has no single gradient; use 'mean' or 'sum'"
+        )
     if config.sync_batch:
         raise ValueError("dice_gradient is the gradient of one process's batch; sync_batch=True is not supported")
     with torch.no_grad():
@@ -113,8 +122,10 @@ def dice_gradient(probs: torch.Tensor, target: torch.Tensor, phi="I", eps=DEFAUL
         spatial_ones = (1,) * (probs.ndim - 2)
         pk = p[:, keep]
         dP_voxel = d_pred.view(B, C, *spatial_ones) * (2 * pk if config.squared else 1)
-        g = d_inter.view(B, C, *spatial_ones) * _d_intersection(p, dense_target(prepared, p, None), config)[:, keep] \
+        g = (
+            d_inter.view(B, C, *spatial_ones) * _d_intersection(p, dense_target(prepared, p, None), config)[:, keep]
             + dP_voxel
+        )
         if prepared.mask is not None:
             m = prepared.mask.to(g.dtype)
             g = g * (m if m.shape[1] == 1 else m[:, keep])

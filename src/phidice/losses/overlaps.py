@@ -27,8 +27,18 @@ from phidice.losses.compound import DiceCELoss, dice_ce_from
 from phidice.losses.dice import DiceLoss, dice_from
 from phidice.losses.gradient import DiceGradient, dice_gradient
 
-__all__ = ["tversky_loss", "jaccard_loss", "tversky_ce_loss", "jaccard_ce_loss", "TverskyLoss", "JaccardLoss",
-           "TverskyCELoss", "JaccardCELoss", "tversky_gradient", "jaccard_gradient"]
+__all__ = [
+    "tversky_loss",
+    "jaccard_loss",
+    "tversky_ce_loss",
+    "jaccard_ce_loss",
+    "TverskyLoss",
+    "JaccardLoss",
+    "TverskyCELoss",
+    "JaccardCELoss",
+    "tversky_gradient",
+    "jaccard_gradient",
+]
 
 
 def _with_index(options: dict, index: Overlap) -> dict:
@@ -51,13 +61,17 @@ def _positional(owner: str, args: tuple, options: dict) -> dict:
     eps`` (told apart by a number first: Φ is a name), still works with a DeprecationWarning."""
     names = ("phi", "eps")
     if args and isinstance(args[0], Real) and not isinstance(args[0], bool):
-        warnings.warn(f"{owner}(alpha, beta, gamma, phi, eps) by position is deprecated: phi and eps come first, "
-                      f"as in every phidice loss; pass alpha=, beta=, gamma= by keyword", DeprecationWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{owner}(alpha, beta, gamma, phi, eps) by position is deprecated: phi and eps come first, "
+            f"as in every phidice loss; pass alpha=, beta=, gamma= by keyword",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         names = _OLD_ORDER
     if len(args) > len(names):
-        raise TypeError(f"{owner} takes at most {len(names)} positional arguments ({', '.join(names)}); "
-                        f"got {len(args)}")
+        raise TypeError(
+            f"{owner} takes at most {len(names)} positional arguments ({', '.join(names)}); got {len(args)}"
+        )
     for name, value in zip(names, args):
         if name in options:
             raise TypeError(f"{owner} got multiple values for argument {name!r}")
@@ -66,8 +80,9 @@ def _positional(owner: str, args: tuple, options: dict) -> dict:
 
 
 @config_signature(tversky, DiceConfig, skip=("overlap",))
-def tversky_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                 **options) -> torch.Tensor:
+def tversky_loss(
+    input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None, **options
+) -> torch.Tensor:
     """(Focal) Tversky loss over Φ: α weighs false positives, β false negatives, γ ≠ 1 focuses (1 − T)^γ.
 
     Args:
@@ -95,8 +110,9 @@ def tversky_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tenso
 
 
 @config_signature(DiceConfig, skip=("overlap",))
-def jaccard_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                 **options) -> torch.Tensor:
+def jaccard_loss(
+    input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None, **options
+) -> torch.Tensor:
     """Jaccard (IoU) loss over Φ: 1 − (I + ε_nr)/(P + Y − I + ε_dr).
 
     Args:
@@ -128,8 +144,9 @@ def _ce_form(input, target, options, mask, what: str) -> torch.Tensor:
 
 
 @config_signature(tversky, DiceConfig, CEConfig, skip=("overlap",))
-def tversky_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                    **options) -> torch.Tensor:
+def tversky_ce_loss(
+    input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None, **options
+) -> torch.Tensor:
     """λ_dice · (focal) Tversky + λ_ce · cross-entropy.
 
     Args:
@@ -152,8 +169,9 @@ def tversky_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Te
 
 
 @config_signature(DiceConfig, CEConfig, skip=("overlap",))
-def jaccard_ce_loss(input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                    **options) -> torch.Tensor:
+def jaccard_ce_loss(
+    input: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None, **options
+) -> torch.Tensor:
     """λ_dice · Jaccard + λ_ce · cross-entropy.
 
     Args:

@@ -67,8 +67,10 @@ def _binary_map(t: torch.Tensor, name: str, hint: str) -> torch.Tensor:
     binary = (t == 0) | (t == 1)
     if not bool(binary.all()):
         value = t[~binary].flatten()[0].item()
-        raise ValueError(f"{name} of shape {tuple(t.shape)} is read as a binary map (B, C, *S) but holds the "
-                         f"non-binary value {value!r}{hint}")
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} is read as a binary map (B, C, *S) but holds the "
+            f"non-binary value {value!r}{hint}"
+        )
     return t != 0
 
 
@@ -85,16 +87,20 @@ def harden(x, name: str, *, threshold=None, label_like: bool = False) -> Hard:
         raise ValueError(f"{name} is empty; got shape {tuple(t.shape)}")
     if threshold is not None:
         if not t.is_floating_point():
-            raise TypeError(f"threshold={threshold!r} applies to float probability maps (B, C, *S); {name} has "
-                            f"dtype {t.dtype} (pass hard labels/masks without a threshold)")
+            raise TypeError(
+                f"threshold={threshold!r} applies to float probability maps (B, C, *S); {name} has "
+                f"dtype {t.dtype} (pass hard labels/masks without a threshold)"
+            )
         if t.ndim < 3:
             raise ValueError(f"threshold={threshold!r} needs {name} as a map (B, C, *S); got shape {tuple(t.shape)}")
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or Inf")
         if threshold == "argmax":
             if t.shape[1] < 2:
-                raise ValueError(f"threshold='argmax' needs at least 2 channels; {name} has shape {tuple(t.shape)} "
-                                 "(use a numeric threshold for one sigmoid channel)")
+                raise ValueError(
+                    f"threshold='argmax' needs at least 2 channels; {name} has shape {tuple(t.shape)} "
+                    "(use a numeric threshold for one sigmoid channel)"
+                )
             return Hard(t.argmax(1), None)
         return Hard(None, t >= threshold)
     if _is_int(t):
@@ -132,8 +138,13 @@ def _labels_as_map(h: Hard, other: Hard, name: str) -> Hard:
 def _int_one_hot(h: Hard, other: Hard, name: str) -> Hard:
     """Two integer tensors, (B, C, *S) with C > 1 and (B, *S): the first is a one-hot map."""
     a, b = h.labels, other.labels
-    if a is not None and b is not None and a.ndim == b.ndim + 1 and a.shape[1] > 1 and \
-            a.shape[:1] + a.shape[2:] == b.shape:
+    if (
+        a is not None
+        and b is not None
+        and a.ndim == b.ndim + 1
+        and a.shape[1] > 1
+        and a.shape[:1] + a.shape[2:] == b.shape
+    ):
         return Hard(None, _binary_map(a, name, ""))
     return h
 
@@ -153,8 +164,10 @@ def _check_labels(labels: torch.Tensor, C: int, name: str, ignore_index=None) ->
     upper = 2 if C == 1 else C
     if lo < 0 or hi >= upper:
         extra = "" if ignore_index is None else f" (ignore_index={ignore_index} excepted)"
-        raise ValueError(f"{name} labels must lie in [0, {upper - 1}] for {C} class(es){extra}; got values in "
-                         f"[{lo}, {hi}] (set num_classes?)")
+        raise ValueError(
+            f"{name} labels must lie in [0, {upper - 1}] for {C} class(es){extra}; got values in "
+            f"[{lo}, {hi}] (set num_classes?)"
+        )
 
 
 def _max_label(lab: torch.Tensor, ignore_index) -> int:
@@ -172,8 +185,15 @@ def _num_classes(num_classes, found: int | None, inferred: int) -> int:
     return found if found is not None else max(2, inferred)
 
 
-def hard_stats(pred, target, *, num_classes: int | None = None, threshold=None, ignore_index: int | None = None,
-               include_background: bool = True) -> DiceStats:
+def hard_stats(
+    pred,
+    target,
+    *,
+    num_classes: int | None = None,
+    threshold=None,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+) -> DiceStats:
     """Exact int64 counts (B, C) — Σ p·y, Σ p, Σ y — of a hard prediction against a hard reference.
 
     ``num_classes`` is taken from the maps' channel axis when either input is a map; for two label maps
@@ -199,8 +219,14 @@ def hard_stats(pred, target, *, num_classes: int | None = None, threshold=None, 
         tensor([[2, 1],
                 [4, 0]])
     """
-    return hard_stats_nd(pred, target, num_classes=num_classes, threshold=threshold, ignore_index=ignore_index,
-                         include_background=include_background)[0]
+    return hard_stats_nd(
+        pred,
+        target,
+        num_classes=num_classes,
+        threshold=threshold,
+        ignore_index=ignore_index,
+        include_background=include_background,
+    )[0]
 
 
 class Layout(NamedTuple):
@@ -229,8 +255,7 @@ def layout(pred, target, *, threshold=None, ignore_index=None) -> Layout:
     maps_c = {m.shape[1] for m in (p.maps, t.maps) if m is not None}
     if p.maps is not None and t.maps is not None and p.maps.shape != t.maps.shape:
         raise ValueError(f"pred shape {tuple(p.maps.shape)} and target shape {tuple(t.maps.shape)} differ")
-    spatial = tuple(p.maps.shape[2:]) if p.maps is not None else tuple(t.maps.shape[2:]) if t.maps is not None \
-        else None
+    spatial = tuple(p.maps.shape[2:]) if p.maps is not None else tuple(t.maps.shape[2:]) if t.maps is not None else None
     labels = _common_label_layout(p, t, spatial)
     batch = {x.shape[0] for x in (p.labels, p.maps, t.labels, t.maps) if x is not None}
     if len(batch) != 1:
@@ -242,6 +267,7 @@ def layout(pred, target, *, threshold=None, ignore_index=None) -> Layout:
 
 def layout_classes(lay: Layout, num_classes, ignore_index=None) -> int:
     """C: given, the maps' channels, or 1 + the largest label (at least 2); every label checked against it."""
+
     def ignored(name):
         return ignore_index if name == "target" else None
 
@@ -252,8 +278,9 @@ def layout_classes(lay: Layout, num_classes, ignore_index=None) -> int:
     return C
 
 
-def hard_stats_nd(pred, target, *, num_classes=None, threshold=None, ignore_index=None,
-                  include_background=True) -> tuple[DiceStats, int]:
+def hard_stats_nd(
+    pred, target, *, num_classes=None, threshold=None, ignore_index=None, include_background=True
+) -> tuple[DiceStats, int]:
     """:func:`hard_stats` and the number of spatial axes (to check a voxel spacing against)."""
     lay = layout(pred, target, threshold=threshold, ignore_index=ignore_index)
     C = layout_classes(lay, num_classes, ignore_index)
@@ -277,8 +304,10 @@ def _common_label_layout(p: Hard, t: Hard, spatial) -> dict[str, torch.Tensor]:
             if tuple(lab.shape[1:]) != tuple(spatial):
                 other = p.maps if p.maps is not None else t.maps
                 assert other is not None  # a spatial shape comes from a map
-                raise ValueError(f"{name} label map of shape {tuple(h.labels.shape)} does not fit the map of shape "
-                                 f"{tuple(other.shape)}: expected (B, *S) = {(other.shape[0], *spatial)}")
+                raise ValueError(
+                    f"{name} label map of shape {tuple(h.labels.shape)} does not fit the map of shape "
+                    f"{tuple(other.shape)}: expected (B, *S) = {(other.shape[0], *spatial)}"
+                )
         labels[name] = lab
     if len(labels) == 2:  # two label maps: (B, *S) and (B, 1, *S) are the same layout
         a, b = labels["pred"], labels["target"]
@@ -287,8 +316,9 @@ def _common_label_layout(p: Hard, t: Hard, spatial) -> dict[str, torch.Tensor]:
         elif b.ndim == a.ndim + 1 and b.shape[1] == 1:
             labels["target"] = b[:, 0]
         if labels["pred"].shape != labels["target"].shape:
-            raise ValueError(f"pred shape {tuple(labels['pred'].shape)} and target shape "
-                             f"{tuple(labels['target'].shape)} differ")
+            raise ValueError(
+                f"pred shape {tuple(labels['pred'].shape)} and target shape {tuple(labels['target'].shape)} differ"
+            )
     return labels
 
 
@@ -338,8 +368,9 @@ def _label_counts(pred: torch.Tensor, target: torch.Tensor, C: int, valid: torch
     return DiceStats(_count(ti[same], B, C), _count(pi, B, C), _count(ti, B, C))
 
 
-def single_counts(x, name: str, *, num_classes=None, threshold=None,
-                  include_background=True) -> tuple[torch.Tensor, int]:
+def single_counts(
+    x, name: str, *, num_classes=None, threshold=None, include_background=True
+) -> tuple[torch.Tensor, int]:
     """Voxel counts (B, C) int64 of one hard segmentation and its number of spatial axes."""
     h = harden(x, name, threshold=threshold)
     if h.maps is not None:

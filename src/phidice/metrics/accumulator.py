@@ -51,8 +51,15 @@ class DiceAccumulator:
         tensor([[0.6667]], dtype=torch.float64)
     """
 
-    def __init__(self, num_classes: int | None = None, *, include_background: bool = True, threshold=None,
-                 ignore_index: int | None = None, empty: str = "nan"):
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        *,
+        include_background: bool = True,
+        threshold=None,
+        ignore_index: int | None = None,
+        empty: str = "nan",
+    ):
         check_empty(empty, "score")
         self.num_classes = num_classes
         self.include_background = include_background
@@ -67,8 +74,14 @@ class DiceAccumulator:
 
     def update(self, pred, target) -> DiceStats:
         """Add one batch; returns its (B, C) counts."""
-        stats = hard_stats(pred, target, num_classes=self.num_classes, threshold=self.threshold,
-                           ignore_index=self.ignore_index, include_background=self.include_background)
+        stats = hard_stats(
+            pred,
+            target,
+            num_classes=self.num_classes,
+            threshold=self.threshold,
+            ignore_index=self.ignore_index,
+            include_background=self.include_background,
+        )
         self.update_stats(stats)
         return stats
 
@@ -100,12 +113,12 @@ class DiceAccumulator:
         padded = [_pad_classes(s, C) for s in self._local]
         return DiceStats(*(torch.cat(ts, 0) for ts in zip(*padded)))
 
-    def compute(self, phi: "str | Phi" = "I", *, empty: str | None = None, reduction: str = "none") -> torch.Tensor:
+    def compute(self, phi: str | Phi = "I", *, empty: str | None = None, reduction: str = "none") -> torch.Tensor:
         """DSC_φ over all images seen, shapes as :func:`~phidice.metrics.dice_score`."""
         scores = score_from_stats(self.stats, phi=parse_phi(phi), empty=self.empty if empty is None else empty)
         return reduce_scores(scores, reduction)
 
-    def sync(self) -> "DiceAccumulator":
+    def sync(self) -> DiceAccumulator:
         """Gather the per-image counts of all ranks (a no-op without an initialised process group).
 
         Images are ordered by rank. Idempotent until the next :meth:`update`; every rank must call it.

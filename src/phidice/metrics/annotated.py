@@ -88,6 +88,9 @@ def annotated_mask(pool: PoolAnnotations, cases, classes) -> tuple[np.ndarray, l
     notes = []
     unseen = sorted(set(pool.cases) - set(cases))
     if unseen:
-        notes.append(f"{len(unseen)} case(s) of {pool.path} are not among the evaluated cases: "
-                     + ", ".join(unseen[:5]) + (" …" if len(unseen) > 5 else ""))
+        notes.append(
+            f"{len(unseen)} case(s) of {pool.path} are not among the evaluated cases: "
+            + ", ".join(unseen[:5])
+            + (" …" if len(unseen) > 5 else "")
+        )
     return mask, notes

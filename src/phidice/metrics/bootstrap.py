@@ -86,8 +86,10 @@ def _values(x, name: str) -> np.ndarray:
     if a.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional (one value per case); got shape {a.shape}")
     if np.isinf(a).any():
-        raise ValueError(f"{name} holds ±inf at case(s) {np.flatnonzero(np.isinf(a))[:10].tolist()}: a mean is "
-                         "not defined (for HD95 use a finite worst case, e.g. hd_worst='diagonal')")
+        raise ValueError(
+            f"{name} holds ±inf at case(s) {np.flatnonzero(np.isinf(a))[:10].tolist()}: a mean is "
+            "not defined (for HD95 use a finite worst case, e.g. hd_worst='diagonal')"
+        )
     return a
 
 
@@ -110,7 +112,7 @@ def bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -
     n = x.size
     out = np.empty(n_resamples)
     for k, m in _chunks(n_resamples, n):  # a loop over chunks of resamples; each chunk is one index matrix
-        out[k:k + m] = x[rng.integers(0, n, (m, n))].mean(axis=-1)
+        out[k : k + m] = x[rng.integers(0, n, (m, n))].mean(axis=-1)
     return out
 
 
@@ -123,13 +125,15 @@ def _interval(x: np.ndarray, dist: np.ndarray, confidence: float, method: str) -
         # from the jackknife means (n − 1)⁻¹ Σ_{j≠i} x_j
         below = (np.count_nonzero(dist < theta) + np.count_nonzero(dist <= theta)) / (2 * dist.size)
         if below in (0.0, 1.0):
-            raise ValueError("the BCa interval is undefined: the mean lies outside the bootstrap distribution "
-                             "(use method='percentile')")
+            raise ValueError(
+                "the BCa interval is undefined: the mean lies outside the bootstrap distribution "
+                "(use method='percentile')"
+            )
         z0 = _NORMAL.inv_cdf(below)
         n = x.size
         jack = (x.sum() - x) / (n - 1)
         u = (n - 1) * (jack.mean() - jack)
-        accel = (np.sum(u ** 3) / n ** 3) / (np.sum(u ** 2) / n ** 2) ** 1.5 / 6
+        accel = (np.sum(u**3) / n**3) / (np.sum(u**2) / n**2) ** 1.5 / 6
         bca: list[float] = []
         for z in (_NORMAL.inv_cdf(alpha), -_NORMAL.inv_cdf(alpha)):
             num = z0 + z
@@ -139,9 +143,15 @@ def _interval(x: np.ndarray, dist: np.ndarray, confidence: float, method: str) -
     return float(low), float(high)
 
 
-def bootstrap_ci(values: ArrayLike | torch.Tensor, *, confidence: float = 0.95, n_resamples: int = 10_000,
-                 method: str = "percentile", seed: int | np.random.Generator | None = 0,
-                 name: str = "values") -> MeanCI:
+def bootstrap_ci(
+    values: ArrayLike | torch.Tensor,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    method: str = "percentile",
+    seed: int | np.random.Generator | None = 0,
+    name: str = "values",
+) -> MeanCI:
     """Bootstrap confidence interval of the mean of a per-case metric.
 
     Args:
@@ -172,8 +182,10 @@ def bootstrap_ci(values: ArrayLike | torch.Tensor, *, confidence: float = 0.95, 
     a = _values(values, name)
     x = a[~np.isnan(a)]
     if x.size < 2:
-        raise ValueError(f"a confidence interval of the mean needs at least 2 defined values; {name} has {x.size} "
-                         f"(of {a.size}, {a.size - x.size} undefined)")
+        raise ValueError(
+            f"a confidence interval of the mean needs at least 2 defined values; {name} has {x.size} "
+            f"(of {a.size}, {a.size - x.size} undefined)"
+        )
     mean = float(x.mean())
     if np.all(x == x[0]):
         low = high = mean
@@ -216,20 +228,20 @@ def _sign_flip_null(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -
     those of ``scipy.stats.permutation_test(permutation_type="samples")`` from the same Generator.
     """
     n = d.size
-    if n < 63 and 2 ** n <= n_resamples:
-        total = 2 ** n
+    if n < 63 and 2**n <= n_resamples:
+        total = 2**n
         out = np.empty(total)
         for k, m in _chunks(total, n):
             bits = (np.arange(k, k + m)[:, None] >> np.arange(n)) & 1
-            out[k:k + m] = np.where(bits == 1, -d, d).mean(axis=-1)
+            out[k : k + m] = np.where(bits == 1, -d, d).mean(axis=-1)
         return out, True
     out = np.empty(n_resamples)
     for k, m in _chunks(n_resamples, n):
         # a fair coin per (resample, case): the low bit of a uniform 32-bit integer. scipy shuffles each pair
         # (0, 1) with Generator.permuted, whose one Fisher–Yates step for two items swaps exactly when the next
         # 32-bit draw is even, so with numpy's Generator these are the same coins, 5× faster (equality tested)
-        swapped = (rng.integers(0, 2 ** 32, (m, n), dtype=np.uint32) & 1) == 0
-        out[k:k + m] = np.where(swapped, -d, d).mean(axis=-1)
+        swapped = (rng.integers(0, 2**32, (m, n), dtype=np.uint32) & 1) == 0
+        out[k : k + m] = np.where(swapped, -d, d).mean(axis=-1)
     return out, False
 
 
@@ -241,9 +253,18 @@ def _p_value(null: np.ndarray, observed: float, alternative: str, adjustment: in
     return float(min(p, 1.0))
 
 
-def paired_test(a, b, *, method: str = "permutation", alternative: str = "two-sided", confidence: float = 0.95,
-                n_resamples: int = 10_000, ci_method: str = "percentile", seed=0,
-                names: tuple[str, str] = ("a", "b")) -> PairedTest:
+def paired_test(
+    a,
+    b,
+    *,
+    method: str = "permutation",
+    alternative: str = "two-sided",
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    ci_method: str = "percentile",
+    seed=0,
+    names: tuple[str, str] = ("a", "b"),
+) -> PairedTest:
     """Paired comparison of two methods scored on the same cases (d_i = a_i − b_i; cases undefined in
     either are dropped).
 
@@ -284,13 +305,16 @@ def paired_test(a, b, *, method: str = "permutation", alternative: str = "two-si
     check_choice("ci_method", ci_method, CI_METHODS)
     x, y = _values(a, names[0]), _values(b, names[1])
     if x.shape != y.shape:
-        raise ValueError(f"a paired test needs the same cases for both methods; {names[0]} has {x.size} values and "
-                         f"{names[1]} has {y.size}")
+        raise ValueError(
+            f"a paired test needs the same cases for both methods; {names[0]} has {x.size} values and "
+            f"{names[1]} has {y.size}"
+        )
     keep = ~(np.isnan(x) | np.isnan(y))
     n = int(keep.sum())
     if n < 2:
-        raise ValueError(f"a paired test needs at least 2 cases defined for both {names[0]} and {names[1]}; got {n} "
-                         f"(of {x.size})")
+        raise ValueError(
+            f"a paired test needs at least 2 cases defined for both {names[0]} and {names[1]}; got {n} (of {x.size})"
+        )
     x, y = x[keep], y[keep]
     d = x - y
     obs = float(d.mean())
@@ -311,5 +335,6 @@ def paired_test(a, b, *, method: str = "permutation", alternative: str = "two-si
         rng = rng if isinstance(seed, np.random.Generator) else _generator(seed)
         null, exact = _sign_flip_null(d, n_resamples, rng)
         p = _p_value(null, obs, alternative, 0 if exact else 1)
-    return PairedTest(float(x.mean()), float(y.mean()), obs, low, high, p, n, int(keep.size - n), method, exact,
-                      alternative)
+    return PairedTest(
+        float(x.mean()), float(y.mean()), obs, low, high, p, n, int(keep.size - n), method, exact, alternative
+    )

@@ -20,10 +20,10 @@ import numpy as np
 from phidice.core.deps import require
 from phidice.io import atomic_write, read_label_image
 from phidice.metrics.evaluate import (
+    _EMPTY_TEXT,
     FORMATS,
     SURFACE_COLUMNS,
     SURFACE_TEXT,
-    _EMPTY_TEXT,
     Evaluation,
     Resampling,
     _add_roc,
@@ -32,12 +32,12 @@ from phidice.metrics.evaluate import (
     assemble,
     case_rows,
     check_groups,
-    draw_rocs,
-    png_bytes,
     check_options,
+    draw_rocs,
     load_pair,
     mean_ci_cell,
     p_cell,
+    png_bytes,
     read_groups,
     row_sets,
     score_case,
@@ -73,8 +73,9 @@ def method_names(pred_dirs, names=None) -> list[str]:
         names = [Path(d).name or str(d) for d in pred_dirs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"method names must differ; {', '.join(map(repr, dup))} repeats (name the methods with "
-                         "--method-names)")
+        raise ValueError(
+            f"method names must differ; {', '.join(map(repr, dup))} repeats (name the methods with --method-names)"
+        )
     if any(not n.strip() for n in names):
         raise ValueError("method names must not be empty")
     return names
@@ -93,28 +94,45 @@ def match_methods(pred_dirs, names, gt_dir, *, allow_missing: bool = False):
     problems = []
     for n, d in zip(names, pred_dirs):
         lacks, extra = sorted(set(ref) - set(files[n])), sorted(set(files[n]) - set(ref))
-        parts = ([f"lacks {len(lacks)} case(s) of the reference: {_shown(lacks)}"] if lacks else []) + \
-                ([f"has {len(extra)} case(s) the reference lacks: {_shown(extra)}"] if extra else [])
+        parts = ([f"lacks {len(lacks)} case(s) of the reference: {_shown(lacks)}"] if lacks else []) + (
+            [f"has {len(extra)} case(s) the reference lacks: {_shown(extra)}"] if extra else []
+        )
         if parts:
             problems.append(f"prediction folder {str(d)!r} (method {n!r}) " + " and ".join(parts))
     if problems and not allow_missing:
-        raise ValueError(f"the prediction folders do not hold the cases of the reference folder {str(gt_dir)!r} (a "
-                         "paired comparison needs the same cases for every method; pass --allow-missing to compare "
-                         "the cases every folder holds): " + "; ".join(problems))
+        raise ValueError(
+            f"the prediction folders do not hold the cases of the reference folder {str(gt_dir)!r} (a "
+            "paired comparison needs the same cases for every method; pass --allow-missing to compare "
+            "the cases every folder holds): " + "; ".join(problems)
+        )
     common = set(ref).intersection(*(set(f) for f in files.values()))
     if not common:
-        raise ValueError(f"no case is in the reference folder {str(gt_dir)!r} and every prediction folder (files are "
-                         "matched by name)")
+        raise ValueError(
+            f"no case is in the reference folder {str(gt_dir)!r} and every prediction folder (files are "
+            "matched by name)"
+        )
     cases = sorted(common)
     notes = [f"left out (--allow-missing): {p}" for p in problems]
     return cases, files, ref, notes
 
 
-def compare_folders(pred_dirs, gt_dir, *, names=None, baseline: str | None = None, groups_csv=None,
-                    positive_group: str | None = None, spacing=None, num_classes: int | None = None,
-                    empty: str = "nan", threshold: float | None = None, include_background: bool = False,
-                    allow_missing: bool = False, surface_tolerance: float | None = None,
-                    progress: bool = True) -> Comparison:
+def compare_folders(
+    pred_dirs,
+    gt_dir,
+    *,
+    names=None,
+    baseline: str | None = None,
+    groups_csv=None,
+    positive_group: str | None = None,
+    spacing=None,
+    num_classes: int | None = None,
+    empty: str = "nan",
+    threshold: float | None = None,
+    include_background: bool = False,
+    allow_missing: bool = False,
+    surface_tolerance: float | None = None,
+    progress: bool = True,
+) -> Comparison:
     """Score every method's predictions against the reference folder, case by case (each reference read once).
 
     ``names``: one per folder (default: the folder names). ``baseline`` names the method the others are
@@ -130,8 +148,9 @@ def compare_folders(pred_dirs, gt_dir, *, names=None, baseline: str | None = Non
         baseline = names[0]
     elif baseline not in names:
         raise ValueError(f"--baseline {baseline!r} is not one of the methods: {', '.join(names)}")
-    spacing = check_options(empty=empty, spacing=spacing, threshold=threshold, num_classes=num_classes,
-                            surface_tolerance=surface_tolerance)
+    spacing = check_options(
+        empty=empty, spacing=spacing, threshold=threshold, num_classes=num_classes, surface_tolerance=surface_tolerance
+    )
     group_of = read_groups(groups_csv) if groups_csv is not None else None
     cases, files, ref_files, notes = match_methods(pred_dirs, names, gt_dir, allow_missing=allow_missing)
     check_groups(group_of, cases, groups_csv)
@@ -141,24 +160,44 @@ def compare_folders(pred_dirs, gt_dir, *, names=None, baseline: str | None = Non
         sizes = {g: [c for c in cases if group_of[c] == g] for g in sorted({group_of[c] for c in cases})}
         small = {g: cs for g, cs in sizes.items() if len(cs) < 2}
         if small:
-            raise ValueError(f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
-                             "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items()))
+            raise ValueError(
+                f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
+                "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items())
+            )
 
     scores: dict[str, list] = {n: [] for n in names}
     for case in progress_bar(cases, desc="phidice evaluate (compare)", unit="case", disable=not progress):
         gt_path = ref_files[case]
         reference = read_label_image(gt_path)
         for n in names:
-            pred, ref, sp = load_pair(files[n][case], gt_path, threshold=threshold, spacing=spacing,
-                                      reference=reference)
-            scores[n].append(score_case(pred, ref, sp, files[n][case], gt_path, num_classes=num_classes,
-                                        tolerance=surface_tolerance, empty=empty,
-                                        include_background=include_background))
+            pred, ref, sp = load_pair(
+                files[n][case], gt_path, threshold=threshold, spacing=spacing, reference=reference
+            )
+            scores[n].append(
+                score_case(
+                    pred,
+                    ref,
+                    sp,
+                    files[n][case],
+                    gt_path,
+                    num_classes=num_classes,
+                    tolerance=surface_tolerance,
+                    empty=empty,
+                    include_background=include_background,
+                )
+            )
     C = max(s.stats.intersection.shape[1] for ss in scores.values() for s in ss)
     evaluations = {}
     for n in names:
-        ev = assemble(cases, scores[n], num_classes_seen=C, empty=empty, include_background=include_background,
-                      tolerance=surface_tolerance, notes=[])
+        ev = assemble(
+            cases,
+            scores[n],
+            num_classes_seen=C,
+            empty=empty,
+            include_background=include_background,
+            tolerance=surface_tolerance,
+            notes=[],
+        )
         if group_of is not None:
             ev.groups = [group_of[c] for c in cases]
             _add_roc(ev, positive_group)
@@ -179,46 +218,72 @@ def compare_rows(cmp: Comparison, resampling: Resampling | None = None) -> list[
                     v = values[sel, j]
                     what = f"{key} of method {m!r}, class {c}, group {group!r}"
                     ci = res.ci(v, what)
-                    test = None if m == cmp.baseline else res.test_pair(v, metrics[cmp.baseline][key][sel, j],
-                                                                        names=(m, cmp.baseline))
+                    test = (
+                        None
+                        if m == cmp.baseline
+                        else res.test_pair(v, metrics[cmp.baseline][key][sel, j], names=(m, cmp.baseline))
+                    )
                     defined = v[~np.isnan(v)]
-                    rows.append({
-                        "class": c, "group": group, "method": m, "metric": key, "cases": int(sel.sum()),
-                        "n": int(defined.size), "mean": float(defined.mean()) if defined.size else float("nan"),
-                        "ci": ci, "test": test, "values": v,
-                    })
+                    rows.append(
+                        {
+                            "class": c,
+                            "group": group,
+                            "method": m,
+                            "metric": key,
+                            "cases": int(sel.sum()),
+                            "n": int(defined.size),
+                            "mean": float(defined.mean()) if defined.size else float("nan"),
+                            "ci": ci,
+                            "test": test,
+                            "values": v,
+                        }
+                    )
     return rows
 
 
-def compare_markdown(cmp: Comparison, rows: list[dict], resampling: Resampling | None = None, *,
-                     spacing_source: str = "") -> str:
+def compare_markdown(
+    cmp: Comparison, rows: list[dict], resampling: Resampling | None = None, *, spacing_source: str = ""
+) -> str:
     res = resampling or Resampling()
     alpha = 1 - res.confidence
     ev = cmp.first
     metrics = list(ev.metrics())
-    test = ("paired sign-flip permutation test of the mean difference (exact over all sign patterns when "
-            f"2ⁿ ≤ {res.n_resamples})" if res.test == "permutation" else
-            "paired bootstrap of the mean difference (p = 2·min(share of bootstrap differences ≤ 0, ≥ 0))")
+    test = (
+        "paired sign-flip permutation test of the mean difference (exact over all sign patterns when "
+        f"2ⁿ ≤ {res.n_resamples})"
+        if res.test == "permutation"
+        else "paired bootstrap of the mean difference (p = 2·min(share of bootstrap differences ≤ 0, ≥ 0))"
+    )
     lines = ["# phidice evaluate: comparison", ""]
-    lines.append(f"- reference: `{cmp.gt_dir}`; {len(ev.cases)} cases; methods: "
-                 + ", ".join(f"{m} (`{d}`)" for m, d in zip(cmp.methods, cmp.folders)) + f"; baseline: {cmp.baseline}")
+    lines.append(
+        f"- reference: `{cmp.gt_dir}`; {len(ev.cases)} cases; methods: "
+        + ", ".join(f"{m} (`{d}`)" for m, d in zip(cmp.methods, cmp.folders))
+        + f"; baseline: {cmp.baseline}"
+    )
     lines.append(f"- empty convention `{ev.empty}`: {_EMPTY_TEXT[ev.empty]}")
     if spacing_source:
         lines.append(f"- voxel spacing: {spacing_source}")
     if ev.hd95 is not None:
         lines.append("- " + SURFACE_TEXT.format(tol=ev.tolerance))
-    lines.append(f"- cells: mean [{res.percent} CI] over the cases of the row with a defined value ({res.ci_method} "
-                 f"bootstrap, {res.n_resamples} resamples, seed {res.seed}); n=k: only k cases defined")
-    lines.append(f"- p: two-sided {test} against {cmp.baseline}, on the cases defined for both; * p < {alpha:g}; "
-                 "not adjusted for the number of comparisons")
+    lines.append(
+        f"- cells: mean [{res.percent} CI] over the cases of the row with a defined value ({res.ci_method} "
+        f"bootstrap, {res.n_resamples} resamples, seed {res.seed}); n=k: only k cases defined"
+    )
+    lines.append(
+        f"- p: two-sided {test} against {cmp.baseline}, on the cases defined for both; * p < {alpha:g}; "
+        "not adjusted for the number of comparisons"
+    )
     lines.append("- ΔV = V_pred − V_ref in ml (> 0: over-segmentation)")
     lines += [f"- note: {n}" for n in cmp.notes]
     head = ["class", "group", "method", "cases"]
     for key in metrics:
         title = METRIC_TITLES[key] + (f"@{ev.tolerance:g} mm" if key == "NSD" else "")
         head += [f"{title} mean [{res.percent} CI]", f"p {METRIC_TITLES[key]}"]
-    lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] + ["---", "---:"] * len(metrics))
-              + "|"]
+    lines += [
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] + ["---", "---:"] * len(metrics)) + "|",
+    ]
     by_key = {(r["class"], r["group"], r["method"], r["metric"]): r for r in rows}
     for c in ev.classes:
         for group, sel in row_sets(ev):
@@ -230,9 +295,15 @@ def compare_markdown(cmp: Comparison, rows: list[dict], resampling: Resampling |
                     cells.append("baseline" if m == cmp.baseline else p_cell(r["test"], alpha))
                 lines.append("| " + " | ".join(cells) + " |")
     if ev.roc:
-        lines += ["", f"## ROC: detecting group `{ev.positive_group}` from the predicted volume", "",
-                  f"Positive group: {ev.positive_rule}. Tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).", "",
-                  "| class | method | n₊ | n₋ | AUC |", "|---|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## ROC: detecting group `{ev.positive_group}` from the predicted volume",
+            "",
+            f"Positive group: {ev.positive_rule}. Tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
+            "",
+            "| class | method | n₊ | n₋ | AUC |",
+            "|---|---|---:|---:|---:|",
+        ]
         for c in ev.classes:
             for m in cmp.methods:
                 roc = cmp.evaluations[m].roc[c]
@@ -245,13 +316,27 @@ def compare_csv(rows: list[dict]) -> str:
     """The table in long form: class, group, method, metric, cases, n, mean, ci_low, ci_high, p_value, test."""
     buf = _stdio.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["class", "group", "method", "metric", "cases", "n", "mean", "ci_low", "ci_high", "p_value",
-                "n_paired", "test"])
+    w.writerow(
+        ["class", "group", "method", "metric", "cases", "n", "mean", "ci_low", "ci_high", "p_value", "n_paired", "test"]
+    )
     for r in rows:
         ci, t = r["ci"], r["test"]
-        w.writerow([r["class"], r["group"], r["method"], r["metric"], r["cases"], r["n"], _g(r["mean"]),
-                    _g(ci.low) if ci else "", _g(ci.high) if ci else "", _g(t.p_value) if t else "",
-                    t.n if t else "", t.method if t else ""])
+        w.writerow(
+            [
+                r["class"],
+                r["group"],
+                r["method"],
+                r["metric"],
+                r["cases"],
+                r["n"],
+                _g(r["mean"]),
+                _g(ci.low) if ci else "",
+                _g(ci.high) if ci else "",
+                _g(t.p_value) if t else "",
+                t.n if t else "",
+                t.method if t else "",
+            ]
+        )
     return buf.getvalue()
 
 
@@ -260,8 +345,10 @@ def per_case_csv(cmp: Comparison) -> str:
     buf = _stdio.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     ev = cmp.first
-    w.writerow(["method", "case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox",
-                "V_pred_vox"] + (list(SURFACE_COLUMNS) if ev.hd95 is not None else []))
+    w.writerow(
+        ["method", "case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox", "V_pred_vox"]
+        + (list(SURFACE_COLUMNS) if ev.hd95 is not None else [])
+    )
     for m in cmp.methods:
         for row in case_rows(cmp.evaluations[m]):
             w.writerow([m, *row])
@@ -287,21 +374,26 @@ def roc_png(cmp: Comparison) -> bytes:
     fig = Figure(figsize=(4.2 * len(classes), 4.4), dpi=120)
     axes = fig.subplots(1, len(classes), squeeze=False)[0]
     for ax, c in zip(axes, classes):  # styles and widths differ so that curves on top of each other show
-        curves = [(m, cmp.evaluations[m].roc[c], dict(lw=max(3.2 - 0.5 * k, 1.0), ls=("-", "--", ":", "-.")[k % 4]))
-                  for k, m in enumerate(cmp.methods)]
+        curves = [
+            (m, cmp.evaluations[m].roc[c], dict(lw=max(3.2 - 0.5 * k, 1.0), ls=("-", "--", ":", "-.")[k % 4]))
+            for k, m in enumerate(cmp.methods)
+        ]
         draw_rocs(ax, curves, f"class {c}: detecting '{cmp.first.positive_group}' from predicted volume", fontsize=9)
     return png_bytes(fig)
 
 
-def write_comparison(cmp: Comparison, out_dir, *, resampling: Resampling | None = None,
-                     spacing_source: str = "") -> list[Path]:
+def write_comparison(
+    cmp: Comparison, out_dir, *, resampling: Resampling | None = None, spacing_source: str = ""
+) -> list[Path]:
     """compare.md, compare.csv, per_case.csv and, with a ROC, roc.csv + roc.png; each written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = compare_rows(cmp, resampling)
     files: dict[str, str | bytes] = {
         "compare.md": compare_markdown(cmp, rows, resampling, spacing_source=spacing_source),
-        "compare.csv": compare_csv(rows), "per_case.csv": per_case_csv(cmp)}
+        "compare.csv": compare_csv(rows),
+        "per_case.csv": per_case_csv(cmp),
+    }
     if cmp.first.roc:
         files["roc.csv"] = roc_csv(cmp)
         files["roc.png"] = roc_png(cmp)

@@ -32,7 +32,7 @@ EMPTY_CONVENTIONS = EMPTY_SCORES
 SCORE_REDUCTIONS = ("none", "mean")
 
 
-def score_from_stats(stats: DiceStats, *, phi: "str | Phi" = "I", empty: str = "nan") -> torch.Tensor:
+def score_from_stats(stats: DiceStats, *, phi: str | Phi = "I", empty: str = "nan") -> torch.Tensor:
     """DSC_φ (float64) from (B, C) counts: shapes (B, C), (B, 1), (1, C), (1, 1) for Φ = I, CI, BI, BCI.
 
     Args:
@@ -85,7 +85,7 @@ def dice_score(
     target: torch.Tensor | np.ndarray,
     *,
     num_classes: int | None = None,
-    phi: "str | Phi" = "I",
+    phi: str | Phi = "I",
     empty: str = "nan",
     include_background: bool = True,
     threshold: float | str | None = None,
@@ -130,6 +130,12 @@ def dice_score(
     check_empty(empty, "score")
     check_choice("reduction", reduction, SCORE_REDUCTIONS)
     phi = parse_phi(phi)
-    stats = hard_stats(pred, target, num_classes=num_classes, threshold=threshold, ignore_index=ignore_index,
-                       include_background=include_background)
+    stats = hard_stats(
+        pred,
+        target,
+        num_classes=num_classes,
+        threshold=threshold,
+        ignore_index=ignore_index,
+        include_background=include_background,
+    )
     return reduce_scores(score_from_stats(stats, phi=phi, empty=empty), reduction)

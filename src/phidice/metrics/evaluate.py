@@ -23,8 +23,8 @@ from phidice.core.deps import require
 from phidice.core.types import DiceStats
 from phidice.io import as_label_array, atomic_write, image_stem, list_label_files, read_image, read_label_image
 from phidice.metrics import surface
-from phidice.metrics.annotated import annotated_mask, read_pool_annotations
 from phidice.metrics._hard import hard_stats, reported_classes
+from phidice.metrics.annotated import annotated_mask, read_pool_annotations
 from phidice.metrics.bootstrap import CI_METHODS, TEST_METHODS, MeanCI, PairedTest, bootstrap_ci, paired_test
 from phidice.metrics.dice import score_from_stats
 from phidice.metrics.roc import ROC, volume_roc
@@ -33,7 +33,7 @@ from phidice.progress import progress as progress_bar
 SPACING_RTOL = 1e-4  # header spacings of a pair must agree to this relative tolerance
 
 
-def case_name(path: "str | os.PathLike") -> str:
+def case_name(path: str | os.PathLike) -> str:
     """File name without its image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd)."""
     return image_stem(path)
 
@@ -62,8 +62,10 @@ def match_cases(pred_dir, gt_dir, *, allow_missing: bool = False) -> tuple[list[
     only_pred = sorted(set(preds) - set(gts))
     only_gt = sorted(set(gts) - set(preds))
     notes = []
-    for names, have, lacks, files in ((only_gt, "reference", "prediction", gts), (only_pred, "prediction",
-                                                                                   "reference", preds)):
+    for names, have, lacks, files in (
+        (only_gt, "reference", "prediction", gts),
+        (only_pred, "prediction", "reference", preds),
+    ):
         if names:
             shown = ", ".join(files[n].name for n in names[:10]) + (" …" if len(names) > 10 else "")
             notes.append(f"{len(names)} {have} file(s) without a {lacks}: {shown}")
@@ -83,17 +85,26 @@ def read_prediction(path: Path, threshold: float | None) -> tuple[np.ndarray, tu
         return array.astype(np.uint8), spacing
     if threshold is not None:
         if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"--threshold is for probability maps but prediction file {str(path)!r} holds "
-                             f"integer labels ({array.dtype}); drop --threshold")
+            raise ValueError(
+                f"--threshold is for probability maps but prediction file {str(path)!r} holds "
+                f"integer labels ({array.dtype}); drop --threshold"
+            )
         if not np.isfinite(array).all():
             raise ValueError(f"prediction file {str(path)!r} contains NaN or Inf")
         return (array >= threshold).astype(np.uint8), spacing
-    return as_label_array(array, f"prediction file {str(path)!r}",
-                          "pass --threshold T to binarise a probability map, or save hard labels"), spacing
+    return as_label_array(
+        array, f"prediction file {str(path)!r}", "pass --threshold T to binarise a probability map, or save hard labels"
+    ), spacing
 
 
-def load_pair(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
-              reference: tuple[np.ndarray, tuple[float, ...]] | None = None):
+def load_pair(
+    pred_path: Path,
+    gt_path: Path,
+    *,
+    threshold=None,
+    spacing=None,
+    reference: tuple[np.ndarray, tuple[float, ...]] | None = None,
+):
     """(prediction labels, reference labels, spacing in mm) of one pair, with checks that name the files.
 
     ``reference`` is the already read (array, header spacing) of ``gt_path`` (read once for several methods).
@@ -101,14 +112,18 @@ def load_pair(pred_path: Path, gt_path: Path, *, threshold=None, spacing=None,
     pred, pred_spacing = read_prediction(pred_path, threshold)
     ref, ref_spacing = reference if reference is not None else read_label_image(gt_path)
     if pred.shape != ref.shape:
-        raise ValueError(f"prediction {str(pred_path)!r} has shape {pred.shape} but reference {str(gt_path)!r} has "
-                         f"shape {ref.shape}")
+        raise ValueError(
+            f"prediction {str(pred_path)!r} has shape {pred.shape} but reference {str(gt_path)!r} has shape {ref.shape}"
+        )
     if spacing is None:
-        if len(pred_spacing) != len(ref_spacing) or not np.allclose(pred_spacing, ref_spacing, rtol=SPACING_RTOL,
-                                                                     atol=0):
-            raise ValueError(f"prediction {str(pred_path)!r} has spacing {_mm(pred_spacing)} but reference "
-                             f"{str(gt_path)!r} has spacing {_mm(ref_spacing)} (resample, or pass --spacing to "
-                             "override the headers)")
+        if len(pred_spacing) != len(ref_spacing) or not np.allclose(
+            pred_spacing, ref_spacing, rtol=SPACING_RTOL, atol=0
+        ):
+            raise ValueError(
+                f"prediction {str(pred_path)!r} has spacing {_mm(pred_spacing)} but reference "
+                f"{str(gt_path)!r} has spacing {_mm(ref_spacing)} (resample, or pass --spacing to "
+                "override the headers)"
+            )
         spacing = ref_spacing
     elif len(spacing) != ref.ndim:
         raise ValueError(f"--spacing has {len(spacing)} values but {str(gt_path)!r} has {ref.ndim} axes")
@@ -129,12 +144,25 @@ class CaseScore:
     absent: tuple[float, float] | None = (float("nan"), float("nan"))
 
 
-def score_case(pred: np.ndarray, ref: np.ndarray, spacing, pred_path, gt_path, *, num_classes: int | None = None,
-               tolerance: float | None = None, empty: str = "nan", include_background: bool = False) -> CaseScore:
+def score_case(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing,
+    pred_path,
+    gt_path,
+    *,
+    num_classes: int | None = None,
+    tolerance: float | None = None,
+    empty: str = "nan",
+    include_background: bool = False,
+) -> CaseScore:
     """Counts, voxel volume and (with ``tolerance`` in mm) HD95/NSD of one pair of label maps."""
     try:
-        stats = hard_stats(torch.from_numpy(pred.astype(np.int64, copy=False)[None]),
-                           torch.from_numpy(ref.astype(np.int64, copy=False)[None]), num_classes=num_classes)
+        stats = hard_stats(
+            torch.from_numpy(pred.astype(np.int64, copy=False)[None]),
+            torch.from_numpy(ref.astype(np.int64, copy=False)[None]),
+            num_classes=num_classes,
+        )
     except ValueError as err:
         raise ValueError(f"case {case_name(gt_path)!r} ({str(pred_path)!r}, {str(gt_path)!r}): {err}") from None
     score = CaseScore(stats, float(np.prod(np.asarray(spacing, dtype=np.float64))) / 1000.0)
@@ -146,7 +174,7 @@ def score_case(pred: np.ndarray, ref: np.ndarray, spacing, pred_path, gt_path, *
             classes = [1]
         hd, nsd = surface.label_map_scores(pred, ref, spacing, classes, tolerance=tolerance, empty=empty)
         score.surface = np.full((C, 2), np.nan)
-        score.surface[-len(classes):] = np.stack([hd, nsd], 1)
+        score.surface[-len(classes) :] = np.stack([hd, nsd], 1)
         score.absent = surface.empty_scores(True, True, empty, surface.image_diagonal(ref.shape, spacing))
     return score
 
@@ -164,8 +192,9 @@ def read_groups(path) -> dict[str, str]:
         reader = csv.DictReader(f)
         fields = {(k or "").strip().lower(): k for k in (reader.fieldnames or [])}
         if "case" not in fields or "group" not in fields:
-            raise ValueError(f"groups file {str(path)!r} needs a header with columns 'case' and 'group'; got "
-                             f"{reader.fieldnames}")
+            raise ValueError(
+                f"groups file {str(path)!r} needs a header with columns 'case' and 'group'; got {reader.fieldnames}"
+            )
         groups: dict[str, str] = {}
         for line, row in enumerate(reader, start=2):
             case, group = (row[fields["case"]] or "").strip(), (row[fields["group"]] or "").strip()
@@ -173,8 +202,9 @@ def read_groups(path) -> dict[str, str]:
                 raise ValueError(f"groups file {str(path)!r} line {line}: empty case or group")
             case = case_name(case)
             if groups.get(case, group) != group:
-                raise ValueError(f"groups file {str(path)!r}: case {case!r} is in groups {groups[case]!r} and "
-                                 f"{group!r}")
+                raise ValueError(
+                    f"groups file {str(path)!r}: case {case!r} is in groups {groups[case]!r} and {group!r}"
+                )
             groups[case] = group
     if not groups:
         raise ValueError(f"groups file {str(path)!r} has no rows")
@@ -259,37 +289,70 @@ def check_groups(group_of: dict | None, cases, groups_csv) -> None:
         return
     lacking = [c for c in cases if c not in group_of]
     if lacking:
-        raise ValueError(f"{len(lacking)} case(s) have no group in {str(groups_csv)!r}: "
-                         + ", ".join(lacking[:10]) + (" …" if len(lacking) > 10 else ""))
+        raise ValueError(
+            f"{len(lacking)} case(s) have no group in {str(groups_csv)!r}: "
+            + ", ".join(lacking[:10])
+            + (" …" if len(lacking) > 10 else "")
+        )
 
 
-def assemble(cases: list[str], scores: list[CaseScore], *, num_classes_seen: int, empty: str,
-             include_background: bool, tolerance: float | None, notes: list[str]) -> Evaluation:
+def assemble(
+    cases: list[str],
+    scores: list[CaseScore],
+    *,
+    num_classes_seen: int,
+    empty: str,
+    include_background: bool,
+    tolerance: float | None,
+    notes: list[str],
+) -> Evaluation:
     """One Evaluation from per-case scores; classes a case lacks count zero (and take the both-empty surface
     convention). ``num_classes_seen``: C over every case (and every method, when comparing)."""
     C = num_classes_seen
-    stats = DiceStats(*(torch.cat([torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ts], 0)
-                        for ts in zip(*(s.stats for s in scores))))
+    stats = DiceStats(
+        *(
+            torch.cat([torch.nn.functional.pad(t, (0, C - t.shape[1])) for t in ts], 0)
+            for ts in zip(*(s.stats for s in scores))
+        )
+    )
     classes = reported_classes(C, include_background)
     stats = stats.select_classes(classes)
-    ev = Evaluation(cases=list(cases), classes=classes, stats=stats,
-                    voxel_ml=np.asarray([s.voxel_ml for s in scores], dtype=np.float64),
-                    dsc=score_from_stats(stats, phi="I", empty=empty).numpy(), empty=empty, notes=list(notes))
+    ev = Evaluation(
+        cases=list(cases),
+        classes=classes,
+        stats=stats,
+        voxel_ml=np.asarray([s.voxel_ml for s in scores], dtype=np.float64),
+        dsc=score_from_stats(stats, phi="I", empty=empty).numpy(),
+        empty=empty,
+        notes=list(notes),
+    )
     if tolerance is not None:
         surf = np.empty((len(scores), C, 2))
         for i, s in enumerate(scores):
             surf[i] = s.absent
             if s.surface is not None:
-                surf[i, :s.surface.shape[0]] = s.surface
+                surf[i, : s.surface.shape[0]] = s.surface
         surf = surf[:, classes]
         ev.tolerance, ev.hd95, ev.nsd = float(tolerance), surf[..., 0], surf[..., 1]
     return ev
 
 
-def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str | None = None, spacing=None,
-                     num_classes: int | None = None, empty: str = "nan", threshold: float | None = None,
-                     include_background: bool = False, allow_missing: bool = False,
-                     surface_tolerance: float | None = None, progress: bool = True, annotated=None) -> Evaluation:
+def evaluate_folders(
+    pred_dir,
+    gt_dir,
+    *,
+    groups_csv=None,
+    positive_group: str | None = None,
+    spacing=None,
+    num_classes: int | None = None,
+    empty: str = "nan",
+    threshold: float | None = None,
+    include_background: bool = False,
+    allow_missing: bool = False,
+    surface_tolerance: float | None = None,
+    progress: bool = True,
+    annotated=None,
+) -> Evaluation:
     """Evaluate every matched (prediction, reference) pair; see :mod:`phidice.cli.evaluate` for the options.
 
     ``surface_tolerance`` (mm) adds HD95 and the NSD at that tolerance per case and class. ``annotated``: an
@@ -297,20 +360,38 @@ def evaluate_folders(pred_dir, gt_dir, *, groups_csv=None, positive_group: str |
     there is no ``groups_csv``), see :mod:`phidice.metrics.annotated`.
     """
     pool = read_pool_annotations(annotated) if annotated is not None else None
-    spacing = check_options(empty=empty, spacing=spacing, threshold=threshold, num_classes=num_classes,
-                            surface_tolerance=surface_tolerance)
+    spacing = check_options(
+        empty=empty, spacing=spacing, threshold=threshold, num_classes=num_classes, surface_tolerance=surface_tolerance
+    )
     group_of = read_groups(groups_csv) if groups_csv is not None else None
     pairs, notes = match_cases(pred_dir, gt_dir, allow_missing=allow_missing)
     check_groups(group_of, [c for c, _, _ in pairs], groups_csv)
 
-
     scores = []
     for _case, pred_path, gt_path in progress_bar(pairs, desc="phidice evaluate", unit="case", disable=not progress):
         pred, ref, sp = load_pair(pred_path, gt_path, threshold=threshold, spacing=spacing)
-        scores.append(score_case(pred, ref, sp, pred_path, gt_path, num_classes=num_classes,
-                                 tolerance=surface_tolerance, empty=empty, include_background=include_background))
-    ev = assemble([c for c, _, _ in pairs], scores, num_classes_seen=max(s.stats.intersection.shape[1] for s in scores),
-                  empty=empty, include_background=include_background, tolerance=surface_tolerance, notes=notes)
+        scores.append(
+            score_case(
+                pred,
+                ref,
+                sp,
+                pred_path,
+                gt_path,
+                num_classes=num_classes,
+                tolerance=surface_tolerance,
+                empty=empty,
+                include_background=include_background,
+            )
+        )
+    ev = assemble(
+        [c for c, _, _ in pairs],
+        scores,
+        num_classes_seen=max(s.stats.intersection.shape[1] for s in scores),
+        empty=empty,
+        include_background=include_background,
+        tolerance=surface_tolerance,
+        notes=notes,
+    )
     if pool is not None:
         apply_pool(ev, pool, per_source=group_of is None)
     if group_of is not None:
@@ -324,8 +405,10 @@ def apply_pool(ev: Evaluation, pool, *, per_source: bool) -> None:
     mask, notes = annotated_mask(pool, ev.cases, ev.classes)
     ev.apply_annotations(mask)
     ev.notes += notes
-    ev.notes.append(f"scored on annotated labels only ({pool.path}): a case that does not annotate a label is left "
-                    f"out of that label's row (the 'cases' column counts the cases scored)")
+    ev.notes.append(
+        f"scored on annotated labels only ({pool.path}): a case that does not annotate a label is left "
+        f"out of that label's row (the 'cases' column counts the cases scored)"
+    )
     if per_source:
         ev.groups = [pool.source_of(c) for c in ev.cases]
 
@@ -340,14 +423,18 @@ def _add_roc(ev: Evaluation, positive_group: str | None) -> None:
         return
     if positive_group is None:
         if len(kinds) > 2:
-            ev.notes.append(f"{len(kinds)} groups: name the positive one with --positive-group for a ROC "
-                            "(the others are then the negative group)")
+            ev.notes.append(
+                f"{len(kinds)} groups: name the positive one with --positive-group for a ROC "
+                "(the others are then the negative group)"
+            )
             return
         fg = ev.v_ref_ml.sum(1)
         means = {k: fg[[g == k for g in ev.groups]].mean() for k in kinds}
         if means[kinds[0]] == means[kinds[1]]:
-            raise ValueError(f"groups {kinds[0]!r} and {kinds[1]!r} have the same mean reference volume; name the "
-                             "positive group with --positive-group")
+            raise ValueError(
+                f"groups {kinds[0]!r} and {kinds[1]!r} have the same mean reference volume; name the "
+                "positive group with --positive-group"
+            )
         positive_group = max(kinds, key=lambda k: means[k])
         ev.positive_rule = "the group with the larger mean reference volume (default)"
     else:
@@ -372,9 +459,11 @@ SURFACE_COLUMNS = ("HD95_mm", "NSD")
 def per_case_csv(ev: Evaluation) -> str:
     buf = _stdio.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox", "V_pred_vox"]
-               + (list(SURFACE_COLUMNS) if ev.hd95 is not None else [])
-               + (["annotated"] if ev.annotated is not None else []))
+    w.writerow(
+        ["case", "class", "group", "DSC", "V_ref_ml", "V_pred_ml", "dV_ml", "V_ref_vox", "V_pred_vox"]
+        + (list(SURFACE_COLUMNS) if ev.hd95 is not None else [])
+        + (["annotated"] if ev.annotated is not None else [])
+    )
     for row in case_rows(ev):
         w.writerow(row)
     return buf.getvalue()
@@ -385,8 +474,17 @@ def case_rows(ev: Evaluation):
     vr, vp, dv = ev.v_ref_ml, ev.v_pred_ml, ev.dv_ml
     for i, case in enumerate(ev.cases):
         for j, c in enumerate(ev.classes):
-            row = [case, c, ev.groups[i] if ev.groups else "", _g(ev.dsc[i, j]), _g(vr[i, j]), _g(vp[i, j]),
-                   _g(dv[i, j]), int(ev.stats.target_sum[i, j]), int(ev.stats.pred_sum[i, j])]
+            row = [
+                case,
+                c,
+                ev.groups[i] if ev.groups else "",
+                _g(ev.dsc[i, j]),
+                _g(vr[i, j]),
+                _g(vp[i, j]),
+                _g(dv[i, j]),
+                int(ev.stats.target_sum[i, j]),
+                int(ev.stats.pred_sum[i, j]),
+            ]
             if ev.hd95 is not None and ev.nsd is not None:
                 row += [_g(ev.hd95[i, j]), _g(ev.nsd[i, j])]
             if ev.annotated is not None:
@@ -431,29 +529,43 @@ class Resampling:
         """The interval of the mean of the defined values; None with fewer than 2 of them."""
         if np.count_nonzero(~np.isnan(values)) < 2:
             return None
-        return bootstrap_ci(values, confidence=self.confidence, n_resamples=self.n_resamples, method=self.ci_method,
-                            seed=self.seed, name=name)
+        return bootstrap_ci(
+            values,
+            confidence=self.confidence,
+            n_resamples=self.n_resamples,
+            method=self.ci_method,
+            seed=self.seed,
+            name=name,
+        )
 
     def test_pair(self, a: np.ndarray, b: np.ndarray, names=("a", "b")) -> PairedTest | None:
         """The paired test of a against b on the cases defined for both; None with fewer than 2 such cases."""
         if np.count_nonzero(~(np.isnan(a) | np.isnan(b))) < 2:
             return None
-        return paired_test(a, b, method=self.test, confidence=self.confidence, n_resamples=self.n_resamples,
-                           ci_method=self.ci_method, seed=self.seed, names=names)
+        return paired_test(
+            a,
+            b,
+            method=self.test,
+            confidence=self.confidence,
+            n_resamples=self.n_resamples,
+            ci_method=self.ci_method,
+            seed=self.seed,
+            names=names,
+        )
 
 
 FORMATS = {"DSC": ".3f", "dV_ml": ".3f", "HD95_mm": ".2f", "NSD": ".3f"}
 
 
 def interval_cell(ci: MeanCI | None, values: np.ndarray, spec: str) -> str:
-    """"[low, high]", or why there is none: "–" (nothing defined), "n < 2" (one defined value)."""
+    """ "[low, high]", or why there is none: "–" (nothing defined), "n < 2" (one defined value)."""
     if ci is None:
         return "–" if np.isnan(values).all() else "n < 2"
     return f"[{ci.low:{spec}}, {ci.high:{spec}}]"
 
 
 def mean_ci_cell(ci: MeanCI | None, values: np.ndarray, spec: str) -> str:
-    """"mean [low, high]" (plus "n=k" when only k of the cases are defined), "x (n=1)" or "–"."""
+    """ "mean [low, high]" (plus "n=k" when only k of the cases are defined), "x (n=1)" or "–"."""
     defined = values[~np.isnan(values)]
     if defined.size == 0:
         return "–"
@@ -477,10 +589,12 @@ _EMPTY_TEXT = {
     "zero": "DSC is 0 whenever the reference is empty",
 }
 
-SURFACE_TEXT = ("HD95 in mm (the larger directed 95th percentile of surface distances) and NSD at τ = {tol:g} mm; "
-                "with an empty reference or prediction they follow the same convention as DSC (NaN where DSC is "
-                "undefined, the worst value — HD95 = image diagonal, NSD = 0 — where DSC is 0; HD95 0 and NSD 1 where "
-                "DSC is 1)")
+SURFACE_TEXT = (
+    "HD95 in mm (the larger directed 95th percentile of surface distances) and NSD at τ = {tol:g} mm; "
+    "with an empty reference or prediction they follow the same convention as DSC (NaN where DSC is "
+    "undefined, the worst value — HD95 = image diagonal, NSD = 0 — where DSC is 0; HD95 0 and NSD 1 where "
+    "DSC is 1)"
+)
 
 
 def row_sets(ev: Evaluation) -> list[tuple[str, np.ndarray]]:
@@ -491,24 +605,40 @@ def row_sets(ev: Evaluation) -> list[tuple[str, np.ndarray]]:
     return sets
 
 
-def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="",
-                     resampling: Resampling | None = None) -> str:
+def summary_markdown(
+    ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="", resampling: Resampling | None = None
+) -> str:
     res = resampling or Resampling()
     lines = ["# phidice evaluate", ""]
     lines.append(f"- predictions: `{pred_dir}`; references: `{gt_dir}`; {len(ev.cases)} cases")
     lines.append(f"- empty convention `{ev.empty}`: {_EMPTY_TEXT[ev.empty]}")
     if spacing_source:
         lines.append(f"- voxel spacing: {spacing_source}")
-    lines.append("- ΔV = V_pred − V_ref in ml (> 0: over-segmentation); mean ± sample std over cases; "
-                 "n = cases with a defined DSC; DSC_BI = Dice of the pooled counts of all cases in the row")
-    lines.append(f"- {res.percent} CI: {res.ci_method} bootstrap interval of the mean over the row's cases with a "
-                 f"defined value ({res.n_resamples} resamples, seed {res.seed}); n < 2: too few cases for an interval")
+    lines.append(
+        "- ΔV = V_pred − V_ref in ml (> 0: over-segmentation); mean ± sample std over cases; "
+        "n = cases with a defined DSC; DSC_BI = Dice of the pooled counts of all cases in the row"
+    )
+    lines.append(
+        f"- {res.percent} CI: {res.ci_method} bootstrap interval of the mean over the row's cases with a "
+        f"defined value ({res.n_resamples} resamples, seed {res.seed}); n < 2: too few cases for an interval"
+    )
     if ev.hd95 is not None:
         lines.append("- " + SURFACE_TEXT.format(tol=ev.tolerance) + "; n=k in a cell: only k cases are defined")
     lines += [f"- note: {n}" for n in ev.notes]
     ci = f"{res.percent} CI"
-    head = ["class", "group", "cases" if ev.annotated is None else "cases scored", "DSC mean ± std", "n", "DSC_BI", f"DSC {ci}", "ΔV ml mean ± std", f"ΔV {ci}",
-            "V_ref ml mean", "V_pred ml mean"]
+    head = [
+        "class",
+        "group",
+        "cases" if ev.annotated is None else "cases scored",
+        "DSC mean ± std",
+        "n",
+        "DSC_BI",
+        f"DSC {ci}",
+        "ΔV ml mean ± std",
+        f"ΔV {ci}",
+        "V_ref ml mean",
+        "V_pred ml mean",
+    ]
     align = ["---", "---", "---:", "---", "---:", "---:", "---", "---", "---", "---:", "---:"]
     if ev.hd95 is not None:
         head += [f"HD95 mm mean [{ci}]", f"NSD@{ev.tolerance:g} mm mean [{ci}]"]
@@ -521,25 +651,41 @@ def summary_markdown(ev: Evaluation, *, pred_dir="", gt_dir="", spacing_source="
             if not rows.any() and ev.annotated is not None:
                 continue  # a source that does not annotate the class has no row for it
             dsc, n = _mean_std(ev.dsc[rows, j])
-            pooled = DiceStats(*(t[torch.from_numpy(rows)][:, j:j + 1] for t in ev.stats))
+            pooled = DiceStats(*(t[torch.from_numpy(rows)][:, j : j + 1] for t in ev.stats))
             bi = float(score_from_stats(pooled, phi="BI", empty=ev.empty)[0, 0])
             dvs, _ = _mean_std(dv[rows, j])
             what = f"class {c}, group {name!r}"
             dsc_ci = interval_cell(res.ci(ev.dsc[rows, j], f"DSC of {what}"), ev.dsc[rows, j], ".3f")
             dv_ci = interval_cell(res.ci(dv[rows, j], f"ΔV of {what}"), dv[rows, j], ".3f")
-            cells = [str(c), name, str(int(rows.sum())), dsc, str(n), "–" if np.isnan(bi) else f"{bi:.3f}", dsc_ci,
-                     dvs, dv_ci, f"{vr[rows, j].mean():.3f}", f"{vp[rows, j].mean():.3f}"]
+            cells = [
+                str(c),
+                name,
+                str(int(rows.sum())),
+                dsc,
+                str(n),
+                "–" if np.isnan(bi) else f"{bi:.3f}",
+                dsc_ci,
+                dvs,
+                dv_ci,
+                f"{vr[rows, j].mean():.3f}",
+                f"{vp[rows, j].mean():.3f}",
+            ]
             if ev.hd95 is not None and ev.nsd is not None:
                 for key, arr in (("HD95_mm", ev.hd95), ("NSD", ev.nsd)):
                     v = arr[rows, j]
                     cells.append(mean_ci_cell(res.ci(v, f"{key} of {what}"), v, FORMATS[key]))
             lines.append("| " + " | ".join(cells) + " |")
     if ev.roc:
-        lines += ["", f"## ROC: detecting group `{ev.positive_group}` from the predicted volume", "",
-                  f"Positive group: {ev.positive_rule}. A case is called positive when its predicted volume of the "
-                  "class is at least the threshold; tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
-                  "",
-                  "| class | n₊ | n₋ | AUC |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## ROC: detecting group `{ev.positive_group}` from the predicted volume",
+            "",
+            f"Positive group: {ev.positive_rule}. A case is called positive when its predicted volume of the "
+            "class is at least the threshold; tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
+            "",
+            "| class | n₊ | n₋ | AUC |",
+            "|---|---:|---:|---:|",
+        ]
         for c, roc in ev.roc.items():
             lines.append(f"| {c} | {roc.n_positive} | {roc.n_negative} | {roc.auc:.3f} |")
     return "\n".join(lines) + "\n"
@@ -579,8 +725,11 @@ def png_bytes(fig) -> bytes:
 def roc_png(ev: Evaluation) -> bytes:
     Figure = require("matplotlib.figure", "eval", "the ROC figure").Figure  # no pyplot: the global backend untouched
     fig = Figure(figsize=(4.5, 4.5), dpi=120)
-    draw_rocs(fig.add_subplot(), [(f"class {c}", roc, dict(lw=1.8)) for c, roc in ev.roc.items()],
-              f"detecting '{ev.positive_group}' from predicted volume")
+    draw_rocs(
+        fig.add_subplot(),
+        [(f"class {c}", roc, dict(lw=1.8)) for c, roc in ev.roc.items()],
+        f"detecting '{ev.positive_group}' from predicted volume",
+    )
     return png_bytes(fig)
 
 

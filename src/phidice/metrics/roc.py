@@ -63,8 +63,9 @@ def volume_roc(pred_volumes, groups, *, positive=None) -> ROC:
     scores = _as_1d(pred_volumes, "pred_volumes")
     labels = _as_1d(groups, "groups")
     if scores.shape[0] != labels.shape[0]:
-        raise ValueError(f"pred_volumes and groups must have the same length; got {scores.shape[0]} and "
-                         f"{labels.shape[0]}")
+        raise ValueError(
+            f"pred_volumes and groups must have the same length; got {scores.shape[0]} and {labels.shape[0]}"
+        )
     try:
         scores = scores.astype(np.float64)
     except (TypeError, ValueError) as err:
@@ -73,8 +74,9 @@ def volume_roc(pred_volumes, groups, *, positive=None) -> ROC:
         raise ValueError("pred_volumes must be finite (no NaN or Inf)")
     kinds = list(dict.fromkeys(labels.tolist()))
     if len(kinds) != 2:
-        raise ValueError(f"groups must hold exactly two distinct groups to compare; got {len(kinds)}: "
-                         f"{sorted(map(str, kinds))}")
+        raise ValueError(
+            f"groups must hold exactly two distinct groups to compare; got {len(kinds)}: {sorted(map(str, kinds))}"
+        )
     if positive is None:
         if set(kinds) <= {0, 1}:  # also True/False
             positive = 1

@@ -170,8 +170,16 @@ def _scores(d_p: np.ndarray, d_y: np.ndarray, tolerance: float | None, percentil
     return hd, float((np.count_nonzero(d_p <= tolerance) + np.count_nonzero(d_y <= tolerance)) / (d_p.size + d_y.size))
 
 
-def pair_scores(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing, *, tolerance: float | None = None,
-                empty: str = "nan", percentile: float = 95.0, hd_worst="diagonal") -> tuple[float, float]:
+def pair_scores(
+    pred_mask: np.ndarray,
+    ref_mask: np.ndarray,
+    spacing,
+    *,
+    tolerance: float | None = None,
+    empty: str = "nan",
+    percentile: float = 95.0,
+    hd_worst="diagonal",
+) -> tuple[float, float]:
     """(HD95, NSD) of one image and class from two boolean masks (*S); NSD is NaN without a tolerance."""
     p, y = np.asarray(pred_mask, dtype=bool), np.asarray(ref_mask, dtype=bool)
     sp = np.asarray(spacing, dtype=np.float64)
@@ -182,8 +190,17 @@ def pair_scores(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing, *, toleran
     return _scores(*_distances(p, y, sp), tolerance, percentile)
 
 
-def label_map_scores(pred: np.ndarray, ref: np.ndarray, spacing, classes, *, tolerance=None, empty: str = "nan",
-                     percentile: float = 95.0, hd_worst="diagonal") -> tuple[np.ndarray, np.ndarray]:
+def label_map_scores(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing,
+    classes,
+    *,
+    tolerance=None,
+    empty: str = "nan",
+    percentile: float = 95.0,
+    hd_worst="diagonal",
+) -> tuple[np.ndarray, np.ndarray]:
     """(HD95, NSD) of each class in ``classes`` for one pair of integer label maps (*S) — the folder evaluation's
     path: one pass over each map finds every class's bounding box, and each class is scored on the box
     that holds it in either map. NSD is NaN without a tolerance; ``tolerance`` is one value or one per class."""
@@ -245,11 +262,19 @@ def _as_masks(pred, target, num_classes, threshold, include_background):
     return shape[0], classes, tuple(shape[1:]), get
 
 
-def surface_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
-                    spacing: Sequence[float] | torch.Tensor | np.ndarray, *,
-                    tolerance: float | Sequence[float] | None = None, num_classes: int | None = None,
-                    include_background: bool = True, threshold: float | str | None = None, empty: str = "nan",
-                    percentile: float = 95.0, hd_worst: str | float = "diagonal") -> SurfaceScores:
+def surface_metrics(
+    pred: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
+    spacing: Sequence[float] | torch.Tensor | np.ndarray,
+    *,
+    tolerance: float | Sequence[float] | None = None,
+    num_classes: int | None = None,
+    include_background: bool = True,
+    threshold: float | str | None = None,
+    empty: str = "nan",
+    percentile: float = 95.0,
+    hd_worst: str | float = "diagonal",
+) -> SurfaceScores:
     """HD95 (mm) and NSD at ``tolerance`` mm per image and class (B, C), with the ``empty`` convention of DSC.
 
     Args:
@@ -294,8 +319,15 @@ def surface_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.n
         worst = _worst(hd_worst, S, sp[b])
         for j, c in enumerate(classes):
             p, y = get(b, c)
-            hd[b, j], nsd[b, j] = pair_scores(p, y, sp[b], tolerance=None if tol is None else tol[j], empty=empty,
-                                              percentile=percentile, hd_worst=worst)
+            hd[b, j], nsd[b, j] = pair_scores(
+                p,
+                y,
+                sp[b],
+                tolerance=None if tol is None else tol[j],
+                empty=empty,
+                percentile=percentile,
+                hd_worst=worst,
+            )
     return SurfaceScores(torch.from_numpy(hd), None if tol is None else torch.from_numpy(nsd))
 
 

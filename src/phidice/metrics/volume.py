@@ -33,8 +33,10 @@ def check_spacing(spacing, batch: int, ndim: int) -> np.ndarray:
     if s.ndim == 1:
         s = np.broadcast_to(s, (batch, s.shape[0]))
     if s.ndim != 2 or s.shape != (batch, ndim):
-        raise ValueError(f"spacing must have {ndim} values (one per spatial axis, in mm) or shape (B, {ndim}) = "
-                         f"({batch}, {ndim}); got shape {np.shape(spacing)}")
+        raise ValueError(
+            f"spacing must have {ndim} values (one per spatial axis, in mm) or shape (B, {ndim}) = "
+            f"({batch}, {ndim}); got shape {np.shape(spacing)}"
+        )
     if not np.isfinite(s).all() or (s <= 0).any():
         raise ValueError(f"spacing must be finite and > 0 (mm); got {spacing!r}")
     return s
@@ -53,8 +55,9 @@ def _with_ml(voxels: torch.Tensor, spacing, ndim: int) -> Volume:
     return Volume(voxels, ml)
 
 
-def volume(x, spacing=None, *, num_classes: int | None = None, threshold=None,
-           include_background: bool = True) -> Volume:
+def volume(
+    x, spacing=None, *, num_classes: int | None = None, threshold=None, include_background: bool = True
+) -> Volume:
     """Volume per image and class of a hard segmentation (labels (B, *S) or maps (B, C, *S)).
 
     ``spacing`` is the voxel size in mm — one value per spatial axis, or shape (B, ndim) for images of
@@ -78,13 +81,22 @@ def volume(x, spacing=None, *, num_classes: int | None = None, threshold=None,
         >>> volume(torch.tensor([[0, 1, 1, 0]]), spacing=(2.0,)).voxels  # (B, C): 2 voxels of each class
         tensor([[2, 2]])
     """
-    counts, ndim = single_counts(x, "input", num_classes=num_classes, threshold=threshold,
-                                 include_background=include_background)
+    counts, ndim = single_counts(
+        x, "input", num_classes=num_classes, threshold=threshold, include_background=include_background
+    )
     return _with_ml(counts, spacing, ndim)
 
 
-def volume_difference(pred, target, spacing=None, *, num_classes: int | None = None, threshold=None,
-                      ignore_index: int | None = None, include_background: bool = True) -> Volume:
+def volume_difference(
+    pred,
+    target,
+    spacing=None,
+    *,
+    num_classes: int | None = None,
+    threshold=None,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+) -> Volume:
     """ΔV = V_pred − V_ref per image and class (signed; > 0 is over-segmentation), in voxels and ml.
 
     Args:
@@ -103,6 +115,12 @@ def volume_difference(pred, target, spacing=None, *, num_classes: int | None = N
         >>> volume_difference(torch.tensor([[0, 1, 1, 0]]), torch.tensor([[0, 1, 0, 0]])).voxels
         tensor([[-1,  1]])
     """
-    stats, ndim = hard_stats_nd(pred, target, num_classes=num_classes, threshold=threshold,
-                                ignore_index=ignore_index, include_background=include_background)
+    stats, ndim = hard_stats_nd(
+        pred,
+        target,
+        num_classes=num_classes,
+        threshold=threshold,
+        ignore_index=ignore_index,
+        include_background=include_background,
+    )
     return _with_ml(stats.pred_sum - stats.target_sum, spacing, ndim)

@@ -26,8 +26,21 @@ from phidice.missing.losses import (
 )
 
 __all__ = [
-    "LeafDiceFocalLoss", "MarginalDiceFocalLoss", "leaf_dice_focal_loss", "marginal_dice_focal_loss",
-    "LeafDiceCELoss", "LeafDiceLoss", "MarginalCrossEntropyLoss", "MarginalDiceCELoss", "MarginalDiceLoss",
-    "annotated_from_label_sets", "check_annotated", "leaf_dice_ce_loss", "leaf_dice_loss", "marginal_cross_entropy",
-    "marginal_dice_ce_loss", "marginal_dice_loss", "merge_probabilities",
+    "LeafDiceFocalLoss",
+    "MarginalDiceFocalLoss",
+    "leaf_dice_focal_loss",
+    "marginal_dice_focal_loss",
+    "LeafDiceCELoss",
+    "LeafDiceLoss",
+    "MarginalCrossEntropyLoss",
+    "MarginalDiceCELoss",
+    "MarginalDiceLoss",
+    "annotated_from_label_sets",
+    "check_annotated",
+    "leaf_dice_ce_loss",
+    "leaf_dice_loss",
+    "marginal_cross_entropy",
+    "marginal_dice_ce_loss",
+    "marginal_dice_loss",
+    "merge_probabilities",
 ]

@@ -21,7 +21,7 @@ which is the default (docs/deep_supervision.md).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,13 +41,25 @@ from phidice.missing.losses import (
     MarginalDiceLoss,
 )
 
-__all__ = ["DeepSupervisionLoss", "COARSE_EMPTY", "WEIGHT_MODES", "deep_supervision_weights", "coarse_level",
-           "partial_of"]
+__all__ = [
+    "DeepSupervisionLoss",
+    "COARSE_EMPTY",
+    "WEIGHT_MODES",
+    "deep_supervision_weights",
+    "coarse_level",
+    "partial_of",
+]
 
 COARSE_EMPTY = ("missing", "maxpool", "nnunet")
 WEIGHT_MODES = ("exp", "same", "two", "nnunet")
-_PARTIAL = (LeafDiceLoss, MarginalDiceLoss, LeafDiceCELoss, MarginalDiceCELoss, LeafDiceFocalLoss,
-            MarginalDiceFocalLoss)
+_PARTIAL = (
+    LeafDiceLoss,
+    MarginalDiceLoss,
+    LeafDiceCELoss,
+    MarginalDiceCELoss,
+    LeafDiceFocalLoss,
+    MarginalDiceFocalLoss,
+)
 
 
 def deep_supervision_weights(levels: int, mode: str = "exp") -> list[float]:
@@ -59,10 +71,10 @@ def deep_supervision_weights(levels: int, mode: str = "exp") -> list[float]:
     if mode == "two":
         return [1.0 if k == 0 else 0.5 for k in range(levels)]
     if mode == "exp":
-        return [max(0.5 ** k, 0.0625) for k in range(levels)]
+        return [max(0.5**k, 0.0625) for k in range(levels)]
     if levels == 1:
         return [1.0]
-    w = [1 / 2 ** k for k in range(levels)]
+    w = [1 / 2**k for k in range(levels)]
     w[-1] = 0.0
     return [v / sum(w) for v in w]
 
@@ -126,8 +138,15 @@ def _maxpool(dense: torch.Tensor, valid, size, exclusive: bool):
     return y, (None if valid is None else pool(valid, size))
 
 
-def coarse_level(policy: str, target: torch.Tensor, coarse: "torch.Tensor | None", output: torch.Tensor,
-                 activation, ignore_index, mask=None):
+def coarse_level(
+    policy: str,
+    target: torch.Tensor,
+    coarse: torch.Tensor | None,
+    output: torch.Tensor,
+    activation,
+    ignore_index,
+    mask=None,
+):
     """(target, mask, erased (B, C) bool or None, dense) of one coarse level under ``policy``.
 
     ``target``: the full-resolution target; ``coarse``: the level's target when the pipeline gave one (nnU-Net's
@@ -161,7 +180,7 @@ def coarse_level(policy: str, target: torch.Tensor, coarse: "torch.Tensor | None
 def _like(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """A tensor of the output's (B, C), the target's spatial shape and float dtype, for :func:`_dense`."""
     dtype = output.dtype if output.dtype == torch.float64 else torch.float32
-    return torch.empty((*output.shape[:2], *target.shape[-(output.ndim - 2):]), dtype=dtype, device=output.device)
+    return torch.empty((*output.shape[:2], *target.shape[-(output.ndim - 2) :]), dtype=dtype, device=output.device)
 
 
 def _present(target, output, activation, ignore_index, mask) -> torch.Tensor:
@@ -193,12 +212,19 @@ class DeepSupervisionLoss(nn.Module):
             and target lists of different lengths.
     """
 
-    def __init__(self, loss: nn.Module, weight_mode: str = "exp", weights: "Sequence[float] | None" = None,
-                 coarse_empty: str = "nnunet"):
+    def __init__(
+        self,
+        loss: nn.Module,
+        weight_mode: str = "exp",
+        weights: Sequence[float] | None = None,
+        coarse_empty: str = "nnunet",
+    ):
         super().__init__()
         if not isinstance(loss, LossModule):
-            raise TypeError(f"loss must be a phidice loss module (DiceLoss, DiceCELoss, DiceFocalLoss, …); got "
-                            f"{type(loss).__name__}")
+            raise TypeError(
+                f"loss must be a phidice loss module (DiceLoss, DiceCELoss, DiceFocalLoss, …); got "
+                f"{type(loss).__name__}"
+            )
         check_choice("coarse_empty", coarse_empty, COARSE_EMPTY)
         check_choice("weight_mode", weight_mode, WEIGHT_MODES)
         if weights is not None:
@@ -236,12 +262,13 @@ class DeepSupervisionLoss(nn.Module):
 
     def _level(self, output, target, coarse, annotated, mask) -> torch.Tensor:
         config = self.loss.config
-        if tuple(output.shape[2:]) == tuple(target.shape[-(output.ndim - 2):]):  # full resolution
+        if tuple(output.shape[2:]) == tuple(target.shape[-(output.ndim - 2) :]):  # full resolution
             if isinstance(self.loss, _PARTIAL):
                 return self.loss(output, target, annotated, mask=mask)
             return self.loss(output, target, mask=mask)
-        y, m, erased, dense = coarse_level(self.coarse_empty, target, coarse, output, config.activation,
-                                           config.ignore_index, mask)
+        y, m, erased, dense = coarse_level(
+            self.coarse_empty, target, coarse, output, config.activation, config.ignore_index, mask
+        )
         loss = self.partial_dense if dense else self.partial
         flags = None if annotated is None else torch.as_tensor(annotated, device=output.device).bool()
         if erased is not None and bool(erased.any()):

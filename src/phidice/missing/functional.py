@@ -36,9 +36,17 @@ from phidice.sums import (
 )
 
 __all__ = [
-    "check_annotated", "leaf_keep", "merge_probabilities", "marginal_log_probs", "leaf_dice_loss",
-    "marginal_dice_loss", "marginal_cross_entropy", "leaf_dice_ce_loss", "marginal_dice_ce_loss",
-    "leaf_dice_focal_loss", "marginal_dice_focal_loss",
+    "check_annotated",
+    "leaf_keep",
+    "merge_probabilities",
+    "marginal_log_probs",
+    "leaf_dice_loss",
+    "marginal_dice_loss",
+    "marginal_cross_entropy",
+    "leaf_dice_ce_loss",
+    "marginal_dice_ce_loss",
+    "leaf_dice_focal_loss",
+    "marginal_dice_focal_loss",
 ]
 
 
@@ -59,11 +67,15 @@ def check_annotated(annotated, input: torch.Tensor, activation, *, values: bool 
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"annotated must be a (B, C) bool tensor; got {type(annotated).__name__}") from err
     if annotated.dtype != torch.bool and (annotated.is_floating_point() or annotated.is_complex()):
-        raise TypeError(f"annotated must be a bool tensor (or integers 0/1) of shape (B, C); got dtype "
-                        f"{annotated.dtype} — use `annotated > 0.5` or `.bool()` to say which classes are annotated")
+        raise TypeError(
+            f"annotated must be a bool tensor (or integers 0/1) of shape (B, C); got dtype "
+            f"{annotated.dtype} — use `annotated > 0.5` or `.bool()` to say which classes are annotated"
+        )
     if tuple(annotated.shape) != (B, C):
-        raise ValueError(f"annotated must have shape (B, C) = {(B, C)}, one flag per sample and input channel "
-                         f"(background column included); got shape {tuple(annotated.shape)}")
+        raise ValueError(
+            f"annotated must have shape (B, C) = {(B, C)}, one flag per sample and input channel "
+            f"(background column included); got shape {tuple(annotated.shape)}"
+        )
     values = values and not is_compiling()
     if annotated.dtype != torch.bool:
         if values and bool(((annotated != 0) & (annotated != 1)).any()):
@@ -79,8 +91,10 @@ def _check_flags(annotated: torch.Tensor, background: bool) -> None:
     nothing = ~annotated.any(1)
     if bool(nothing.any()):
         rows = nothing.nonzero().flatten().tolist()
-        raise ValueError(f"annotated: sample(s) {rows} have no class annotated at all; such a sample carries "
-                         f"no label information — leave it out of the batch (or mask it)")
+        raise ValueError(
+            f"annotated: sample(s) {rows} have no class annotated at all; such a sample carries "
+            f"no label information — leave it out of the batch (or mask it)"
+        )
     if background and not bool(annotated[:, 0].all()):
         rows = (~annotated[:, 0]).nonzero().flatten().tolist()
         raise ValueError(
@@ -128,8 +142,10 @@ def merge_probabilities(probs: torch.Tensor, annotated: torch.Tensor) -> torch.T
 
 def check_marginal_fused(config: DiceConfig, what: str) -> None:
     if config.fused is True and config.include_background:
-        raise ValueError(f"fused=True but {what} with include_background=True needs Σ_{{y=0}} p_u cross sums that "
-                         f"the per-(b, c) fused kernels do not give; use fused='auto' or False")
+        raise ValueError(
+            f"fused=True but {what} with include_background=True needs Σ_{{y=0}} p_u cross sums that "
+            f"the per-(b, c) fused kernels do not give; use fused='auto' or False"
+        )
 
 
 def _scored(stats: DiceStats, keep: torch.Tensor, config: DiceConfig, num_channels: int):
@@ -160,15 +176,27 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
         check_prepared_range(input, prepared, config)
         probs = activate(input, config.activation)
         y = dense_target(prepared, probs, config.activation)
-        stats = reference_stats(merge_probabilities(probs, annotated), y, prepared.mask, config.squared,
-                                config.soft_label)
+        stats = reference_stats(
+            merge_probabilities(probs, annotated), y, prepared.mask, config.squared, config.soft_label
+        )
     if config.validate_args:
         check_unannotated_labels(stats.target_sum, annotated)
     return stats, annotated
 
 
-def partial_loss(kind: str, input, target, annotated, config: DiceConfig, raw, mask=None, ce: CEConfig | None = None,
-                 ce_weight=None, focal: FocalConfig | None = None, monitor=None) -> torch.Tensor:
+def partial_loss(
+    kind: str,
+    input,
+    target,
+    annotated,
+    config: DiceConfig,
+    raw,
+    mask=None,
+    ce: CEConfig | None = None,
+    ce_weight=None,
+    focal: FocalConfig | None = None,
+    monitor=None,
+) -> torch.Tensor:
     """The leaf or marginal Dice (``kind``), plus the marginal cross-entropy when ``ce`` is given, or the
     focal term on the marginal probabilities (sigmoid: over the annotated channels) when ``focal`` is; a
     ``monitor`` (:class:`phidice.GradientMonitor`) is told the (B, C) sums and ``annotated``."""
@@ -209,8 +237,15 @@ def _partial(kind: str, input, target, annotated, mask, config, options, with_ce
 
 
 @config_signature(DiceConfig)
-def leaf_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *, mask: torch.Tensor | None = None,
-                   config: DiceConfig | None = None, **options) -> torch.Tensor:
+def leaf_dice_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    annotated=None,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    **options,
+) -> torch.Tensor:
     """Leaf Dice (Fidon et al. 2021) over Φ: unannotated (image, class) entries leave the subsets φ.
 
     Per Φ: I — mean over the annotated (b, c); CI — per image, classes summed over its annotated ones;
@@ -247,8 +282,15 @@ def leaf_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
 
 
 @config_signature(DiceConfig)
-def marginal_dice_loss(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
-                       mask: torch.Tensor | None = None, config: DiceConfig | None = None, **options) -> torch.Tensor:
+def marginal_dice_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    annotated=None,
+    *,
+    mask: torch.Tensor | None = None,
+    config: DiceConfig | None = None,
+    **options,
+) -> torch.Tensor:
     """Marginal Dice (Shi et al. 2021) over Φ: p_u of unannotated classes is added to p_0, then they leave.
 
     With ``include_background=True`` this runs the dense reference path (``fused=True`` is an error); with
@@ -290,14 +332,17 @@ def marginal_ce_options(options: dict, what: str) -> tuple[dict, dict]:
     """(DiceConfig, CEConfig) keywords of a marginal cross-entropy; any other option is a TypeError."""
     other = sorted(set(options) - set(MARGINAL_CE_OPTIONS))
     if other:
-        raise TypeError(f"{what} got unexpected option(s) {', '.join(map(repr, other))}; its options are "
-                        f"{', '.join(MARGINAL_CE_OPTIONS)}")
+        raise TypeError(
+            f"{what} got unexpected option(s) {', '.join(map(repr, other))}; its options are "
+            f"{', '.join(MARGINAL_CE_OPTIONS)}"
+        )
     return split_options(options)
 
 
 @config_signature(DiceConfig, CEConfig, only=MARGINAL_CE_OPTIONS)
-def marginal_cross_entropy(input: torch.Tensor, target: torch.Tensor, annotated=None, *,
-                           mask: torch.Tensor | None = None, **options) -> torch.Tensor:
+def marginal_cross_entropy(
+    input: torch.Tensor, target: torch.Tensor, annotated=None, *, mask: torch.Tensor | None = None, **options
+) -> torch.Tensor:
     """Cross-entropy with unannotated classes marginalised, averaged over the kept voxels (float32).
 
     softmax: −log p'_y with log p'_0 = logsumexp(z_0, z_u …) − logsumexp(z) (log space, stable).
@@ -336,8 +381,7 @@ def marginal_cross_entropy(input: torch.Tensor, target: torch.Tensor, annotated=
 
 def marginal_ce_from(input, target, annotated, config: DiceConfig, ce: CEConfig, ce_weight=None, mask=None):
     if config.activation is None:
-        raise ValueError("the marginal cross-entropy needs logits: activation must be 'softmax' or 'sigmoid'; "
-                         "got None")
+        raise ValueError("the marginal cross-entropy needs logits: activation must be 'softmax' or 'sigmoid'; got None")
     input = plain_tensor(input)
     check_input(input, config.activation)
     if config.activation == "softmax":
@@ -364,8 +408,9 @@ def _target_sums(prepared, input: torch.Tensor) -> torch.Tensor:
 
 
 @config_signature(DiceConfig, CEConfig)
-def marginal_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
-                          **options) -> torch.Tensor:
+def marginal_dice_ce_loss(
+    input, target, annotated=None, *, mask=None, config: DiceConfig | None = None, **options
+) -> torch.Tensor:
     """λ_dice · marginal Dice + λ_ce · marginal cross-entropy (softmax only).
 
     Args:
@@ -391,8 +436,9 @@ def marginal_dice_ce_loss(input, target, annotated=None, *, mask=None, config: D
 
 
 @config_signature(DiceConfig, CEConfig)
-def leaf_dice_ce_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
-                      **options) -> torch.Tensor:
+def leaf_dice_ce_loss(
+    input, target, annotated=None, *, mask=None, config: DiceConfig | None = None, **options
+) -> torch.Tensor:
     """λ_dice · leaf Dice + λ_ce · marginal cross-entropy (for sigmoid: BCE over the annotated channels).
 
     Cross-entropy is voxel-wise, so it cannot drop a class the way the leaf Dice drops an entry; the
@@ -432,14 +478,16 @@ def _partial_focal(kind: str, input, target, annotated, mask, config, options):
     return partial_loss(kind, input, target, annotated, config, config_smoothing(config), mask, focal=focal)
 
 
-def leaf_dice_focal_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
-                         **options) -> torch.Tensor:
+def leaf_dice_focal_loss(
+    input, target, annotated=None, *, mask=None, config: DiceConfig | None = None, **options
+) -> torch.Tensor:
     """λ_dice · leaf Dice + λ_focal · focal loss on the marginal probabilities (sigmoid: over the annotated
     channels); options of :func:`phidice.dice_focal_loss`."""
     return _partial_focal("leaf", input, target, annotated, mask, config, options)
 
 
-def marginal_dice_focal_loss(input, target, annotated=None, *, mask=None, config: DiceConfig | None = None,
-                             **options) -> torch.Tensor:
+def marginal_dice_focal_loss(
+    input, target, annotated=None, *, mask=None, config: DiceConfig | None = None, **options
+) -> torch.Tensor:
     """λ_dice · marginal Dice + λ_focal · focal loss on the marginal probabilities (softmax)."""
     return _partial_focal("marginal", input, target, annotated, mask, config, options)

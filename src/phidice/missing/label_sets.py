@@ -17,9 +17,13 @@ import torch
 from phidice.core.supersets import check_superset_map
 
 
-def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map: Mapping[int, Sequence[int]],
-                              num_classes: int, *,
-                              ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def annotated_from_label_sets(
+    labels: torch.Tensor,
+    labels_superset_map: Mapping[int, Sequence[int]],
+    num_classes: int,
+    *,
+    ignore_index: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert a label map with superset labels to ``(target, annotated)`` for the missing-label losses.
 
     Args:
@@ -38,13 +42,14 @@ def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map: Mapping
     weakened to "background or U" (sound, but less informative).
     """
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor (B, *spatial); got "
-                        f"{labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+        raise TypeError(
+            f"labels must be an integer tensor (B, *spatial); got "
+            f"{labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__}"
+        )
     if labels.ndim < 2:
         raise ValueError(f"labels must have shape (B, *spatial); got {tuple(labels.shape)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer ≥ 2 (background and at least one class); "
-                         f"got {num_classes!r}")
+        raise ValueError(f"num_classes must be an integer ≥ 2 (background and at least one class); got {num_classes!r}")
     supersets = check_superset_map(labels_superset_map, num_classes)
     B = labels.shape[0]
     device = labels.device
@@ -60,8 +65,9 @@ def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map: Mapping
     bad = valid & ~(in_range & known[flat.clamp(0, L - 1)])
     if bool(bad.any()):
         values = sorted(set(flat[bad].unique().tolist()))[:8]
-        raise ValueError(f"labels hold {values}, which are neither leaf labels [0, {num_classes - 1}] nor "
-                         f"superset labels {keys}")
+        raise ValueError(
+            f"labels hold {values}, which are neither leaf labels [0, {num_classes - 1}] nor superset labels {keys}"
+        )
     # present[b, l]: sample b holds label l (ignored voxels excepted)
     index = flat.clamp(0, L - 1) + L * torch.arange(B, device=device).unsqueeze(1)
     present = torch.bincount(index[valid], minlength=B * L).view(B, L) > 0
@@ -72,9 +78,11 @@ def annotated_from_label_sets(labels: torch.Tensor, labels_superset_map: Mapping
     clash = unannotated & present[:, :num_classes]
     if bool(clash.any()):
         pairs = [tuple(p) for p in clash.nonzero().tolist()][:6]
-        raise ValueError(f"(sample, class) {pairs}: the class is labelled in some voxels and part of a superset "
-                         f"{{0, …}} in others, i.e. annotated only partly in that sample — the per-sample "
-                         f"'annotated' form cannot express this")
+        raise ValueError(
+            f"(sample, class) {pairs}: the class is labelled in some voxels and part of a superset "
+            f"{{0, …}} in others, i.e. annotated only partly in that sample — the per-sample "
+            f"'annotated' form cannot express this"
+        )
     is_super = valid & (flat >= num_classes)
     target = torch.where(is_super, torch.zeros_like(flat), flat).view(labels.shape)
     return target, ~unannotated

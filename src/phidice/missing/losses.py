@@ -36,13 +36,21 @@ class _PartialDice(LossModule):
             check_marginal(self.config.activation, type(self).__name__)
             check_marginal_fused(self.config, type(self).__name__)
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
-                mask: torch.Tensor | None = None, *, monitor=None) -> torch.Tensor:
+    def forward(
+        self,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        annotated=None,
+        mask: torch.Tensor | None = None,
+        *,
+        monitor=None,
+    ) -> torch.Tensor:
         """The loss of ``input`` (B, C, *spatial) against ``target``; ``annotated`` (B, C) bool, None: all
         classes annotated. Returns a 0-d tensor (per φ with ``reduction="none"``). ``monitor``: a
         :class:`phidice.GradientMonitor` of this loss, told the sums of this call."""
-        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask,
-                            monitor=self.monitor_for(monitor))
+        return partial_loss(
+            self._kind, input, target, annotated, self.config, self.smoothing, mask, monitor=self.monitor_for(monitor)
+        )
 
 
 @config_signature(DiceConfig)
@@ -109,12 +117,29 @@ class _PartialDiceCE(_PartialDice):
         check_compound(self.config, type(self).__name__)
         super()._check_config()
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
-                mask: torch.Tensor | None = None, *, monitor=None) -> torch.Tensor:
+    def forward(
+        self,
+        input: torch.Tensor,
+        target: torch.Tensor,
+        annotated=None,
+        mask: torch.Tensor | None = None,
+        *,
+        monitor=None,
+    ) -> torch.Tensor:
         """λ_dice · Dice + λ_ce · cross-entropy of logits ``input`` against ``target``, ``annotated`` as the
         Dice's. Returns a 0-d tensor. ``monitor``: told the Dice term's sums of this call."""
-        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, self.ce,
-                            self.ce_weight, self.monitor_for(monitor))
+        return partial_loss(
+            self._kind,
+            input,
+            target,
+            annotated,
+            self.config,
+            self.smoothing,
+            mask,
+            self.ce,
+            self.ce_weight,
+            self.monitor_for(monitor),
+        )
 
 
 @config_signature(DiceConfig, CEConfig)
@@ -162,8 +187,19 @@ class MarginalDiceCELoss(_PartialDiceCE):
 
 
 class _PartialDiceFocal(_PartialDice):
-    def __init__(self, phi="I", eps=DEFAULT_EPS, *, gamma: float = 2.0, alpha=None, focal_weight=None,
-                 lambda_dice: float = 1.0, lambda_focal: float = 1.0, focal_activation=None, **options):
+    def __init__(
+        self,
+        phi="I",
+        eps=DEFAULT_EPS,
+        *,
+        gamma: float = 2.0,
+        alpha=None,
+        focal_weight=None,
+        lambda_dice: float = 1.0,
+        lambda_focal: float = 1.0,
+        focal_activation=None,
+        **options,
+    ):
         options.setdefault("activation", "softmax")
         LossModule.__init__(self, DiceConfig(phi=phi, eps=eps, **options))
         self.focal = FocalConfig(gamma, alpha, focal_weight, lambda_dice, lambda_focal, focal_activation)
@@ -176,8 +212,17 @@ class _PartialDiceFocal(_PartialDice):
     def forward(self, input, target, annotated=None, mask=None, *, monitor=None):
         """λ_dice · Dice + λ_focal · focal loss of logits ``input`` against ``target``, ``annotated`` as the
         Dice's; ``monitor``: told the Dice term's sums of this call."""
-        return partial_loss(self._kind, input, target, annotated, self.config, self.smoothing, mask, focal=self.focal,
-                            monitor=self.monitor_for(monitor))
+        return partial_loss(
+            self._kind,
+            input,
+            target,
+            annotated,
+            self.config,
+            self.smoothing,
+            mask,
+            focal=self.focal,
+            monitor=self.monitor_for(monitor),
+        )
 
     def extra_repr(self) -> str:
         return self.config.describe() + ", " + ", ".join(f"{k}={v!r}" for k, v in self.focal.to_dict().items())
@@ -222,13 +267,15 @@ class MarginalCrossEntropyLoss(nn.Module):
         dice_options, ce_options = marginal_ce_options(options, type(self).__name__)
         self.config = DiceConfig(**dice_options)
         if self.config.activation is None:
-            raise ValueError("MarginalCrossEntropyLoss needs logits: activation must be 'softmax' or 'sigmoid'; "
-                             "got None")
+            raise ValueError(
+                "MarginalCrossEntropyLoss needs logits: activation must be 'softmax' or 'sigmoid'; got None"
+            )
         self.ce = CEConfig(**ce_options)
         weight = self.ce.ce_weight
         self.register_buffer("ce_weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, annotated=None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, annotated=None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The marginal cross-entropy of logits ``input`` against ``target``; a 0-d tensor."""
         return marginal_ce_from(input, target, annotated, self.config, self.ce, self.ce_weight, mask)

@@ -102,8 +102,11 @@ class LabelPlan:
         """Merged values a case of source s annotates (background excluded), given the source values the case
         annotates (None: all of its labels)."""
         lut, coarse_values = self.luts[s], {v for v, o in self.origin[s].items() if o.startswith("coarse:")}
-        src_values = [v for v in self.sources[s].labels.values() if v != 0] if source_annotated is None else \
-            [int(v) for v in source_annotated if int(v) != 0]
+        src_values = (
+            [v for v in self.sources[s].labels.values() if v != 0]
+            if source_annotated is None
+            else [int(v) for v in source_annotated if int(v) != 0]
+        )
         have = {int(lut[v]) for v in src_values if v not in coarse_values and 0 <= v < len(lut) and lut[v] > 0}
         return sorted(have - set(self.unannotated[s]))
 
@@ -115,12 +118,15 @@ class LabelPlan:
         bad = [int(v) for v in values if v < 0 or v >= len(lut) or lut[int(v)] < 0]
         if bad:
             declared = sorted(v for v in self.sources[s].labels.values())
-            raise ValueError(f"{self.sources[s].key}: {where} holds label value(s) {bad[:8]} that its dataset.json "
-                             f"'labels' does not declare (declared: {declared})")
+            raise ValueError(
+                f"{self.sources[s].key}: {where} holds label value(s) {bad[:8]} that its dataset.json "
+                f"'labels' does not declare (declared: {declared})"
+            )
         top = int(lut.max())
         if np.issubdtype(labels.dtype, np.integer) and top > np.iinfo(labels.dtype).max:
-            raise ValueError(f"{self.sources[s].key}: {where} has dtype {labels.dtype}, too small for merged value "
-                             f"{top}")
+            raise ValueError(
+                f"{self.sources[s].key}: {where} has dtype {labels.dtype}, too small for merged value {top}"
+            )
         return lut[labels].astype(labels.dtype, copy=False)
 
     def is_identity(self, s: int) -> bool:
@@ -134,10 +140,18 @@ class LabelPlan:
         for v, name in enumerate(self.names):
             cells = []
             for s, src in enumerate(self.sources):
-                hit = [f"{n} ({sv})" for n, sv in src.labels.items() if 0 <= sv < len(self.luts[s])
-                       and self.luts[s][sv] == v and not self.origin[s].get(sv, "").startswith("coarse:")]
-                parts = [f"{n} ({sv}, coarse)" for n, sv in src.labels.items()
-                         if name.lower() in [p.lower() for p in self.coarse[s].get(n, ())]]
+                hit = [
+                    f"{n} ({sv})"
+                    for n, sv in src.labels.items()
+                    if 0 <= sv < len(self.luts[s])
+                    and self.luts[s][sv] == v
+                    and not self.origin[s].get(sv, "").startswith("coarse:")
+                ]
+                parts = [
+                    f"{n} ({sv}, coarse)"
+                    for n, sv in src.labels.items()
+                    if name.lower() in [p.lower() for p in self.coarse[s].get(n, ())]
+                ]
                 cells.append(", ".join(hit + parts) or "—")
             rows.append((v, name, cells))
         return rows
@@ -148,19 +162,30 @@ class LabelPlan:
         for v, name, cells in self.table():
             lines.append(f"| {v} | {name} | " + " | ".join(cells) + " |")
         if self.ignore is not None:
-            lines.append(f"| {self.ignore} | ignore | " + " | ".join(
-                "ignore" if s.ignore is not None else "—" for s in self.sources) + " |")
+            lines.append(
+                f"| {self.ignore} | ignore | "
+                + " | ".join("ignore" if s.ignore is not None else "—" for s in self.sources)
+                + " |"
+            )
         return "\n".join(lines)
 
     def record(self) -> dict:
         """JSON-able mapping for the provenance file."""
-        return {"labels": self.label_dict(), "sources": [
-            {"key": src.key, "value_map": {str(v): int(self.luts[s][v]) for v in range(len(self.luts[s]))
-                                           if self.luts[s][v] >= 0},
-             "origin": {str(v): o for v, o in sorted(self.origin[s].items())},
-             "coarse": {k: list(v) for k, v in self.coarse[s].items()},
-             "unannotated": [self.names[v] for v in self.unannotated[s]]}
-            for s, src in enumerate(self.sources)]}
+        return {
+            "labels": self.label_dict(),
+            "sources": [
+                {
+                    "key": src.key,
+                    "value_map": {
+                        str(v): int(self.luts[s][v]) for v in range(len(self.luts[s])) if self.luts[s][v] >= 0
+                    },
+                    "origin": {str(v): o for v, o in sorted(self.origin[s].items())},
+                    "coarse": {k: list(v) for k, v in self.coarse[s].items()},
+                    "unannotated": [self.names[v] for v in self.unannotated[s]],
+                }
+                for s, src in enumerate(self.sources)
+            ],
+        }
 
 
 def source_tag(key: str, position: int) -> str:
@@ -178,8 +203,9 @@ def case_ids(per_source: Sequence[Sequence[str]], keys: Sequence[str]) -> list:
     tags = [source_tag(k, i + 1) for i, k in enumerate(keys)]
     if len(set(tags)) != len(tags):
         tags = [f"S{i + 1}" for i in range(len(keys))]
-    out = [[f"{tags[s]}{CASE_SEPARATOR}{c}" if len(seen[c]) > 1 else c for c in ids]
-           for s, ids in enumerate(per_source)]
+    out = [
+        [f"{tags[s]}{CASE_SEPARATOR}{c}" if len(seen[c]) > 1 else c for c in ids] for s, ids in enumerate(per_source)
+    ]
     flat = [c for ids in out for c in ids]
     if len(set(flat)) != len(flat):
         dup = sorted({c for c in flat if flat.count(c) > 1})[:5]
@@ -201,16 +227,18 @@ def read_label_map_config(path) -> dict:
 
 
 def _str_map(value, where: str) -> dict:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
-                                                 for k, v in value.items()):
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
+    ):
         raise ValueError(f"{where}: expected an object {{source label: merged label}} of names; got {value!r}")
     return {k.strip().lower(): v.strip() for k, v in value.items()}
 
 
 def _coarse_map(value, where: str) -> dict:
     if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, list) and len(v) >= 2 and all(isinstance(p, str) for p in v)
-            for k, v in value.items()):
+        isinstance(k, str) and isinstance(v, list) and len(v) >= 2 and all(isinstance(p, str) for p in v)
+        for k, v in value.items()
+    ):
         raise ValueError(f"{where}: expected an object {{source label: [two or more merged labels]}}; got {value!r}")
     return {k.strip().lower(): [p.strip() for p in v] for k, v in value.items()}
 
@@ -222,8 +250,12 @@ def check_label_map_config(data, where: str = "MAP.json") -> dict:
     unknown = sorted(set(data) - _MAP_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_MAP_KEYS)}")
-    out = {"aliases": _str_map(data.get("aliases", {}), f"{where}: 'aliases'"),
-           "coarse": _coarse_map(data.get("coarse", {}), f"{where}: 'coarse'"), "sources": {}, "order": None}
+    out = {
+        "aliases": _str_map(data.get("aliases", {}), f"{where}: 'aliases'"),
+        "coarse": _coarse_map(data.get("coarse", {}), f"{where}: 'coarse'"),
+        "sources": {},
+        "order": None,
+    }
     order = data.get("order")
     if order is not None:
         if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
@@ -239,9 +271,11 @@ def check_label_map_config(data, where: str = "MAP.json") -> dict:
         labels = spec.get("labels")
         if labels is not None and not isinstance(labels, Mapping):
             raise ValueError(f"{w}: 'labels' must be an object name → value; got {labels!r}")
-        out["sources"][str(key)] = {"aliases": _str_map(spec.get("aliases", {}), f"{w}: 'aliases'"),
-                                    "coarse": _coarse_map(spec.get("coarse", {}), f"{w}: 'coarse'"),
-                                    "labels": labels}
+        out["sources"][str(key)] = {
+            "aliases": _str_map(spec.get("aliases", {}), f"{w}: 'aliases'"),
+            "coarse": _coarse_map(spec.get("coarse", {}), f"{w}: 'coarse'"),
+            "labels": labels,
+        }
     return out
 
 
@@ -277,8 +311,10 @@ def _source_names(src: PoolSource, settings: dict, config: dict) -> tuple[dict, 
     for name, value in sorted(src.labels.items(), key=lambda kv: kv[1]):
         low = name.strip().lower()
         if low in seen:
-            raise ValueError(f"{src.key}: dataset.json 'labels' has {seen[low]!r} and {name!r}, the same name up to "
-                             f"case; merged labels are matched case-insensitively")
+            raise ValueError(
+                f"{src.key}: dataset.json 'labels' has {seen[low]!r} and {name!r}, the same name up to "
+                f"case; merged labels are matched case-insensitively"
+            )
         seen[low] = name
         if value == 0:
             continue
@@ -296,8 +332,10 @@ def _merged_order(first_seen: dict, order: list | None) -> list:
     if len(set(low)) != len(low) or set(low) != set(first_seen):
         missing = sorted(set(first_seen) - set(low))
         extra = sorted(set(low) - set(first_seen))
-        raise ValueError(f"MAP.json: 'order' must list every merged label once (background excluded); missing "
-                         f"{missing}, unknown {extra}, or a repeat")
+        raise ValueError(
+            f"MAP.json: 'order' must list every merged label once (background excluded); missing "
+            f"{missing}, unknown {extra}, or a repeat"
+        )
     return [first_seen[n] for n in low]
 
 
@@ -323,7 +361,7 @@ def plan_labels(sources: Sequence[PoolSource], config: dict | None = None) -> La
     value_of = {n.lower(): v for v, n in enumerate(names)}
     ignore = len(names) if any(s.ignore is not None for s in sources) else None
     luts, coarse_all, unannotated, origin = [], [], [], []
-    for s, (src, (leaf, coarse)) in enumerate(zip(sources, per)):
+    for src, (leaf, coarse) in zip(sources, per):
         top = max([*src.labels.values(), src.ignore if src.ignore is not None else 0])
         lut = np.full(top + 1, -1, dtype=np.int64)
         lut[0] = 0
@@ -335,11 +373,15 @@ def plan_labels(sources: Sequence[PoolSource], config: dict | None = None) -> La
         for v, (name, parts) in coarse.items():
             for p in parts:
                 if p.lower() not in value_of or p.lower() == "background":
-                    raise ValueError(f"{src.key}: coarse label {name!r} = {parts}: part {p!r} is no merged label "
-                                     f"(merged labels: {names[1:]})")
+                    raise ValueError(
+                        f"{src.key}: coarse label {name!r} = {parts}: part {p!r} is no merged label "
+                        f"(merged labels: {names[1:]})"
+                    )
                 if value_of[p.lower()] in lut[lut > 0]:
-                    raise ValueError(f"{src.key}: coarse label {name!r} has part {p!r}, which {src.key} also "
-                                     f"labels itself; a case cannot annotate a label and the union containing it")
+                    raise ValueError(
+                        f"{src.key}: coarse label {name!r} has part {p!r}, which {src.key} also "
+                        f"labels itself; a case cannot annotate a label and the union containing it"
+                    )
             lut[v] = 0
             org[v] = "coarse: " + " | ".join(names[value_of[p.lower()]] for p in parts)
             parts_of[name] = [names[value_of[p.lower()]] for p in parts]

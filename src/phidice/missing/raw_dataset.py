@@ -48,8 +48,10 @@ class RawDataset:
         return self.folder.name
 
     def images(self, case: str) -> list:
-        return [self.folder / "imagesTr" / f"{case}_{int(k):04d}{self.file_ending}" for k in
-                sorted(self.channel_names, key=int)]
+        return [
+            self.folder / "imagesTr" / f"{case}_{int(k):04d}{self.file_ending}"
+            for k in sorted(self.channel_names, key=int)
+        ]
 
     def label(self, case: str) -> Path:
         return self.folder / "labelsTr" / f"{case}{self.file_ending}"
@@ -65,8 +67,9 @@ def resolve_raw_dataset(dataset, raw_root: str | None) -> Path:
     if p.is_dir():
         return p
     if not raw_root:
-        raise FileNotFoundError(f"dataset {text!r}: not a folder, and nnUNet_raw is not set to look it up by id or "
-                                f"name")
+        raise FileNotFoundError(
+            f"dataset {text!r}: not a folder, and nnUNet_raw is not set to look it up by id or name"
+        )
     ident = text[7:10] if text.startswith("Dataset") else text
     if not ident.isdigit():
         raise FileNotFoundError(f"dataset {text!r}: not a folder, an integer id or a DatasetNNN_Name in {raw_root}")
@@ -75,8 +78,9 @@ def resolve_raw_dataset(dataset, raw_root: str | None) -> Path:
         matches = [d for d in matches if d.name == text]
     if len(matches) != 1:
         listed = ": " + ", ".join(m.name for m in matches) if matches else ""
-        raise FileNotFoundError(f"dataset {text!r}: {len(matches)} matching folder(s) in nnUNet_raw={raw_root!r}"
-                                f"{listed}")
+        raise FileNotFoundError(
+            f"dataset {text!r}: {len(matches)} matching folder(s) in nnUNet_raw={raw_root!r}{listed}"
+        )
     return matches[0]
 
 
@@ -88,9 +92,11 @@ def _labels(dj: dict, override, where: str) -> tuple[dict, int | None]:
     out, ignore = {}, None
     for name, value in labels.items():
         if isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: {field} entry {name!r} = {value!r} is a region (a list of labels): a "
-                             f"region-based dataset cannot be merged by name; name its base label values in "
-                             f"MAP.json: {{\"sources\": {{\"<dataset>\": {{\"labels\": {{\"background\": 0, ...}}}}}}}}")
+            raise ValueError(
+                f"{where}: {field} entry {name!r} = {value!r} is a region (a list of labels): a "
+                f"region-based dataset cannot be merged by name; name its base label values in "
+                f'MAP.json: {{"sources": {{"<dataset>": {{"labels": {{"background": 0, ...}}}}}}}}'
+            )
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{where}: {field} entry {name!r} must be a non-negative integer; got {value!r}")
         if name == "ignore":
@@ -109,12 +115,16 @@ def _cases(folder: Path, dj: dict, ending: str, channels: int, where: str) -> tu
     labels_dir, images_dir = folder / "labelsTr", folder / "imagesTr"
     if not labels_dir.is_dir() or not images_dir.is_dir():
         raise FileNotFoundError(f"{where}: needs imagesTr/ and labelsTr/ (an nnU-Net raw dataset)")
-    cases = sorted(p.name[: -len(ending)] for p in labels_dir.iterdir()
-                   if p.is_file() and p.name.endswith(ending) and not p.name.startswith("."))
+    cases = sorted(
+        p.name[: -len(ending)]
+        for p in labels_dir.iterdir()
+        if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")
+    )
     n = dj.get("numTraining")
     if isinstance(n, int) and not isinstance(n, bool) and n != len(cases):
-        raise FileNotFoundError(f"{where}: 'numTraining' is {n} but labelsTr/ holds {len(cases)} label file(s) "
-                                f"ending in {ending!r}")
+        raise FileNotFoundError(
+            f"{where}: 'numTraining' is {n} but labelsTr/ holds {len(cases)} label file(s) ending in {ending!r}"
+        )
     if not cases:
         raise FileNotFoundError(f"{where}: labelsTr/ holds no label file ending in 'file_ending' {ending!r}")
     present = {p.name for p in images_dir.iterdir()}
@@ -122,8 +132,10 @@ def _cases(folder: Path, dj: dict, ending: str, channels: int, where: str) -> tu
         for k in range(channels):
             name = f"{case}_{k:04d}{ending}"
             if name not in present:
-                raise FileNotFoundError(f"{where}: imagesTr/{name} is missing ('channel_names' lists {channels} "
-                                        f"channel(s), case {case!r} is in labelsTr/)")
+                raise FileNotFoundError(
+                    f"{where}: imagesTr/{name} is missing ('channel_names' lists {channels} "
+                    f"channel(s), case {case!r} is in labelsTr/)"
+                )
     return tuple(cases)
 
 
@@ -175,16 +187,19 @@ def read_raw_dataset(folder, labels_override: Mapping | None = None) -> RawDatas
         raise ValueError(f"{where}: dataset.json is not valid JSON ({err})") from err
     channels = dj.get("channel_names", dj.get("modality"))
     if not isinstance(channels, Mapping) or not channels or not all(str(k).isdigit() for k in channels):
-        raise ValueError(f"{where}: dataset.json 'channel_names' must be an object {{'0': 'CT', ...}}; got "
-                         f"{channels!r}")
+        raise ValueError(
+            f"{where}: dataset.json 'channel_names' must be an object {{'0': 'CT', ...}}; got {channels!r}"
+        )
     ending = dj.get("file_ending")
     if not isinstance(ending, str) or not ending.startswith("."):
         raise ValueError(f"{where}: dataset.json 'file_ending' must be a string like '.nii.gz'; got {ending!r}")
     if "dataset" in dj:
-        raise ValueError(f"{where}: dataset.json 'dataset' (explicit file lists) is not supported; use the "
-                         f"imagesTr/labelsTr layout")
+        raise ValueError(
+            f"{where}: dataset.json 'dataset' (explicit file lists) is not supported; use the imagesTr/labelsTr layout"
+        )
     labels, ignore = _labels(dj, labels_override, where)
     channel_names = {str(k): str(v) for k, v in channels.items()}
     cases = _cases(folder, dj, ending, len(channel_names), where)
-    return RawDataset(folder, dj, labels, ignore, channel_names, ending, cases,
-                      _annotations(folder, labels, cases, where))
+    return RawDataset(
+        folder, dj, labels, ignore, channel_names, ending, cases, _annotations(folder, labels, cases, where)
+    )

@@ -121,13 +121,21 @@ def fused_unsupported_reason(input, prepared, *, activation, squared) -> str | N
     if input.numel() == 0:
         return "empty input"
     if is_functorch_tensor(input):
-        return ("a torch.func transform (grad, vmap, jacrev, ...) runs on the input and the fused kernels are opaque "
-                "to it; fused='auto' or False takes the reference path there")
+        return (
+            "a torch.func transform (grad, vmap, jacrev, ...) runs on the input and the fused kernels are opaque "
+            "to it; fused='auto' or False takes the reference path there"
+        )
     return None
 
 
-def fused_stats(logits: torch.Tensor, labels: torch.Tensor, *, activation: str,
-                mask: torch.Tensor | None = None, check_range: bool = True) -> DiceStats:
+def fused_stats(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    activation: str,
+    mask: torch.Tensor | None = None,
+    check_range: bool = True,
+) -> DiceStats:
     """Per-(b, c) sums of all C classes via the fused kernels, differentiable w.r.t. ``logits``.
 
     ``labels`` (B, *S) integers (ignored voxels already 0 and masked out); ``mask`` (B, 1, *S) or None.

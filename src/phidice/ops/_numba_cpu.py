@@ -106,8 +106,8 @@ def _task(task, T, N, chunk):
 def _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi):
     """Labels of the block as float (the class test is then as wide as the data), narrowed into ``lab_out``;
     the mask into ``mf``; returns the running (min, max) of the int64 labels."""
-    lr = lab[b, j0:j0 + n]
-    lw = lab_out[b, j0:j0 + n]
+    lr = lab[b, j0 : j0 + n]
+    lw = lab_out[b, j0 : j0 + n]
     for j in range(n):
         v = lr[j]
         lo = min(lo, v)
@@ -116,7 +116,7 @@ def _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi):
         lf[j] = w
         lw[j] = w
     if mask is not None:
-        mr = mask[b, j0:j0 + n]
+        mr = mask[b, j0 : j0 + n]
         for j in range(n):
             mf[j] = mr[j]
     return lo, hi
@@ -124,11 +124,11 @@ def _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi):
 
 @numba.njit(**_JIT)
 def _read_labels(lab, mask, b, j0, n, lf, mf):
-    lr = lab[b, j0:j0 + n]
+    lr = lab[b, j0 : j0 + n]
     for j in range(n):
         lf[j] = lr[j]
     if mask is not None:
-        mr = mask[b, j0:j0 + n]
+        mr = mask[b, j0 : j0 + n]
         for j in range(n):
             mf[j] = mr[j]
 
@@ -137,15 +137,15 @@ def _read_labels(lab, mask, b, j0, n, lf, mf):
 def _softmax_block(x, b, j0, n, e, s, zero):
     """e[c, j] = exp(x_c − max_k x_k) and s[j] = 1/Σ_c e[c, j] for the voxels j0 … j0 + n − 1."""
     C = x.shape[1]
-    x0 = x[b, 0, j0:j0 + n]
+    x0 = x[b, 0, j0 : j0 + n]
     for j in range(n):
         s[j] = x0[j]  # running max, then the normaliser
     for c in range(1, C):
-        xr = x[b, c, j0:j0 + n]
+        xr = x[b, c, j0 : j0 + n]
         for j in range(n):
             s[j] = _fmax(s[j], xr[j])
     for c in range(C):
-        xr = x[b, c, j0:j0 + n]
+        xr = x[b, c, j0 : j0 + n]
         er = e[c]
         for j in range(n):
             er[j] = _exp(xr[j] - s[j])
@@ -168,8 +168,8 @@ def _pair_block(x, b, j0, n, p0, p1, zero):
     one = zero + np.float32(1)
     inf = zero + np.float32(np.inf)
     nan = zero + np.float32(np.nan)
-    x0 = x[b, 0, j0:j0 + n]
-    x1 = x[b, 1, j0:j0 + n]
+    x0 = x[b, 0, j0 : j0 + n]
+    x1 = x[b, 1, j0 : j0 + n]
     for j in range(n):
         d = x1[j] - x0[j]
         d = d if _fmax(x0[j], x1[j]) < inf else nan  # a select, not mx − mx (which LLVM may fold to 0)
@@ -248,8 +248,8 @@ def softmax_backward(x, lab, mask, gi, gp, t0, t1, chunk, blk, zero, grad):
                 _pair_block(x, b, j0, n, e[0], e[1], zero)
                 p0 = e[0]
                 p1 = e[1]
-                g0 = grad[b, 0, j0:j0 + n]
-                g1 = grad[b, 1, j0:j0 + n]
+                g0 = grad[b, 0, j0 : j0 + n]
+                g1 = grad[b, 1, j0 : j0 + n]
                 a0 = gp[b, 0]
                 a1 = gp[b, 1]
                 i0 = gi[b, 0]
@@ -283,7 +283,7 @@ def softmax_backward(x, lab, mask, gi, gp, t0, t1, chunk, blk, zero, grad):
                 gic = gi[b, c]
                 cf = zero + np.float32(c)  # float32 + int64 would be float64
                 er = e[c]
-                gr = grad[b, c, j0:j0 + n]
+                gr = grad[b, c, j0 : j0 + n]
                 for j in range(n):
                     g = gpc + (gic if lf[j] == cf else zero)
                     gr[j] = s[j] * er[j] * (g - dot[j])
@@ -308,7 +308,7 @@ def sigmoid_forward(x, lab, mask, lab_out, offset, t0, t1, chunk, blk, zero, out
                 sp = zero
                 st = zero
                 cf = zero + np.float32(c + offset)
-                xr = x[b, c, j0:j0 + n]
+                xr = x[b, c, j0 : j0 + n]
                 for j in range(n):
                     v = xr[j]
                     t = _exp(-abs(v))
@@ -346,8 +346,8 @@ def sigmoid_backward(x, lab, mask, gi, gp, offset, t0, t1, chunk, blk, zero, gra
                 gpc = gp[b, c]
                 gic = gi[b, c]
                 cf = zero + np.float32(c + offset)
-                xr = x[b, c, j0:j0 + n]
-                gr = grad[b, c, j0:j0 + n]
+                xr = x[b, c, j0 : j0 + n]
+                gr = grad[b, c, j0 : j0 + n]
                 for j in range(n):
                     t = _exp(-abs(xr[j]))
                     r = one / (one + t)

@@ -46,8 +46,14 @@ def _narrow_dtype(C: int) -> torch.dtype:
 
 
 @torch.library.custom_op("phidice::fused_sums", mutates_args=())
-def fused_sums(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, activation: str,
-               backend: str, check_range: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def fused_sums(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None,
+    activation: str,
+    backend: str,
+    check_range: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(I, P, Y) (B, C) and the labels the backward reads: the numba kernel's narrowed uint8/int32 copy (B, N),
     an empty tensor for the other backends (their backward reads ``labels`` itself).
 
@@ -71,8 +77,15 @@ def _(logits, labels, mask, activation, backend, check_range):
 
 
 @torch.library.custom_op("phidice::fused_sums_backward", mutates_args=())
-def fused_sums_backward(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, g_inter: torch.Tensor,
-                        g_pred: torch.Tensor, activation: str, backend: str) -> torch.Tensor:
+def fused_sums_backward(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None,
+    g_inter: torch.Tensor,
+    g_pred: torch.Tensor,
+    activation: str,
+    backend: str,
+) -> torch.Tensor:
     """∂L/∂logits (B, C, N) in the logits' dtype from gI = ∂L/∂I and gP = ∂L/∂P (both (B, C)); ``labels`` are
     those the forward saved (the narrowed copy for numba)."""
     return _BACKENDS[backend].backward(logits, labels, mask, g_inter, g_pred, activation)
@@ -97,8 +110,7 @@ def _backward(ctx, g_inter, g_pred, g_tgt, g_saved):
     if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate again
         grad = fallback.backward(logits, labels.long(), mask, g_inter, g_pred, ctx.activation)
     else:
-        grad = torch.ops.phidice.fused_sums_backward(logits, labels, mask, g_inter, g_pred, ctx.activation,
-                                                     ctx.backend)
+        grad = torch.ops.phidice.fused_sums_backward(logits, labels, mask, g_inter, g_pred, ctx.activation, ctx.backend)
     return grad, None, None, None, None, None
 
 
@@ -106,8 +118,10 @@ fused_sums.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _no_second_derivative(ctx, grad):
-    raise RuntimeError("the fused Dice gradient is once-differentiable: trying to differentiate twice (the kernels' "
-                       "gradient has no graph); use fused=False for second derivatives")
+    raise RuntimeError(
+        "the fused Dice gradient is once-differentiable: trying to differentiate twice (the kernels' "
+        "gradient has no graph); use fused=False for second derivatives"
+    )
 
 
 def _setup_nothing(ctx, inputs, output):

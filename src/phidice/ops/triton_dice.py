@@ -41,8 +41,7 @@ def _voxel_block(lab_ptr, mask_ptr, N, HAS_MASK: tl.constexpr, ACC: tl.constexpr
 @triton.jit
 def _load_tile(x_base, offs_c, cmask, offs_n, nmask, N, ACC: tl.constexpr):
     """Logits of one class chunk × voxel block, in ACC, 0 outside the valid classes and voxels."""
-    return tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :],
-                   other=0.0).to(ACC)
+    return tl.load(x_base + _rows(offs_c, N) + offs_n[None, :], mask=cmask[:, None] & nmask[None, :], other=0.0).to(ACC)
 
 
 @triton.jit
@@ -54,8 +53,17 @@ def _class_grad(gp_ptr, gi_ptr, b, C, offs_c, cmask, lab, OFFSET: tl.constexpr, 
 
 
 @triton.jit
-def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
-                   BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
+def _softmax_stats(
+    x_base,
+    offs_n,
+    nmask,
+    C,
+    N,
+    ACC: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    NUM_CHUNKS: tl.constexpr,
+):
     """Per voxel: the max over classes and Σ_c exp(x_c − max), by an online pass over class chunks."""
     mx = tl.full([BLOCK_N], float("-inf"), ACC)
     s = tl.zeros_like(mx)
@@ -71,9 +79,22 @@ def _softmax_stats(x_base, offs_n, nmask, C, N, ACC: tl.constexpr, BLOCK_C: tl.c
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, lab_ptr, mask_ptr, part_ptr, C, N, NB,
-                HAS_MASK: tl.constexpr, SOFTMAX: tl.constexpr, OFFSET: tl.constexpr, ACC: tl.constexpr,
-                BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
+def _fwd_kernel(
+    x_ptr,
+    lab_ptr,
+    mask_ptr,
+    part_ptr,
+    C,
+    N,
+    NB,
+    HAS_MASK: tl.constexpr,
+    SOFTMAX: tl.constexpr,
+    OFFSET: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    NUM_CHUNKS: tl.constexpr,
+):
     b, nb, offs_n, nmask, lab, m = _voxel_block(lab_ptr, mask_ptr, N, HAS_MASK, ACC, BLOCK_N)
     x_base = x_ptr + b * C * N
     if SOFTMAX:
@@ -96,9 +117,23 @@ def _fwd_kernel(x_ptr, lab_ptr, mask_ptr, part_ptr, C, N, NB,
 
 
 @triton.jit
-def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
-                HAS_MASK: tl.constexpr, SOFTMAX: tl.constexpr, OFFSET: tl.constexpr, ACC: tl.constexpr,
-                BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr, NUM_CHUNKS: tl.constexpr):
+def _bwd_kernel(
+    x_ptr,
+    lab_ptr,
+    mask_ptr,
+    gi_ptr,
+    gp_ptr,
+    grad_ptr,
+    C,
+    N,
+    HAS_MASK: tl.constexpr,
+    SOFTMAX: tl.constexpr,
+    OFFSET: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    NUM_CHUNKS: tl.constexpr,
+):
     b, nb, offs_n, nmask, lab, m = _voxel_block(lab_ptr, mask_ptr, N, HAS_MASK, ACC, BLOCK_N)
     x_base = x_ptr + b * C * N
     g_base = grad_ptr + b * C * N
@@ -124,15 +159,23 @@ def _bwd_kernel(x_ptr, lab_ptr, mask_ptr, gi_ptr, gp_ptr, grad_ptr, C, N,
         else:
             p = tl.sigmoid(xt)
             d = m[None, :] * g * p * (1.0 - p)
-        tl.store(g_base + _rows(offs_c, N) + offs_n[None, :], d.to(grad_ptr.dtype.element_ty),
-                 mask=cmask[:, None] & nmask[None, :])
+        tl.store(
+            g_base + _rows(offs_c, N) + offs_n[None, :],
+            d.to(grad_ptr.dtype.element_ty),
+            mask=cmask[:, None] & nmask[None, :],
+        )
 
 
 def _config(C: int, dtype: torch.dtype) -> dict:
     block_c = min(triton.next_power_of_2(C), 16)
     block_n = max(64, min(1024, (2048 if dtype == torch.float64 else 4096) // block_c))  # fp64: half, or ~240 registers
-    return dict(ACC=tl.float64 if dtype == torch.float64 else tl.float32, BLOCK_C=block_c, BLOCK_N=block_n,
-                NUM_CHUNKS=triton.cdiv(C, block_c), num_warps=4)
+    return dict(
+        ACC=tl.float64 if dtype == torch.float64 else tl.float32,
+        BLOCK_C=block_c,
+        BLOCK_N=block_n,
+        NUM_CHUNKS=triton.cdiv(C, block_c),
+        num_warps=4,
+    )
 
 
 def _mask_arg(mask, x):
@@ -153,8 +196,19 @@ def forward(x, labels, mask, activation):
     acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     part = torch.empty((B, NB, 3, C), dtype=acc_dtype, device=x.device)
     m, has_mask = _mask_arg(mask, x)
-    _fwd_kernel[(B, NB)](x, labels, m, part, C, N, NB, HAS_MASK=has_mask, SOFTMAX=activation == "softmax",
-                         OFFSET=int(activation == "sigmoid" and C == 1), **cfg)
+    _fwd_kernel[(B, NB)](
+        x,
+        labels,
+        m,
+        part,
+        C,
+        N,
+        NB,
+        HAS_MASK=has_mask,
+        SOFTMAX=activation == "softmax",
+        OFFSET=int(activation == "sigmoid" and C == 1),
+        **cfg,
+    )
     sums = part.sum(1, dtype=torch.float64).to(acc_dtype)
     return sums[:, 0], sums[:, 1], sums[:, 2], labels
 
@@ -168,6 +222,17 @@ def backward(x, labels, mask, gi, gp, activation):
     gi = gi.to(acc_dtype).contiguous()
     gp = gp.to(acc_dtype).contiguous()
     _bwd_kernel[(B, triton.cdiv(N, cfg["BLOCK_N"]))](
-        x, labels, m, gi, gp, grad, C, N, HAS_MASK=has_mask, SOFTMAX=activation == "softmax",
-        OFFSET=int(activation == "sigmoid" and C == 1), **cfg)
+        x,
+        labels,
+        m,
+        gi,
+        gp,
+        grad,
+        C,
+        N,
+        HAS_MASK=has_mask,
+        SOFTMAX=activation == "softmax",
+        OFFSET=int(activation == "sigmoid" and C == 1),
+        **cfg,
+    )
     return grad

@@ -12,10 +12,10 @@ import torch
 import phidice
 
 pytest.importorskip("lightning")
-import lightning.pytorch as pl  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import CSVLogger
 
-from phidice.integrations.lightning import GradientMonitorCallback  # noqa: E402
+from phidice.integrations.lightning import GradientMonitorCallback
 
 
 def data():
@@ -48,12 +48,23 @@ def test_trainer_logs_the_monitor_each_epoch(tmp_path):
     images, labels = data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=4)
     callback = GradientMonitorCallback(advice=False)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="run"),
-                         callbacks=[callback], enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(tmp_path, name="run"),
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(Tiny(), loader, loader)
-    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "version_0" / "metrics.csv"))
-            if r.get("phidice/empty_subset_fraction")]
+    rows = [
+        r
+        for r in csv.DictReader(open(tmp_path / "run" / "version_0" / "metrics.csv"))
+        if r.get("phidice/empty_subset_fraction")
+    ]
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     history = callback.monitor.history
     assert [h["updates"] for h in history] == [2, 2]  # training batches only, not validation
@@ -63,7 +74,8 @@ def test_trainer_logs_the_monitor_each_epoch(tmp_path):
         assert float(row["phidice/empty_subset_fraction/class2"]) == pytest.approx(3 / 8)
         assert float(row["phidice/empty_gradient_share"]) == pytest.approx(h["empty_gradient_share"], rel=1e-6)
         assert float(row["phidice/empty_predicted_volume/class2"]) == pytest.approx(
-            h["per_class"][2]["empty_predicted_volume"], rel=1e-6)
+            h["per_class"][2]["empty_predicted_volume"], rel=1e-6
+        )
     assert history[0]["empty_predicted_volume"] != history[1]["empty_predicted_volume"]  # the model moved
     ckpt = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)
     saved = next(v for k, v in ckpt["callbacks"].items() if "GradientMonitorCallback" in k)

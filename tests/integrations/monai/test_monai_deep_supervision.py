@@ -13,9 +13,9 @@ import torch.nn.functional as F
 import phidice
 
 monai_losses = pytest.importorskip("monai.losses")
-from monai.data import MetaTensor  # noqa: E402
+from monai.data import MetaTensor
 
-from phidice.integrations.monai import AnnotatedLoss  # noqa: E402
+from phidice.integrations.monai import AnnotatedLoss
 
 B, C = 3, 4
 SIZES = [(16, 12), (8, 6), (4, 3)]

@@ -29,8 +29,12 @@ def _batch(dtype=torch.float32):
             label[label == 2] = 0  # unannotated in ANNOTATED (and an empty class for the plain losses)
         if i == 2:
             label[label == 1] = 0
-        cases.append({"image": MetaTensor(torch.randn(1, *S, generator=g), meta={"filename_or_obj": f"case{i}.nii.gz"}),
-                      "label": MetaTensor(label, meta={"filename_or_obj": f"label{i}.nii.gz"})})
+        cases.append(
+            {
+                "image": MetaTensor(torch.randn(1, *S, generator=g), meta={"filename_or_obj": f"case{i}.nii.gz"}),
+                "label": MetaTensor(label, meta={"filename_or_obj": f"label{i}.nii.gz"}),
+            }
+        )
     batch = monai_data.list_data_collate(cases)
     logits = torch.randn(B, C, *S, generator=g, dtype=dtype) * 2
     pred = MetaTensor(logits, meta=batch["image"].meta)
@@ -48,15 +52,22 @@ LOSSES = {
     "LeafDiceLoss": (lambda f: phidice.LeafDiceLoss(phi="BI", fused=f), True, False, True),
     "MarginalDiceLoss": (lambda f: phidice.MarginalDiceLoss(phi="I", fused=f), True, False, False),
     "LeafDiceCELoss": (lambda f: phidice.LeafDiceCELoss(phi="I", fused=f), True, True, True),
-    "MarginalDiceCELoss-no-bg": (lambda f: phidice.MarginalDiceCELoss(phi="I", include_background=False, fused=f),
-                                 True, True, True),
+    "MarginalDiceCELoss-no-bg": (
+        lambda f: phidice.MarginalDiceCELoss(phi="I", include_background=False, fused=f),
+        True,
+        True,
+        True,
+    ),
 }
 PATHS = [("reference", "labels"), ("reference", "onehot"), ("numba", "labels"), ("torch", "labels")]
 
 
 def _run(loss, pred, target, annotated):
-    x = pred.detach().clone().requires_grad_() if type(pred) is torch.Tensor else \
-        MetaTensor(pred.as_tensor().detach().clone(), meta=pred.meta).requires_grad_()
+    x = (
+        pred.detach().clone().requires_grad_()
+        if type(pred) is torch.Tensor
+        else MetaTensor(pred.as_tensor().detach().clone(), meta=pred.meta).requires_grad_()
+    )
     value = loss(x, target) if annotated is None else loss(x, target, annotated)
     value.backward()
     return value, x.grad
@@ -72,8 +83,9 @@ def test_metatensor_equals_plain(name, path, target_form):
         pytest.skip(f"{name} runs the reference path only")
     pred, label = _batch()
     if target_form == "onehot":
-        label = MetaTensor(torch.nn.functional.one_hot(label.as_tensor()[:, 0].long(), C).movedim(-1, 1).float(),
-                           meta=label.meta)
+        label = MetaTensor(
+            torch.nn.functional.one_hot(label.as_tensor()[:, 0].long(), C).movedim(-1, 1).float(), meta=label.meta
+        )
     loss = make(False if path == "reference" else True)  # fused=True: fails unless the fused path runs
     annotated = ANNOTATED if partial else None
     previous = ops.set_backend(None if path == "reference" else path)

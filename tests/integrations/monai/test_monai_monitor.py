@@ -10,17 +10,12 @@ import phidice
 
 pytest.importorskip("monai")
 pytest.importorskip("ignite")
-from ignite.engine import Events  # noqa: E402
-from monai.data import DataLoader, Dataset  # noqa: E402
-from monai.engines import SupervisedEvaluator, SupervisedTrainer  # noqa: E402
-from monai.transforms import Compose, EnsureTyped  # noqa: E402
+from ignite.engine import Events
+from monai.data import DataLoader, Dataset
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.transforms import Compose, EnsureTyped
 
-from phidice.integrations.monai import (  # noqa: E402
-    AnnotatedLabelsd,
-    AnnotatedLoss,
-    GradientMonitorHandler,
-    PrepareBatchAnnotated,
-)
+from phidice.integrations.monai import AnnotatedLabelsd, AnnotatedLoss, GradientMonitorHandler, PrepareBatchAnnotated
 
 C = 4
 
@@ -48,9 +43,16 @@ def test_supervised_trainer_writes_state_metrics():
     leaf = phidice.LeafDiceLoss(phi="I", eps=1e-5, include_background=False)
     handler = GradientMonitorHandler(advice=False)
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=2, train_data_loader=loader(), network=network,
-        optimizer=torch.optim.SGD(network.parameters(), lr=0.1), loss_function=AnnotatedLoss(leaf),
-        prepare_batch=PrepareBatchAnnotated(), decollate=False, train_handlers=[handler])
+        device=torch.device("cpu"),
+        max_epochs=2,
+        train_data_loader=loader(),
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=AnnotatedLoss(leaf),
+        prepare_batch=PrepareBatchAnnotated(),
+        decollate=False,
+        train_handlers=[handler],
+    )
     seen = []
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append(dict(e.state.metrics)))
     trainer.run()
@@ -60,7 +62,8 @@ def test_supervised_trainer_writes_state_metrics():
         assert metrics["phidice_unannotated_fraction/class2"] == pytest.approx(0.5)
         assert metrics["phidice_empty_gradient_share"] == pytest.approx(h["empty_gradient_share"])
         assert metrics["phidice_empty_predicted_volume/class1"] == pytest.approx(
-            h["per_class"][1]["empty_predicted_volume"], nan_ok=True)
+            h["per_class"][1]["empty_predicted_volume"], nan_ok=True
+        )
     assert seen[0]["phidice_nonempty_dice"] != seen[1]["phidice_nonempty_dice"]  # trained between the epochs
 
 
@@ -68,8 +71,9 @@ def test_supervised_evaluator_updates_from_its_predictions():
     network = torch.nn.Conv2d(1, C, 3, padding=1)
     loss = phidice.DiceLoss(phi="BI", eps=1e-5, include_background=False)
     handler = GradientMonitorHandler(loss, advice=False)
-    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=loader(), network=network,
-                                    val_handlers=[handler])
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=loader(), network=network, val_handlers=[handler]
+    )
     evaluator.run()
     reference = phidice.GradientMonitor(loss, log=False)
     with torch.no_grad():
@@ -82,9 +86,15 @@ def test_supervised_evaluator_updates_from_its_predictions():
 
 def test_no_phidice_loss_is_named():
     network = torch.nn.Conv2d(1, C, 3, padding=1)
-    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=loader(),
-                                network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
-                                loss_function=torch.nn.MSELoss(), train_handlers=[GradientMonitorHandler()])
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=loader(),
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.MSELoss(),
+        train_handlers=[GradientMonitorHandler()],
+    )
     with pytest.raises(TypeError, match="phidice Dice-family loss"):
         trainer.run()
 
@@ -99,12 +109,18 @@ def test_the_block_of_docs_monitor_md():
     from monai.handlers import StatsHandler
 
     network = torch.nn.Conv2d(1, C, 3, padding=1)
-    arguments = dict(device=torch.device("cpu"), max_epochs=1, train_data_loader=loader(), network=network,
-                     optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
-                     loss_function=phidice.DiceLoss(include_background=False))
-    namespace = {"SupervisedTrainer": lambda *_, train_handlers: SupervisedTrainer(**arguments,
-                                                                                    train_handlers=train_handlers),
-                 "StatsHandler": lambda *_: StatsHandler(iteration_log=False)}
+    arguments = dict(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=loader(),
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=phidice.DiceLoss(include_background=False),
+    )
+    namespace = {
+        "SupervisedTrainer": lambda *_, train_handlers: SupervisedTrainer(**arguments, train_handlers=train_handlers),
+        "StatsHandler": lambda *_: StatsHandler(iteration_log=False),
+    }
     exec(block.replace("(...)", "()").replace("..., ", ""), namespace)
     namespace["trainer"].run()
     assert "phidice_empty_gradient_share" in namespace["trainer"].state.metrics

@@ -13,13 +13,13 @@ import phidice
 
 pytest.importorskip("monai")
 pytest.importorskip("ignite")  # monai.engines runs on ignite
-from ignite.engine import Events  # noqa: E402
-from monai.data import DataLoader, Dataset, MetaTensor  # noqa: E402
-from monai.engines import SupervisedTrainer  # noqa: E402
-from monai.engines.utils import IterationEvents  # noqa: E402
-from monai.transforms import Compose, EnsureTyped  # noqa: E402
+from ignite.engine import Events
+from monai.data import DataLoader, Dataset, MetaTensor
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.transforms import Compose, EnsureTyped
 
-from phidice.integrations.monai import AnnotatedLabelsd, AnnotatedLoss, PrepareBatchAnnotated  # noqa: E402
+from phidice.integrations.monai import AnnotatedLabelsd, AnnotatedLoss, PrepareBatchAnnotated
 
 C = 4
 
@@ -35,8 +35,13 @@ def test_rows_from_lists_names_and_default():
     assert t({"annotated_labels": np.array([2])})["annotated"].tolist() == [True, False, True, False]
     assert t({"annotated_labels": []})["annotated"].tolist() == [True, False, False, False]  # background only
 
-    named = AnnotatedLabelsd("organs", num_classes=C, names={"background": 0, "liver": 1, "kidney": 2, "spleen": 3},
-                             annotated_key="rows", default="all")
+    named = AnnotatedLabelsd(
+        "organs",
+        num_classes=C,
+        names={"background": 0, "liver": 1, "kidney": 2, "spleen": 3},
+        annotated_key="rows",
+        default="all",
+    )
     assert named({"organs": ["spleen", "liver"]})["rows"].tolist() == [True, True, False, True]
     assert named({})["rows"].tolist() == [True] * C
     assert AnnotatedLabelsd("a", num_classes=C, default=[2])({})["annotated"].tolist() == [True, False, True, False]
@@ -45,16 +50,19 @@ def test_rows_from_lists_names_and_default():
     assert sigmoid({"a": [1, 2]})["annotated"].tolist() == [False, True, True]
 
 
-@pytest.mark.parametrize("case,error,match", [
-    ({"image": 0}, KeyError, r"d\['annotated_labels'\] is missing.*'image'"),
-    ({"annotated_labels": [1, 4]}, ValueError, r"\[1\]: label 4 is outside \[0, 3\]"),
-    ({"annotated_labels": [-1]}, ValueError, r"label -1 is outside"),
-    ({"annotated_labels": [1.0]}, TypeError, r"must be an integer"),
-    ({"annotated_labels": [True]}, TypeError, r"must be an integer"),
-    ({"annotated_labels": "liver"}, TypeError, r"must be a list of annotated labels"),
-    ({"annotated_labels": 2}, TypeError, r"must be a list of annotated labels"),
-    ({"annotated_labels": ["liver"]}, TypeError, r"is a name, but .* no names"),
-])
+@pytest.mark.parametrize(
+    "case,error,match",
+    [
+        ({"image": 0}, KeyError, r"d\['annotated_labels'\] is missing.*'image'"),
+        ({"annotated_labels": [1, 4]}, ValueError, r"\[1\]: label 4 is outside \[0, 3\]"),
+        ({"annotated_labels": [-1]}, ValueError, r"label -1 is outside"),
+        ({"annotated_labels": [1.0]}, TypeError, r"must be an integer"),
+        ({"annotated_labels": [True]}, TypeError, r"must be an integer"),
+        ({"annotated_labels": "liver"}, TypeError, r"must be a list of annotated labels"),
+        ({"annotated_labels": 2}, TypeError, r"must be a list of annotated labels"),
+        ({"annotated_labels": ["liver"]}, TypeError, r"is a name, but .* no names"),
+    ],
+)
 def test_bad_annotations_are_named(case, error, match):
     with pytest.raises(error, match=match):
         AnnotatedLabelsd("annotated_labels", num_classes=C)(case)
@@ -111,8 +119,12 @@ def _cases(n=4, size=8, channels=False):
 
 
 def _loader(cases, batch_size=2, num_classes=C, **transform_options):
-    transforms = Compose([EnsureTyped(keys=["image", "label"]),
-                          AnnotatedLabelsd("annotated_labels", num_classes=num_classes, **transform_options)])
+    transforms = Compose(
+        [
+            EnsureTyped(keys=["image", "label"]),
+            AnnotatedLabelsd("annotated_labels", num_classes=num_classes, **transform_options),
+        ]
+    )
     return DataLoader(Dataset(cases, transforms), batch_size=batch_size, shuffle=False)
 
 
@@ -150,8 +162,9 @@ def test_annotated_loss_reads_the_rows_and_explains_their_absence():
     logits = torch.randn(2, C, 8, 8)
     leaf = phidice.LeafDiceLoss(phi="BI", include_background=False)
     wrapped = AnnotatedLoss(leaf)
-    torch.testing.assert_close(wrapped(logits, label), leaf(logits, label.as_tensor(), batch["annotated"]),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        wrapped(logits, label), leaf(logits, label.as_tensor(), batch["annotated"]), rtol=0, atol=0
+    )
     with pytest.raises(ValueError, match=r"target.meta\['annotated'\].*a Tensor.*PrepareBatchAnnotated"):
         wrapped(logits, label.as_tensor())
     with pytest.raises(ValueError, match="a MetaTensor without it"):
@@ -166,9 +179,15 @@ def test_annotated_loss_reads_the_rows_and_explains_their_absence():
 def _trainer_gradients(network, loss_function, cases, epochs=1, **transform_options):
     """Run SupervisedTrainer; per iteration, the gradient of its prediction and the batch's annotated rows."""
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=epochs, train_data_loader=_loader(cases, **transform_options),
-        network=network, optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
-        loss_function=loss_function, prepare_batch=PrepareBatchAnnotated(), decollate=False)
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=_loader(cases, **transform_options),
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=loss_function,
+        prepare_batch=PrepareBatchAnnotated(),
+        decollate=False,
+    )
     seen = []
 
     @trainer.on(IterationEvents.FORWARD_COMPLETED)
@@ -186,8 +205,9 @@ def _trainer_gradients(network, loss_function, cases, epochs=1, **transform_opti
 
 
 def _conv(out_channels, *tail):
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
-                               torch.nn.Conv2d(8, out_channels, 3, padding=1), *tail)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, out_channels, 3, padding=1), *tail
+    )
 
 
 @pytest.mark.parametrize("setting", ["softmax-probabilities", "sigmoid-logits"])

@@ -38,12 +38,15 @@ def _write_raw(root, ident, name, labels, cases, seed):
     for case in cases:
         lab = np.zeros(SHAPE, np.uint8)
         for i, v in enumerate(sorted(v for v in labels.values() if v)):
-            lab[2 * i:2 * i + 2, 2:6, :] = v
+            lab[2 * i : 2 * i + 2, 2:6, :] = v
         nib.save(nib.Nifti1Image(lab, np.diag([1.5, 1.5, 3.0, 1.0])), str(ds / "labelsTr" / f"{case}.nii.gz"))
         img = (lab * 1.0 + rng.normal(0, 0.1, SHAPE)).astype(np.float32)
         nib.save(nib.Nifti1Image(img, np.diag([1.5, 1.5, 3.0, 1.0])), str(ds / "imagesTr" / f"{case}_0000.nii.gz"))
-    (ds / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels,
-                                                 "numTraining": len(cases), "file_ending": ".nii.gz"}))
+    (ds / "dataset.json").write_text(
+        json.dumps(
+            {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": len(cases), "file_ending": ".nii.gz"}
+        )
+    )
     return ds
 
 
@@ -58,8 +61,14 @@ def sources(tmp_path):
     nib.save(nib.Nifti1Image(lab, np.eye(4)), str(tmp_path / "task03" / "t0.nii.gz"))
     nib.save(nib.Nifti1Image(lab.astype(np.float32), np.eye(4)), str(tmp_path / "task03" / "t0_img.nii.gz"))
     lst = tmp_path / "task03.json"
-    lst.write_text(json.dumps({"labels": {"0": "background", "1": "spleen"}, "training": [
-        {"image": "task03/t0_img.nii.gz", "label": "task03/t0.nii.gz", "case": "d0"}]}))
+    lst.write_text(
+        json.dumps(
+            {
+                "labels": {"0": "background", "1": "spleen"},
+                "training": [{"image": "task03/t0_img.nii.gz", "label": "task03/t0.nii.gz", "case": "d0"}],
+            }
+        )
+    )
     return tmp_path, a, b, lst
 
 
@@ -70,8 +79,13 @@ def test_data_list_remaps_and_annotates(sources):
     assert json.loads(out.read_text()) == data
     assert data["labels"] == {"0": "background", "1": "liver", "2": "spleen", "3": "kidney"}
     items = {(i["source"], i["case"]): i for i in data["training"]}
-    assert set(items) == {("Dataset701_A", "D701__c1"), ("Dataset701_A", "c0"), ("Dataset702_B", "D702__c1"),
-                          ("Dataset702_B", "c2"), ("task03", "d0")}
+    assert set(items) == {
+        ("Dataset701_A", "D701__c1"),
+        ("Dataset701_A", "c0"),
+        ("Dataset702_B", "D702__c1"),
+        ("Dataset702_B", "c2"),
+        ("task03", "d0"),
+    }
     assert items[("Dataset702_B", "c2")]["annotated"] == [1, 3]
     assert items[("task03", "d0")]["annotated"] == [2]
     t = Compose(pooled_transforms(4))
@@ -81,8 +95,9 @@ def test_data_list_remaps_and_annotates(sources):
     assert d["annotated"].tolist() == [True, True, False, True]
     assert tuple(float(s) for s in d["label"].pixdim[:3]) == (1.5, 1.5, 3.0)
     d = t(items[("task03", "d0")])  # the Decathlon item's spleen (1) is merged spleen (2)
-    np.testing.assert_array_equal(d["label"][0].numpy(), 2 * (np.arange(SHAPE[0]) < 3)[:, None, None]
-                                  * np.ones(SHAPE, np.uint8))
+    np.testing.assert_array_equal(
+        d["label"][0].numpy(), 2 * (np.arange(SHAPE[0]) < 3)[:, None, None] * np.ones(SHAPE, np.uint8)
+    )
     assert d["annotated"].tolist() == [True, False, True, False]
     c0 = dict(items[("Dataset701_A", "c0")])
     c0["label_map"] = [0, 1]  # spleen (2) undeclared: the remap names the case
@@ -108,16 +123,25 @@ def test_supervised_trainer_on_the_pool(sources, activation):
     tmp, a, b, _ = sources
     data = pool_data_list([a, b], raw_root=tmp)
     sigmoid = activation == "sigmoid"
-    loader = DataLoader(Dataset(data["training"], Compose(pooled_transforms(4))),
-                        batch_size=2)
+    loader = DataLoader(Dataset(data["training"], Compose(pooled_transforms(4))), batch_size=2)
     torch.manual_seed(0)
     net = torch.nn.Conv3d(1, 4, 3, padding=1)
-    leaf = phidice.LeafDiceCELoss(phi="I", activation="sigmoid", include_background=False) if sigmoid else \
-        phidice.LeafDiceLoss(phi="I", include_background=False)
+    leaf = (
+        phidice.LeafDiceCELoss(phi="I", activation="sigmoid", include_background=False)
+        if sigmoid
+        else phidice.LeafDiceLoss(phi="I", include_background=False)
+    )
     loss = AnnotatedLoss(leaf)
-    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net,
-                                optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_function=loss,
-                                prepare_batch=PrepareBatchAnnotated(), decollate=False)
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        loss_function=loss,
+        prepare_batch=PrepareBatchAnnotated(),
+        decollate=False,
+    )
     seen = []
 
     @trainer.on(Events.ITERATION_COMPLETED)
@@ -139,12 +163,16 @@ def test_the_docs_example_runs(sources, tmp_path, monkeypatch):
 
     root, a, _, lst = sources
     doc = (Path(__file__).resolve().parents[3] / "docs" / "pooling.md").read_text()
-    block = re.search(r"<!-- run by tests/integrations/monai/test_monai_pooling.py.*?```python\n(.*?)```", doc,
-                      flags=re.DOTALL).group(1)
-    for old, new in (('"/data/nnUNet_raw/Dataset701_Liver"', repr(str(a))),
-                     ('"/data/Task09_Spleen/dataset.json"', repr(str(lst))), ('labels="MAP.json"', "labels=None"),
-                     ("(96, 96, 96)", "(8, 8, 4)"), ('torch.device("cuda"), max_epochs=100', 'torch.device("cpu"), '
-                                                                                          'max_epochs=1')):
+    block = re.search(
+        r"<!-- run by tests/integrations/monai/test_monai_pooling.py.*?```python\n(.*?)```", doc, flags=re.DOTALL
+    ).group(1)
+    for old, new in (
+        ('"/data/nnUNet_raw/Dataset701_Liver"', repr(str(a))),
+        ('"/data/Task09_Spleen/dataset.json"', repr(str(lst))),
+        ('labels="MAP.json"', "labels=None"),
+        ("(96, 96, 96)", "(8, 8, 4)"),
+        ('torch.device("cuda"), max_epochs=100', 'torch.device("cpu"), max_epochs=1'),
+    ):
         assert old in block, old
         block = block.replace(old, new)
     monkeypatch.chdir(tmp_path)

@@ -3,11 +3,11 @@ losses (phidice's through the integration, nnU-Net's stock), built for DDP or fo
 
 from __future__ import annotations
 
+import _nnunet_helpers as H
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import _nnunet_helpers as H
 from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss
 from phidice.integrations.nnunet.options import resolve_options
 from phidice.integrations.nnunet.task import NNUNetTask
@@ -50,6 +50,7 @@ def ours(name: str, phi: str):
         task = _task(name)
         opts = resolve_options({"phi": phi}, task, is_ddp=ddp)  # sync_batch follows DDP, as in the trainers
         return PhiDiceNNUNetLoss(opts, task, weights=WEIGHTS)
+
     return build
 
 
@@ -60,9 +61,16 @@ def stock(name: str):
         from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
         task = _task(name)
-        loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": ddp}, {}, weight_ce=1,
-                              weight_dice=1, ignore_label=task.ignore_label, dice_class=MemoryEfficientSoftDiceLoss)
+        loss = DC_and_CE_loss(
+            {"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": ddp},
+            {},
+            weight_ce=1,
+            weight_dice=1,
+            ignore_label=task.ignore_label,
+            dice_class=MemoryEfficientSoftDiceLoss,
+        )
         return DeepSupervisionWrapper(loss, WEIGHTS)
+
     return build
 
 

@@ -15,13 +15,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _nnunet_ddp_cases as cases  # noqa: E402
+import _nnunet_ddp_cases as cases
 
 
 def main(rank: int, world: int, port: int, outdir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
     results = {}
     for name, (split, build) in cases.CASES.items():  # the same list on every rank
         lo, hi = split[rank]

@@ -32,8 +32,10 @@ def full_nnunet_missing() -> str:
     try:
         importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
     except ImportError as err:
-        return (f"needs nnU-Net's full stack ({err}); run `make test-nnunet` (the default test environment "
-                f"installs nnunetv2 without its dependencies)")
+        return (
+            f"needs nnU-Net's full stack ({err}); run `make test-nnunet` (the default test environment "
+            f"installs nnunetv2 without its dependencies)"
+        )
     return ""
 
 
@@ -53,30 +55,39 @@ def dataset_json(labels: dict) -> dict:
 
 def ds_weights(levels: int, *, is_ddp: bool = False, compile: bool = False) -> np.ndarray:
     """nnU-Net's deep-supervision weights (nnUNetTrainer._build_loss)."""
-    w = np.array([1 / (2 ** i) for i in range(levels)])
+    w = np.array([1 / (2**i) for i in range(levels)])
     w[-1] = 1e-6 if is_ddp and not compile else 0
     return w / w.sum()
 
 
-def stock_build_loss(task, *, ds_levels: "int | None", is_ddp: bool = False):
+def stock_build_loss(task, *, ds_levels: int | None, is_ddp: bool = False):
     """nnU-Net's loss as ``nnUNetTrainer._build_loss`` builds it (no torch.compile: CPU)."""
     from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
     if task.regions:
-        loss = DC_and_BCE_loss({}, {"batch_dice": task.batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": is_ddp},
-                               use_ignore_label=task.ignore_label is not None, dice_class=MemoryEfficientSoftDiceLoss)
+        loss = DC_and_BCE_loss(
+            {},
+            {"batch_dice": task.batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": is_ddp},
+            use_ignore_label=task.ignore_label is not None,
+            dice_class=MemoryEfficientSoftDiceLoss,
+        )
     else:
-        loss = DC_and_CE_loss({"batch_dice": task.batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": is_ddp}, {},
-                              weight_ce=1, weight_dice=1, ignore_label=task.ignore_label,
-                              dice_class=MemoryEfficientSoftDiceLoss)
+        loss = DC_and_CE_loss(
+            {"batch_dice": task.batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": is_ddp},
+            {},
+            weight_ce=1,
+            weight_dice=1,
+            ignore_label=task.ignore_label,
+            dice_class=MemoryEfficientSoftDiceLoss,
+        )
     if ds_levels is not None:
         loss = DeepSupervisionWrapper(loss, ds_weights(ds_levels, is_ddp=is_ddp))
     return loss
 
 
-def make_labels(B: int, shape: tuple, *, ignore: "int | None", seed: int, num_labels: int = 3) -> torch.Tensor:
+def make_labels(B: int, shape: tuple, *, ignore: int | None, seed: int, num_labels: int = 3) -> torch.Tensor:
     """(B, 1, *shape) int16 label maps (nnU-Net's loader dtype), with ~10 % ignore voxels when asked."""
     g = torch.Generator().manual_seed(seed)
     lab = torch.randint(0, num_labels, (B, 1, *shape), generator=g)
@@ -102,7 +113,7 @@ def downsample(t: torch.Tensor, levels: int) -> list:
     return out
 
 
-def make_case(task, *, B: int, shape: tuple, levels: "int | None", seed: int, all_ignored: bool = False):
+def make_case(task, *, B: int, shape: tuple, levels: int | None, seed: int, all_ignored: bool = False):
     """(outputs, targets): logits and targets of nnU-Net's form; lists under deep supervision."""
     g = torch.Generator().manual_seed(seed + 1)
     lab = make_labels(B, shape, ignore=task.ignore_label, seed=seed, num_labels=len(task.labels))
@@ -111,8 +122,9 @@ def make_case(task, *, B: int, shape: tuple, levels: "int | None", seed: int, al
     target = to_regions(lab, task) if task.regions else lab
     n = levels or 1
     targets = downsample(target, n)
-    outputs = [(2 * torch.randn((B, task.num_channels, *t.shape[2:]), generator=g)).requires_grad_(True)
-               for t in targets]
+    outputs = [
+        (2 * torch.randn((B, task.num_channels, *t.shape[2:]), generator=g)).requires_grad_(True) for t in targets
+    ]
     if levels is None:
         return outputs[0], targets[0]
     return outputs, targets

@@ -38,8 +38,17 @@ def _save(array: np.ndarray, path: Path, two_d: bool) -> None:
     nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
 
 
-def write_dataset(root: Path, dataset_id: int, name: str, *, two_d: bool, n_train: int = 8, n_test: int = 2,
-                  size: int = 32, seed: int = 0) -> dict:
+def write_dataset(
+    root: Path,
+    dataset_id: int,
+    name: str,
+    *,
+    two_d: bool,
+    n_train: int = 8,
+    n_test: int = 2,
+    size: int = 32,
+    seed: int = 0,
+) -> dict:
     """Write ``root/DatasetXXX_name`` (imagesTr, labelsTr, imagesTs, dataset.json) plus ``labelsTs`` and
     ``groups.csv`` beside it; returns their paths."""
     rng = np.random.default_rng(seed)
@@ -57,13 +66,23 @@ def write_dataset(root: Path, dataset_id: int, name: str, *, two_d: bool, n_trai
         _save(img, ds / ("imagesTr" if train else "imagesTs") / f"{case}_0000.nii.gz", two_d)
         _save(lab, (ds / "labelsTr" if train else labels_ts) / f"{case}.nii.gz", two_d)
         groups[case] = "A" if i % 2 == 0 else "B"
-    dataset_json = {"channel_names": {"0": "synthetic"}, "labels": LABELS, "numTraining": n_train,
-                    "file_ending": ".nii.gz", "name": name}
+    dataset_json = {
+        "channel_names": {"0": "synthetic"},
+        "labels": LABELS,
+        "numTraining": n_train,
+        "file_ending": ".nii.gz",
+        "name": name,
+    }
     (ds / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     groups_csv = root / f"{name}_groups.csv"
     with open(groups_csv, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case", "group"])
         w.writerows(sorted(groups.items()))
-    return {"dataset": ds, "labels_ts": labels_ts, "images_ts": ds / "imagesTs", "groups": groups_csv,
-            "groups_map": groups}
+    return {
+        "dataset": ds,
+        "labels_ts": labels_ts,
+        "images_ts": ds / "imagesTs",
+        "groups": groups_csv,
+        "groups_map": groups,
+    }

@@ -7,14 +7,14 @@ import pytest
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import _nnunet_helpers as H
+import torch
+import torch.nn.functional as F
 
-import _nnunet_helpers as H  # noqa: E402
-import phidice  # noqa: E402
-from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, ce_scale  # noqa: E402
-from phidice.integrations.nnunet.options import resolve_options  # noqa: E402
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
+import phidice
+from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, ce_scale
+from phidice.integrations.nnunet.options import resolve_options
+from phidice.integrations.nnunet.task import NNUNetTask
 
 
 @pytest.mark.parametrize("labels", ["labels", "labels+ignore", "regions+ignore"])
@@ -30,11 +30,17 @@ def test_coarse_empty_equals_the_deep_supervision_wrapper(labels, policy):
     full = H.to_regions(lab, task) if task.regions else lab
     targets = [full] + [F.interpolate(full.float(), size=(s, s), mode="nearest-exact").to(full.dtype) for s in (8, 4)]
     g = torch.Generator().manual_seed(6)
-    outputs = [(2 * torch.randn((3, task.num_channels, *t.shape[2:]), generator=g)).requires_grad_(True)
-               for t in targets]
-    base = phidice.DiceCELoss(phi="BI", eps=1e-5, activation=task.activation, lambda_ce=ce_scale(task),
-                              include_background=task.regions, ignore_index=None if task.regions else
-                              task.ignore_label)
+    outputs = [
+        (2 * torch.randn((3, task.num_channels, *t.shape[2:]), generator=g)).requires_grad_(True) for t in targets
+    ]
+    base = phidice.DiceCELoss(
+        phi="BI",
+        eps=1e-5,
+        activation=task.activation,
+        lambda_ce=ce_scale(task),
+        include_background=task.regions,
+        ignore_index=None if task.regions else task.ignore_label,
+    )
     wrapper = phidice.DeepSupervisionLoss(base, weights=weights, coarse_empty=policy)
     if task.regions:  # the wrapper takes the region map and its ignore mask at full resolution
         full, mask = targets[0][:, :-1], targets[0][:, -1:] == 0

@@ -16,8 +16,9 @@ import torch
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_ddp_cases as cases  # noqa: E402
-from _children import run_ranks  # noqa: E402
+import _nnunet_ddp_cases as cases
+
+from _children import run_ranks
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_nnunet_ddp_worker.py")
 

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-from phidice.cli.main import main  # noqa: E402
+from phidice.cli.main import main
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "nnunet.md"
 
@@ -34,8 +34,10 @@ def test_brats_conversion_example(tmp_path, monkeypatch, capsys):
             d = src / grade / name
             d.mkdir(parents=True)
             for mod in ("t1", "t1ce", "t2", "flair"):
-                nib.save(nib.Nifti1Image(rng.normal(size=(6, 6, 4)).astype(np.float32), np.eye(4)),
-                         d / f"{name}_{mod}.nii.gz")
+                nib.save(
+                    nib.Nifti1Image(rng.normal(size=(6, 6, 4)).astype(np.float32), np.eye(4)),
+                    d / f"{name}_{mod}.nii.gz",
+                )
             seg = np.zeros((6, 6, 4), np.uint8)
             seg[1:3, 1:3, 1] = 1
             seg[3, 3, 2] = 2
@@ -53,8 +55,27 @@ def test_brats_conversion_example(tmp_path, monkeypatch, capsys):
     assert json.loads((ds / "dataset.json").read_text())["numTraining"] == 3
     assert (ds / "groups.csv").read_text().splitlines()[0] == "case,group"
 
-    assert main(["nnunet", "make-partial", str(ds), "--groups", str(ds / "groups.csv"), "--group", "LGG",
-                 "--empty-id", "502", "--missing-id", "503", "--images", "symlink", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "nnunet",
+                "make-partial",
+                str(ds),
+                "--groups",
+                str(ds / "groups.csv"),
+                "--group",
+                "LGG",
+                "--empty-id",
+                "502",
+                "--missing-id",
+                "503",
+                "--images",
+                "symlink",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ann = json.loads((raw / "Dataset503_BraTS18WT_missingLGG" / "annotated_labels.json").read_text())
     assert ann == {"Brats18_2013_0_1": []}
     capsys.readouterr()
@@ -74,4 +95,6 @@ def test_shortened_trainer_example():
     exec(compile(found[0], str(DOC), "exec"), namespace)
     cls = namespace["nnUNetTrainerPhiDice_100epochs"]
     assert issubclass(cls, nnUNetTrainer)
-    assert list(inspect.signature(cls.__init__).parameters) == list(inspect.signature(nnUNetTrainer.__init__).parameters)
+    assert list(inspect.signature(cls.__init__).parameters) == list(
+        inspect.signature(nnUNetTrainer.__init__).parameters
+    )

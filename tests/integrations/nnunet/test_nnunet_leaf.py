@@ -16,19 +16,24 @@ import torch
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
-from phidice.integrations.nnunet.annotations import parse_annotations  # noqa: E402
-from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss  # noqa: E402
-from phidice.integrations.nnunet.options import resolve_options  # noqa: E402
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
+import _nnunet_helpers as H
+
+from phidice.integrations.nnunet.annotations import parse_annotations
+from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss
+from phidice.integrations.nnunet.options import resolve_options
+from phidice.integrations.nnunet.task import NNUNetTask
 
 KEYS = ["case_a", "case_b", "case_c"]
 
 
 def leaf_loss(task, levels=3, missing="leaf", raw=None):
     opts = resolve_options(raw, task, missing=missing)
-    return PhiDiceNNUNetLoss(opts, task, weights=None if levels is None else tuple(H.ds_weights(levels)),
-                             annotation_source="annotated_labels.json")
+    return PhiDiceNNUNetLoss(
+        opts,
+        task,
+        weights=None if levels is None else tuple(H.ds_weights(levels)),
+        annotation_source="annotated_labels.json",
+    )
 
 
 def _remove(lab: torch.Tensor, b: int, label: int) -> None:
@@ -114,8 +119,11 @@ def test_unannotated_label_present_is_an_error_naming_case_and_file():
     lab = H.make_labels(3, (8, 8), ignore=None, seed=1)
     lab[1, 0, 0, 0] = 2  # case_b holds label 2, which it does not annotate
     loss.set_batch(KEYS, rows)
-    with pytest.raises(ValueError, match=r"annotated_labels.json lists labels as not annotated .*case 'case_b' "
-                                         r"label 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"annotated_labels.json lists labels as not annotated .*case 'case_b' "
+        r"label 2",
+    ):
         loss(torch.randn(3, 3, 8, 8), lab)
 
 

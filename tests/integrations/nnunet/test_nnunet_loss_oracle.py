@@ -12,10 +12,11 @@ import pytest
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
-from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, ce_scale  # noqa: E402
-from phidice.integrations.nnunet.options import resolve_options  # noqa: E402
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
+import _nnunet_helpers as H
+
+from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, ce_scale
+from phidice.integrations.nnunet.options import resolve_options
+from phidice.integrations.nnunet.task import NNUNetTask
 
 SHAPES = {"2d": (32, 32), "3d": (8, 8, 8)}
 
@@ -76,8 +77,9 @@ def test_regions_with_ignore_need_the_bce_scaled_like_nnunet():
     unscaled = PhiDiceNNUNetLoss(resolve_options({"lambda_ce": 1 / 2}, task), task)  # λ_CE·R = 1
     out, tgt = H.make_case(task, B=2, shape=(16, 16), levels=None, seed=4)
     with pytest.raises(AssertionError, match="loss"):
-        H.assert_matches_stock(unscaled, H.stock_build_loss(task, ds_levels=None), out, tgt,
-                               offset=unscaled.dice_offset)
+        H.assert_matches_stock(
+            unscaled, H.stock_build_loss(task, ds_levels=None), out, tgt, offset=unscaled.dice_offset
+        )
 
 
 def test_dice_only_and_weights_from_options():
@@ -87,8 +89,13 @@ def test_dice_only_and_weights_from_options():
 
     task = NNUNetTask.from_label_dict(H.LABELS, batch_dice=True)
     ours = _ours(task, None, raw={"lambda_ce": 0, "lambda_dice": 2.0})
-    stock = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=0,
-                           weight_dice=2.0, dice_class=MemoryEfficientSoftDiceLoss)
+    stock = DC_and_CE_loss(
+        {"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False},
+        {},
+        weight_ce=0,
+        weight_dice=2.0,
+        dice_class=MemoryEfficientSoftDiceLoss,
+    )
     out, lab = H.make_case(task, B=2, shape=(16, 16), levels=None, seed=11)
     H.assert_matches_stock(ours, stock, out, lab, offset=ours.dice_offset)
     assert ours.dice_offset == 2.0

@@ -73,8 +73,14 @@ def test_coarse_and_dataset_specific_labels(raw):
     two_sources(raw)
     write_source(raw, 703, "Abd", {"background": 0, "kidney": 1, "aorta": 2, "LIVER": 3}, cases=("x",), seed=3)
     mapping = raw.parent / "map.json"
-    mapping.write_text(json.dumps({"coarse": {"kidney": ["kidney_left", "kidney_right"]},
-                                   "sources": {"703": {"aliases": {"aorta": "aorta_C"}}}}))
+    mapping.write_text(
+        json.dumps(
+            {
+                "coarse": {"kidney": ["kidney_left", "kidney_right"]},
+                "sources": {"703": {"aliases": {"aorta": "aorta_C"}}},
+            }
+        )
+    )
     s = merge_datasets([701, 702, 703], dataset_id=801, name="Pool", labels=str(mapping), progress=False)
     assert s.plan.names == ["background", "Liver", "spleen", "kidney_left", "kidney_right", "aorta_C"]
     out = raw / "Dataset801_Pool"
@@ -106,10 +112,17 @@ def _refusal(raw, capsys, args, needle):
 @pytest.mark.parametrize("case", ["channels", "ending", "region", "taken", "missing_image", "num_training"])
 def test_refusals_name_dataset_and_field(raw, capsys, case):
     two_sources(raw)
-    args, needle = [701, 702, "--id", 800, "--name", "Pool"], {
-        "channels": "Dataset703_T1: dataset.json 'channel_names'", "ending": "'file_ending'",
-        "region": "is a region", "taken": "id 702 is taken", "missing_image": "imagesTr/case_000_0000.nii.gz is "
-        "missing", "num_training": "'numTraining' is 9"}[case]
+    args, needle = (
+        [701, 702, "--id", 800, "--name", "Pool"],
+        {
+            "channels": "Dataset703_T1: dataset.json 'channel_names'",
+            "ending": "'file_ending'",
+            "region": "is a region",
+            "taken": "id 702 is taken",
+            "missing_image": "imagesTr/case_000_0000.nii.gz is missing",
+            "num_training": "'numTraining' is 9",
+        }[case],
+    )
     if case == "channels":
         write_source(raw, 703, "T1", {"background": 0, "liver": 1}, channels={"0": "T1"})
         args[1:1] = [703]
@@ -135,15 +148,25 @@ def test_refusal_undeclared_label_value(raw, capsys):
     lab = np.zeros((6, 5, 4), np.int16)
     lab[0, 0, 0] = 7
     nib.save(nib.Nifti1Image(lab, AFFINE), str(path))
-    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", "-j", 2],
-             "Dataset702_Kidney: labelsTr/case_003.nii.gz holds label value(s) [7]")
+    _refusal(
+        raw,
+        capsys,
+        [701, 702, "--id", 800, "--name", "Pool", "-j", 2],
+        "Dataset702_Kidney: labelsTr/case_003.nii.gz holds label value(s) [7]",
+    )
     _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", "--dry-run"], "[7]")
     # a source whose values do not change (its maps are linked) is checked too
-    nib.save(nib.Nifti1Image(np.where(lab == 7, 3, 0).astype(np.uint8), AFFINE),
-             str(raw / "Dataset701_Liver/labelsTr/case_001.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(np.where(lab == 7, 3, 0).astype(np.uint8), AFFINE),
+        str(raw / "Dataset701_Liver/labelsTr/case_001.nii.gz"),
+    )
     nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), AFFINE), str(path))
-    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"],
-             "Dataset701_Liver: labelsTr/case_001.nii.gz holds label value(s) [3]")
+    _refusal(
+        raw,
+        capsys,
+        [701, 702, "--id", 800, "--name", "Pool"],
+        "Dataset701_Liver: labelsTr/case_001.nii.gz holds label value(s) [3]",
+    )
 
 
 def test_refusal_unset_raw_and_bad_map(raw, capsys, monkeypatch):
@@ -210,8 +233,9 @@ def test_itk_formats_keep_spacing_origin_direction(raw):
             img.SetOrigin((1.0, -2.0, 3.0))
             img.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))
             sitk.WriteImage(img, str(path))
-        (ds / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels,
-                                                     "numTraining": 1, "file_ending": ".mha"}))
+        (ds / "dataset.json").write_text(
+            json.dumps({"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 1, "file_ending": ".mha"})
+        )
     merge_datasets([711, 712], dataset_id=806, name="Mha", progress=False, images="copy")
     out = raw / "Dataset806_Mha" / "labelsTr"
     for tag, ident, lut in (("D711", 711, [0, 1]), ("D712", 712, [0, 2, 1])):

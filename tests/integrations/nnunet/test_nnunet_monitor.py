@@ -10,10 +10,11 @@ import pytest
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
-from phidice.diagnostics.monitor import GradientMonitor  # noqa: E402
-from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss  # noqa: E402
-from phidice.integrations.nnunet.monitor import (  # noqa: E402
+import _nnunet_helpers as H
+
+from phidice.diagnostics.monitor import GradientMonitor
+from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss
+from phidice.integrations.nnunet.monitor import (
     ENV,
     build_monitor,
     epoch_lines,
@@ -21,8 +22,8 @@ from phidice.integrations.nnunet.monitor import (  # noqa: E402
     monitor_enabled,
     write_outputs,
 )
-from phidice.integrations.nnunet.options import resolve_options  # noqa: E402
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
+from phidice.integrations.nnunet.options import resolve_options
+from phidice.integrations.nnunet.task import NNUNetTask
 
 
 def test_full_resolution_level_is_watched_and_logged(tmp_path):
@@ -52,11 +53,13 @@ def test_numbers_in_nnunets_logger(tmp_path):
     loss(outputs, targets)
     result = monitor.epoch_end(epoch=0)
     logging = pytest.importorskip("nnunetv2.training.logging.nnunet_logger", reason="nnU-Net's logger needs seaborn")
-    logger = logging.MetaLogger(str(tmp_path), resume=False) if hasattr(logging, "MetaLogger") else \
-        logging.nnUNetLogger()
+    logger = (
+        logging.MetaLogger(str(tmp_path), resume=False) if hasattr(logging, "MetaLogger") else logging.nnUNetLogger()
+    )
     log_to_nnunet(logger, result, 0)
     assert logger.get_value("phidice_empty_subset_fraction", step=0) == [
-        r["empty_subset_fraction"] for r in result["per_class"].values()]
+        r["empty_subset_fraction"] for r in result["per_class"].values()
+    ]
 
 
 def test_switch(monkeypatch):

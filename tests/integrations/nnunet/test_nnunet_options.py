@@ -9,11 +9,12 @@ import pytest
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
-from phidice.cli.main import main  # noqa: E402
-from phidice.integrations.nnunet.loss import checked_options  # noqa: E402
-from phidice.integrations.nnunet.options import resolve_options  # noqa: E402
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
+import _nnunet_helpers as H
+
+from phidice.cli.main import main
+from phidice.integrations.nnunet.loss import checked_options
+from phidice.integrations.nnunet.options import resolve_options
+from phidice.integrations.nnunet.task import NNUNetTask
 
 LABELS = NNUNetTask.from_label_dict(H.LABELS, batch_dice=True)
 REGIONS = NNUNetTask.from_label_dict(H.REGIONS, batch_dice=False)
@@ -22,8 +23,14 @@ SRC = "plans file 'p.json', configuration '2d'"
 
 def test_defaults_are_nnunets_loss():
     o = resolve_options(None, LABELS)
-    assert (o.phi, o.eps, o.lambda_dice, o.lambda_ce, o.include_background, o.sync_batch) == \
-        ("BI", 1e-5, 1.0, 1.0, False, False)
+    assert (o.phi, o.eps, o.lambda_dice, o.lambda_ce, o.include_background, o.sync_batch) == (
+        "BI",
+        1e-5,
+        1.0,
+        1.0,
+        False,
+        False,
+    )
     assert resolve_options({}, NNUNetTask.from_label_dict(H.LABELS, batch_dice=False)).phi == "I"
     assert resolve_options({}, REGIONS).include_background is True
     assert resolve_options({}, LABELS, is_ddp=True).sync_batch is True
@@ -31,8 +38,18 @@ def test_defaults_are_nnunets_loss():
 
 
 def test_options_pass_through_and_are_recorded():
-    o = resolve_options({"phi": "bci", "eps": [1, 2, 3], "eps_empty": 8789, "empty": "skip", "lambda_ce": 0.5,
-                         "ce_weight": [1, 2, 3], "label_smoothing": 0.1}, LABELS)
+    o = resolve_options(
+        {
+            "phi": "bci",
+            "eps": [1, 2, 3],
+            "eps_empty": 8789,
+            "empty": "skip",
+            "lambda_ce": 0.5,
+            "ce_weight": [1, 2, 3],
+            "label_smoothing": 0.1,
+        },
+        LABELS,
+    )
     assert o.phi == "BCI" and o.eps == (1.0, 2.0, 3.0)
     assert o.dice_kwargs == {"eps_empty": 8789.0, "empty": "skip"}
     assert o.ce_kwargs == {"ce_weight": (1, 2, 3), "label_smoothing": 0.1}
@@ -41,21 +58,24 @@ def test_options_pass_through_and_are_recorded():
     json.dumps(rec)  # JSON-able, for the log and the checkpoint
 
 
-@pytest.mark.parametrize("raw,match", [
-    ({"phi": "IB"}, "'phi' must be one of"),
-    ({"epsilon": 1}, r"unknown phidice option\(s\) \['epsilon'\]"),
-    ({"eps": "big"}, "'eps' must be a number"),
-    ({"eps": -1}, "invalid phidice options: eps must be finite and ≥ 0"),  # checked by DiceConfig
-    ({"lambda_ce": -1}, "invalid phidice options: lambda_ce must be a number ≥ 0"),  # by CEConfig
-    ({"activation": "sigmoid"}, r"unknown phidice option\(s\) \['activation'\]"),  # the task decides it
-    ({"eps": [1.0, 2.0, 3.0, 4.0, 5.0]}, "invalid phidice options"),  # the core's per-class check
-    ({"lambda_dice": 0, "lambda_ce": 0}, "no loss left"),
-    ({"include_background": "yes"}, "true or false"),
-    ({"eps_batches": 0}, "'eps_batches' must be an integer"),
-    ({"lambda_ce": 0, "ce_weight": [1, 1, 1]}, "lambda_ce is 0"),
-    ({"weighting": "generalized"}, "invalid phidice options"),  # the core: needs a Φ summing over classes
-    ({"eps_empty": "auto"}, "'eps_empty' must be a number"),
-])
+@pytest.mark.parametrize(
+    "raw,match",
+    [
+        ({"phi": "IB"}, "'phi' must be one of"),
+        ({"epsilon": 1}, r"unknown phidice option\(s\) \['epsilon'\]"),
+        ({"eps": "big"}, "'eps' must be a number"),
+        ({"eps": -1}, "invalid phidice options: eps must be finite and ≥ 0"),  # checked by DiceConfig
+        ({"lambda_ce": -1}, "invalid phidice options: lambda_ce must be a number ≥ 0"),  # by CEConfig
+        ({"activation": "sigmoid"}, r"unknown phidice option\(s\) \['activation'\]"),  # the task decides it
+        ({"eps": [1.0, 2.0, 3.0, 4.0, 5.0]}, "invalid phidice options"),  # the core's per-class check
+        ({"lambda_dice": 0, "lambda_ce": 0}, "no loss left"),
+        ({"include_background": "yes"}, "true or false"),
+        ({"eps_batches": 0}, "'eps_batches' must be an integer"),
+        ({"lambda_ce": 0, "ce_weight": [1, 1, 1]}, "lambda_ce is 0"),
+        ({"weighting": "generalized"}, "invalid phidice options"),  # the core: needs a Φ summing over classes
+        ({"eps_empty": "auto"}, "'eps_empty' must be a number"),
+    ],
+)
 def test_bad_options_name_the_plans_file(raw, match):
     with pytest.raises(ValueError, match=match) as err:
         checked_options(raw, LABELS, source=SRC)  # the options, then the loss built from them
@@ -110,15 +130,36 @@ def preprocessed(tmp_path):
 
 
 def test_add_config_writes_an_inheriting_configuration(preprocessed, capsys):
-    rc = main(["nnunet", "add-config", str(preprocessed), "-c", "3d_fullres", "--name", "3d_BI_b4",
-               "--batch-size", "4", "--phi", "BI", "--eps-empty", "8789", "--lambda-ce", "0",
-               "--set", 'empty="skip"'])
+    rc = main(
+        [
+            "nnunet",
+            "add-config",
+            str(preprocessed),
+            "-c",
+            "3d_fullres",
+            "--name",
+            "3d_BI_b4",
+            "--batch-size",
+            "4",
+            "--phi",
+            "BI",
+            "--eps-empty",
+            "8789",
+            "--lambda-ce",
+            "0",
+            "--set",
+            'empty="skip"',
+        ]
+    )
     assert rc == 0
     assert "nnUNetv2_train Dataset611_Synth3D 3d_BI_b4 FOLD -tr nnUNetTrainerPhiDice" in capsys.readouterr().out
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
     entry = plans["configurations"]["3d_BI_b4"]
-    assert entry == {"inherits_from": "3d_fullres", "batch_size": 4,
-                     "phidice": {"phi": "BI", "eps_empty": 8789.0, "lambda_ce": 0.0, "empty": "skip"}}
+    assert entry == {
+        "inherits_from": "3d_fullres",
+        "batch_size": 4,
+        "phidice": {"phi": "BI", "eps_empty": 8789.0, "lambda_ce": 0.0, "empty": "skip"},
+    }
     assert "3d_fullres" in plans["configurations"] and "2d" in plans["configurations"]  # nothing else changed
 
 

@@ -14,17 +14,18 @@ import pytest
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
-import _synthetic  # noqa: E402
-from phidice.cli.main import main  # noqa: E402
-from phidice.integrations.nnunet import TRAINER_NAMES  # noqa: E402
-from phidice.integrations.nnunet.annotations import (  # noqa: E402
+import _nnunet_helpers as H
+import _synthetic
+
+from phidice.cli.main import main
+from phidice.integrations.nnunet import TRAINER_NAMES
+from phidice.integrations.nnunet.annotations import (
     ANNOTATION_FILE,
     find_annotation_file,
     parse_annotations,
     read_annotations,
 )
-from phidice.integrations.nnunet.task import NNUNetTask  # noqa: E402
+from phidice.integrations.nnunet.task import NNUNetTask
 
 TASK = NNUNetTask.from_label_dict({**H.LABELS, "ignore": 3})
 
@@ -33,19 +34,25 @@ TASK = NNUNetTask.from_label_dict({**H.LABELS, "ignore": 3})
 def test_annotations_format_names_and_defaults():
     ann = parse_annotations({"c1": [], "c2": ["spot"], "c3": [1, 2]}, TASK, case_ids=["c1", "c2", "c3", "c4"])
     assert ann.cases == {"c1": {0}, "c2": {0, 2}, "c3": {0, 1, 2}}
-    assert ann.rows(["c1", "c2", "c4"], TASK).tolist() == [[True, False, False], [True, False, True],
-                                                            [True, True, True]]  # c4 not listed: everything
+    assert ann.rows(["c1", "c2", "c4"], TASK).tolist() == [
+        [True, False, False],
+        [True, False, True],
+        [True, True, True],
+    ]  # c4 not listed: everything
 
 
-@pytest.mark.parametrize("data,match", [
-    ([["c1", 1]], "expected a JSON object"),
-    ({"c1": 1}, "case 'c1': expected a list"),
-    ({"c1": [4]}, r"case 'c1': label 4 is not in dataset.json \(labels \[0, 1, 2\]\)"),
-    ({"c1": [3]}, "case 'c1': label 3 is dataset.json's ignore label"),
-    ({"c1": ["tumour"]}, "case 'c1': label name 'tumour' is not in dataset.json"),
-    ({"c1": [1.0]}, "label values"),
-    ({"c9": [1]}, r"1 case\(s\) not in the dataset: 'c9'"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ([["c1", 1]], "expected a JSON object"),
+        ({"c1": 1}, "case 'c1': expected a list"),
+        ({"c1": [4]}, r"case 'c1': label 4 is not in dataset.json \(labels \[0, 1, 2\]\)"),
+        ({"c1": [3]}, "case 'c1': label 3 is dataset.json's ignore label"),
+        ({"c1": ["tumour"]}, "case 'c1': label name 'tumour' is not in dataset.json"),
+        ({"c1": [1.0]}, "label values"),
+        ({"c9": [1]}, r"1 case\(s\) not in the dataset: 'c9'"),
+    ],
+)
 def test_annotation_errors_name_the_file(data, match, tmp_path):
     path = tmp_path / ANNOTATION_FILE
     path.write_text(json.dumps(data))
@@ -75,8 +82,11 @@ def test_annotation_file_lookup(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ make-partial
 def _tree_digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -86,8 +96,24 @@ def raw(tmp_path):
 
 def test_make_partial_writes_both_set_ups_and_leaves_the_source_alone(raw, capsys):
     before = _tree_digest(raw["dataset"])
-    rc = main(["nnunet", "make-partial", str(raw["dataset"]), "--groups", str(raw["groups"]), "--group", "B",
-               "--labels", "spot", "--empty-id", "602", "--missing-id", "603", "--no-progress"])
+    rc = main(
+        [
+            "nnunet",
+            "make-partial",
+            str(raw["dataset"]),
+            "--groups",
+            str(raw["groups"]),
+            "--group",
+            "B",
+            "--labels",
+            "spot",
+            "--empty-id",
+            "602",
+            "--missing-id",
+            "603",
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "3 with labels replaced by background" in capsys.readouterr().out
     assert _tree_digest(raw["dataset"]) == before
@@ -95,8 +121,9 @@ def test_make_partial_writes_both_set_ups_and_leaves_the_source_alone(raw, capsy
     empty, missing = root / "Dataset602_Synth_emptyB", root / "Dataset603_Synth_missingB"
     assert not list(root.glob(".phidice-tmp-*"))
     for d in (empty, missing):
-        assert sorted(p.name for p in (d / "imagesTr").iterdir()) == \
-            sorted(p.name for p in (raw["dataset"] / "imagesTr").iterdir())
+        assert sorted(p.name for p in (d / "imagesTr").iterdir()) == sorted(
+            p.name for p in (raw["dataset"] / "imagesTr").iterdir()
+        )
         assert json.loads((d / "dataset.json").read_text())["labels"] == H.LABELS
         assert (d / "groups.csv").read_text() == raw["groups"].read_text()
         for case, group in raw["groups_map"].items():
@@ -112,17 +139,40 @@ def test_make_partial_writes_both_set_ups_and_leaves_the_source_alone(raw, capsy
                 assert (old == 2).any()
     assert not (empty / ANNOTATION_FILE).exists()
     ann = json.loads((missing / ANNOTATION_FILE).read_text())
-    assert ann == {c: [1] for c, g in sorted(raw["groups_map"].items())
-                   if g == "B" and (raw["dataset"] / "labelsTr" / f"{c}.nii.gz").exists()}
+    assert ann == {
+        c: [1]
+        for c, g in sorted(raw["groups_map"].items())
+        if g == "B" and (raw["dataset"] / "labelsTr" / f"{c}.nii.gz").exists()
+    }
     prov = json.loads((missing / "phidice_partial.json").read_text())
     assert prov["labels_removed"] == [2] and prov["group"] == "B" and prov["set_up"] == "missing"
 
 
 def test_make_partial_hardlinks_images_and_removes_every_label_by_default(raw, tmp_path):
     out = tmp_path / "derived"
-    assert main(["nnunet", "make-partial", str(raw["dataset"]), "--groups", str(raw["groups"]), "--group", "A",
-                 "--empty-id", "612", "--missing-id", "613", "--out", str(out), "--images", "hardlink",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "nnunet",
+                "make-partial",
+                str(raw["dataset"]),
+                "--groups",
+                str(raw["groups"]),
+                "--group",
+                "A",
+                "--empty-id",
+                "612",
+                "--missing-id",
+                "613",
+                "--out",
+                str(out),
+                "--images",
+                "hardlink",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     missing = out / "Dataset613_Synth_missingA"
     img = next((missing / "imagesTr").iterdir())
     assert os.stat(img).st_ino == os.stat(raw["dataset"] / "imagesTr" / img.name).st_ino
@@ -131,16 +181,29 @@ def test_make_partial_hardlinks_images_and_removes_every_label_by_default(raw, t
     assert not lab.any()
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--group", "C"], "no case in group 'C'"),
-    (["--group", "B", "--labels", "7"], "label 7 is not in dataset.json"),
-    (["--group", "B", "--labels", "0"], "label 0 is the background"),
-    (["--group", "B", "--empty-id", "601"], "must differ"),
-    (["--group", "B", "--empty-id", "1000"], "1..999"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--group", "C"], "no case in group 'C'"),
+        (["--group", "B", "--labels", "7"], "label 7 is not in dataset.json"),
+        (["--group", "B", "--labels", "0"], "label 0 is the background"),
+        (["--group", "B", "--empty-id", "601"], "must differ"),
+        (["--group", "B", "--empty-id", "1000"], "1..999"),
+    ],
+)
 def test_make_partial_errors(raw, args, match, capsys):
-    base = ["nnunet", "make-partial", str(raw["dataset"]), "--groups", str(raw["groups"]), "--empty-id", "602",
-            "--missing-id", "603", "--no-progress"]
+    base = [
+        "nnunet",
+        "make-partial",
+        str(raw["dataset"]),
+        "--groups",
+        str(raw["groups"]),
+        "--empty-id",
+        "602",
+        "--missing-id",
+        "603",
+        "--no-progress",
+    ]
     if "--empty-id" in args:
         base = base[:5] + ["--missing-id", "603", "--no-progress"]
     assert main(base + args) == 2
@@ -150,8 +213,20 @@ def test_make_partial_errors(raw, args, match, capsys):
 
 def test_make_partial_refuses_taken_ids_and_ungrouped_cases(raw, capsys):
     (raw["dataset"].parent / "Dataset602_Other").mkdir()
-    cmd = ["nnunet", "make-partial", str(raw["dataset"]), "--groups", str(raw["groups"]), "--group", "B",
-           "--empty-id", "602", "--missing-id", "603", "--no-progress"]
+    cmd = [
+        "nnunet",
+        "make-partial",
+        str(raw["dataset"]),
+        "--groups",
+        str(raw["groups"]),
+        "--group",
+        "B",
+        "--empty-id",
+        "602",
+        "--missing-id",
+        "603",
+        "--no-progress",
+    ]
     assert main(cmd) == 2
     assert "dataset id 602 is taken" in capsys.readouterr().err
     raw["groups"].write_text("case,group\ncase_000,A\n")

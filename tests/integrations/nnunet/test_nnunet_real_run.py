@@ -27,8 +27,8 @@ import torch
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
-import _synthetic  # noqa: E402
+import _nnunet_helpers as H
+import _synthetic
 
 BIN = Path(sys.executable).parent
 EXT_TRAINERS = Path(__file__).parent / "ext_trainers"
@@ -43,8 +43,7 @@ def _why_not() -> str:
     return ""
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.nnunet_real,
-              pytest.mark.skipif(bool(_why_not()), reason=_why_not() or "-")]
+pytestmark = [pytest.mark.slow, pytest.mark.nnunet_real, pytest.mark.skipif(bool(_why_not()), reason=_why_not() or "-")]
 TIMINGS: dict = {}
 
 
@@ -57,8 +56,13 @@ def work(tmp_path_factory):
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (root / key).mkdir()
         env[key] = str(root / key)
-    env.update(nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1", nnUNet_compile="f", OMP_NUM_THREADS="1",
-               nnUNet_extTrainer=os.pathsep.join([trainers_path(), str(EXT_TRAINERS)]))
+    env.update(
+        nnUNet_n_proc_DA="1",
+        nnUNet_def_n_proc="1",
+        nnUNet_compile="f",
+        OMP_NUM_THREADS="1",
+        nnUNet_extTrainer=os.pathsep.join([trainers_path(), str(EXT_TRAINERS)]),
+    )
     yield root, env
     print("\nnnU-Net real-run timings (s): " + json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}))
 
@@ -70,8 +74,9 @@ def run(name: str, cmd: list, env: dict, root: Path, timeout: int = 1200) -> str
     print(f"\n$ {' '.join(map(str, cmd))}", flush=True)
     start = time.time()
     with open(log, "w") as f:
-        proc = subprocess.run([str(c) for c in cmd], env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout,
-                              cwd=root)
+        proc = subprocess.run(
+            [str(c) for c in cmd], env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=root
+        )
     TIMINGS[name] = time.time() - start
     text = log.read_text(errors="replace")
     print(f"  ({TIMINGS[name]:.0f} s, exit {proc.returncode}, log {log})", flush=True)
@@ -98,13 +103,55 @@ def checkpoint_record(results: Path, dataset: str, trainer: str, config: str) ->
 
 def predict_and_evaluate(name, root, env, *, dataset, config, trainer, images, labels, groups) -> list[dict]:
     pred = root / f"pred_{name}"
-    run(f"{name}_predict", [BIN / "nnUNetv2_predict", "-i", images, "-o", pred, "-d", dataset, "-c", config, "-f",
-                            "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1",
-                            "--disable_progress_bar"], env, root)
+    run(
+        f"{name}_predict",
+        [
+            BIN / "nnUNetv2_predict",
+            "-i",
+            images,
+            "-o",
+            pred,
+            "-d",
+            dataset,
+            "-c",
+            config,
+            "-f",
+            "0",
+            "-tr",
+            trainer,
+            "-device",
+            "cpu",
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+            "--disable_progress_bar",
+        ],
+        env,
+        root,
+    )
     assert sorted(p.name for p in pred.glob("*.nii.gz")) == sorted(p.name for p in Path(labels).glob("*.nii.gz"))
     out = root / f"eval_{name}"
-    text = run(f"{name}_evaluate", [sys.executable, "-m", "phidice", "evaluate", "--pred", pred, "--gt", labels,
-                                    "--groups", groups, "--out", out, "--no-progress"], env, root)
+    text = run(
+        f"{name}_evaluate",
+        [
+            sys.executable,
+            "-m",
+            "phidice",
+            "evaluate",
+            "--pred",
+            pred,
+            "--gt",
+            labels,
+            "--groups",
+            groups,
+            "--out",
+            out,
+            "--no-progress",
+        ],
+        env,
+        root,
+    )
     print(text[:1500])
     rows = read_per_case(out)
     assert {r["case"] for r in rows} == {p.name[:-7] for p in Path(labels).glob("*.nii.gz")}
@@ -114,10 +161,18 @@ def predict_and_evaluate(name, root, env, *, dataset, config, trainer, images, l
 def test_2d_phidice_trainer_and_measured_epsilon(work):
     root, env = work
     data = _synthetic.write_dataset(root / "nnUNet_raw", 601, "Synth2D", two_d=True, n_train=8, n_test=2, size=32)
-    run("2d_plan_and_preprocess", [BIN / "nnUNetv2_plan_and_preprocess", "-d", "601", "-c", "2d", "-np", "1",
-                                   "-npfp", "1"], env, root)
-    log = run("2d_train", [BIN / "nnUNetv2_train", "601", "2d", "0", "-tr", "nnUNetTrainerPhiDice_Tiny", "-device",
-                           "cpu"], env, root)
+    run(
+        "2d_plan_and_preprocess",
+        [BIN / "nnUNetv2_plan_and_preprocess", "-d", "601", "-c", "2d", "-np", "1", "-npfp", "1"],
+        env,
+        root,
+    )
+    log = run(
+        "2d_train",
+        [BIN / "nnUNetv2_train", "601", "2d", "0", "-tr", "nnUNetTrainerPhiDice_Tiny", "-device", "cpu"],
+        env,
+        root,
+    )
     assert "phidice 0.1.0: nnUNetTrainerPhiDice_Tiny loss DiceCELoss(phi=BI, eps=1e-05" in log
     rec = checkpoint_record(root / "nnUNet_results", "Dataset601_Synth2D", "nnUNetTrainerPhiDice_Tiny", "2d")
     assert rec["options"]["phi"] == "BI" and rec["options"]["eps"] == 1e-5
@@ -128,18 +183,47 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
     assert [r["epoch"] for r in rec["monitor"]] == [0, 1] and rec["monitor"][0]["updates"] == 4
     ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert len(ckpt["logging"]["phidice_empty_gradient_share"]) == 2
-    rows = predict_and_evaluate("2d", root, env, dataset="601", config="2d", trainer="nnUNetTrainerPhiDice_Tiny",
-                                images=data["images_ts"], labels=data["labels_ts"], groups=data["groups"])
+    rows = predict_and_evaluate(
+        "2d",
+        root,
+        env,
+        dataset="601",
+        config="2d",
+        trainer="nnUNetTrainerPhiDice_Tiny",
+        images=data["images_ts"],
+        labels=data["labels_ts"],
+        groups=data["groups"],
+    )
     assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
 
     # a configuration added from the command line, trained with the I_ε trainer
-    run("2d_add_config", [sys.executable, "-m", "phidice", "nnunet", "add-config", "601", "-c", "2d", "--name",
-                          "2d_eps", "--set", "eps_batches=10"], env, root)
-    log = run("2d_eps_train", [BIN / "nnUNetv2_train", "601", "2d_eps", "0", "-tr", "nnUNetTrainerPhiDice_Ieps_Tiny",
-                               "-device", "cpu"], env, root)
+    run(
+        "2d_add_config",
+        [
+            sys.executable,
+            "-m",
+            "phidice",
+            "nnunet",
+            "add-config",
+            "601",
+            "-c",
+            "2d",
+            "--name",
+            "2d_eps",
+            "--set",
+            "eps_batches=10",
+        ],
+        env,
+        root,
+    )
+    log = run(
+        "2d_eps_train",
+        [BIN / "nnUNetv2_train", "601", "2d_eps", "0", "-tr", "nnUNetTrainerPhiDice_Ieps_Tiny", "-device", "cpu"],
+        env,
+        root,
+    )
     assert "phidice: measuring ε = E[Σy] on 10 training batches" in log
-    rec = checkpoint_record(root / "nnUNet_results", "Dataset601_Synth2D", "nnUNetTrainerPhiDice_Ieps_Tiny",
-                            "2d_eps")
+    rec = checkpoint_record(root / "nnUNet_results", "Dataset601_Synth2D", "nnUNetTrainerPhiDice_Ieps_Tiny", "2d_eps")
     eps = rec["eps_measured"]
     assert rec["options"]["eps"] == "auto" and rec["eps_measurement"]["images"][1] == 20
     assert len(eps) == 3 and all(len(e) == 3 for e in eps)  # deep-supervision levels × channels
@@ -152,26 +236,63 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
 def test_3d_leaf_trainer_on_partially_annotated_data(work):
     root, env = work
     data = _synthetic.write_dataset(root / "nnUNet_raw", 611, "Synth3D", two_d=False, n_train=8, n_test=2, size=16)
-    run("3d_make_partial", [sys.executable, "-m", "phidice", "nnunet", "make-partial", "611", "--groups",
-                            data["groups"], "--group", "B", "--labels", "spot", "--empty-id", "612",
-                            "--missing-id", "613", "--no-progress"], env, root)
+    run(
+        "3d_make_partial",
+        [
+            sys.executable,
+            "-m",
+            "phidice",
+            "nnunet",
+            "make-partial",
+            "611",
+            "--groups",
+            data["groups"],
+            "--group",
+            "B",
+            "--labels",
+            "spot",
+            "--empty-id",
+            "612",
+            "--missing-id",
+            "613",
+            "--no-progress",
+        ],
+        env,
+        root,
+    )
     missing = root / "nnUNet_raw" / "Dataset613_Synth3D_missingB"
     annotated = json.loads((missing / "annotated_labels.json").read_text())
     assert annotated == {c: [1] for c in ("case_001", "case_003", "case_005", "case_007")}
-    run("3d_plan_and_preprocess", [BIN / "nnUNetv2_plan_and_preprocess", "-d", "613", "-c", "3d_fullres", "-np",
-                                   "1", "-npfp", "1"], env, root)
-    log = run("3d_leaf_train", [BIN / "nnUNetv2_train", "613", "3d_fullres", "0", "-tr",
-                                "nnUNetTrainerPhiDice_Leaf_Tiny", "-device", "cpu"], env, root)
+    run(
+        "3d_plan_and_preprocess",
+        [BIN / "nnUNetv2_plan_and_preprocess", "-d", "613", "-c", "3d_fullres", "-np", "1", "-npfp", "1"],
+        env,
+        root,
+    )
+    log = run(
+        "3d_leaf_train",
+        [BIN / "nnUNetv2_train", "613", "3d_fullres", "0", "-tr", "nnUNetTrainerPhiDice_Leaf_Tiny", "-device", "cpu"],
+        env,
+        root,
+    )
     assert "phidice: 4 partially annotated case(s) from" in log
     assert "LeafDiceCELoss(phi=I, eps=1e-05, activation=softmax, include_background=False" in log
-    rec = checkpoint_record(root / "nnUNet_results", "Dataset613_Synth3D_missingB", "nnUNetTrainerPhiDice_Leaf_Tiny",
-                            "3d_fullres")
+    rec = checkpoint_record(
+        root / "nnUNet_results", "Dataset613_Synth3D_missingB", "nnUNetTrainerPhiDice_Leaf_Tiny", "3d_fullres"
+    )
     assert rec["annotations"]["cases"] == {c: [0, 1] for c in annotated}
     assert rec["monitor"][-1]["unannotated_fraction"] > 0  # the leaf loss's unannotated (case, class) entries
-    rows = predict_and_evaluate("3d_leaf", root, env, dataset="613", config="3d_fullres",
-                                trainer="nnUNetTrainerPhiDice_Leaf_Tiny",
-                                images=root / "nnUNet_raw" / "Dataset611_Synth3D" / "imagesTs",
-                                labels=data["labels_ts"], groups=data["groups"])
+    rows = predict_and_evaluate(
+        "3d_leaf",
+        root,
+        env,
+        dataset="613",
+        config="3d_fullres",
+        trainer="nnUNetTrainerPhiDice_Leaf_Tiny",
+        images=root / "nnUNet_raw" / "Dataset611_Synth3D" / "imagesTs",
+        labels=data["labels_ts"],
+        groups=data["groups"],
+    )
     assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
 
 
@@ -191,26 +312,72 @@ def _drop_label(ds: Path, value: int, labels: dict) -> None:
 def test_3d_merge_then_leaf_trainer(work):
     root, env = work
     a = _synthetic.write_dataset(root / "nnUNet_raw", 621, "PoolA", two_d=False, n_train=6, n_test=2, size=16)
-    b = _synthetic.write_dataset(root / "nnUNet_raw", 622, "PoolB", two_d=False, n_train=6, n_test=0, size=16,
-                                 seed=1)
+    b = _synthetic.write_dataset(root / "nnUNet_raw", 622, "PoolB", two_d=False, n_train=6, n_test=0, size=16, seed=1)
     _drop_label(b["dataset"], 2, {"background": 0, "Blob": 1})
-    text = run("merge", [sys.executable, "-m", "phidice", "nnunet", "merge", "621", "Dataset622_PoolB", "--id", "630",
-                         "--name", "Pooled", "-j", "2", "--no-progress"], env, root)
+    text = run(
+        "merge",
+        [
+            sys.executable,
+            "-m",
+            "phidice",
+            "nnunet",
+            "merge",
+            "621",
+            "Dataset622_PoolB",
+            "--id",
+            "630",
+            "--name",
+            "Pooled",
+            "-j",
+            "2",
+            "--no-progress",
+        ],
+        env,
+        root,
+    )
     assert "| 1 | blob | blob (1) | Blob (1) |" in text and "| 2 | spot | spot (2) | — |" in text
     merged = root / "nnUNet_raw" / "Dataset630_Pooled"
     annotated = json.loads((merged / "annotated_labels.json").read_text())
     assert annotated["D622__case_000"] == ["blob"] and annotated["D621__case_000"] == ["blob", "spot"]
-    run("merge_plan_and_preprocess", [BIN / "nnUNetv2_plan_and_preprocess", "-d", "630", "-c", "3d_fullres", "-np",
-                                      "1", "-npfp", "1", "--verify_dataset_integrity"], env, root)
-    log = run("merge_leaf_train", [BIN / "nnUNetv2_train", "630", "3d_fullres", "0", "-tr",
-                                   "nnUNetTrainerPhiDice_Leaf_Tiny", "-device", "cpu"], env, root)
+    run(
+        "merge_plan_and_preprocess",
+        [
+            BIN / "nnUNetv2_plan_and_preprocess",
+            "-d",
+            "630",
+            "-c",
+            "3d_fullres",
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+            "--verify_dataset_integrity",
+        ],
+        env,
+        root,
+    )
+    log = run(
+        "merge_leaf_train",
+        [BIN / "nnUNetv2_train", "630", "3d_fullres", "0", "-tr", "nnUNetTrainerPhiDice_Leaf_Tiny", "-device", "cpu"],
+        env,
+        root,
+    )
     assert "phidice: 12 partially annotated case(s) from" in log  # every merged case is listed
-    rec = checkpoint_record(root / "nnUNet_results", "Dataset630_Pooled", "nnUNetTrainerPhiDice_Leaf_Tiny",
-                            "3d_fullres")
+    rec = checkpoint_record(
+        root / "nnUNet_results", "Dataset630_Pooled", "nnUNetTrainerPhiDice_Leaf_Tiny", "3d_fullres"
+    )
     assert rec["annotations"]["cases"]["D622__case_001"] == [0, 1]
-    rows = predict_and_evaluate("merge_leaf", root, env, dataset="630", config="3d_fullres",
-                                trainer="nnUNetTrainerPhiDice_Leaf_Tiny", images=a["images_ts"],
-                                labels=a["labels_ts"], groups=a["groups"])
+    rows = predict_and_evaluate(
+        "merge_leaf",
+        root,
+        env,
+        dataset="630",
+        config="3d_fullres",
+        trainer="nnUNetTrainerPhiDice_Leaf_Tiny",
+        images=a["images_ts"],
+        labels=a["labels_ts"],
+        groups=a["groups"],
+    )
     assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
 
 
@@ -221,24 +388,44 @@ def test_install_keeps_the_cpu_torch(tmp_path):
     python = os.environ.get("PHIDICE_CPU_PYTHON") or (sys.executable if "+cpu" in torch.__version__ else "")
     if not python or not Path(python).exists():
         pytest.skip("needs a Python with the CPU torch wheel: set PHIDICE_CPU_PYTHON (make test-nnunet does)")
-    version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert "+cpu" in version, f"{python} has torch {version}, not the CPU wheel"
     pin = tmp_path / "torch-pin.txt"
     pin.write_text(f"torch=={version.split('+')[0]}\n")  # as the README and the Makefile write it
     repo = Path(__file__).resolve().parents[3]
     report = tmp_path / "report.json"
     start = time.time()
-    proc = subprocess.run([python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report), "-c",
-                           str(pin), f"{repo}[nnunet]"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--report",
+            str(report),
+            "-c",
+            str(pin),
+            f"{repo}[nnunet]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     TIMINGS["pip_dry_run"] = time.time() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
-    installs = {i["metadata"]["name"].lower(): i["metadata"]["version"]
-                for i in json.loads(report.read_text())["install"]}
+    installs = {
+        i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]
+    }
     assert "phidice" in installs
     if "nnunetv2" not in installs:  # already there (e.g. the --no-deps install of `make test`)
         have = subprocess.run([python, "-m", "pip", "show", "nnunetv2"], capture_output=True, text=True)
         assert have.returncode == 0, "the resolution holds no nnunetv2 and none is installed"
     assert "torch" not in installs, f"the install would replace torch {version} with {installs['torch']}"
-    print(f"\npip dry run next to torch {version}: would install {len(installs)} packages, torch kept "
-          f"(torchvision {installs.get('torchvision', '-')})")
+    print(
+        f"\npip dry run next to torch {version}: would install {len(installs)} packages, torch kept "
+        f"(torchvision {installs.get('torchvision', '-')})"
+    )

@@ -18,7 +18,7 @@ import torch
 
 pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8 (pip install phidice[nnunet])")
 
-import _nnunet_helpers as H  # noqa: E402
+import _nnunet_helpers as H
 
 pytestmark = H.requires_full_nnunet
 
@@ -101,8 +101,10 @@ def test_phidice_trainer_loss_matches_nnunet_trainer(env, labels, configuration)
     H.assert_matches_stock(ours, stock, outputs, targets, offset=ours.dice_offset)
 
 
-@pytest.mark.parametrize("cls_name,configuration,forced", [("nnUNetTrainerPhiDice_I", "2d", False),
-                                                           ("nnUNetTrainerPhiDice_BI", "3d_fullres", True)])
+@pytest.mark.parametrize(
+    "cls_name,configuration,forced",
+    [("nnUNetTrainerPhiDice_I", "2d", False), ("nnUNetTrainerPhiDice_BI", "3d_fullres", True)],
+)
 def test_fixed_phi_trainers_match_nnunet_with_that_batch_dice(env, cls_name, configuration, forced):
     import phidice.integrations.nnunet.training as training
 
@@ -115,8 +117,9 @@ def test_fixed_phi_trainers_match_nnunet_with_that_batch_dice(env, cls_name, con
 def test_plans_options_reach_the_loss_and_bad_ones_name_the_plans_file(env):
     from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice, nnUNetTrainerPhiDice_BI
 
-    t = make_trainer(nnUNetTrainerPhiDice, H.LABELS, "3d_fullres",
-                     phidice={"phi": "BCI", "eps_empty": 50.0, "lambda_ce": 0})
+    t = make_trainer(
+        nnUNetTrainerPhiDice, H.LABELS, "3d_fullres", phidice={"phi": "BCI", "eps_empty": 50.0, "lambda_ce": 0}
+    )
     loss = t._build_loss()
     assert (loss.options.phi, loss.options.lambda_ce) == ("BCI", 0.0)
     assert type(loss.levels[0]).__name__ == "DiceLoss"
@@ -138,8 +141,9 @@ def test_marginal_trainer_refuses_regions(env, tmp_path):
 # ----------------------------------------------------------------------------------------------- checkpoints
 def _fake_preprocessed(env, trainer, cases=("case_000", "case_001")):
     """Enough of a preprocessed folder for initialize(): nnU-Net infers its dataset class from file endings."""
-    folder = env / "nnUNet_preprocessed" / trainer.plans_manager.dataset_name / \
-        trainer.configuration_manager.data_identifier
+    folder = (
+        env / "nnUNet_preprocessed" / trainer.plans_manager.dataset_name / trainer.configuration_manager.data_identifier
+    )
     folder.mkdir(parents=True, exist_ok=True)
     for c in cases:
         (folder / f"{c}.b2nd").write_bytes(b"")

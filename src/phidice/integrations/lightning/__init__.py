@@ -7,6 +7,6 @@ from phidice.core.deps import require
 
 require("lightning", "lightning", "phidice.integrations.lightning")
 
-from phidice.integrations.lightning.callback import GradientMonitorCallback  # noqa: E402
+from phidice.integrations.lightning.callback import GradientMonitorCallback
 
 __all__ = ["GradientMonitorCallback"]

@@ -28,8 +28,16 @@ class GradientMonitorCallback(Callback):
         TypeError: at setup, when the loss is not a phidice Dice-family loss.
     """
 
-    def __init__(self, loss=None, *, attribute: str = "loss", prefix: str = "phidice/", per_class: bool = True,
-                 spacing=None, advice: bool = True):
+    def __init__(
+        self,
+        loss=None,
+        *,
+        attribute: str = "loss",
+        prefix: str = "phidice/",
+        per_class: bool = True,
+        spacing=None,
+        advice: bool = True,
+    ):
         self.loss = loss
         self.attribute = attribute
         self.prefix = prefix
@@ -44,8 +52,10 @@ class GradientMonitorCallback(Callback):
             return
         loss = self.loss if self.loss is not None else getattr(pl_module, self.attribute, None)
         if loss is None:
-            raise TypeError(f"GradientMonitorCallback: the LightningModule has no attribute {self.attribute!r}; "
-                            f"pass loss= or attribute=")
+            raise TypeError(
+                f"GradientMonitorCallback: the LightningModule has no attribute {self.attribute!r}; "
+                f"pass loss= or attribute="
+            )
         self.monitor = GradientMonitor(find_loss(loss), spacing=self.spacing, log=self.advice)
         self.monitor.history = self._history
 

@@ -22,11 +22,19 @@ from phidice.core.deps import require
 
 require("monai", "monai", "phidice.integrations.monai")
 
-from phidice.integrations.monai.engines import PrepareBatchAnnotated  # noqa: E402
-from phidice.integrations.monai.losses import ANNOTATED_KEY, AnnotatedLoss  # noqa: E402
-from phidice.integrations.monai.monitor import GradientMonitorHandler  # noqa: E402
-from phidice.integrations.monai.transforms import AnnotatedLabelsd  # noqa: E402
-from phidice.integrations.monai.pooling import RemapLabelsd, pool_data_list, pooled_transforms  # noqa: E402
+from phidice.integrations.monai.engines import PrepareBatchAnnotated
+from phidice.integrations.monai.losses import ANNOTATED_KEY, AnnotatedLoss
+from phidice.integrations.monai.monitor import GradientMonitorHandler
+from phidice.integrations.monai.pooling import RemapLabelsd, pool_data_list, pooled_transforms
+from phidice.integrations.monai.transforms import AnnotatedLabelsd
 
-__all__ = ["ANNOTATED_KEY", "AnnotatedLabelsd", "AnnotatedLoss", "GradientMonitorHandler", "PrepareBatchAnnotated",
-           "RemapLabelsd", "pool_data_list", "pooled_transforms"]
+__all__ = [
+    "ANNOTATED_KEY",
+    "AnnotatedLabelsd",
+    "AnnotatedLoss",
+    "GradientMonitorHandler",
+    "PrepareBatchAnnotated",
+    "RemapLabelsd",
+    "pool_data_list",
+    "pooled_transforms",
+]

@@ -27,8 +27,9 @@ class AnnotatedLoss(nn.Module):
     def __init__(self, loss, annotated_key: str = ANNOTATED_KEY) -> None:
         super().__init__()
         if not callable(loss):
-            raise TypeError(f"loss must be a missing-label loss (a callable (input, target, annotated)); got "
-                            f"{type(loss).__name__}")
+            raise TypeError(
+                f"loss must be a missing-label loss (a callable (input, target, annotated)); got {type(loss).__name__}"
+            )
         self.loss = loss
         self.annotated_key = annotated_key
 

@@ -41,8 +41,16 @@ class GradientMonitorHandler:
         TypeError: when the engine starts, if there is no phidice Dice-family loss to watch.
     """
 
-    def __init__(self, loss=None, *, prefix: str = "phidice_", per_class: bool = True, spacing=None,
-                 advice: bool = True, annotated_key: str = ANNOTATED_KEY):
+    def __init__(
+        self,
+        loss=None,
+        *,
+        prefix: str = "phidice_",
+        per_class: bool = True,
+        spacing=None,
+        advice: bool = True,
+        annotated_key: str = ANNOTATED_KEY,
+    ):
         self.loss = loss
         self.prefix = prefix
         self.per_class = per_class

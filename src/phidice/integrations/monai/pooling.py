@@ -55,8 +55,10 @@ def _decathlon_source(path: Path, override) -> tuple[PoolSource, list, list, dic
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     labels = override if override is not None else data.get("labels") if isinstance(data, Mapping) else None
     if not isinstance(labels, Mapping) or not labels:
-        raise ValueError(f"{path}: a data list needs 'labels' (value → name, e.g. {{\"0\": \"background\", \"1\": "
-                         f"\"liver\"}}) or a MAP.json 'sources' entry with 'labels'")
+        raise ValueError(
+            f'{path}: a data list needs \'labels\' (value → name, e.g. {{"0": "background", "1": '
+            f"\"liver\"}}) or a MAP.json 'sources' entry with 'labels'"
+        )
     if override is None:  # Decathlon: value → name
         try:
             labels = {str(name): int(value) for value, name in labels.items()}
@@ -82,8 +84,13 @@ def _decathlon_source(path: Path, override) -> tuple[PoolSource, list, list, dic
 
 def _raw_source(folder: Path, override) -> tuple[PoolSource, list, list, dict]:
     raw = read_raw_dataset(folder, override)
-    items = [{"image": [str(p) for p in raw.images(c)] if len(raw.channel_names) > 1 else str(raw.images(c)[0]),
-              "label": str(raw.label(c))} for c in raw.cases]
+    items = [
+        {
+            "image": [str(p) for p in raw.images(c)] if len(raw.channel_names) > 1 else str(raw.images(c)[0]),
+            "label": str(raw.label(c)),
+        }
+        for c in raw.cases
+    ]
     return raw.pool_source(), list(raw.cases), items, {c: list(v) for c, v in raw.annotated.items()}
 
 
@@ -114,8 +121,9 @@ def pool_data_list(sources: Sequence, out=None, *, labels=None, raw_root=None) -
     raw_root = os.environ.get("nnUNet_raw") if raw_root is None else os.fspath(raw_root)
     config = None
     if labels is not None:
-        config = read_label_map_config(labels) if isinstance(labels, (str, os.PathLike)) else \
-            check_label_map_config(labels)
+        config = (
+            read_label_map_config(labels) if isinstance(labels, (str, os.PathLike)) else check_label_map_config(labels)
+        )
     read = _read_sources(sources, raw_root, config)
     plan = plan_labels([r[0] for r in read], config)
     ids = case_ids([r[1] for r in read], [r[0].key for r in read])
@@ -123,10 +131,22 @@ def pool_data_list(sources: Sequence, out=None, *, labels=None, raw_root=None) -
     for s, ((src, cases, items, annotated), merged) in enumerate(zip(read, ids)):
         lut = plan.luts[s].tolist()
         for case, item, new_id in zip(cases, items, merged):
-            training.append({**item, "case": new_id, "source": src.key, LABEL_MAP_KEY: lut,
-                             ANNOTATED_KEY: plan.annotated(s, annotated.get(case))})
-    data = {"name": "phidice pool", "labels": {str(v): n for v, n in enumerate(plan.names)},
-            "numTraining": len(training), "training": training, "phidice_pool": plan.record()}
+            training.append(
+                {
+                    **item,
+                    "case": new_id,
+                    "source": src.key,
+                    LABEL_MAP_KEY: lut,
+                    ANNOTATED_KEY: plan.annotated(s, annotated.get(case)),
+                }
+            )
+    data = {
+        "name": "phidice pool",
+        "labels": {str(v): n for v, n in enumerate(plan.names)},
+        "numTraining": len(training),
+        "training": training,
+        "phidice_pool": plan.record(),
+    }
     if out is not None:
         atomic_write(out, json.dumps(data, indent=2) + "\n")
     return data
@@ -147,8 +167,10 @@ class RemapLabelsd(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         if self.map_key not in d:
-            raise KeyError(f"RemapLabelsd{_case(d)}: the item has no {self.map_key!r} (items of pool_data_list "
-                           f"carry it); its keys are {list(d)}")
+            raise KeyError(
+                f"RemapLabelsd{_case(d)}: the item has no {self.map_key!r} (items of pool_data_list "
+                f"carry it); its keys are {list(d)}"
+            )
         lut = torch.as_tensor(np.asarray(d.pop(self.map_key), dtype=np.int64))
         for key in self.key_iterator(d):
             label = d[key]
@@ -157,8 +179,10 @@ class RemapLabelsd(MapTransform):
             bad = bad | (lut[values.clamp(0, len(lut) - 1)] < 0)
             if bool(bad.any()):
                 shown = sorted(set(torch.as_tensor(label)[bad].long().tolist()))[:8]
-                raise ValueError(f"RemapLabelsd{_case(data)}: d[{key!r}] holds label value(s) {shown} that its "
-                                 f"source does not declare")
+                raise ValueError(
+                    f"RemapLabelsd{_case(data)}: d[{key!r}] holds label value(s) {shown} that its "
+                    f"source does not declare"
+                )
             new = lut[values.clamp(0, len(lut) - 1)].to(torch.as_tensor(label).dtype)
             if isinstance(label, torch.Tensor):
                 d[key] = label.clone()
@@ -174,5 +198,9 @@ def pooled_transforms(num_classes: int, *, image_key: str = "image", label_key: 
     label, background (always annotated) included: channel c is label c. Per-class sigmoid outputs use the
     same rows with a background channel that the loss leaves out (``include_background=False``)."""
     keys = [image_key, label_key]
-    return [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), RemapLabelsd(label_key),
-            AnnotatedLabelsd(ANNOTATED_KEY, num_classes, label_key=label_key)]
+    return [
+        LoadImaged(keys, image_only=True),
+        EnsureChannelFirstd(keys),
+        RemapLabelsd(label_key),
+        AnnotatedLabelsd(ANNOTATED_KEY, num_classes, label_key=label_key),
+    ]

@@ -58,14 +58,22 @@ class AnnotatedLabelsd(MapTransform):
     label_key: Hashable | None
     default: torch.Tensor | None
 
-    def __init__(self, keys: Hashable | Sequence[Hashable], num_classes: int, *,
-                 annotated_key: Hashable = ANNOTATED_KEY, background: bool = True,
-                 names: Mapping[str, int] | None = None, default: Sequence | str | None = None,
-                 label_key: Hashable | None = None) -> None:
+    def __init__(
+        self,
+        keys: Hashable | Sequence[Hashable],
+        num_classes: int,
+        *,
+        annotated_key: Hashable = ANNOTATED_KEY,
+        background: bool = True,
+        names: Mapping[str, int] | None = None,
+        default: Sequence | str | None = None,
+        label_key: Hashable | None = None,
+    ) -> None:
         super().__init__(keys)
         if len(self.keys) != 1:
-            raise ValueError(f"AnnotatedLabelsd reads one key (the case's list of annotated labels); got keys="
-                             f"{list(self.keys)}")
+            raise ValueError(
+                f"AnnotatedLabelsd reads one key (the case's list of annotated labels); got keys={list(self.keys)}"
+            )
         if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer (the network's channels); got {num_classes!r}")
         if background not in (True, False):
@@ -91,16 +99,18 @@ class AnnotatedLabelsd(MapTransform):
     def _label(self, value, where: str) -> int:
         if isinstance(value, str):
             if self.names is None:
-                raise TypeError(f"{where}: label {value!r} is a name, but AnnotatedLabelsd got no names={{name: "
-                                f"label}} mapping")
+                raise TypeError(
+                    f"{where}: label {value!r} is a name, but AnnotatedLabelsd got no names={{name: label}} mapping"
+                )
             if value not in self.names:
                 raise ValueError(f"{where}: unknown label name {value!r}; the names are {sorted(self.names)}")
             return self.names[value]
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Integral, np.integer)):
             raise TypeError(f"{where}: a label must be an integer (or a name); got {value!r}")
         if not 0 <= int(value) < self.num_classes:
-            raise ValueError(f"{where}: label {int(value)} is outside [0, {self.num_classes - 1}] "
-                             f"(num_classes={self.num_classes})")
+            raise ValueError(
+                f"{where}: label {int(value)} is outside [0, {self.num_classes - 1}] (num_classes={self.num_classes})"
+            )
         return int(value)
 
     def _row(self, labels, where: str) -> torch.Tensor:
@@ -125,8 +135,10 @@ class AnnotatedLabelsd(MapTransform):
         values = torch.unique(torch.as_tensor(d[self.label_key])).tolist()
         bad = sorted(int(v) for v in values if v == int(v) and 0 <= v < self.num_classes and not row[int(v)])
         if bad:
-            raise ValueError(f"{where}: the label map d[{self.label_key!r}] has voxels of label(s) {bad}, which the "
-                             f"case does not list as annotated; label them 0 or list them")
+            raise ValueError(
+                f"{where}: the label map d[{self.label_key!r}] has voxels of label(s) {bad}, which the "
+                f"case does not list as annotated; label them 0 or list them"
+            )
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -137,8 +149,10 @@ class AnnotatedLabelsd(MapTransform):
         elif self.default is not None:
             row = self.default.clone()
         else:
-            raise KeyError(f"{where} is missing (the case's keys: {list(d)}); give each case its annotated labels, "
-                           f"or default='all' for cases without the key")
+            raise KeyError(
+                f"{where} is missing (the case's keys: {list(d)}); give each case its annotated labels, "
+                f"or default='all' for cases without the key"
+            )
         if self.label_key is not None:
             self._check_label_map(d, row, where)
         d.pop(key, None)  # lists of different lengths would not collate

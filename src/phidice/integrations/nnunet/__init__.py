@@ -46,21 +46,24 @@ def _parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(g) for g in m.groups() if g is not None)
 
 
-def check_nnunet_version(version: "str | None", where: str = "") -> None:
+def check_nnunet_version(version: str | None, where: str = "") -> None:
     """ImportError unless ``version`` (nnunetv2's, None = not installed) is ≥ 2.8."""
     at = f" at {where}" if where else ""
     if version is None:
-        raise ImportError(f"phidice's nnU-Net trainers need nnunetv2 >= {MIN_NNUNET[0]}.{MIN_NNUNET[1]}, which is "
-                          f"not installed: {INSTALL_HINT}")
+        raise ImportError(
+            f"phidice's nnU-Net trainers need nnunetv2 >= {MIN_NNUNET[0]}.{MIN_NNUNET[1]}, which is "
+            f"not installed: {INSTALL_HINT}"
+        )
     parsed = _parse_version(version)
     if not parsed or parsed < MIN_NNUNET:
         raise ImportError(
             f"phidice's nnU-Net trainers need nnunetv2 >= {MIN_NNUNET[0]}.{MIN_NNUNET[1]} (the version whose "
             f"`nnUNetv2_train -tr` searches the folders in nnUNet_extTrainer); found nnunetv2 {version}{at}: "
-            f"pip install -U 'nnunetv2>={MIN_NNUNET[0]}.{MIN_NNUNET[1]}' (or {INSTALL_HINT})")
+            f"pip install -U 'nnunetv2>={MIN_NNUNET[0]}.{MIN_NNUNET[1]}' (or {INSTALL_HINT})"
+        )
 
 
-def installed_nnunet() -> tuple["str | None", str]:
+def installed_nnunet() -> tuple[str | None, str]:
     """(version, location) of the installed nnunetv2; (None, "") when it is missing."""
     from importlib import metadata
 
@@ -104,5 +107,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MIN_NNUNET", "TRAINER_NAMES", "check_nnunet_version", "installed_nnunet", "trainers_path",
-           "merge_datasets", "MergeSummary", *TRAINER_NAMES]
+__all__ = [
+    "MIN_NNUNET",
+    "TRAINER_NAMES",
+    "check_nnunet_version",
+    "installed_nnunet",
+    "trainers_path",
+    "merge_datasets",
+    "MergeSummary",
+    *TRAINER_NAMES,
+]

@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -64,12 +64,15 @@ def channel_flags(annotated_labels: Iterable[int], task: NNUNetTask) -> tuple[bo
 def _resolve_label(item, task: NNUNetTask, where: str) -> tuple[int, ...]:
     names = task.names()
     if isinstance(item, bool) or not isinstance(item, (int, str)):
-        raise ValueError(f"{where}: labels must be label values (integers) or label names from dataset.json; got "
-                         f"{item!r}")
+        raise ValueError(
+            f"{where}: labels must be label values (integers) or label names from dataset.json; got {item!r}"
+        )
     if isinstance(item, str):
         if item not in names:
-            raise ValueError(f"{where}: label name {item!r} is not in dataset.json's labels "
-                             f"({', '.join(repr(n) for n in names) or 'none'})")
+            raise ValueError(
+                f"{where}: label name {item!r} is not in dataset.json's labels "
+                f"({', '.join(repr(n) for n in names) or 'none'})"
+            )
         return names[item]
     if item == task.ignore_label:
         raise ValueError(f"{where}: label {item} is dataset.json's ignore label, not a class")
@@ -78,12 +81,15 @@ def _resolve_label(item, task: NNUNetTask, where: str) -> tuple[int, ...]:
     return (item,)
 
 
-def parse_annotations(data, task: NNUNetTask, *, path: str = ANNOTATION_FILE,
-                      case_ids: "Iterable[str] | None" = None) -> Annotations:
+def parse_annotations(
+    data, task: NNUNetTask, *, path: str = ANNOTATION_FILE, case_ids: Iterable[str] | None = None
+) -> Annotations:
     """Validate the decoded JSON ``data`` against ``task`` (and the dataset's ``case_ids`` when given)."""
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a JSON object mapping case identifiers to lists of annotated labels; "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected a JSON object mapping case identifiers to lists of annotated labels; "
+            f"got {type(data).__name__}"
+        )
     cases: dict[str, frozenset] = {}
     for case, labels in data.items():
         where = f"{path}, case {case!r}"
@@ -98,13 +104,14 @@ def parse_annotations(data, task: NNUNetTask, *, path: str = ANNOTATION_FILE,
         unknown = sorted(set(cases) - known)
         if unknown:
             shown = ", ".join(repr(c) for c in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
-            raise ValueError(f"{path}: {len(unknown)} case(s) not in the dataset: {shown} (the dataset has "
-                             f"{len(known)} cases)")
+            raise ValueError(
+                f"{path}: {len(unknown)} case(s) not in the dataset: {shown} (the dataset has {len(known)} cases)"
+            )
     raw = json.dumps({k: sorted(v) for k, v in sorted(cases.items())}, sort_keys=True).encode()
     return Annotations(str(path), cases, hashlib.sha256(raw).hexdigest())
 
 
-def read_annotations(path, task: NNUNetTask, case_ids: "Iterable[str] | None" = None) -> Annotations:
+def read_annotations(path, task: NNUNetTask, case_ids: Iterable[str] | None = None) -> Annotations:
     """Read and validate an ``annotated_labels.json``; errors name the file, the case and the label."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -117,7 +124,7 @@ def read_annotations(path, task: NNUNetTask, case_ids: "Iterable[str] | None" = 
     return parse_annotations(data, task, path=path, case_ids=case_ids)
 
 
-def find_annotation_file(dataset_name: str, *, raw_root: "str | None", preprocessed_root: "str | None") -> str:
+def find_annotation_file(dataset_name: str, *, raw_root: str | None, preprocessed_root: str | None) -> str:
     """The dataset's ``annotated_labels.json`` in the raw or the preprocessed dataset folder.
 
     FileNotFoundError listing the places searched when there is none; ValueError when both hold one and they
@@ -130,7 +137,8 @@ def find_annotation_file(dataset_name: str, *, raw_root: "str | None", preproces
         raise FileNotFoundError(
             f"the missing-label trainers need {ANNOTATION_FILE} (case → annotated labels) in the dataset folder; "
             f"searched {searched}. Write it (see docs/nnunet.md, or `phidice nnunet make-partial`), or use "
-            f"nnUNetTrainerPhiDice for fully annotated data")
+            f"nnUNetTrainerPhiDice for fully annotated data"
+        )
     if len(found) == 2:
         with open(found[0], "rb") as a, open(found[1], "rb") as b:
             if json.loads(a.read() or b"null") != json.loads(b.read() or b"null"):

@@ -16,7 +16,7 @@ The Dice term is 1 − DSC (phidice's convention); nnU-Net's is −DSC. The diff
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -46,18 +46,25 @@ def ce_scale(task: NNUNetTask) -> int:
     return task.num_channels if task.regions and task.ignore_label is not None else 1
 
 
-def level_loss(opts: LossOptions, task: NNUNetTask, eps, *, sync_batch: "bool | None" = None) -> nn.Module:
+def level_loss(opts: LossOptions, task: NNUNetTask, eps, *, sync_batch: bool | None = None) -> nn.Module:
     """The phidice loss of one resolution level (``eps``: a number or one value per output channel)."""
-    kw = dict(phi=opts.phi, eps=eps, activation=task.activation, include_background=opts.include_background,
-              sync_batch=opts.sync_batch if sync_batch is None else sync_batch, **opts.dice_kwargs)
+    kw = dict(
+        phi=opts.phi,
+        eps=eps,
+        activation=task.activation,
+        include_background=opts.include_background,
+        sync_batch=opts.sync_batch if sync_batch is None else sync_batch,
+        **opts.dice_kwargs,
+    )
     if not task.regions and task.ignore_label is not None:
         kw["ignore_index"] = task.ignore_label
     if opts.lambda_ce == 0:
         cls = {None: phidice.DiceLoss, "leaf": phidice.LeafDiceLoss, "marginal": phidice.MarginalDiceLoss}[opts.missing]
         loss = cls(**kw)
         return loss if opts.lambda_dice == 1 else ScaledLoss(loss, opts.lambda_dice)
-    cls = {None: phidice.DiceCELoss, "leaf": phidice.LeafDiceCELoss,
-           "marginal": phidice.MarginalDiceCELoss}[opts.missing]
+    cls = {None: phidice.DiceCELoss, "leaf": phidice.LeafDiceCELoss, "marginal": phidice.MarginalDiceCELoss}[
+        opts.missing
+    ]
     return cls(lambda_dice=opts.lambda_dice, lambda_ce=opts.lambda_ce * ce_scale(task), **opts.ce_kwargs, **kw)
 
 
@@ -112,9 +119,16 @@ class PhiDiceNNUNetLoss(nn.Module):
     flags) before each call; the trainers do that in ``train_step``/``validation_step``.
     """
 
-    def __init__(self, opts: LossOptions, task: NNUNetTask, weights: "Sequence[float] | None" = None,
-                 eps_levels: "Sequence | None" = None, *, sync_batch: "bool | None" = None,
-                 annotation_source: str = ""):
+    def __init__(
+        self,
+        opts: LossOptions,
+        task: NNUNetTask,
+        weights: Sequence[float] | None = None,
+        eps_levels: Sequence | None = None,
+        *,
+        sync_batch: bool | None = None,
+        annotation_source: str = "",
+    ):
         super().__init__()
         n_levels = 1 if weights is None else len(weights)
         self.pending = opts.eps_auto and eps_levels is None
@@ -128,11 +142,14 @@ class PhiDiceNNUNetLoss(nn.Module):
         self.levels = nn.ModuleList(level_loss(opts, task, e, sync_batch=sync_batch) for e in self.eps_levels)
         # coarse_empty="missing" / "maxpool": the levels' leaf counterparts (they take annotated flags; a max-pooled
         # target is a dense map whose ignored voxels come as a mask)
-        self.coarse = None if opts.coarse_empty == "nnunet" else nn.ModuleList(
-            _coarse_loss(loss, dense=opts.coarse_empty == "maxpool") for loss in self.levels)
+        self.coarse = (
+            None
+            if opts.coarse_empty == "nnunet"
+            else nn.ModuleList(_coarse_loss(loss, dense=opts.coarse_empty == "maxpool") for loss in self.levels)
+        )
         self.annotation_source = annotation_source
-        self.keys: "list[str] | None" = None
-        self.annotated: "torch.Tensor | None" = None
+        self.keys: list[str] | None = None
+        self.annotated: torch.Tensor | None = None
 
     @property
     def dice_offset(self) -> float:
@@ -140,30 +157,37 @@ class PhiDiceNNUNetLoss(nn.Module):
         w = (1.0,) if self.weights is None else [w for w in self.weights if w != 0]
         return self.options.lambda_dice * float(sum(w))
 
-    def set_batch(self, keys: Sequence[str], annotated: "torch.Tensor | None") -> None:
+    def set_batch(self, keys: Sequence[str], annotated: torch.Tensor | None) -> None:
         """The case keys of the next batch and their (B, C) annotated channels (missing-label losses)."""
         self.keys = [str(k) for k in keys]
         self.annotated = annotated
 
     def forward(self, output, target):
         if self.pending:
-            raise RuntimeError("phidice: eps='auto' is measured on training batches before training starts "
-                               "(nnUNetTrainerPhiDice.on_train_start); this loss has no measured ε yet")
+            raise RuntimeError(
+                "phidice: eps='auto' is measured on training batches before training starts "
+                "(nnUNetTrainerPhiDice.on_train_start); this loss has no measured ε yet"
+            )
         if self.weights is None:
             if isinstance(output, (list, tuple)):
                 raise ValueError("deep-supervision outputs (a list) but the loss was built without deep supervision")
             return self._level(0, output, target)
         if not isinstance(output, (list, tuple)) or not isinstance(target, (list, tuple)):
-            raise ValueError("deep supervision: output and target must be lists (one entry per resolution); got "
-                             f"{type(output).__name__} and {type(target).__name__}")
+            raise ValueError(
+                "deep supervision: output and target must be lists (one entry per resolution); got "
+                f"{type(output).__name__} and {type(target).__name__}"
+            )
         if not len(output) == len(target) == len(self.weights):
-            raise ValueError(f"deep supervision: {len(output)} outputs and {len(target)} targets for "
-                             f"{len(self.weights)} weights")
+            raise ValueError(
+                f"deep supervision: {len(output)} outputs and {len(target)} targets for {len(self.weights)} weights"
+            )
         total = None
         for i, (w, o, t) in enumerate(zip(self.weights, output, target)):
             if w == 0:
                 continue
-            term = w * (self._level(i, o, t) if i == 0 or self.coarse is None else self._coarse_level(i, o, t, target[0]))
+            term = w * (
+                self._level(i, o, t) if i == 0 or self.coarse is None else self._coarse_level(i, o, t, target[0])
+            )
             total = term if total is None else total + term
         return total
 
@@ -178,8 +202,9 @@ class PhiDiceNNUNetLoss(nn.Module):
         task = self.task
         (full, full_mask), (target, mask) = self._split(full), self._split(target)
         ignore = None if task.regions else task.ignore_label
-        y, m, erased, _ = coarse_level(self.options.coarse_empty, full, target, output, task.activation, ignore,
-                                       full_mask)
+        y, m, erased, _ = coarse_level(
+            self.options.coarse_empty, full, target, output, task.activation, ignore, full_mask
+        )
         if mask is not None and self.options.coarse_empty != "maxpool":
             m = mask
         ann = self._annotated_for(output) if self.options.missing is not None else None
@@ -200,8 +225,10 @@ class PhiDiceNNUNetLoss(nn.Module):
             expected = task.num_channels + (task.ignore_label is not None)
             if target.ndim != output.ndim or target.shape[1] != expected:
                 what = f"{task.num_channels} regions" + (" + the ignore mask" if expected > task.num_channels else "")
-                raise ValueError(f"region-based training expects one-hot targets with {expected} channels ({what}); "
-                                 f"got shape {tuple(target.shape)} for output {tuple(output.shape)}")
+                raise ValueError(
+                    f"region-based training expects one-hot targets with {expected} channels ({what}); "
+                    f"got shape {tuple(target.shape)} for output {tuple(output.shape)}"
+                )
             if task.ignore_label is not None:
                 mask = target[:, -1:] == 0
                 target = target[:, :-1]
@@ -220,17 +247,22 @@ class PhiDiceNNUNetLoss(nn.Module):
                 raise ValueError(
                     f"{self.annotation_source or 'the annotation file'} lists labels as not annotated that the "
                     f"cases' label maps contain ({listed}): label unannotated classes as background (0), or list "
-                    f"them as annotated") from err
+                    f"them as annotated"
+                ) from err
             raise
 
     def _annotated_for(self, output: torch.Tensor) -> torch.Tensor:
         ann = self.annotated
         if ann is None or self.keys is None:
-            raise RuntimeError("missing-label loss called without set_batch(keys, annotated): the trainer sets the "
-                               "batch's case keys before each step")
+            raise RuntimeError(
+                "missing-label loss called without set_batch(keys, annotated): the trainer sets the "
+                "batch's case keys before each step"
+            )
         if tuple(ann.shape) != (output.shape[0], output.shape[1]):
-            raise ValueError(f"annotated has shape {tuple(ann.shape)}; the output needs (B, C) = "
-                             f"{(output.shape[0], output.shape[1])}")
+            raise ValueError(
+                f"annotated has shape {tuple(ann.shape)}; the output needs (B, C) = "
+                f"{(output.shape[0], output.shape[1])}"
+            )
         return ann.to(output.device)
 
     def _unannotated_present(self, target: torch.Tensor, ann: torch.Tensor, ndim: int) -> list[tuple[str, int]]:
@@ -247,10 +279,17 @@ class PhiDiceNNUNetLoss(nn.Module):
     def describe(self) -> str:
         """One line for nnU-Net's log: the phidice loss, ε per level and the deep-supervision weights."""
         o = self.options
-        name = type(self.levels[0]).__name__ if not isinstance(self.levels[0], ScaledLoss) else \
-            f"{o.lambda_dice:g}·{type(self.levels[0].loss).__name__}"
-        ce = "" if o.lambda_ce == 0 else f", λ_dice={o.lambda_dice:g}, λ_CE={o.lambda_ce:g}" + (
-            f" (×{ce_scale(self.task)} for nnU-Net's masked BCE)" if ce_scale(self.task) != 1 else "")
+        name = (
+            type(self.levels[0]).__name__
+            if not isinstance(self.levels[0], ScaledLoss)
+            else f"{o.lambda_dice:g}·{type(self.levels[0].loss).__name__}"
+        )
+        ce = (
+            ""
+            if o.lambda_ce == 0
+            else f", λ_dice={o.lambda_dice:g}, λ_CE={o.lambda_ce:g}"
+            + (f" (×{ce_scale(self.task)} for nnU-Net's masked BCE)" if ce_scale(self.task) != 1 else "")
+        )
 
         def fmt(e):
             return f"{e:g}" if not isinstance(e, tuple) else "[" + ", ".join(f"{v:.6g}" for v in e) + "]"
@@ -263,5 +302,7 @@ class PhiDiceNNUNetLoss(nn.Module):
             eps = "per level " + "; ".join(fmt(e) for e in self.eps_levels)
         ws = "none" if self.weights is None else "[" + ", ".join(f"{w:.4g}" for w in self.weights) + "]"
         extra = "".join(f", {k}={v!r}" for k, v in {**o.dice_kwargs, **o.ce_kwargs}.items())
-        return (f"{name}(phi={o.phi}, eps={eps}, activation={self.task.activation}, include_background="
-                f"{o.include_background}{ce}, sync_batch={o.sync_batch}{extra}); deep supervision weights {ws}")
+        return (
+            f"{name}(phi={o.phi}, eps={eps}, activation={self.task.activation}, include_background="
+            f"{o.include_background}{ce}, sync_batch={o.sync_batch}{extra}); deep supervision weights {ws}"
+        )

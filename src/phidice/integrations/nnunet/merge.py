@@ -44,12 +44,7 @@ from phidice.missing.pooling import (
     read_label_map_config,
     source_settings,
 )
-from phidice.missing.raw_dataset import (
-    RawDataset,
-    read_raw_dataset,
-    resolve_raw_dataset,
-    sha256_file,
-)
+from phidice.missing.raw_dataset import RawDataset, read_raw_dataset, resolve_raw_dataset, sha256_file
 from phidice.progress import progress as progress_bar
 
 __all__ = ["IMAGE_MODES", "PROVENANCE_FILE", "MergeSummary", "merge_datasets"]
@@ -79,16 +74,24 @@ class MergeSummary:
 
     def text(self) -> str:
         head = "would write" if self.dry_run else "wrote"
-        lines = [f"{head} {self.target} ({self.num_cases} cases: " + ", ".join(
-            f"{n} from {s}" for n, s in zip(self.cases, self.sources)) + f"; {self.renamed} case id(s) prefixed)",
-            "", self.plan.table_markdown()]
+        lines = [
+            f"{head} {self.target} ({self.num_cases} cases: "
+            + ", ".join(f"{n} from {s}" for n, s in zip(self.cases, self.sources))
+            + f"; {self.renamed} case id(s) prefixed)",
+            "",
+            self.plan.table_markdown(),
+        ]
         for s, src in enumerate(self.sources):
             if self.plan.unannotated[s]:
-                lines.append(f"\n{src}: coarse label(s) {sorted(self.plan.coarse[s])} — parts "
-                             f"{[self.plan.names[v] for v in self.plan.unannotated[s]]} not annotated in its cases")
+                lines.append(
+                    f"\n{src}: coarse label(s) {sorted(self.plan.coarse[s])} — parts "
+                    f"{[self.plan.names[v] for v in self.plan.unannotated[s]]} not annotated in its cases"
+                )
         if not self.dry_run:
-            lines.append(f"\n{self.relabelled} label map(s) rewritten, {self.seconds:.1f} s; {ANNOTATION_FILE} and "
-                         f"{PROVENANCE_FILE} written")
+            lines.append(
+                f"\n{self.relabelled} label map(s) rewritten, {self.seconds:.1f} s; {ANNOTATION_FILE} and "
+                f"{PROVENANCE_FILE} written"
+            )
         return "\n".join(lines)
 
 
@@ -107,22 +110,30 @@ def _checked_sources(sources, raw_root, config) -> list:
     first = out[0]
     for src in out[1:]:
         if src.channel_names != first.channel_names:
-            raise ValueError(f"{src.key}: dataset.json 'channel_names' {src.channel_names} differ from {first.key}'s "
-                             f"{first.channel_names}; only datasets of the same input channels can be pooled")
+            raise ValueError(
+                f"{src.key}: dataset.json 'channel_names' {src.channel_names} differ from {first.key}'s "
+                f"{first.channel_names}; only datasets of the same input channels can be pooled"
+            )
         if src.file_ending != first.file_ending:
-            raise ValueError(f"{src.key}: dataset.json 'file_ending' {src.file_ending!r} differs from {first.key}'s "
-                             f"{first.file_ending!r}; convert one of them first")
+            raise ValueError(
+                f"{src.key}: dataset.json 'file_ending' {src.file_ending!r} differs from {first.key}'s "
+                f"{first.file_ending!r}; convert one of them first"
+            )
         rw = "overwrite_image_reader_writer"
         if src.dataset_json.get(rw) != first.dataset_json.get(rw):
-            raise ValueError(f"{src.key}: dataset.json {rw!r} {src.dataset_json.get(rw)!r} differs from "
-                             f"{first.key}'s {first.dataset_json.get(rw)!r}")
+            raise ValueError(
+                f"{src.key}: dataset.json {rw!r} {src.dataset_json.get(rw)!r} differs from "
+                f"{first.key}'s {first.dataset_json.get(rw)!r}"
+            )
     return out
 
 
 def _target(raw_root, dataset_id: int, name: str) -> Path:
     if not raw_root:
-        raise ValueError("nnUNet_raw is not set: the merged dataset goes to $nnUNet_raw/DatasetNNN_NAME (export "
-                         "nnUNet_raw=/path/to/nnUNet_raw)")
+        raise ValueError(
+            "nnUNet_raw is not set: the merged dataset goes to $nnUNet_raw/DatasetNNN_NAME (export "
+            "nnUNet_raw=/path/to/nnUNet_raw)"
+        )
     root = Path(raw_root)
     if not root.is_dir():
         raise FileNotFoundError(f"nnUNet_raw={raw_root!r} is not a folder")
@@ -132,8 +143,10 @@ def _target(raw_root, dataset_id: int, name: str) -> Path:
         raise ValueError(f"--name {name!r}: use letters, digits, '_' and '-' (nnU-Net's DatasetNNN_NAME)")
     taken = sorted(d.name for d in root.glob(f"Dataset{dataset_id:03d}_*"))
     if taken:
-        raise ValueError(f"--id {dataset_id}: dataset id {dataset_id:03d} is taken in nnUNet_raw ({', '.join(taken)}); "
-                         f"nnU-Net finds datasets by id, choose another")
+        raise ValueError(
+            f"--id {dataset_id}: dataset id {dataset_id:03d} is taken in nnUNet_raw ({', '.join(taken)}); "
+            f"nnU-Net finds datasets by id, choose another"
+        )
     return root / f"Dataset{dataset_id:03d}_{name}"
 
 
@@ -208,8 +221,7 @@ def _merge_case(job: _Job, plan: LabelPlan, tmp: Path, mode: str, scan_only: boo
         name = f"{job.merged}_{k:04d}{ending}"
         _place(image, tmp / "imagesTr" / name, mode)
         files[f"imagesTr/{name}"] = {"source": f"imagesTr/{image.name}", "sha256": sha256_file(image)}
-    return {"source": src.key, "source_index": job.s, "case": job.case, "annotated": job.annotated,
-            "files": files}
+    return {"source": src.key, "source_index": job.s, "case": job.case, "annotated": job.annotated, "files": files}
 
 
 def _jobs(raws: Sequence[RawDataset], plan: LabelPlan) -> tuple[list, int]:
@@ -226,8 +238,7 @@ def _jobs(raws: Sequence[RawDataset], plan: LabelPlan) -> tuple[list, int]:
 def _run_jobs(jobs, plan, tmp, mode, scan_only, workers, progress) -> list:
     """Run the cases on ``workers`` threads (file I/O and zlib release the GIL); results in job order."""
     results = [None] * len(jobs)
-    bar = progress_bar(total=len(jobs), desc="checking" if scan_only else "merging", unit="case",
-                       disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="checking" if scan_only else "merging", unit="case", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         futures = {pool.submit(_merge_case, job, plan, tmp, mode, scan_only): i for i, job in enumerate(jobs)}
@@ -242,9 +253,14 @@ def _run_jobs(jobs, plan, tmp, mode, scan_only, workers, progress) -> list:
 
 def _dataset_json(raws, plan: LabelPlan, target: Path, n: int) -> dict:
     first = raws[0].dataset_json
-    dj = {"channel_names": dict(raws[0].channel_names), "labels": plan.label_dict(), "numTraining": n,
-          "file_ending": raws[0].file_ending, "name": target.name,
-          "description": "pooled by phidice nnunet merge from " + ", ".join(r.key for r in raws)}
+    dj = {
+        "channel_names": dict(raws[0].channel_names),
+        "labels": plan.label_dict(),
+        "numTraining": n,
+        "file_ending": raws[0].file_ending,
+        "name": target.name,
+        "description": "pooled by phidice nnunet merge from " + ", ".join(r.key for r in raws),
+    }
     if "overwrite_image_reader_writer" in first:
         dj["overwrite_image_reader_writer"] = first["overwrite_image_reader_writer"]
     return dj
@@ -256,19 +272,37 @@ def _write_metadata(tmp: Path, raws, plan: LabelPlan, jobs, results, target: Pat
     task = NNUNetTask.from_label_dict(dj["labels"], where=f"{target.name}/dataset.json")
     parse_annotations(annotated, task, path=ANNOTATION_FILE, case_ids=annotated)  # what the trainers will read
     provenance = {
-        "phidice_version": phidice.__version__, "target": target.name, "images": mode,
-        "case_separator": "__", "mapping": plan.record(),
-        "sources": [{"key": r.key, "path": str(r.folder.resolve()),
-                     "dataset_json_sha256": sha256_file(r.folder / "dataset.json")} for r in raws],
+        "phidice_version": phidice.__version__,
+        "target": target.name,
+        "images": mode,
+        "case_separator": "__",
+        "mapping": plan.record(),
+        "sources": [
+            {
+                "key": r.key,
+                "path": str(r.folder.resolve()),
+                "dataset_json_sha256": sha256_file(r.folder / "dataset.json"),
+            }
+            for r in raws
+        ],
         "cases": {job.merged: res for job, res in zip(jobs, results)},
     }
     for name, content in (("dataset.json", dj), (ANNOTATION_FILE, annotated), (PROVENANCE_FILE, provenance)):
         (tmp / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
-def merge_datasets(sources: Sequence, *, dataset_id: int, name: str, labels=None, raw_root=None,
-                   dry_run: bool = False, jobs: int = 1, images: str = "link",
-                   progress: bool = True) -> MergeSummary:
+def merge_datasets(
+    sources: Sequence,
+    *,
+    dataset_id: int,
+    name: str,
+    labels=None,
+    raw_root=None,
+    dry_run: bool = False,
+    jobs: int = 1,
+    images: str = "link",
+    progress: bool = True,
+) -> MergeSummary:
     """Pool nnU-Net v2 raw datasets into ``<raw_root>/Dataset<dataset_id>_<name>`` (see the module doc).
 
     Args:
@@ -296,8 +330,9 @@ def merge_datasets(sources: Sequence, *, dataset_id: int, name: str, labels=None
     target = _target(raw_root, dataset_id, name)
     config = None
     if labels is not None:
-        config = read_label_map_config(labels) if isinstance(labels, (str, os.PathLike)) else \
-            check_label_map_config(labels)
+        config = (
+            read_label_map_config(labels) if isinstance(labels, (str, os.PathLike)) else check_label_map_config(labels)
+        )
     raws = _checked_sources(sources, raw_root, config)
     plan = plan_labels([r.pool_source() for r in raws], config)
     job_list, renamed = _jobs(raws, plan)

@@ -43,9 +43,12 @@ def epoch_lines(result: dict, monitor: GradientMonitor) -> list[str]:
     """The three numbers per class for nnU-Net's log, then the advice."""
     ml = monitor.voxel_ml is not None
     key = "empty_predicted_volume_ml" if ml else "empty_predicted_volume"
-    parts = [f"class {c}: empty φ {_fmt(r['empty_subset_fraction'], True)}, gradient share on them "
-             f"{_fmt(r['empty_gradient_share'], True)}, predicted volume on them {_fmt(r[key], False)} "
-             f"{'ml' if ml else 'voxels'}" for c, r in result["per_class"].items()]
+    parts = [
+        f"class {c}: empty φ {_fmt(r['empty_subset_fraction'], True)}, gradient share on them "
+        f"{_fmt(r['empty_gradient_share'], True)}, predicted volume on them {_fmt(r[key], False)} "
+        f"{'ml' if ml else 'voxels'}"
+        for c, r in result["per_class"].items()
+    ]
     return ["phidice monitor: " + "; ".join(parts), *("phidice advice: " + a for a in monitor.advise(result))]
 
 

@@ -40,8 +40,9 @@ created, with the plans file and configuration named.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from phidice.core.config import CEConfig, DiceConfig
 from phidice.integrations.nnunet.task import NNUNetTask
@@ -49,8 +50,7 @@ from phidice.missing.deep_supervision import COARSE_EMPTY
 
 PHI_CHOICES = ("auto", "I", "CI", "BI", "BCI")
 # the keys with nnU-Net's own defaults and rules (Φ "auto", ε "auto" and its batches, the regions rule, DDP)
-OWN_KEYS = ("phi", "eps", "lambda_dice", "lambda_ce", "include_background", "sync_batch", "eps_batches",
-            "coarse_empty")
+OWN_KEYS = ("phi", "eps", "lambda_dice", "lambda_ce", "include_background", "sync_batch", "eps_batches", "coarse_empty")
 # set by the trainer from the task (softmax or sigmoid, the ignore label), or fixed by it (a mean; Dice)
 TRAINER_KEYS = ("activation", "ignore_index", "reduction", "overlap")
 DICE_KEYS = tuple(f.name for f in dataclasses.fields(DiceConfig) if f.name not in OWN_KEYS + TRAINER_KEYS)
@@ -67,12 +67,12 @@ class LossOptions:
     """Resolved loss options of one trainer run (Φ final; ε a number, a per-channel tuple or ``"auto"``)."""
 
     phi: str
-    eps: "float | tuple[float, ...] | str"
+    eps: float | tuple[float, ...] | str
     lambda_dice: float
     lambda_ce: float
     include_background: bool
     sync_batch: bool
-    missing: "str | None"
+    missing: str | None
     eps_batches: int
     dice_kwargs: dict = field(default_factory=dict)
     ce_kwargs: dict = field(default_factory=dict)
@@ -86,9 +86,12 @@ class LossOptions:
     def configured(self) -> dict:
         """The options as a JSON-able dict (what a run is checked against when it continues)."""
         out: dict[str, Any] = {
-            "phi": self.phi, "eps": list(self.eps) if isinstance(self.eps, tuple) else self.eps,
-            "lambda_dice": self.lambda_dice, "lambda_ce": self.lambda_ce,
-            "include_background": self.include_background, "missing": self.missing,
+            "phi": self.phi,
+            "eps": list(self.eps) if isinstance(self.eps, tuple) else self.eps,
+            "lambda_dice": self.lambda_dice,
+            "lambda_ce": self.lambda_ce,
+            "include_background": self.include_background,
+            "missing": self.missing,
         }
         if self.eps_auto:
             out["eps_batches"] = self.eps_batches
@@ -109,8 +112,11 @@ def _eps_value(value, name: str, source: str, *, allow_auto: bool):
         if allow_auto and value == "auto":
             return value
         alternatives = ' or "auto"' if allow_auto else ""
-        raise _fail(source, f"phidice option {name!r} must be a number, a list of numbers (one per output channel)"
-                            f"{alternatives}; got {value!r}")
+        raise _fail(
+            source,
+            f"phidice option {name!r} must be a number, a list of numbers (one per output channel)"
+            f"{alternatives}; got {value!r}",
+        )
     return value
 
 
@@ -123,9 +129,17 @@ def _check_coarse_empty(value, source: str) -> None:
         raise _fail(source, f"phidice option 'coarse_empty' must be one of {', '.join(COARSE_EMPTY)}; got {value!r}")
 
 
-def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = False, missing: "str | None" = None,
-                    fixed: "Mapping | None" = None, defaults: "Mapping | None" = None, trainer: str = "",
-                    source: str = "") -> LossOptions:
+def resolve_options(
+    raw: Mapping | None,
+    task: NNUNetTask,
+    *,
+    is_ddp: bool = False,
+    missing: str | None = None,
+    fixed: Mapping | None = None,
+    defaults: Mapping | None = None,
+    trainer: str = "",
+    source: str = "",
+) -> LossOptions:
     """Merge nnU-Net's loss (the base), the trainer's ``defaults`` and ``fixed`` options and the plans' ``raw``.
 
     ``fixed`` options belong to the trainer's name (``nnUNetTrainerPhiDice_BI`` fixes Φ); the plans may repeat
@@ -137,9 +151,15 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
     raw = _read_entry(raw, source)
     _check_fixed(raw, dict(fixed or {}), trainer, source)
     merged: dict[str, Any] = {
-        "phi": "auto", "eps": NNUNET_EPS, "lambda_dice": 1.0, "lambda_ce": 1.0,
-        "include_background": task.regions, "sync_batch": bool(is_ddp), "eps_batches": DEFAULT_EPS_BATCHES,
-        "coarse_empty": "nnunet"}
+        "phi": "auto",
+        "eps": NNUNET_EPS,
+        "lambda_dice": 1.0,
+        "lambda_ce": 1.0,
+        "include_background": task.regions,
+        "sync_batch": bool(is_ddp),
+        "eps_batches": DEFAULT_EPS_BATCHES,
+        "coarse_empty": "nnunet",
+    }
     merged.update(defaults or {})
     merged.update(raw)
     merged.update(fixed or {})
@@ -152,11 +172,20 @@ def resolve_options(raw: "Mapping | None", task: NNUNetTask, *, is_ddp: bool = F
     config, ce = _configs(merged, task, source)
     dice_kwargs = {k: getattr(config, k) for k in DICE_KEYS if k in merged}
     ce_kwargs = {k: getattr(ce, k) for k in CE_KEYS if k in merged}
-    return LossOptions(phi=config.phi.value, eps=merged["eps"] if merged["eps"] == "auto" else config.eps,
-                       lambda_dice=ce.lambda_dice, lambda_ce=ce.lambda_ce,
-                       include_background=config.include_background, sync_batch=config.sync_batch,
-                       missing=missing, eps_batches=merged["eps_batches"], dice_kwargs=dice_kwargs,
-                       ce_kwargs=ce_kwargs, source=source, coarse_empty=merged["coarse_empty"])
+    return LossOptions(
+        phi=config.phi.value,
+        eps=merged["eps"] if merged["eps"] == "auto" else config.eps,
+        lambda_dice=ce.lambda_dice,
+        lambda_ce=ce.lambda_ce,
+        include_background=config.include_background,
+        sync_batch=config.sync_batch,
+        missing=missing,
+        eps_batches=merged["eps_batches"],
+        dice_kwargs=dice_kwargs,
+        ce_kwargs=ce_kwargs,
+        source=source,
+        coarse_empty=merged["coarse_empty"],
+    )
 
 
 def _read_entry(raw, source: str) -> dict:
@@ -176,8 +205,11 @@ def _check_fixed(raw: dict, fixed: dict, trainer: str, source: str) -> None:
     """The plans may repeat the options the trainer's name fixes, not change them."""
     for k, v in fixed.items():
         if k in raw and raw[k] != v and not (k == "phi" and str(raw[k]).upper() == v):
-            raise _fail(source, f"{trainer or 'this trainer'} fixes {k}={v!r}, but the configuration sets {k}="
-                                f"{raw[k]!r}; use nnUNetTrainerPhiDice to choose {k} freely")
+            raise _fail(
+                source,
+                f"{trainer or 'this trainer'} fixes {k}={v!r}, but the configuration sets {k}="
+                f"{raw[k]!r}; use nnUNetTrainerPhiDice to choose {k} freely",
+            )
 
 
 def _resolve_phi(phi, task: NNUNetTask, source: str) -> str:
@@ -196,14 +228,20 @@ def _check_rules(merged: dict, task: NNUNetTask, missing, source: str) -> None:
         if not isinstance(merged[name], bool):
             raise _fail(source, f"phidice option {name!r} must be true or false; got {merged[name]!r}")
     if task.regions and not merged["include_background"]:
-        raise _fail(source, "region-based training has no background channel (every sigmoid channel is a region): "
-                            "include_background must be true")
+        raise _fail(
+            source,
+            "region-based training has no background channel (every sigmoid channel is a region): "
+            "include_background must be true",
+        )
     eps_batches = merged["eps_batches"]
     if isinstance(eps_batches, bool) or not isinstance(eps_batches, int) or eps_batches < 1:
         raise _fail(source, f"phidice option 'eps_batches' must be an integer ≥ 1; got {eps_batches!r}")
     if missing == "marginal" and task.regions:
-        raise _fail(source, "the marginal Dice sums the probabilities of mutually exclusive classes into the "
-                            "background; region-based (sigmoid) training has none — use nnUNetTrainerPhiDice_Leaf")
+        raise _fail(
+            source,
+            "the marginal Dice sums the probabilities of mutually exclusive classes into the "
+            "background; region-based (sigmoid) training has none — use nnUNetTrainerPhiDice_Leaf",
+        )
     lambdas = (merged["lambda_dice"], merged["lambda_ce"])
     if lambdas == (0, 0):
         raise _fail(source, "lambda_dice and lambda_ce are both 0: there is no loss left")

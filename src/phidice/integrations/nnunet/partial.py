@@ -16,9 +16,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,9 +44,11 @@ class PartialResult:
     cases: int = 0
 
     def summary(self) -> str:
-        return (f"{self.cases} cases, {len(self.changed_cases)} with labels replaced by background "
-                f"({self.relabelled_voxels} voxels)\n  empty-label set-up:   {self.empty_dir}\n"
-                f"  missing-label set-up: {self.missing_dir} (with {ANNOTATION_FILE})")
+        return (
+            f"{self.cases} cases, {len(self.changed_cases)} with labels replaced by background "
+            f"({self.relabelled_voxels} voxels)\n  empty-label set-up:   {self.empty_dir}\n"
+            f"  missing-label set-up: {self.missing_dir} (with {ANNOTATION_FILE})"
+        )
 
 
 def resolve_dataset(dataset: str, env_var: str) -> Path:
@@ -55,8 +58,9 @@ def resolve_dataset(dataset: str, env_var: str) -> Path:
         return p
     root = os.environ.get(env_var)
     if not root:
-        raise FileNotFoundError(f"dataset folder {dataset!r} not found (and {env_var} is not set to look it up by "
-                                f"id or name)")
+        raise FileNotFoundError(
+            f"dataset folder {dataset!r} not found (and {env_var} is not set to look it up by id or name)"
+        )
     ident = dataset[7:10] if dataset.startswith("Dataset") else dataset
     if not ident.isdigit():
         raise FileNotFoundError(f"dataset {dataset!r}: not a folder, an integer id or a DatasetXXX_Name")
@@ -64,8 +68,10 @@ def resolve_dataset(dataset: str, env_var: str) -> Path:
     if dataset.startswith("Dataset"):
         matches = [d for d in matches if d.name == dataset] or matches
     if len(matches) != 1:
-        raise FileNotFoundError(f"dataset {dataset!r}: {len(matches)} matching folder(s) in {env_var}={root!r}"
-                                f"{': ' + ', '.join(m.name for m in matches) if matches else ''}")
+        raise FileNotFoundError(
+            f"dataset {dataset!r}: {len(matches)} matching folder(s) in {env_var}={root!r}"
+            f"{': ' + ', '.join(m.name for m in matches) if matches else ''}"
+        )
     return matches[0]
 
 
@@ -80,7 +86,7 @@ def read_dataset_json(folder: Path) -> dict:
             raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
-def resolve_labels(items: "Iterable | None", task: NNUNetTask, where: str) -> list[int]:
+def resolve_labels(items: Iterable | None, task: NNUNetTask, where: str) -> list[int]:
     """Label values from integers or dataset.json names; None = every foreground label."""
     if items is None:
         return [v for v in task.labels if v != 0]
@@ -97,8 +103,10 @@ def resolve_labels(items: "Iterable | None", task: NNUNetTask, where: str) -> li
         elif text in names:
             out.update(v for v in names[text] if v != 0)
         else:
-            raise ValueError(f"{where}: {text!r} is neither a label value nor a label name of dataset.json "
-                             f"({', '.join(repr(n) for n in names)})")
+            raise ValueError(
+                f"{where}: {text!r} is neither a label value nor a label name of dataset.json "
+                f"({', '.join(repr(n) for n in names)})"
+            )
     if not out:
         raise ValueError(f"{where}: no label to remove")
     return sorted(out)
@@ -127,8 +135,9 @@ def remove_labels(src: Path, dst: Path, labels: Sequence[int]) -> int:
     img = sitk.ReadImage(str(src))
     data = sitk.GetArrayFromImage(img)
     hit = np.isin(data, labels)
-    out = sitk.GetImageFromArray(np.where(hit, np.zeros((), data.dtype), data),
-                                 isVector=img.GetNumberOfComponentsPerPixel() > 1)
+    out = sitk.GetImageFromArray(
+        np.where(hit, np.zeros((), data.dtype), data), isVector=img.GetNumberOfComponentsPerPixel() > 1
+    )
     out.CopyInformation(img)
     sitk.WriteImage(out, str(dst), True)
     return int(hit.sum())
@@ -166,8 +175,9 @@ class _Source(NamedTuple):
     out_root: Path
 
 
-def _check_source(dataset, groups_csv, group, labels, images, *, empty_id, missing_id, empty_name, missing_name,
-                  out_root) -> _Source:
+def _check_source(
+    dataset, groups_csv, group, labels, images, *, empty_id, missing_id, empty_name, missing_name, out_root
+) -> _Source:
     """Everything make-partial needs from the user's raw dataset and groups, checked before a file is written."""
     src = Path(dataset)
     dj = read_dataset_json(src)
@@ -182,8 +192,11 @@ def _check_source(dataset, groups_csv, group, labels, images, *, empty_id, missi
     labels_dir, images_dir = src / "labelsTr", src / "imagesTr"
     if not labels_dir.is_dir() or not images_dir.is_dir():
         raise FileNotFoundError(f"{src} needs imagesTr/ and labelsTr/ (an nnU-Net raw dataset)")
-    cases = sorted(p.name[: -len(ending)] for p in labels_dir.iterdir()
-                   if p.is_file() and p.name.endswith(ending) and not p.name.startswith("."))
+    cases = sorted(
+        p.name[: -len(ending)]
+        for p in labels_dir.iterdir()
+        if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")
+    )
     if not cases:
         raise ValueError(f"{labels_dir} holds no label files ending in {ending!r}")
     chosen = _chosen_cases(cases, read_groups(groups_csv), groups_csv, group)
@@ -191,17 +204,23 @@ def _check_source(dataset, groups_csv, group, labels, images, *, empty_id, missi
     base = m.group(2) if m else src.name
     tag = re.sub(r"[^A-Za-z0-9]", "", group) or "group"
     out_root = Path(out_root) if out_root is not None else src.parent
-    names = {"empty": _dataset_name(empty_id, empty_name or f"{base}_empty{tag}", "empty-label dataset"),
-             "missing": _dataset_name(missing_id, missing_name or f"{base}_missing{tag}", "missing-label dataset")}
+    names = {
+        "empty": _dataset_name(empty_id, empty_name or f"{base}_empty{tag}", "empty-label dataset"),
+        "missing": _dataset_name(missing_id, missing_name or f"{base}_missing{tag}", "missing-label dataset"),
+    }
     if len({empty_id, missing_id, int(m.group(1)) if m else -1}) != 3:
-        raise ValueError(f"the dataset ids must differ from each other and from the source's; got "
-                         f"{empty_id}, {missing_id} for {src.name}")
+        raise ValueError(
+            f"the dataset ids must differ from each other and from the source's; got "
+            f"{empty_id}, {missing_id} for {src.name}"
+        )
     out_root.mkdir(parents=True, exist_ok=True)
     for key, ident in (("empty", empty_id), ("missing", missing_id)):
         taken = [d.name for d in out_root.glob(f"Dataset{ident:03d}_*")]
         if taken:
-            raise ValueError(f"dataset id {ident:03d} is taken in {out_root}: {', '.join(taken)} (nnU-Net finds "
-                             f"datasets by id; choose another --{key}-id)")
+            raise ValueError(
+                f"dataset id {ident:03d} is taken in {out_root}: {', '.join(taken)} (nnU-Net finds "
+                f"datasets by id; choose another --{key}-id)"
+            )
     if out_root.resolve() == src.resolve() or src.resolve() in out_root.resolve().parents:
         raise ValueError(f"--out {out_root} lies inside the source dataset {src}")
     return _Source(src, dj, task, ending, remove, cases, chosen, names, out_root)
@@ -210,23 +229,46 @@ def _check_source(dataset, groups_csv, group, labels, images, *, empty_id, missi
 def _chosen_cases(cases, groups: dict, groups_csv, group: str) -> list:
     ungrouped = [c for c in cases if c not in groups]
     if ungrouped:
-        raise ValueError(f"{groups_csv}: {len(ungrouped)} training case(s) have no group: "
-                         f"{', '.join(ungrouped[:8])}{' ...' if len(ungrouped) > 8 else ''}")
+        raise ValueError(
+            f"{groups_csv}: {len(ungrouped)} training case(s) have no group: "
+            f"{', '.join(ungrouped[:8])}{' ...' if len(ungrouped) > 8 else ''}"
+        )
     available = sorted(set(groups.values()))
     if group not in available:
         raise ValueError(f"{groups_csv}: no case in group {group!r} (groups: {', '.join(available)})")
     return [c for c in cases if groups[c] == group]
 
 
-def make_partial(dataset, groups_csv, group: str, labels: "Iterable | None" = None, *, empty_id: int,
-                 missing_id: int, empty_name: "str | None" = None, missing_name: "str | None" = None,
-                 out_root=None, images: str = "copy", progress: bool = True) -> PartialResult:
+def make_partial(
+    dataset,
+    groups_csv,
+    group: str,
+    labels: Iterable | None = None,
+    *,
+    empty_id: int,
+    missing_id: int,
+    empty_name: str | None = None,
+    missing_name: str | None = None,
+    out_root=None,
+    images: str = "copy",
+    progress: bool = True,
+) -> PartialResult:
     """Write the empty-label and missing-label datasets derived from the raw dataset folder ``dataset``.
 
     Both are written to temporary folders and renamed into place at the end: an interrupted run leaves nothing.
     """
-    s = _check_source(dataset, groups_csv, group, labels, images, empty_id=empty_id, missing_id=missing_id,
-                      empty_name=empty_name, missing_name=missing_name, out_root=out_root)
+    s = _check_source(
+        dataset,
+        groups_csv,
+        group,
+        labels,
+        images,
+        empty_id=empty_id,
+        missing_id=missing_id,
+        empty_name=empty_name,
+        missing_name=missing_name,
+        out_root=out_root,
+    )
     src, dj, task, ending, remove, cases, chosen, names, out_root = s
     labels_dir, images_dir = src / "labelsTr", src / "imagesTr"
     tmp = {k: out_root / f".phidice-tmp-{n}-{os.getpid()}" for k, n in names.items()}
@@ -261,13 +303,20 @@ def make_partial(dataset, groups_csv, group: str, labels: "Iterable | None" = No
             (d / "dataset.json").write_text(json.dumps(dj, indent=4) + "\n", encoding="utf-8")
             shutil.copy2(groups_csv, d / GROUPS_FILE)
             prov = {
-                "phidice_version": phidice.__version__, "set_up": key, "source": str(src.resolve()),
-                "groups_csv": str(Path(groups_csv).resolve()), "group": group, "labels_removed": remove,
-                "cases_changed": result.changed_cases, "images": images,
-                "note": ("labels of these cases replaced by background: the network is told they are empty"
-                         if key == "empty" else
-                         f"labels of these cases replaced by background and listed in {ANNOTATION_FILE} as not "
-                         f"annotated"),
+                "phidice_version": phidice.__version__,
+                "set_up": key,
+                "source": str(src.resolve()),
+                "groups_csv": str(Path(groups_csv).resolve()),
+                "group": group,
+                "labels_removed": remove,
+                "cases_changed": result.changed_cases,
+                "images": images,
+                "note": (
+                    "labels of these cases replaced by background: the network is told they are empty"
+                    if key == "empty"
+                    else f"labels of these cases replaced by background and listed in {ANNOTATION_FILE} as not "
+                    f"annotated"
+                ),
             }
             (d / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
         (tmp["missing"] / ANNOTATION_FILE).write_text(json.dumps(annotated, indent=2) + "\n", encoding="utf-8")

@@ -16,14 +16,24 @@ from phidice.integrations.nnunet.task import NNUNetTask
 from phidice.io import atomic_write
 
 
-def add_configuration(dataset_dir, *, base: str, name: str, plans: str = "nnUNetPlans", options: "dict | None" = None,
-                      batch_size: "int | None" = None, missing: "str | None" = None, force: bool = False) -> Path:
+def add_configuration(
+    dataset_dir,
+    *,
+    base: str,
+    name: str,
+    plans: str = "nnUNetPlans",
+    options: dict | None = None,
+    batch_size: int | None = None,
+    missing: str | None = None,
+    force: bool = False,
+) -> Path:
     """Write configuration ``name`` (inheriting from ``base``) into ``<dataset_dir>/<plans>.json``; returns the file."""
     dataset_dir = Path(dataset_dir)
     path = dataset_dir / f"{plans}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"plans file not found: {str(path)!r} (run nnUNetv2_plan_and_preprocess first, or "
-                                f"pass -p)")
+        raise FileNotFoundError(
+            f"plans file not found: {str(path)!r} (run nnUNetv2_plan_and_preprocess first, or pass -p)"
+        )
     with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)

@@ -8,8 +8,8 @@ label makes the training region-based (one sigmoid channel per foreground region
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class NNUNetTask:
 
     channel_labels: tuple[tuple[int, ...], ...]
     regions: bool
-    ignore_label: "int | None"
+    ignore_label: int | None
     batch_dice: bool
     labels: tuple[int, ...]  # every label value (background included, ignore label excluded)
     label_names: tuple[tuple[str, tuple[int, ...]], ...] = ()  # dataset.json names → label values
@@ -40,8 +40,9 @@ class NNUNetTask:
         return dict(self.label_names)
 
     @classmethod
-    def from_label_dict(cls, labels: Mapping | None, *, batch_dice: bool = False,
-                        where: str = "dataset.json") -> "NNUNetTask":
+    def from_label_dict(
+        cls, labels: Mapping | None, *, batch_dice: bool = False, where: str = "dataset.json"
+    ) -> NNUNetTask:
         """From the ``labels`` entry of a dataset.json (name → label value or list of values)."""
         if not isinstance(labels, Mapping) or not labels:
             raise ValueError(f"{where}: 'labels' must be a non-empty mapping name → label; got {labels!r}")
@@ -52,8 +53,9 @@ class NNUNetTask:
         for name, value in labels.items():
             vals = tuple(value) if isinstance(value, (list, tuple)) else (value,)
             if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
-                raise ValueError(f"{where}: label {name!r} must be a non-negative integer or a list of them; "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"{where}: label {name!r} must be a non-negative integer or a list of them; got {value!r}"
+                )
             if name == "ignore":
                 if len(vals) != 1:
                     raise ValueError(f"{where}: the ignore label must be one integer; got {value!r}")
@@ -64,8 +66,9 @@ class NNUNetTask:
             raise ValueError(f"{where}: the background label must be 0; got {labels['background']!r}")
         all_labels = tuple(sorted({v for vals in names.values() for v in vals}))
         if ignore is not None and ignore != max(all_labels) + 1:
-            raise ValueError(f"{where}: the ignore label must be the largest label value ({max(all_labels) + 1}); "
-                             f"got {ignore}")
+            raise ValueError(
+                f"{where}: the ignore label must be the largest label value ({max(all_labels) + 1}); got {ignore}"
+            )
         regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
         if regions:
             channels = []
@@ -80,17 +83,27 @@ class NNUNetTask:
         return cls(tuple(channels), regions, ignore, bool(batch_dice), all_labels, tuple(names.items()))
 
     @classmethod
-    def from_label_manager(cls, label_manager, *, batch_dice: bool,
-                           label_dict: "Mapping | None" = None) -> "NNUNetTask":
+    def from_label_manager(cls, label_manager, *, batch_dice: bool, label_dict: Mapping | None = None) -> NNUNetTask:
         """From nnU-Net's ``LabelManager`` (the trainer's ``self.label_manager``)."""
         if label_manager.has_regions:
-            channels = tuple(tuple(int(v) for v in (r if isinstance(r, (list, tuple)) else (r,)))
-                             for r in label_manager.foreground_regions)
+            channels = tuple(
+                tuple(int(v) for v in (r if isinstance(r, (list, tuple)) else (r,)))
+                for r in label_manager.foreground_regions
+            )
         else:
             channels = tuple((int(v),) for v in label_manager.all_labels)
         label_dict = label_dict if label_dict is not None else getattr(label_manager, "label_dict", {})
-        names = tuple((str(k), tuple(int(x) for x in (v if isinstance(v, (list, tuple)) else (v,))))
-                      for k, v in label_dict.items() if k != "ignore")
+        names = tuple(
+            (str(k), tuple(int(x) for x in (v if isinstance(v, (list, tuple)) else (v,))))
+            for k, v in label_dict.items()
+            if k != "ignore"
+        )
         ignore = label_manager.ignore_label
-        return cls(channels, bool(label_manager.has_regions), None if ignore is None else int(ignore),
-                   bool(batch_dice), tuple(int(v) for v in label_manager.all_labels), names)
+        return cls(
+            channels,
+            bool(label_manager.has_regions),
+            None if ignore is None else int(ignore),
+            bool(batch_dice),
+            tuple(int(v) for v in label_manager.all_labels),
+            names,
+        )

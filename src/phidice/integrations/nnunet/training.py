@@ -43,11 +43,19 @@ try:
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 except ModuleNotFoundError as err:  # nnunetv2 installed without its dependencies (e.g. pip --no-deps)
-    raise ImportError(f"nnU-Net's trainer cannot be imported: module {err.name!r} is missing (nnunetv2 installed "
-                      f"without its dependencies?): {INSTALL_HINT}") from err
+    raise ImportError(
+        f"nnU-Net's trainer cannot be imported: module {err.name!r} is missing (nnunetv2 installed "
+        f"without its dependencies?): {INSTALL_HINT}"
+    ) from err
 
-__all__ = ["nnUNetTrainerPhiDice", "nnUNetTrainerPhiDice_I", "nnUNetTrainerPhiDice_BI", "nnUNetTrainerPhiDice_Ieps",
-           "nnUNetTrainerPhiDice_Leaf", "nnUNetTrainerPhiDice_Marginal"]
+__all__ = [
+    "nnUNetTrainerPhiDice",
+    "nnUNetTrainerPhiDice_I",
+    "nnUNetTrainerPhiDice_BI",
+    "nnUNetTrainerPhiDice_Ieps",
+    "nnUNetTrainerPhiDice_Leaf",
+    "nnUNetTrainerPhiDice_Marginal",
+]
 
 
 class nnUNetTrainerPhiDice(nnUNetTrainer):
@@ -63,22 +71,36 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
 
     phidice_fixed: dict = {}
     phidice_defaults: dict = {}
-    phidice_missing: "str | None" = None
+    phidice_missing: str | None = None
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device('cuda')):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.phidice_task = NNUNetTask.from_label_manager(
-            self.label_manager, batch_dice=bool(self.configuration_manager.batch_dice),
-            label_dict=dataset_json.get("labels"))
+            self.label_manager,
+            batch_dice=bool(self.configuration_manager.batch_dice),
+            label_dict=dataset_json.get("labels"),
+        )
         self.phidice_source = self._phidice_plans_source()
         self.phidice_options = checked_options(
-            self.configuration_manager.configuration.get("phidice"), self.phidice_task, is_ddp=self.is_ddp,
-            missing=self.phidice_missing, fixed=self.phidice_fixed, defaults=self.phidice_defaults,
-            trainer=type(self).__name__, source=self.phidice_source)
-        self.phidice_eps_levels: "list | None" = None
-        self.phidice_eps_info: "dict | None" = None
-        self.phidice_annotations: "Annotations | None" = None
+            self.configuration_manager.configuration.get("phidice"),
+            self.phidice_task,
+            is_ddp=self.is_ddp,
+            missing=self.phidice_missing,
+            fixed=self.phidice_fixed,
+            defaults=self.phidice_defaults,
+            trainer=type(self).__name__,
+            source=self.phidice_source,
+        )
+        self.phidice_eps_levels: list | None = None
+        self.phidice_eps_info: dict | None = None
+        self.phidice_annotations: Annotations | None = None
         self.phidice_monitor = None
         self.phidice_monitor_history: list = []
 
@@ -92,17 +114,22 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
     def _build_loss(self):
         stock = super()._build_loss()  # nnU-Net's loss: only its deep-supervision weights are used
         weights = tuple(stock.weight_factors) if isinstance(stock, DeepSupervisionWrapper) else None
-        loss = PhiDiceNNUNetLoss(self.phidice_options, self.phidice_task, weights=weights,
-                                 eps_levels=self.phidice_eps_levels,
-                                 annotation_source="" if self.phidice_annotations is None
-                                 else self.phidice_annotations.path)
+        loss = PhiDiceNNUNetLoss(
+            self.phidice_options,
+            self.phidice_task,
+            weights=weights,
+            eps_levels=self.phidice_eps_levels,
+            annotation_source="" if self.phidice_annotations is None else self.phidice_annotations.path,
+        )
         return loss
 
     def phidice_record(self) -> dict:
         """What the checkpoint keeps: options, their source, measured ε, annotations, versions."""
         rec = {
-            "phidice_version": phidice.__version__, "trainer": type(self).__name__,
-            "options": self.phidice_options.configured(), "source": self.phidice_source,
+            "phidice_version": phidice.__version__,
+            "trainer": type(self).__name__,
+            "options": self.phidice_options.configured(),
+            "source": self.phidice_source,
             "eps_measured": None if self.phidice_eps_levels is None else [list(e) for e in self.phidice_eps_levels],
             "eps_measurement": self.phidice_eps_info,
             "annotations": None if self.phidice_annotations is None else self.phidice_annotations.record(),
@@ -113,21 +140,33 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         return rec
 
     def _phidice_log(self) -> None:
-        self.print_to_log_file(f"phidice {phidice.__version__}: {type(self).__name__} loss "
-                               f"{self.loss.describe()}", also_print_to_console=True)
-        self.print_to_log_file(f"phidice options (from {self.phidice_source}, trainer defaults otherwise): "
-                               f"{self.phidice_options.configured()}", also_print_to_console=True)
+        self.print_to_log_file(
+            f"phidice {phidice.__version__}: {type(self).__name__} loss {self.loss.describe()}",
+            also_print_to_console=True,
+        )
+        self.print_to_log_file(
+            f"phidice options (from {self.phidice_source}, trainer defaults otherwise): "
+            f"{self.phidice_options.configured()}",
+            also_print_to_console=True,
+        )
         if isinstance(self.loss, PhiDiceNNUNetLoss):
-            self.print_to_log_file(f"phidice: the Dice term is 1 − DSC (nnU-Net's is −DSC): logged losses are "
-                                   f"{self.loss.dice_offset:g} above nnU-Net's for the same outputs; gradients "
-                                   f"are the same", also_print_to_console=False)
+            self.print_to_log_file(
+                f"phidice: the Dice term is 1 − DSC (nnU-Net's is −DSC): logged losses are "
+                f"{self.loss.dice_offset:g} above nnU-Net's for the same outputs; gradients "
+                f"are the same",
+                also_print_to_console=False,
+            )
 
     # ------------------------------------------------------------------------------------- annotations
     def _phidice_load_annotations(self) -> Annotations:
         dataset = self.plans_manager.dataset_name
-        path = find_annotation_file(dataset, raw_root=nnUNet_raw.get(),
-                                    preprocessed_root=os.path.dirname(self.preprocessed_dataset_folder_base)
-                                    if self.preprocessed_dataset_folder_base else None)
+        path = find_annotation_file(
+            dataset,
+            raw_root=nnUNet_raw.get(),
+            preprocessed_root=os.path.dirname(self.preprocessed_dataset_folder_base)
+            if self.preprocessed_dataset_folder_base
+            else None,
+        )
         case_ids = None
         if self.preprocessed_dataset_folder is not None and os.path.isdir(self.preprocessed_dataset_folder):
             case_ids = self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)
@@ -135,12 +174,16 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         if self.phidice_task.regions:
             empty = [c for c in ann.cases if not any(ann.channel_flags(c, self.phidice_task))]
             if empty:
-                raise ValueError(f"{path}: case(s) {empty[:8]} annotate no region, so they carry no label "
-                                 f"information for region-based training; leave them out of the training split "
-                                 f"(splits_final.json)")
-        self.print_to_log_file(f"phidice: {len(ann.cases)} partially annotated case(s) from {path} "
-                               f"(sha256 {ann.sha256[:12]}); cases not listed annotate every label",
-                               also_print_to_console=True)
+                raise ValueError(
+                    f"{path}: case(s) {empty[:8]} annotate no region, so they carry no label "
+                    f"information for region-based training; leave them out of the training split "
+                    f"(splits_final.json)"
+                )
+        self.print_to_log_file(
+            f"phidice: {len(ann.cases)} partially annotated case(s) from {path} "
+            f"(sha256 {ann.sha256[:12]}); cases not listed annotate every label",
+            also_print_to_console=True,
+        )
         return ann
 
     def _phidice_set_batch(self, batch: dict) -> None:
@@ -154,8 +197,11 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         if self.phidice_missing is not None and self.phidice_annotations is None:
             from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-            if self.dataset_class is None and self.preprocessed_dataset_folder is not None \
-                    and os.path.isdir(self.preprocessed_dataset_folder):
+            if (
+                self.dataset_class is None
+                and self.preprocessed_dataset_folder is not None
+                and os.path.isdir(self.preprocessed_dataset_folder)
+            ):
                 self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
             self.phidice_annotations = self._phidice_load_annotations()
         super().initialize()
@@ -176,9 +222,11 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         spacing = [float(s) for s in self.configuration_manager.spacing]
         self.phidice_monitor = build_monitor(self.loss, spacing)
         self.phidice_monitor.history = self.phidice_monitor_history
-        self.print_to_log_file(f"phidice: GradientMonitor on {type(self.phidice_monitor.loss).__name__} (full "
-                               f"resolution, training batches); PHIDICE_MONITOR=0 turns it off",
-                               also_print_to_console=False)
+        self.print_to_log_file(
+            f"phidice: GradientMonitor on {type(self.phidice_monitor.loss).__name__} (full "
+            f"resolution, training batches); PHIDICE_MONITOR=0 turns it off",
+            also_print_to_console=False,
+        )
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
@@ -206,8 +254,11 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
     def _phidice_measure_eps(self) -> None:
         opts, task = self.phidice_options, self.phidice_task
         n = opts.eps_batches
-        self.print_to_log_file(f"phidice: measuring ε = E[Σy] on {n} training batches from the data loader "
-                               f"(patches as the network sees them)", also_print_to_console=True)
+        self.print_to_log_file(
+            f"phidice: measuring ε = E[Σy] on {n} training batches from the data loader "
+            f"(patches as the network sees them)",
+            also_print_to_console=True,
+        )
         vols, start = PatchVolumes(task), time()
         for i in range(n):
             batch = next(self.dataloader_train)
@@ -216,12 +267,18 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
                 ann = self.phidice_annotations.rows([str(k) for k in batch["keys"]], task)
             vols.add(batch["target"], ann)
             if (i + 1) % 25 == 0 and i + 1 < n:
-                self.print_to_log_file(f"phidice: ε batches {i + 1}/{n} ({time() - start:.1f} s)",
-                                       also_print_to_console=True)
+                self.print_to_log_file(
+                    f"phidice: ε batches {i + 1}/{n} ({time() - start:.1f} s)", also_print_to_console=True
+                )
         sums, counts = vols.totals()
         if self.is_ddp:  # every rank measured its own batches: the same ε everywhere
-            both = phidice.distributed.all_reduce_sum(
-                torch.as_tensor(np.stack([sums, counts]), dtype=torch.float64, device=self.device)).cpu().numpy()
+            both = (
+                phidice.distributed.all_reduce_sum(
+                    torch.as_tensor(np.stack([sums, counts]), dtype=torch.float64, device=self.device)
+                )
+                .cpu()
+                .numpy()
+            )
             sums, counts = both[0], both[1]
         batch_in_phi = 1
         if opts.phi in ("BI", "BCI"):  # E[Σ_φ y] with φ spanning the (global, under sync_batch) batch
@@ -229,17 +286,24 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         names = [str(lab if len(lab) > 1 else lab[0]) for lab in task.channel_labels]
         self.phidice_eps_levels = epsilon_from_totals(sums, counts, batch_in_phi=batch_in_phi, names=names)
         self.phidice_eps_info = {
-            "batches_per_rank": n, "images": counts[0].tolist(), "mean_volume": (sums / counts).tolist(),
-            "batch_in_phi": batch_in_phi, "seconds": round(time() - start, 2),
+            "batches_per_rank": n,
+            "images": counts[0].tolist(),
+            "mean_volume": (sums / counts).tolist(),
+            "batch_in_phi": batch_in_phi,
+            "seconds": round(time() - start, 2),
         }
         zero = [names[c] for c in np.flatnonzero(np.asarray(self.phidice_eps_levels[0]) == 0)]
         if zero:
-            self.print_to_log_file(f"phidice: WARNING channel(s) {zero} never present in the sampled patches: "
-                                   f"their ε is 0", also_print_to_console=True)
-        self.print_to_log_file(f"phidice: ε per deep-supervision level and channel (Φ = {opts.phi}, "
-                               f"{int(counts[0].max())} images, {time() - start:.1f} s): "
-                               f"{[[round(v, 3) for v in e] for e in self.phidice_eps_levels]}",
-                               also_print_to_console=True)
+            self.print_to_log_file(
+                f"phidice: WARNING channel(s) {zero} never present in the sampled patches: their ε is 0",
+                also_print_to_console=True,
+            )
+        self.print_to_log_file(
+            f"phidice: ε per deep-supervision level and channel (Φ = {opts.phi}, "
+            f"{int(counts[0].max())} images, {time() - start:.1f} s): "
+            f"{[[round(v, 3) for v in e] for e in self.phidice_eps_levels]}",
+            also_print_to_console=True,
+        )
 
     def train_step(self, batch: dict) -> dict:
         self._phidice_set_batch(batch)
@@ -258,21 +322,27 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         rec = self.my_init_kwargs.get("phidice") if isinstance(self.my_init_kwargs, dict) else None
         where = filename_or_checkpoint if isinstance(filename_or_checkpoint, str) else "the checkpoint"
         if rec is None:
-            self.print_to_log_file(f"phidice: WARNING {where} holds no phidice record (not written by a phidice "
-                                   f"trainer); the loss is built from the current options", also_print_to_console=True)
+            self.print_to_log_file(
+                f"phidice: WARNING {where} holds no phidice record (not written by a phidice "
+                f"trainer); the loss is built from the current options",
+                also_print_to_console=True,
+            )
             return
         self.phidice_monitor_history = [dict(h) for h in rec.get("monitor", [])]
         now = self.phidice_options.configured()
         if rec.get("options") != now:
-            raise ValueError(f"{where} was trained with phidice options {rec.get('options')} ({rec.get('source')}); "
-                             f"the {self.phidice_source} now gives {now}. Restore that configuration, or train a "
-                             f"new configuration (another name) instead of continuing this run")
+            raise ValueError(
+                f"{where} was trained with phidice options {rec.get('options')} ({rec.get('source')}); "
+                f"the {self.phidice_source} now gives {now}. Restore that configuration, or train a "
+                f"new configuration (another name) instead of continuing this run"
+            )
         if self.phidice_options.eps_auto and rec.get("eps_measured") is not None:
             self.phidice_eps_levels = [tuple(e) for e in rec["eps_measured"]]
             self.phidice_eps_info = rec.get("eps_measurement")
             self.loss = self._build_loss()
-            self.print_to_log_file(f"phidice: ε restored from {where}: {self.loss.describe()}",
-                                   also_print_to_console=True)
+            self.print_to_log_file(
+                f"phidice: ε restored from {where}: {self.loss.describe()}", also_print_to_console=True
+            )
 
 
 class nnUNetTrainerPhiDice_I(nnUNetTrainerPhiDice):
