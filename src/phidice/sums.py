@@ -8,6 +8,8 @@ dense reference path here, which the kernels are tested against.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from phidice import ops
@@ -207,7 +209,7 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
             return ops.fused_stats(
                 input,
                 prepared.labels,
-                activation=config.activation,
+                activation=cast(str, config.activation),  # None was refused by fused_unsupported_reason
                 mask=prepared.mask,
                 check_range=config.validate_args and config.ignore_index is None,
             )

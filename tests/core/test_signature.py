@@ -83,7 +83,21 @@ NOT_OPTIONS = {
     "name",
     "labels_superset_map",
 }
-HINTS = {**typing.get_type_hints(DiceConfig), **typing.get_type_hints(CEConfig), **typing.get_type_hints(tversky)}
+def accepted_hints(cls) -> dict:
+    """A config's field types as a caller may pass them: the ``accepts`` metadata where ``__post_init__``
+    normalises a wider input (Φ as a name, overlap as None) to the field's own type."""
+    hints = typing.get_type_hints(cls)
+    return {**hints, **{f.name: f.metadata["accepts"] for f in dataclasses.fields(cls) if "accepts" in f.metadata}}
+
+
+HINTS = {**accepted_hints(DiceConfig), **accepted_hints(CEConfig), **typing.get_type_hints(tversky)}
+
+
+def test_phi_is_shown_as_the_names_a_caller_writes():
+    """Φ is annotated ``Phi`` on the config (what code reading it sees) and accepts "I" … "BCI" in signatures."""
+    annotation = inspect.signature(phidice.DiceLoss).parameters["phi"].annotation
+    assert typing.Literal["I", "CI", "BI", "BCI"] in typing.get_args(annotation)
+    assert typing.get_type_hints(DiceConfig)["phi"] is phidice.core.phi.Phi
 DEFAULTS = {p.name: p.default for p in option_parameters(DiceConfig, CEConfig, tversky)}
 
 

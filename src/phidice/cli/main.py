@@ -14,7 +14,7 @@ import sys
 
 from phidice import __version__
 
-SUBCOMMANDS = ("reproduce", "epsilon", "explain", "evaluate", "nnunet")
+SUBCOMMANDS: tuple[str, ...] = ("reproduce", "epsilon", "explain", "evaluate", "nnunet")
 EXTRAS = {
     "reproduce": "experiments",
     "epsilon": "io",

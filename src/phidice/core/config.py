@@ -18,7 +18,7 @@ import functools
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from phidice.core.phi import Phi, parse_phi
 
@@ -26,6 +26,14 @@ DEFAULT_EPS = 1e-5  # the library's negligible ε (MONAI's and nnU-Net's trainer
 
 # the choices of the options, as the types of their fields (the signatures of the losses show them)
 PhiName = Literal["I", "CI", "BI", "BCI"]
+
+
+def accepts(kind: Any) -> dict:
+    """Field metadata: the types a field *accepts* (its signature's annotation) where ``__post_init__``
+    normalises them to the narrower type the field is annotated with (what code reading the config sees)."""
+    return {"accepts": kind}
+
+
 Activation = Literal["softmax", "sigmoid"]
 Reduction = Literal["mean", "sum", "none"]
 EmptyMode = Literal["smooth", "skip"]
@@ -221,7 +229,7 @@ class DiceConfig:
             a negative or non-finite ε or weight; weighting with a Φ that does not sum classes.
     """
 
-    phi: Phi | PhiName = Phi.I
+    phi: Phi = dataclasses.field(default=Phi.I, metadata=accepts(Phi | PhiName))
     eps: float | tuple[float, ...] = DEFAULT_EPS
     eps_nr: float | tuple[float, ...] | None = None
     eps_dr: float | tuple[float, ...] | None = None
@@ -238,7 +246,8 @@ class DiceConfig:
     fused: bool | Literal["auto"] = "auto"
     sync_batch: bool = False
     validate_args: bool = True
-    overlap: Overlap | None = None  # None: Dice (a literal default, which torch.compile can trace)
+    # None: Dice (a literal default, which torch.compile can trace); always an Overlap after __post_init__
+    overlap: Overlap = dataclasses.field(default=cast(Overlap, None), metadata=accepts(Overlap | None))
     # MONAI's soft_label: I = Σ m·min(ỹ, y) = Σ m·(ỹ + y − |ỹ − y|)/2, the intersection that stays right for
     # y ∈ (0, 1) (on hard targets it is Σ m·y·ỹ); with squared=True, I = Σ y·ỹ already is MONAI's soft form
     soft_label: bool = False

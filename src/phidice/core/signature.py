@@ -27,9 +27,10 @@ def _source_parameters(source) -> list[inspect.Parameter]:
         hints = typing.get_type_hints(source)
         out = []
         for f in dataclasses.fields(source):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
             default = default.value if isinstance(default, Enum) else default  # Φ shown as "I", as it is written
-            out.append(inspect.Parameter(f.name, _KW, default=default, annotation=hints.get(f.name, f.type)))
+            annotation = f.metadata.get("accepts", hints.get(f.name, f.type))
+            out.append(inspect.Parameter(f.name, _KW, default=default, annotation=annotation))
         return out
     params = inspect.signature(source, eval_str=True).parameters.values()
     return [p.replace(kind=_KW) for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -92,7 +93,7 @@ def config_signature(
         if not isinstance(obj, type):
             obj.__signature__ = _build(obj, sources, skip, only, positional)
             return obj
-        inherited = obj.__init__
+        inherited = obj.__init__  # type: ignore[misc]  # obj is a class: its (inherited) __init__
         sig = _build(inspect.unwrap(inherited), sources, skip, only, positional)
         if "__init__" not in obj.__dict__:  # an __init__ of its own, to carry its own signature and docstring
 
@@ -100,7 +101,7 @@ def config_signature(
                 inherited(self, *args, **options)
 
             __init__.__qualname__ = f"{obj.__qualname__}.__init__"
-            obj.__init__ = __init__
+            obj.__init__ = __init__  # type: ignore[misc]
         init = obj.__dict__["__init__"]
         init.__signature__ = sig
         if not init.__doc__:

@@ -208,7 +208,9 @@ def explain(
     eps_vec = _eps_vector(eps, len(m.classes), setup.scale * np.asarray(m.expected, dtype=np.float64))
     result = _explanation(setup, m, scene, eps_vec)
     if setup.plot_path is not None:
-        plot_epsilon_curves(setup.plot_path, scene.volume, eps_vec, m.classes, overlap=setup.overlap, index=setup.index)
+        plot_epsilon_curves(
+            setup.plot_path, scene.volume, eps_vec, m.classes, overlap=setup.overlap, index=setup.overlap_index
+        )
         result.plot = str(setup.plot_path)
     return result
 
@@ -217,7 +219,7 @@ class _Setup(NamedTuple):
     """The arguments of :func:`explain` that say what to explain, checked and parsed once at the entry."""
 
     phi: Phi
-    index: Overlap  # the loss's overlap index
+    overlap_index: Overlap  # the loss's overlap index
     scale: float  # c of its heuristic ε = c·E[Σ_φ y]
     batch_size: int
     intent: str | None
@@ -263,7 +265,14 @@ def _explanation(setup: _Setup, m: _Measured, scene: _Scene, eps_vec: np.ndarray
     """The Eq. 4 values of the three scenes, their ratios, the flags, notes and the recommendation."""
     B = setup.batch_size
     g = _scene_gradients(
-        setup.phi, setup.index, eps_vec, B, scene.volume, scene.predicted, scene.intersection, scene.empty_predicted
+        setup.phi,
+        setup.overlap_index,
+        eps_vec,
+        B,
+        scene.volume,
+        scene.predicted,
+        scene.intersection,
+        scene.empty_predicted,
     )
     ref = np.abs(g["nonempty_g0"])
     C = len(m.classes)

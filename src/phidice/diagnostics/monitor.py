@@ -33,6 +33,7 @@ import logging
 import math
 import warnings
 from numbers import Real
+from typing import Any
 
 import torch
 
@@ -139,7 +140,7 @@ def monitor_rows(stats: DiceStats, counts: torch.Tensor, keep, annotated, config
 
 def _values(sums: list[float], voxel_ml: float | None, missing: bool) -> dict:
     s = dict(zip(ROWS, sums))
-    out = {
+    out: dict[str, Any] = {
         "empty_subset_fraction": _ratio(s["empty_subsets"], s["subsets"]),
         "empty_gradient_share": _ratio(s["grad_empty"], s["grad"]),
         "empty_predicted_volume": _ratio(s["pred_empty"], s["empty_subsets"]),
@@ -164,7 +165,7 @@ def _check_spacing(spacing) -> float | None:
         return None
     values = list(spacing) if hasattr(spacing, "__iter__") else [spacing]
     if not values or not all(
-        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and float(v) > 0 for v in values
     ):
         raise ValueError(f"spacing must be positive voxel sizes in mm, one per spatial axis; got {spacing!r}")
     return math.prod(float(v) for v in values) / 1000.0
@@ -250,8 +251,8 @@ class GradientMonitor:
         self.log = bool(log)
         self.missing = isinstance(loss, _PartialDice)
         self.history: list[dict] = []
-        self._state = None
-        self._channels = None
+        self._state: torch.Tensor | None = None
+        self._channels: int | None = None
         self._replicated = False
         self.updates = 0
         self.history_file = history_file
@@ -355,7 +356,7 @@ class GradientMonitor:
             )
         table = state.detach().cpu().tolist()
         columns = list(zip(*table))
-        first = 1 if (not self.loss.config.include_background and self._channels > 1) else 0
+        first = 1 if (not self.loss.config.include_background and (self._channels or 0) > 1) else 0
         out = _values(list(columns[-1]), self.voxel_ml, self.missing)
         out["per_class"] = {
             first + c: _values(list(col), self.voxel_ml, self.missing) for c, col in enumerate(columns[:-1])

@@ -44,7 +44,7 @@ from phidice.experiments.train import PAPER_EPS, train_model
 from phidice.experiments.unet import UNet2D
 from phidice.io import atomic_write
 from phidice.metrics.bootstrap import bootstrap_ci, paired_test
-from phidice.missing.pooling import PoolSource, plan_labels
+from phidice.missing.pooling import LabelPlan, PoolSource, plan_labels
 
 __all__ = ["POOLED_PRESETS", "POOL_RUNS", "PooledPreset", "make_pool", "reproduce_pooled"]
 
@@ -97,7 +97,7 @@ class Pool:
     full_labels: np.ndarray  # (N, H, W) every structure, merged values
     annotated: np.ndarray  # (N, C) bool
     source: np.ndarray  # (N,) source index
-    plan: object
+    plan: LabelPlan
     to_merged: np.ndarray  # data value → merged value
 
 

@@ -97,7 +97,7 @@ def make_loss(config: str, num_classes: int, eps_vector: torch.Tensor | None = N
         fn = lambda logits, labels, annotated: loss(logits, labels, annotated)  # noqa: E731
     else:
         fn = lambda logits, labels, annotated: loss(logits, labels)  # noqa: E731
-    fn.loss = loss  # the module, for a GradientMonitor
+    fn.loss = loss  # type: ignore[attr-defined]  # the module, for a GradientMonitor
     return fn
 
 

@@ -222,7 +222,9 @@ class DiceFocalLoss(LossModule):
         self._check_config()
 
     @classmethod
-    def from_config(cls, config: DiceConfig, focal: FocalConfig | None = None, **focal_options) -> DiceFocalLoss:
+    def from_config(  # type: ignore[override]  # the companion of the Dice config is a FocalConfig here
+        cls, config: DiceConfig, focal: FocalConfig | None = None, **focal_options
+    ) -> DiceFocalLoss:
         """The loss for a built configuration (and focal options)."""
         self = cls.__new__(cls)
         LossModule.__init__(self, config)

@@ -59,7 +59,7 @@ _OLD_ORDER = ("alpha", "beta", "gamma", "phi", "eps")
 def _positional(owner: str, args: tuple, options: dict) -> dict:
     """``phi, eps`` given by position, as in every loss. The order of phidice 0.1, ``alpha, beta, gamma, phi,
     eps`` (told apart by a number first: Φ is a name), still works with a DeprecationWarning."""
-    names = ("phi", "eps")
+    names: tuple[str, ...] = ("phi", "eps")
     if args and isinstance(args[0], Real) and not isinstance(args[0], bool):
         warnings.warn(
             f"{owner}(alpha, beta, gamma, phi, eps) by position is deprecated: phi and eps come first, "

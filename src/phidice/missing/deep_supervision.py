@@ -258,6 +258,8 @@ class DeepSupervisionLoss(nn.Module):
                 continue
             term = w * self._level(out, target, None if coarse is None else coarse[k], annotated, mask)
             total = term if total is None else total + term
+        if total is None:
+            raise ValueError(f"deep supervision: every level weight is 0 ({self.level_weights(len(outputs))})")
         return total
 
     def _level(self, output, target, coarse, annotated, mask) -> torch.Tensor:

@@ -42,6 +42,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -250,7 +251,7 @@ def check_label_map_config(data, where: str = "MAP.json") -> dict:
     unknown = sorted(set(data) - _MAP_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_MAP_KEYS)}")
-    out = {
+    out: dict[str, Any] = {
         "aliases": _str_map(data.get("aliases", {}), f"{where}: 'aliases'"),
         "coarse": _coarse_map(data.get("coarse", {}), f"{where}: 'coarse'"),
         "sources": {},
@@ -281,7 +282,7 @@ def check_label_map_config(data, where: str = "MAP.json") -> dict:
 
 def source_settings(config: dict | None, key: str, position: int) -> dict:
     """The ``sources`` entry of ``config`` for a source (by folder name, id or position), or an empty one."""
-    empty = {"aliases": {}, "coarse": {}, "labels": None}
+    empty: dict[str, Any] = {"aliases": {}, "coarse": {}, "labels": None}
     if not config:
         return empty
     m = _DATASET_RE.match(os.path.basename(key))
@@ -303,11 +304,13 @@ def unmatched_source_keys(config: dict | None, keys: Sequence[str]) -> list:
     return sorted(k for k in config["sources"] if k not in used)
 
 
-def _source_names(src: PoolSource, settings: dict, config: dict) -> tuple[dict, dict]:
+def _source_names(src: PoolSource, settings: dict, config: dict | None) -> tuple[dict, dict]:
     """(leaf: source value → merged name, coarse: source value → (source name, parts)) for one source."""
     aliases = {**(config or {}).get("aliases", {}), **settings["aliases"]}
     coarse_spec = {**(config or {}).get("coarse", {}), **settings["coarse"]}
-    leaf, coarse, seen = {}, {}, {}
+    leaf: dict[int, str] = {}
+    coarse: dict[int, tuple] = {}
+    seen: dict[str, str] = {}
     for name, value in sorted(src.labels.items(), key=lambda kv: kv[1]):
         low = name.strip().lower()
         if low in seen:
@@ -387,7 +390,7 @@ def plan_labels(sources: Sequence[PoolSource], config: dict | None = None) -> La
             parts_of[name] = [names[value_of[p.lower()]] for p in parts]
             missing |= {value_of[p.lower()] for p in parts}
         if src.ignore is not None:
-            lut[src.ignore] = ignore
+            lut[src.ignore] = -1 if ignore is None else ignore  # ignore is set whenever a source has one
             org[src.ignore] = "ignore"
         luts.append(lut)
         coarse_all.append(parts_of)

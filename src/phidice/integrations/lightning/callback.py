@@ -47,6 +47,11 @@ class GradientMonitorCallback(Callback):
         self.monitor: GradientMonitor | None = None
         self._history: list = []
 
+    def _active(self) -> GradientMonitor:
+        if self.monitor is None:
+            raise RuntimeError(f"{type(self).__name__}: no monitor yet; the trainer's setup builds it from the loss")
+        return self.monitor
+
     def setup(self, trainer, pl_module, stage=None) -> None:
         if self.monitor is not None:
             return
@@ -60,18 +65,18 @@ class GradientMonitorCallback(Callback):
         self.monitor.history = self._history
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.monitor.reset()
+        self._active().reset()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.monitor.attach()
+        self._active().attach()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.monitor.detach()
+        self._active().detach()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self.monitor.updates == 0 and trainer.world_size == 1:
+        if self._active().updates == 0 and trainer.world_size == 1:
             return
-        result = self.monitor.epoch_end(epoch=trainer.current_epoch)
+        result = self._active().epoch_end(epoch=trainer.current_epoch)
         pl_module.log_dict(flat_values(result, self.prefix, self.per_class), on_epoch=True, on_step=False)
 
     def teardown(self, trainer, pl_module, stage=None) -> None:

@@ -60,6 +60,13 @@ class GradientMonitorHandler:
         self.monitor: GradientMonitor | None = None
         self.trains = False
 
+    def _active(self) -> GradientMonitor:
+        if self.monitor is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: no monitor yet; the engine's STARTED event builds it from the loss"
+            )
+        return self.monitor
+
     def attach(self, engine) -> None:
         """Register on ``engine``; the loss is found when the engine starts (MONAI attaches ``train_handlers``
         before it sets ``loss_function``)."""
@@ -79,9 +86,9 @@ class GradientMonitorHandler:
         self.trains = own is not None and find_loss(own) is self.monitor.loss
 
     def epoch_started(self, engine) -> None:
-        self.monitor.reset()
+        self._active().reset()
         if self.trains:
-            self.monitor.attach()
+            self._active().attach()
 
     def iteration_completed(self, engine) -> None:
         if self.trains:
@@ -89,14 +96,14 @@ class GradientMonitorHandler:
         output = engine.state.output
         pred, label = _batch_of(output, CommonKeys.PRED), _batch_of(output, CommonKeys.LABEL)
         annotated = None
-        if self.monitor.missing:
+        if self._active().missing:
             meta = label.meta if isinstance(label, MetaTensor) else {}
             annotated = meta.get(self.annotated_key)
-        self.monitor.update(plain_tensor(pred), plain_tensor(label), annotated)
+        self._active().update(plain_tensor(pred), plain_tensor(label), annotated)
 
     def epoch_completed(self, engine) -> None:
-        self.monitor.detach()
-        if self.monitor.updates == 0:
+        self._active().detach()
+        if self._active().updates == 0:
             return
-        result = self.monitor.epoch_end(epoch=engine.state.epoch)
+        result = self._active().epoch_end(epoch=engine.state.epoch)
         engine.state.metrics.update(flat_values(result, self.prefix, self.per_class))

@@ -73,7 +73,8 @@ def _decathlon_source(path: Path, override) -> tuple[PoolSource, list, list, dic
         item = dict(item)
         for key in ("image", "label"):
             v = item.get(key)
-            item[key] = [str(base / p) for p in v] if isinstance(v, list) else str(base / v)
+            if v is not None:
+                item[key] = [str(base / p) for p in v] if isinstance(v, list) else str(base / v)
         case = str(item.get("case") or Path(item["label"]).name.split(".")[0])
         if "annotated" in item:
             annotated[case] = [labels[a] if isinstance(a, str) else int(a) for a in item.pop("annotated")]

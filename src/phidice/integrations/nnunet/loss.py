@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from torch import nn
 import phidice
 from phidice.integrations.nnunet.options import LossOptions, resolve_options
 from phidice.integrations.nnunet.task import NNUNetTask
+from phidice.losses.base import LossModule
 from phidice.missing.deep_supervision import coarse_level, partial_of
 
 
@@ -72,7 +74,7 @@ def _coarse_loss(loss: nn.Module, dense: bool) -> nn.Module:
     """The leaf counterpart of a level loss (``ScaledLoss`` kept), without ``ignore_index`` for dense targets."""
     if isinstance(loss, ScaledLoss):
         return ScaledLoss(_coarse_loss(loss.loss, dense), loss.scale)
-    return partial_of(loss, **({"ignore_index": None} if dense else {}))
+    return partial_of(cast(LossModule, loss), **({"ignore_index": None} if dense else {}))
 
 
 def _dummy_target(task: NNUNetTask, B: int, shape: tuple) -> torch.Tensor:
@@ -142,7 +144,7 @@ class PhiDiceNNUNetLoss(nn.Module):
         self.levels = nn.ModuleList(level_loss(opts, task, e, sync_batch=sync_batch) for e in self.eps_levels)
         # coarse_empty="missing" / "maxpool": the levels' leaf counterparts (they take annotated flags; a max-pooled
         # target is a dense map whose ignored voxels come as a mask)
-        self.coarse = (
+        self.coarse: nn.ModuleList | None = (
             None
             if opts.coarse_empty == "nnunet"
             else nn.ModuleList(_coarse_loss(loss, dense=opts.coarse_empty == "maxpool") for loss in self.levels)
@@ -215,6 +217,7 @@ class PhiDiceNNUNetLoss(nn.Module):
                 ann = ann | nothing.unsqueeze(1)
                 keep = (~nothing).view(-1, *([1] * (output.ndim - 1))).expand(-1, 1, *output.shape[2:])
                 m = keep if m is None else m & keep if m.dtype == torch.bool else m * keep.to(m.dtype)
+        assert self.coarse is not None  # built whenever coarse_empty is not 'nnunet', the only caller's case
         return self.coarse[i](output, y, ann, mask=m)
 
     def _level(self, i: int, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

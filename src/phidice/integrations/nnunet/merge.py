@@ -163,12 +163,12 @@ def _load_label(path: Path):
         img = nib.load(str(path))
         data = np.asarray(img.dataobj)
 
-        def save(new, dst):
+        def save_nifti(new, dst):
             out = type(img)(new, img.affine, img.header)
             out.set_data_dtype(img.get_data_dtype())
             nib.save(out, str(dst))
 
-        return data, save
+        return data, save_nifti
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(path))
@@ -237,7 +237,7 @@ def _jobs(raws: Sequence[RawDataset], plan: LabelPlan) -> tuple[list, int]:
 
 def _run_jobs(jobs, plan, tmp, mode, scan_only, workers, progress) -> list:
     """Run the cases on ``workers`` threads (file I/O and zlib release the GIL); results in job order."""
-    results = [None] * len(jobs)
+    results: list = [None] * len(jobs)
     bar = progress_bar(total=len(jobs), desc="checking" if scan_only else "merging", unit="case", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:

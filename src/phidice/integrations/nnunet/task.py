@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class NNUNetTask:
         return len(self.channel_labels)
 
     @property
-    def activation(self) -> str:
+    def activation(self) -> Literal["softmax", "sigmoid"]:
         return "sigmoid" if self.regions else "softmax"
 
     def names(self) -> dict[str, tuple[int, ...]]:

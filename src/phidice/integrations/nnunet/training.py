@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import phidice
+from phidice.diagnostics.monitor import GradientMonitor
 from phidice.integrations.nnunet import INSTALL_HINT
 from phidice.integrations.nnunet.annotations import Annotations, find_annotation_file, read_annotations
 from phidice.integrations.nnunet.loss import PhiDiceNNUNetLoss, checked_options
@@ -101,7 +102,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         self.phidice_eps_levels: list | None = None
         self.phidice_eps_info: dict | None = None
         self.phidice_annotations: Annotations | None = None
-        self.phidice_monitor = None
+        self.phidice_monitor: GradientMonitor | None = None
         self.phidice_monitor_history: list = []
 
     # ---------------------------------------------------------------------------------------------- loss
@@ -125,7 +126,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
 
     def phidice_record(self) -> dict:
         """What the checkpoint keeps: options, their source, measured ε, annotations, versions."""
-        rec = {
+        rec: dict[str, Any] = {
             "phidice_version": phidice.__version__,
             "trainer": type(self).__name__,
             "options": self.phidice_options.configured(),
