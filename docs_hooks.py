@@ -24,7 +24,11 @@ REFERENCE = {
     "phidice.losses": ["phidice.losses"],
     "phidice.keras": ["phidice.keras"],
     "phidice.integrations.monai": ["phidice.integrations.monai"],
-    "phidice.integrations.nnunet": ["phidice.integrations.nnunet", "phidice.integrations.nnunet.training"],
+    "phidice.integrations.nnunet": [
+        "phidice.integrations.nnunet",
+        "phidice.integrations.nnunet.merge",
+        "phidice.integrations.nnunet.training",
+    ],
     "phidice.ops": ["phidice.ops"],
     "phidice.experiments": ["phidice.experiments"],
 }

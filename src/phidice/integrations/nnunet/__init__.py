@@ -90,6 +90,9 @@ def _check_installed() -> None:
 _check_installed()
 
 
+MERGE_NAMES = ("merge_datasets", "MergeSummary")  # from .merge, on first use
+
+
 def trainers_path() -> str:
     """The folder of trainer modules to list in ``nnUNet_extTrainer`` (absolute path)."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainers")
@@ -100,7 +103,7 @@ def __getattr__(name: str):
         from phidice.integrations.nnunet import training
 
         return getattr(training, name)
-    if name in ("merge_datasets", "MergeSummary"):
+    if name in MERGE_NAMES:
         from phidice.integrations.nnunet import merge  # reads label files: nibabel/SimpleITK on first use
 
         return getattr(merge, name)
@@ -113,7 +116,6 @@ __all__ = [
     "check_nnunet_version",
     "installed_nnunet",
     "trainers_path",
-    "merge_datasets",
-    "MergeSummary",
+    *MERGE_NAMES,
     *TRAINER_NAMES,
 ]
