@@ -83,6 +83,8 @@ NOT_OPTIONS = {
     "name",
     "labels_superset_map",
 }
+
+
 def accepted_hints(cls) -> dict:
     """A config's field types as a caller may pass them: the ``accepts`` metadata where ``__post_init__``
     normalises a wider input (Φ as a name, overlap as None) to the field's own type."""
@@ -98,6 +100,8 @@ def test_phi_is_shown_as_the_names_a_caller_writes():
     annotation = inspect.signature(phidice.DiceLoss).parameters["phi"].annotation
     assert typing.Literal["I", "CI", "BI", "BCI"] in typing.get_args(annotation)
     assert typing.get_type_hints(DiceConfig)["phi"] is phidice.core.phi.Phi
+
+
 DEFAULTS = {p.name: p.default for p in option_parameters(DiceConfig, CEConfig, tversky)}
 
 
