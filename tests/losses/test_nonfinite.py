@@ -44,7 +44,9 @@ def run(make_loss, x, y, *, fused, backend, annotated=None):
 LOSSES = {
     "DiceLoss": lambda phi, act: lambda f: phidice.DiceLoss(phi=phi, activation=act, fused=f),
     "DiceCELoss": lambda phi, act: lambda f: phidice.DiceCELoss(phi=phi, activation=act, fused=f),
-    "TverskyLoss": lambda phi, act: lambda f: phidice.TverskyLoss(0.3, 0.7, 0.75, phi=phi, activation=act, fused=f),
+    "TverskyLoss": lambda phi, act: (
+        lambda f: phidice.TverskyLoss(phi=phi, alpha=0.3, beta=0.7, gamma=0.75, activation=act, fused=f)
+    ),
     "JaccardLoss": lambda phi, act: lambda f: phidice.JaccardLoss(phi=phi, activation=act, fused=f),
     "TverskyCELoss": lambda phi, act: lambda f: phidice.TverskyCELoss(phi=phi, activation=act, fused=f),
     "JaccardCELoss": lambda phi, act: lambda f: phidice.JaccardCELoss(phi=phi, activation=act, fused=f),
