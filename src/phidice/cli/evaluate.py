@@ -20,34 +20,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(mean [CI] per method, group and class and paired p-values against --baseline), compare.csv, "
         "per_case.csv with a method column, and one ROC figure with every method.",
     )
-    p.add_argument(
+    _add_inputs(p.add_argument_group("inputs"))
+    _add_scoring(p.add_argument_group("scoring"))
+    _add_statistics(p.add_argument_group("intervals and tests"))
+    p.add_argument("--out", metavar="DIR", default="phidice-evaluation", help="output folder (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def _add_inputs(g) -> None:
+    """The folders and files to score: predictions, references, method names, groups, annotations."""
+    g.add_argument(
         "--pred",
         required=True,
         nargs="+",
         metavar="DIR",
         help="folder of predicted label maps; several folders (one per method) compare the methods",
     )
-    p.add_argument("--gt", required=True, metavar="DIR", help="folder of reference label maps")
-    p.add_argument(
+    g.add_argument("--gt", required=True, metavar="DIR", help="folder of reference label maps")
+    g.add_argument(
         "--method-names",
         nargs="+",
         metavar="NAME",
         default=None,
         help="one name per --pred folder (default: the folder names)",
     )
-    p.add_argument(
+    g.add_argument(
         "--baseline",
         metavar="NAME",
         default=None,
         help="method the others are tested against (default: the first --pred folder)",
     )
-    p.add_argument(
+    g.add_argument(
         "--groups",
         metavar="CSV",
         default=None,
         help="CSV with header 'case,group' (e.g. HGG/LGG): per-group summaries and the volume ROC",
     )
-    p.add_argument(
+    g.add_argument(
         "--positive-group",
         metavar="NAME",
         default=None,
@@ -55,7 +66,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "reference volume, i.e. the always-labelled group; with more groups: one-vs-rest, "
         "required)",
     )
-    sp = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--annotated",
+        metavar="JSON",
+        default=None,
+        help="annotated_labels.json of a pooled dataset: score each case only on the labels it annotates "
+        "(others left out, not counted as misses or empties); rows per source (from the "
+        "merge_provenance.json beside it) unless --groups; 'cases scored' per label and row",
+    )
+    g.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="skip cases missing from a folder (listed in the summary) instead of failing",
+    )
+
+
+def _add_scoring(g) -> None:
+    """How a case is scored: voxel size, classes, the empty-reference convention, surface metrics."""
+    sp = g.add_mutually_exclusive_group()
     sp.add_argument(
         "--spacing-from-header",
         action="store_true",
@@ -69,13 +97,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="voxel size in mm for every file, one value per axis (overrides the headers)",
     )
-    p.add_argument(
+    g.add_argument(
         "--num-classes",
         type=int,
         default=None,
         help="number of classes C incl. background (default: largest label seen + 1)",
     )
-    p.add_argument(
+    g.add_argument(
         "--empty",
         choices=("nan", "ratio", "one", "zero"),
         default="nan",
@@ -83,55 +111,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "prediction is empty too, else 0), one (1 if the prediction is empty too, else 0), zero; "
         "HD95/NSD follow the same convention (docs/metrics.md)",
     )
-    p.add_argument(
+    g.add_argument(
         "--surface-tolerance",
         type=float,
         metavar="MM",
         default=None,
         help="add HD95 (mm) and the normalised surface Dice at this tolerance in mm per case and class",
     )
-    p.add_argument(
+    g.add_argument(
         "--threshold", type=float, default=None, help="binarise float probability predictions with p >= T into label 1"
     )
-    p.add_argument("--include-background", action="store_true", help="also report class 0")
-    p.add_argument(
-        "--annotated",
-        metavar="JSON",
-        default=None,
-        help="annotated_labels.json of a pooled dataset: score each case only on the labels it annotates "
-        "(others left out, not counted as misses or empties); rows per source (from the "
-        "merge_provenance.json beside it) unless --groups; 'cases scored' per label and row",
-    )
-    p.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="skip cases missing from a folder (listed in the summary) instead of failing",
-    )
-    st = p.add_argument_group("intervals and tests")
-    st.add_argument(
+    g.add_argument("--include-background", action="store_true", help="also report class 0")
+
+
+def _add_statistics(g) -> None:
+    """Bootstrap intervals and the paired test against the baseline."""
+    g.add_argument(
         "--confidence",
         type=float,
         default=0.95,
         help="level of the intervals (default: %(default)s); a p-value below 1 − confidence is marked significant",
     )
-    st.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default: %(default)s)")
-    st.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: %(default)s)")
-    st.add_argument(
+    g.add_argument("--n-resamples", type=int, default=10_000, help="bootstrap resamples (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: %(default)s)")
+    g.add_argument(
         "--ci-method",
         choices=("percentile", "bca"),
         default="percentile",
         help="bootstrap interval: percentile (default) or bca",
     )
-    st.add_argument(
+    g.add_argument(
         "--test",
         choices=("permutation", "bootstrap"),
         default="permutation",
         help="paired test against the baseline: sign-flip permutation (default) or paired bootstrap",
     )
-    p.add_argument("--out", metavar="DIR", default="phidice-evaluation", help="output folder (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args) -> int:

@@ -23,13 +23,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "empty maps, computed by phidice.dice_gradient on synthetic batches with your volumes, and "
         "flag classes whose empty maps get < 1% of a non-empty map's y=0 gradient.",
     )
-    p.add_argument(
+    _add_volumes(p.add_argument_group("volumes"))
+    _add_loss(p.add_argument_group("the loss"))
+    _add_label_files(p.add_argument_group("label files"))
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="write the Eq. 5 picture to this PNG")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(func=run)
+    return p
+
+
+def _add_volumes(g) -> None:
+    """What is explained: label files to measure, or the volumes themselves."""
+    g.add_argument(
         "labels",
         nargs="*",
         metavar="LABELS",
         help="label files, directories or globs to measure volumes from (or use --volume)",
     )
-    p.add_argument(
+    g.add_argument(
         "--volume",
         type=float,
         nargs="+",
@@ -37,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="V",
         help="typical foreground volume of a non-empty map per class, in voxels",
     )
-    p.add_argument(
+    g.add_argument(
         "--predicted-volume",
         type=float,
         nargs="+",
@@ -45,38 +56,46 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="P",
         help="predicted volume per class (default: the target volume, with 50%% overlap)",
     )
-    p.add_argument("--phi", default="I", help="Φ: I, CI, BI or BCI (default I)")
-    p.add_argument(
+
+
+def _add_loss(g) -> None:
+    """The loss and its options: Φ, ε, batch size, the Tversky/Jaccard indices, the intent."""
+    g.add_argument("--phi", default="I", help="Φ: I, CI, BI or BCI (default I)")
+    g.add_argument(
         "--eps",
         type=_eps,
         nargs="+",
         default=[1e-5],
         help="ε: one number, one per class, or 'auto' for ε = E[Σ_φ y] (default 1e-5)",
     )
-    p.add_argument("--batch-size", type=int, default=2, help="batch size B (default 2)")
-    p.add_argument(
+    g.add_argument("--batch-size", type=int, default=2, help="batch size B (default 2)")
+    g.add_argument(
         "--loss",
         choices=("dice", "tversky", "jaccard"),
         default="dice",
         help="the loss whose gradient is shown (default dice)",
     )
-    p.add_argument("--alpha", type=float, default=0.5, help="Tversky: weight of false positives (default 0.5)")
-    p.add_argument("--beta", type=float, default=0.5, help="Tversky: weight of false negatives (default 0.5)")
-    p.add_argument("--gamma", type=float, default=1.0, help="focal Tversky exponent (default 1)")
-    p.add_argument(
+    g.add_argument("--alpha", type=float, default=0.5, help="Tversky: weight of false positives (default 0.5)")
+    g.add_argument("--beta", type=float, default=0.5, help="Tversky: weight of false negatives (default 0.5)")
+    g.add_argument("--gamma", type=float, default=1.0, help="focal Tversky exponent (default 1)")
+    g.add_argument(
         "--intent",
         choices=("missing", "empty"),
         default=None,
         help="recommend Φ and ε to ignore missing labels or to learn empty maps",
     )
-    p.add_argument(
+
+
+def _add_label_files(g) -> None:
+    """How label files are read."""
+    g.add_argument(
         "--num-classes",
         type=int,
         default=None,
         help="number of classes C of the label files (default: largest label + 1)",
     )
-    p.add_argument("--ignore-index", type=int, default=None, help="label of the label files that counts for no class")
-    p.add_argument(
+    g.add_argument("--ignore-index", type=int, default=None, help="label of the label files that counts for no class")
+    g.add_argument(
         "--target-spacing",
         type=float,
         nargs="+",
@@ -84,12 +103,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="MM",
         help="voxel size of the training grid (volumes are measured in its voxels)",
     )
-    p.add_argument("--include-background", action="store_true", help="also explain label 0")
-    p.add_argument("--workers", type=int, default=None, help="reader threads (default min(2, CPUs))")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="write the Eq. 5 picture to this PNG")
-    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    p.set_defaults(func=run)
-    return p
+    g.add_argument("--include-background", action="store_true", help="also explain label 0")
+    g.add_argument("--workers", type=int, default=None, help="reader threads (default min(2, CPUs))")
 
 
 def run(args) -> int:

@@ -26,66 +26,9 @@ def add_parser(subparsers) -> None:
         "shipped with nilearn (no downloads). Re-running with the same --out resumes.",
     )
     p.add_argument("--out", default=None, help="output folder (default: ./phidice-runs/<timestamp>)")
-    p.add_argument("--full", action="store_true", help="the full grid: more data and longer training")
-    p.add_argument(
-        "--images",
-        type=int,
-        default=None,
-        help="training images seen per configuration (steps = ceil(images / B)); quick 1600, full 4800",
-    )
-    p.add_argument(
-        "--iterations", type=int, default=None, help="fixed number of training steps for every B (overrides --images)"
-    )
-    p.add_argument("--batch-sizes", type=_ints, default=None, help="batch sizes of the binary grid, e.g. 1,2,4,8")
-    p.add_argument(
-        "--task",
-        choices=("binary", "multiclass", "both", "pooled"),
-        default="both",
-        help="embedded task(s) to run (default both); 'pooled': two partially labelled sources merged "
-        "as `phidice nnunet merge` does, trained full / leaf / marginal / sigmoid / naive "
-        "(pooled_report.md; docs/pooling.md)",
-    )
-    p.add_argument("--data", default=None, help="your own data folder instead of the embedded data")
-    p.add_argument(
-        "--layout",
-        choices=("auto", "brats", "acdc", "plain"),
-        default="auto",
-        help="layout of --data (default: detected)",
-    )
-    p.add_argument("--slices-per-case", type=int, default=3, help="2D slices taken from each 3D volume")
-    p.add_argument(
-        "--missing-group",
-        default=None,
-        help="plain layout: the group whose labels go missing (default: the smaller one)",
-    )
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="CPU threads in all (default 2): on the CPU, --jobs runs train at once with threads/jobs "
-        "torch threads each",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="runs trained at once on the CPU, each in its own process (default: --threads, one thread "
-        "each; 1 on a GPU and under torchrun)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the data, the initial weights and the batch order (default: %(default)s)",
-    )
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine-decayed; default 1e-3)")
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a tiny grid that runs in seconds: checks an install, its numbers mean nothing",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_grid(p.add_argument_group("the grid"))
+    _add_data(p.add_argument_group("data"))
+    _add_running(p.add_argument_group("running"))
     p.set_defaults(func=run)
 
 
@@ -105,6 +48,78 @@ def _run_pooled(args, preset: str) -> int:
     )
     print(f"report: {path}")
     return 0
+
+
+def _add_grid(g) -> None:
+    """What is trained: the grid's size, batch sizes and task."""
+    g.add_argument("--full", action="store_true", help="the full grid: more data and longer training")
+    g.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="training images seen per configuration (steps = ceil(images / B)); quick 1600, full 4800",
+    )
+    g.add_argument(
+        "--iterations", type=int, default=None, help="fixed number of training steps for every B (overrides --images)"
+    )
+    g.add_argument("--batch-sizes", type=_ints, default=None, help="batch sizes of the binary grid, e.g. 1,2,4,8")
+    g.add_argument(
+        "--task",
+        choices=("binary", "multiclass", "both", "pooled"),
+        default="both",
+        help="embedded task(s) to run (default both); 'pooled': two partially labelled sources merged "
+        "as `phidice nnunet merge` does, trained full / leaf / marginal / sigmoid / naive "
+        "(pooled_report.md; docs/pooling.md)",
+    )
+
+
+def _add_data(g) -> None:
+    """The data: the embedded images or your own folder, and how they are read."""
+    g.add_argument("--data", default=None, help="your own data folder instead of the embedded data")
+    g.add_argument(
+        "--layout",
+        choices=("auto", "brats", "acdc", "plain"),
+        default="auto",
+        help="layout of --data (default: detected)",
+    )
+    g.add_argument("--slices-per-case", type=int, default=3, help="2D slices taken from each 3D volume")
+    g.add_argument(
+        "--missing-group",
+        default=None,
+        help="plain layout: the group whose labels go missing (default: the smaller one)",
+    )
+
+
+def _add_running(g) -> None:
+    """Where and how it runs: device, threads, parallel jobs, seed, learning rate, the smoke run, progress."""
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads in all (default 2): on the CPU, --jobs runs train at once with threads/jobs "
+        "torch threads each",
+    )
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs trained at once on the CPU, each in its own process (default: --threads, one thread "
+        "each; 1 on a GPU and under torchrun)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the data, the initial weights and the batch order (default: %(default)s)",
+    )
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine-decayed; default 1e-3)")
+    g.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny grid that runs in seconds: checks an install, its numbers mean nothing",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:

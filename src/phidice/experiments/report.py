@@ -187,7 +187,7 @@ def check_pattern(results: dict) -> list[dict]:
     on is significant: a paired test over the same validation images (``test``: partial − full labelling of the
     same set-up, or the two full-labelling set-ups furthest apart; none for the AUC, not a per-image mean)."""
     idx = _index(results)
-    checks = []
+    checks: list[dict] = []
 
     def add(claim, ok, detail, test):
         checks.append({"claim": claim, "ok": bool(ok), "detail": detail, "test": test})
@@ -197,64 +197,79 @@ def check_pattern(results: dict) -> list[dict]:
         if not runs:
             continue
         miss = _ordered_groups(idx[runs[0]])[1]
-        keepers = [
-            k for k in runs if k[1] == "partial" and (k[3] in ("I", "leaf", "marginal") or (k[3] == "BI" and k[2] == 1))
-        ]
-        for k in sorted(keepers):
-            full = idx.get((task, "full", k[2], k[3] if k[3] in ("I", "BI") else "I"))
-            part = _stat(idx[k], 1, "dsc")
-            if full is None:
-                continue
-            ref = _stat(full, 1, "dsc")
-            add(
-                f"{task}: {LABEL[k[3]]} (B={k[2]}) partial keeps the {miss} DSC within {KEEP_WITHIN} of full labelling",
-                part is not None and ref is not None and part >= ref - KEEP_WITHIN,
-                f"partial {_fmt(part)} vs full {_fmt(ref)}",
-                _paired(idx[k], full, 1, "dsc", f"DSC partial − full {LABEL[full['config']]}"),
-            )
-        droppers = [k for k in runs if k[1] == "partial" and (k[3] == "I_eps" or (k[3] == "BI" and k[2] >= 2))]
-        for k in sorted(droppers):
-            r = idx[k]
-            full = idx.get((task, "full", k[2], k[3]))
-            dsc, dv, vref, auc = _stat(r, 1, "dsc"), _stat(r, 1, "dv_ml"), _stat(r, 1, "ref_ml"), r["roc"]["auc"]
-            add(
-                f"{task}: {LABEL[k[3]]} (B={k[2]}) partial drops the {miss} DSC below {DROP_BELOW}",
-                dsc is not None and dsc < DROP_BELOW,
-                f"DSC {_fmt(dsc)}",
-                _paired(r, full, 1, "dsc", "DSC partial − full") if full else _no_test("no full-labelling run"),
-            )
-            add(
-                f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: {miss} ΔV ≤ −{DV_FRACTION}·V̄ (near minus the mean volume)",
-                dv <= -DV_FRACTION * vref,
-                f"ΔV {dv:+.2f} ml, V̄ {vref:.2f} ml",
-                _paired(r, full, 1, "dv_ml", "ΔV ml partial − full") if full else _no_test("no full-labelling run"),
-            )
-            add(
-                f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: volume-based detection AUC ≥ {AUC_MIN}",
-                auc >= AUC_MIN,
-                f"AUC {auc:.3f}",
-                _no_test("AUC is not a per-image mean"),
-            )
-        for B in sorted({k[2] for k in runs if k[1] == "full"}):
-            full = [idx[k] for k in runs if k[1] == "full" and k[2] == B and k[3] in ("I", "BI", "I_eps")]
-            if len(full) < 2:
-                continue
-            for gi in (0, 1):
-                vals = [_stat(r, gi, "dsc") for r in full]
-                defined = [(v, r) for v, r in zip(vals, full) if v is not None]
-                spread = max(v for v, _ in defined) - min(v for v, _ in defined) if defined else float("nan")
-                name = _ordered_groups(full[0])[gi]
-                test = _no_test("no DSC")
-                if len(defined) >= 2:  # the two set-ups furthest apart
-                    hi, lo = max(defined, key=lambda t: t[0])[1], min(defined, key=lambda t: t[0])[1]
-                    test = _paired(hi, lo, gi, "dsc", f"DSC {LABEL[hi['config']]} − {LABEL[lo['config']]}")
-                add(
-                    f"{task}: full labelling (B={B}), the configs agree on the {name} DSC within {AGREE_WITHIN}",
-                    bool(defined) and spread <= AGREE_WITHIN,
-                    ", ".join(f"{LABEL[r['config']]} {_fmt(_stat(r, gi, 'dsc'))}" for r in full),
-                    test,
-                )
+        _keeper_checks(task, runs, idx, miss, add)
+        _dropper_checks(task, runs, idx, miss, add)
+        _agreement_checks(task, runs, idx, add)
     return checks
+
+
+def _keeper_checks(task, runs, idx, miss, add) -> None:
+    """Set-ups that should ignore missing labels (I, leaf, marginal, BI with B = 1) keep the partial group's DSC."""
+    keepers = [
+        k for k in runs if k[1] == "partial" and (k[3] in ("I", "leaf", "marginal") or (k[3] == "BI" and k[2] == 1))
+    ]
+    for k in sorted(keepers):
+        full = idx.get((task, "full", k[2], k[3] if k[3] in ("I", "BI") else "I"))
+        part = _stat(idx[k], 1, "dsc")
+        if full is None:
+            continue
+        ref = _stat(full, 1, "dsc")
+        add(
+            f"{task}: {LABEL[k[3]]} (B={k[2]}) partial keeps the {miss} DSC within {KEEP_WITHIN} of full labelling",
+            part is not None and ref is not None and part >= ref - KEEP_WITHIN,
+            f"partial {_fmt(part)} vs full {_fmt(ref)}",
+            _paired(idx[k], full, 1, "dsc", f"DSC partial − full {LABEL[full['config']]}"),
+        )
+
+
+def _dropper_checks(task, runs, idx, miss, add) -> None:
+    """Set-ups that learn empty maps from missing labels (I_ε, BI with B ≥ 2): DSC, ΔV and the volume AUC."""
+    droppers = [k for k in runs if k[1] == "partial" and (k[3] == "I_eps" or (k[3] == "BI" and k[2] >= 2))]
+    for k in sorted(droppers):
+        r = idx[k]
+        full = idx.get((task, "full", k[2], k[3]))
+        dsc, dv, vref, auc = _stat(r, 1, "dsc"), _stat(r, 1, "dv_ml"), _stat(r, 1, "ref_ml"), r["roc"]["auc"]
+        add(
+            f"{task}: {LABEL[k[3]]} (B={k[2]}) partial drops the {miss} DSC below {DROP_BELOW}",
+            dsc is not None and dsc < DROP_BELOW,
+            f"DSC {_fmt(dsc)}",
+            _paired(r, full, 1, "dsc", "DSC partial − full") if full else _no_test("no full-labelling run"),
+        )
+        add(
+            f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: {miss} ΔV ≤ −{DV_FRACTION}·V̄ (near minus the mean volume)",
+            dv <= -DV_FRACTION * vref,
+            f"ΔV {dv:+.2f} ml, V̄ {vref:.2f} ml",
+            _paired(r, full, 1, "dv_ml", "ΔV ml partial − full") if full else _no_test("no full-labelling run"),
+        )
+        add(
+            f"{task}: {LABEL[k[3]]} (B={k[2]}) partial: volume-based detection AUC ≥ {AUC_MIN}",
+            auc >= AUC_MIN,
+            f"AUC {auc:.3f}",
+            _no_test("AUC is not a per-image mean"),
+        )
+
+
+def _agreement_checks(task, runs, idx, add) -> None:
+    """With full labelling every set-up of one batch size reaches about the same DSC."""
+    for B in sorted({k[2] for k in runs if k[1] == "full"}):
+        full = [idx[k] for k in runs if k[1] == "full" and k[2] == B and k[3] in ("I", "BI", "I_eps")]
+        if len(full) < 2:
+            continue
+        for gi in (0, 1):
+            vals = [_stat(r, gi, "dsc") for r in full]
+            defined = [(v, r) for v, r in zip(vals, full) if v is not None]
+            spread = max(v for v, _ in defined) - min(v for v, _ in defined) if defined else float("nan")
+            name = _ordered_groups(full[0])[gi]
+            test = _no_test("no DSC")
+            if len(defined) >= 2:  # the two set-ups furthest apart
+                hi, lo = max(defined, key=lambda t: t[0])[1], min(defined, key=lambda t: t[0])[1]
+                test = _paired(hi, lo, gi, "dsc", f"DSC {LABEL[hi['config']]} − {LABEL[lo['config']]}")
+            add(
+                f"{task}: full labelling (B={B}), the configs agree on the {name} DSC within {AGREE_WITHIN}",
+                bool(defined) and spread <= AGREE_WITHIN,
+                ", ".join(f"{LABEL[r['config']]} {_fmt(_stat(r, gi, 'dsc'))}" for r in full),
+                test,
+            )
 
 
 def _monitor_channel(result) -> int:
@@ -546,6 +561,29 @@ def write_report(results: dict, out: str, *, datasets: dict | None = None, meta:
         "labels and still segment that group, while BI (B > 1) and I_ε learn to predict empty maps for it.",
         "",
     ]
+    md += _result_sections(results, datasets)
+    if plot_monitor(results, os.path.join(out, "monitor.png")):
+        md += [
+            "## Empty maps over training (phidice.GradientMonitor)",
+            "",
+            "Per epoch, for the class whose labels go missing: the mean predicted volume on training images with "
+            "an empty map of it, and their share of Σ|∂L/∂ỹ| (Eq. 4, from the loss's own sums; under BI an empty "
+            "map shares φ with the batch). I ignores them (share ≈ 0), so what it predicts there stays; BI "
+            "(B > 1) and I_ε push it towards 0 (Fig. 2 as a training curve).",
+            "",
+            "![monitor](monitor.png)",
+            "",
+        ]
+    md += _pattern_section(checks)
+    md += ["", "Every number of the tables is in results.json; checkpoints/ holds one model per configuration."]
+    path = os.path.join(out, "report.md")
+    atomic_write(path, "\n".join(md) + "\n")
+    return path
+
+
+def _result_sections(results: dict, datasets: dict | None) -> list[str]:
+    """The tables of the report: Table 1 per task, the per-class DSC, the AUCs (Fig. 2), the examples (Fig. 3)."""
+    md: list[str] = []
     for task, configs, title in (
         ("binary", ["I", "BI", "I_eps"], "Binary task (the paper's BRATS rows)"),
         (
@@ -574,18 +612,12 @@ def write_report(results: dict, out: str, *, datasets: dict | None = None, meta:
         ]
     if datasets:
         md += ["## Examples (Fig. 3)", "", "![examples](examples.png)", ""]
-    if plot_monitor(results, os.path.join(out, "monitor.png")):
-        md += [
-            "## Empty maps over training (phidice.GradientMonitor)",
-            "",
-            "Per epoch, for the class whose labels go missing: the mean predicted volume on training images with "
-            "an empty map of it, and their share of Σ|∂L/∂ỹ| (Eq. 4, from the loss's own sums; under BI an empty "
-            "map shares φ with the batch). I ignores them (share ≈ 0), so what it predicts there stays; BI "
-            "(B > 1) and I_ε push it towards 0 (Fig. 2 as a training curve).",
-            "",
-            "![monitor](monitor.png)",
-            "",
-        ]
+    return md
+
+
+def _pattern_section(checks: list[dict]) -> list[str]:
+    """The paper's claims as a table: reproduced or not, the numbers, the paired test of each."""
+    md: list[str] = []
     md += ["## Pattern reproduced?", ""]
     if checks:
         md += [
@@ -622,7 +654,4 @@ def write_report(results: dict, out: str, *, datasets: dict | None = None, meta:
             ]
     else:
         md += ["This grid has no pairs of runs that the claims compare."]
-    md += ["", "Every number of the tables is in results.json; checkpoints/ holds one model per configuration."]
-    path = os.path.join(out, "report.md")
-    atomic_write(path, "\n".join(md) + "\n")
-    return path
+    return md

@@ -124,19 +124,8 @@ def reproduce(
 
     Re-running with the same ``out`` resumes: runs whose results exist are skipped.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    _check_grid_arguments(preset, images, iterations, batch_sizes, device, jobs)
     p = PRESETS[preset]
-    if iterations is not None and iterations < 1:
-        raise ValueError(f"iterations must be ≥ 1; got {iterations}")
-    if images is not None and images < 1:
-        raise ValueError(f"images must be ≥ 1; got {images}")
-    if batch_sizes is not None and (not batch_sizes or any(int(b) < 1 for b in batch_sizes)):
-        raise ValueError(f"batch sizes must be integers ≥ 1; got {batch_sizes}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be an integer ≥ 1; got {jobs!r}")
     if threads:
         torch.set_num_threads(threads)
     out = out or default_out()
@@ -181,3 +170,19 @@ def reproduce(
         "jobs": jobs,
     }
     return write_report(results, out, datasets=vals, meta=meta)
+
+
+def _check_grid_arguments(preset, images, iterations, batch_sizes, device, jobs) -> None:
+    """The arguments of :func:`reproduce`, each refused with a message that names it."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"iterations must be ≥ 1; got {iterations}")
+    if images is not None and images < 1:
+        raise ValueError(f"images must be ≥ 1; got {images}")
+    if batch_sizes is not None and (not batch_sizes or any(int(b) < 1 for b in batch_sizes)):
+        raise ValueError(f"batch sizes must be integers ≥ 1; got {batch_sizes}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an integer ≥ 1; got {jobs!r}")

@@ -303,19 +303,8 @@ def paired_test(
     _check_common(confidence, n_resamples, method, TEST_METHODS, "method")
     check_choice("alternative", alternative, ALTERNATIVES)
     check_choice("ci_method", ci_method, CI_METHODS)
-    x, y = _values(a, names[0]), _values(b, names[1])
-    if x.shape != y.shape:
-        raise ValueError(
-            f"a paired test needs the same cases for both methods; {names[0]} has {x.size} values and "
-            f"{names[1]} has {y.size}"
-        )
-    keep = ~(np.isnan(x) | np.isnan(y))
-    n = int(keep.sum())
-    if n < 2:
-        raise ValueError(
-            f"a paired test needs at least 2 cases defined for both {names[0]} and {names[1]}; got {n} (of {x.size})"
-        )
-    x, y = x[keep], y[keep]
+    x, y, dropped = _paired_values(a, b, names)
+    n = x.size
     d = x - y
     obs = float(d.mean())
     rng = _generator(seed)
@@ -335,6 +324,21 @@ def paired_test(
         rng = rng if isinstance(seed, np.random.Generator) else _generator(seed)
         null, exact = _sign_flip_null(d, n_resamples, rng)
         p = _p_value(null, obs, alternative, 0 if exact else 1)
-    return PairedTest(
-        float(x.mean()), float(y.mean()), obs, low, high, p, n, int(keep.size - n), method, exact, alternative
-    )
+    return PairedTest(float(x.mean()), float(y.mean()), obs, low, high, p, n, dropped, method, exact, alternative)
+
+
+def _paired_values(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The cases defined for both methods (at least two), and how many were dropped."""
+    x, y = _values(a, names[0]), _values(b, names[1])
+    if x.shape != y.shape:
+        raise ValueError(
+            f"a paired test needs the same cases for both methods; {names[0]} has {x.size} values and "
+            f"{names[1]} has {y.size}"
+        )
+    keep = ~(np.isnan(x) | np.isnan(y))
+    n = int(keep.sum())
+    if n < 2:
+        raise ValueError(
+            f"a paired test needs at least 2 cases defined for both {names[0]} and {names[1]}; got {n} (of {x.size})"
+        )
+    return x[keep], y[keep], int(keep.size - n)

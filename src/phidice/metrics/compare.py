@@ -157,14 +157,65 @@ def compare_folders(
     if len(cases) < 2:
         raise ValueError(f"a comparison needs at least 2 cases for intervals and tests; got {len(cases)}")
     if group_of is not None:
-        sizes = {g: [c for c in cases if group_of[c] == g] for g in sorted({group_of[c] for c in cases})}
-        small = {g: cs for g, cs in sizes.items() if len(cs) < 2}
-        if small:
-            raise ValueError(
-                f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
-                "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items())
-            )
+        _check_group_sizes(group_of, cases, groups_csv)
+    scores = _score_methods(
+        cases,
+        names,
+        files,
+        ref_files,
+        threshold,
+        spacing,
+        num_classes,
+        surface_tolerance,
+        empty,
+        include_background,
+        progress,
+    )
+    C = max(s.stats.intersection.shape[1] for ss in scores.values() for s in ss)
+    evaluations = {}
+    for n in names:
+        ev = assemble(
+            cases,
+            scores[n],
+            num_classes_seen=C,
+            empty=empty,
+            include_background=include_background,
+            tolerance=surface_tolerance,
+            notes=[],
+        )
+        if group_of is not None:
+            ev.groups = [group_of[c] for c in cases]
+            _add_roc(ev, positive_group)
+        evaluations[n] = ev
+    notes += evaluations[names[0]].notes  # ROC notes: the same for every method (one reference)
+    return Comparison(names, pred_dirs, baseline, evaluations, str(gt_dir), notes)
 
+
+def _check_group_sizes(group_of: dict, cases, groups_csv) -> None:
+    """Every group needs two cases: one has neither an interval nor a test."""
+    sizes = {g: [c for c in cases if group_of[c] == g] for g in sorted({group_of[c] for c in cases})}
+    small = {g: cs for g, cs in sizes.items() if len(cs) < 2}
+    if small:
+        raise ValueError(
+            f"groups of {str(groups_csv)!r} with fewer than 2 cases have no confidence interval or "
+            "test: " + "; ".join(f"{g!r}: {len(cs)} case(s) ({_shown(cs)})" for g, cs in small.items())
+        )
+
+
+def _score_methods(
+    cases,
+    names,
+    files,
+    ref_files,
+    threshold,
+    spacing,
+    num_classes,
+    surface_tolerance,
+    empty,
+    include_background,
+    progress,
+) -> dict[str, list]:
+    """Every method's score of every case, each reference file read once."""
     scores: dict[str, list] = {n: [] for n in names}
     for case in progress_bar(cases, desc="phidice evaluate (compare)", unit="case", disable=not progress):
         gt_path = ref_files[case]
@@ -186,24 +237,7 @@ def compare_folders(
                     include_background=include_background,
                 )
             )
-    C = max(s.stats.intersection.shape[1] for ss in scores.values() for s in ss)
-    evaluations = {}
-    for n in names:
-        ev = assemble(
-            cases,
-            scores[n],
-            num_classes_seen=C,
-            empty=empty,
-            include_background=include_background,
-            tolerance=surface_tolerance,
-            notes=[],
-        )
-        if group_of is not None:
-            ev.groups = [group_of[c] for c in cases]
-            _add_roc(ev, positive_group)
-        evaluations[n] = ev
-    notes += evaluations[names[0]].notes  # ROC notes: the same for every method (one reference)
-    return Comparison(names, pred_dirs, baseline, evaluations, str(gt_dir), notes)
+    return scores
 
 
 def compare_rows(cmp: Comparison, resampling: Resampling | None = None) -> list[dict]:
@@ -295,21 +329,28 @@ def compare_markdown(
                     cells.append("baseline" if m == cmp.baseline else p_cell(r["test"], alpha))
                 lines.append("| " + " | ".join(cells) + " |")
     if ev.roc:
-        lines += [
-            "",
-            f"## ROC: detecting group `{ev.positive_group}` from the predicted volume",
-            "",
-            f"Positive group: {ev.positive_rule}. Tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
-            "",
-            "| class | method | n₊ | n₋ | AUC |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for c in ev.classes:
-            for m in cmp.methods:
-                roc = cmp.evaluations[m].roc[c]
-                lines.append(f"| {c} | {m} | {roc.n_positive} | {roc.n_negative} | {roc.auc:.3f} |")
-        lines += ["", "![ROC](roc.png)"]
+        lines += _roc_section(cmp)
     return "\n".join(lines) + "\n"
+
+
+def _roc_section(cmp: Comparison) -> list[str]:
+    """The AUC of detecting the positive group from the predicted volume, per class and method."""
+    ev = cmp.first
+    lines = [
+        "",
+        f"## ROC: detecting group `{ev.positive_group}` from the predicted volume",
+        "",
+        f"Positive group: {ev.positive_rule}. Tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
+        "",
+        "| class | method | n₊ | n₋ | AUC |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for c in ev.classes:
+        for m in cmp.methods:
+            roc = cmp.evaluations[m].roc[c]
+            lines.append(f"| {c} | {m} | {roc.n_positive} | {roc.n_negative} | {roc.auc:.3f} |")
+    lines += ["", "![ROC](roc.png)"]
+    return lines
 
 
 def compare_csv(rows: list[dict]) -> str:

@@ -252,7 +252,7 @@ class Evaluation:
         """Score each case only on the classes it annotates: the others' metrics become NaN (left out)."""
         self.annotated = np.asarray(mask, dtype=bool)
         self.dsc = self._masked(self.dsc)
-        if self.hd95 is not None:
+        if self.hd95 is not None and self.nsd is not None:
             self.hd95, self.nsd = self._masked(self.hd95), self._masked(self.nsd)
 
     def scored(self, rows: np.ndarray, j: int) -> np.ndarray:
@@ -644,6 +644,15 @@ def summary_markdown(
         head += [f"HD95 mm mean [{ci}]", f"NSD@{ev.tolerance:g} mm mean [{ci}]"]
         align += ["---", "---"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    lines += _summary_rows(ev, res)
+    if ev.roc:
+        lines += _summary_roc(ev)
+    return "\n".join(lines) + "\n"
+
+
+def _summary_rows(ev: Evaluation, res: Resampling) -> list[str]:
+    """One table row per (class, group): DSC, DSC_BI, ΔV and volumes with their intervals (HD95/NSD too)."""
+    lines: list[str] = []
     vr, vp, dv = ev.v_ref_ml, ev.v_pred_ml, ev.dv_ml
     for j, c in enumerate(ev.classes):
         for name, all_rows in row_sets(ev):
@@ -675,20 +684,24 @@ def summary_markdown(
                     v = arr[rows, j]
                     cells.append(mean_ci_cell(res.ci(v, f"{key} of {what}"), v, FORMATS[key]))
             lines.append("| " + " | ".join(cells) + " |")
-    if ev.roc:
-        lines += [
-            "",
-            f"## ROC: detecting group `{ev.positive_group}` from the predicted volume",
-            "",
-            f"Positive group: {ev.positive_rule}. A case is called positive when its predicted volume of the "
-            "class is at least the threshold; tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
-            "",
-            "| class | n₊ | n₋ | AUC |",
-            "|---|---:|---:|---:|",
-        ]
-        for c, roc in ev.roc.items():
-            lines.append(f"| {c} | {roc.n_positive} | {roc.n_negative} | {roc.auc:.3f} |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _summary_roc(ev: Evaluation) -> list[str]:
+    """The AUC of detecting the positive group from the predicted volume, per class."""
+    lines = [
+        "",
+        f"## ROC: detecting group `{ev.positive_group}` from the predicted volume",
+        "",
+        f"Positive group: {ev.positive_rule}. A case is called positive when its predicted volume of the "
+        "class is at least the threshold; tied volumes count 1/2 (AUC = Mann–Whitney U / (n₊·n₋)).",
+        "",
+        "| class | n₊ | n₋ | AUC |",
+        "|---|---:|---:|---:|",
+    ]
+    for c, roc in ev.roc.items():
+        lines.append(f"| {c} | {roc.n_positive} | {roc.n_negative} | {roc.auc:.3f} |")
+    return lines
 
 
 def roc_csv(ev: Evaluation) -> str:

@@ -281,44 +281,11 @@ def make_partial(
         for p in progress_bar(files, desc="images", unit="file", disable=not progress):
             for d in tmp.values():
                 _place(p, d / "imagesTr" / p.name, images)
-        chosen_set = set(chosen)
-        for case in progress_bar(cases, desc="labels", unit="case", disable=not progress):
-            name = case + ending
-            first = tmp["empty"] / "labelsTr" / name
-            if case in chosen_set:
-                n = remove_labels(labels_dir / name, first, remove)
-                result.relabelled_voxels += n
-                result.changed_cases.append(case)
-            else:
-                shutil.copy2(labels_dir / name, first)
-            shutil.copy2(first, tmp["missing"] / "labelsTr" / name)
-            sidecar = labels_dir / f"{case}.json"  # e.g. the spacing file of nnU-Net's TIFF reader
-            if sidecar.is_file() and ending != ".json":
-                for d in tmp.values():
-                    shutil.copy2(sidecar, d / "labelsTr" / sidecar.name)
+        _write_labels(cases, set(chosen), labels_dir, ending, tmp, remove, result, progress)
         keep = sorted(v for v in task.labels if v != 0 and v not in remove)
         annotated = {case: keep for case in chosen}
         parse_annotations(annotated, task, path=ANNOTATION_FILE, case_ids=cases)  # what the trainers will read
-        for key, d in tmp.items():
-            (d / "dataset.json").write_text(json.dumps(dj, indent=4) + "\n", encoding="utf-8")
-            shutil.copy2(groups_csv, d / GROUPS_FILE)
-            prov = {
-                "phidice_version": phidice.__version__,
-                "set_up": key,
-                "source": str(src.resolve()),
-                "groups_csv": str(Path(groups_csv).resolve()),
-                "group": group,
-                "labels_removed": remove,
-                "cases_changed": result.changed_cases,
-                "images": images,
-                "note": (
-                    "labels of these cases replaced by background: the network is told they are empty"
-                    if key == "empty"
-                    else f"labels of these cases replaced by background and listed in {ANNOTATION_FILE} as not "
-                    f"annotated"
-                ),
-            }
-            (d / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+        _write_metadata(tmp, dj, src, groups_csv, group, remove, result, images)
         (tmp["missing"] / ANNOTATION_FILE).write_text(json.dumps(annotated, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp["empty"], result.empty_dir)
         os.replace(tmp["missing"], result.missing_dir)
@@ -327,3 +294,44 @@ def make_partial(
             if d.exists():
                 shutil.rmtree(d)
     return result
+
+
+def _write_labels(cases, chosen_set, labels_dir, ending, tmp, remove, result, progress) -> None:
+    """Each case's label file into both set-ups: the chosen cases with ``remove`` set to background."""
+    for case in progress_bar(cases, desc="labels", unit="case", disable=not progress):
+        name = case + ending
+        first = tmp["empty"] / "labelsTr" / name
+        if case in chosen_set:
+            n = remove_labels(labels_dir / name, first, remove)
+            result.relabelled_voxels += n
+            result.changed_cases.append(case)
+        else:
+            shutil.copy2(labels_dir / name, first)
+        shutil.copy2(first, tmp["missing"] / "labelsTr" / name)
+        sidecar = labels_dir / f"{case}.json"  # e.g. the spacing file of nnU-Net's TIFF reader
+        if sidecar.is_file() and ending != ".json":
+            for d in tmp.values():
+                shutil.copy2(sidecar, d / "labelsTr" / sidecar.name)
+
+
+def _write_metadata(tmp, dj, src, groups_csv, group, remove, result, images) -> None:
+    """dataset.json, the groups CSV and the provenance record of each set-up."""
+    for key, d in tmp.items():
+        (d / "dataset.json").write_text(json.dumps(dj, indent=4) + "\n", encoding="utf-8")
+        shutil.copy2(groups_csv, d / GROUPS_FILE)
+        prov = {
+            "phidice_version": phidice.__version__,
+            "set_up": key,
+            "source": str(src.resolve()),
+            "groups_csv": str(Path(groups_csv).resolve()),
+            "group": group,
+            "labels_removed": remove,
+            "cases_changed": result.changed_cases,
+            "images": images,
+            "note": (
+                "labels of these cases replaced by background: the network is told they are empty"
+                if key == "empty"
+                else f"labels of these cases replaced by background and listed in {ANNOTATION_FILE} as not annotated"
+            ),
+        }
+        (d / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
