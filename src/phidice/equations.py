@@ -247,3 +247,17 @@ def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if empty(mid) > target else (lo, mid)
     return (lo + hi) / 2
+
+
+def entry_gradients(terms: SubsetTerms, config: DiceConfig, ops):
+    """Eq. 4 per (image, class) entry: (∂DL/∂I, ∂DL/∂P), v_c included, broadcastable to the (B, C') sums.
+
+    A φ whose D_φ is 0 (0/0, read as a perfect score) has zero gradient; a NaN D_φ stays NaN.
+    """
+    N, D = terms.numerator, terms.denominator
+    empty = D <= 0
+    d_inter, d_pred = eq4(N, ops.where(empty, 1.0, D), terms.weight, config.overlap)
+    d_inter, d_pred = ops.where(empty, 0.0, d_inter), ops.where(empty, 0.0, d_pred)
+    if terms.inner is not None:
+        d_inter, d_pred = d_inter * terms.inner, d_pred * terms.inner
+    return d_inter, d_pred
