@@ -9,6 +9,7 @@ import logging
 import math
 import warnings
 from numbers import Real
+from typing import Any
 
 from phidice.core.config import DEFAULT_EPS, DiceConfig
 from phidice.core.types import DiceStats
@@ -78,7 +79,7 @@ def check_config(config: DiceConfig) -> None:
         )
 
 
-def monitor_rows(stats: DiceStats, counts, keep, annotated, config: DiceConfig, smoothing, ops):
+def monitor_rows(stats: DiceStats, counts, keep, annotated, config, smoothing, ops):
     """The (K, C' + 1) sums of one batch (rows :data:`ROWS`, in the sums' dtype) from its scored (B, C') sums.
 
     ``counts`` are the counted voxels N (broadcastable to (B, C')), ``keep`` (B, C') bool the entries in the loss
@@ -119,7 +120,7 @@ def _ratio(a: float, b: float) -> float:
 def values_of(sums: list[float], voxel_ml: float | None, missing: bool) -> dict:
     """The :data:`VALUES` of one column of accumulated rows (one class, or all)."""
     s = dict(zip(ROWS, sums))
-    out = {
+    out: dict[str, Any] = {
         "empty_subset_fraction": _ratio(s["empty_subsets"], s["subsets"]),
         "empty_gradient_share": _ratio(s["grad_empty"], s["grad"]),
         "empty_predicted_volume": _ratio(s["pred_empty"], s["empty_subsets"]),
@@ -153,7 +154,7 @@ def check_spacing(spacing) -> float | None:
         return None
     values = list(spacing) if hasattr(spacing, "__iter__") else [spacing]
     if not values or not all(
-        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and float(v) > 0 for v in values
     ):
         raise ValueError(f"spacing must be positive voxel sizes in mm, one per spatial axis; got {spacing!r}")
     return math.prod(float(v) for v in values) / 1000.0

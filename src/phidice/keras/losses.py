@@ -14,7 +14,7 @@ replica under ``tf.distribute`` (see docs/keras.md).
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -119,8 +119,8 @@ class Sums(NamedTuple):
 
     stats: DiceStats
     prepared: Prepared
-    keep: object = None
-    annotated: object = None
+    keep: Any = None
+    annotated: Any = None
 
 
 def _plain(value):

@@ -13,6 +13,7 @@ callback reads the state and turns it into the PyTorch monitor's values with the
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 from keras import ops
@@ -66,8 +67,8 @@ class GradientMonitorMetric(keras.metrics.Metric):
         super().__init__(name=name)
         check_loss(loss)
         self.loss = loss
-        self.channels = None
-        self.state = None
+        self.channels: int | None = None
+        self.state: Any = None
 
     def _build(self, channels: int, scored: int) -> None:
         self.channels = channels
@@ -161,7 +162,8 @@ class GradientMonitorCallback(keras.callbacks.Callback):
         self.missing = isinstance(loss, (LeafDiceLoss, MarginalDiceLoss))
         self.history: list[dict] = []
         self.val_history: list[dict] = []
-        self._train = self._val = None
+        self._train: list[list[float]] | None = None
+        self._val: list[list[float]] | None = None
         self._in_epoch = False
 
     def on_train_begin(self, logs=None):
@@ -184,7 +186,7 @@ class GradientMonitorCallback(keras.callbacks.Callback):
             self._val = self.metric.table()
 
     def _result(self, table, epoch: int) -> dict:
-        first = 1 if (not self.loss.config.include_background and self.metric.channels > 1) else 0
+        first = 1 if (not self.loss.config.include_background and (self.metric.channels or 0) > 1) else 0
         result = results_of(table, first, self.voxel_ml, self.missing)
         result["epoch"] = int(epoch)
         return result
