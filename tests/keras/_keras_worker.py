@@ -351,9 +351,32 @@ def _monitor_errors():
     return out
 
 
+def _monitor_doc_block(workdir):
+    """docs/monitor.md's Keras block, run as written on a tiny model (in ``workdir``, where it writes its file)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "monitor.md").read_text()
+    block = text.split("<!-- run by tests/keras/test_keras_monitor.py -->\n```python\n")[1].split("```")[0]
+    x, y, xv, yv = _keras_monitor_cases.data("dice_I")
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Conv2D(_keras_monitor_cases.C, 1)])
+    namespace = {"model": model, "x": x, "y": y, "xv": xv, "yv": yv}
+    here = os.getcwd()
+    os.chdir(workdir)
+    try:
+        exec(block.replace("callbacks=[", "verbose=0, callbacks=["), namespace)
+    finally:
+        os.chdir(here)
+    return {"block": block, "keys": sorted(namespace["history"]), "file": os.path.join(workdir, "monitor.jsonl")}
+
+
 def scenario_monitor(workdir):
-    """The monitor callback in real fits (values for the parent to hold to the PyTorch monitor) and its errors."""
+    """The monitor callback in real fits (values for the parent to hold to the PyTorch monitor), its errors and
+    the block of docs/monitor.md."""
     out = {}
+    try:
+        out["doc"] = _monitor_doc_block(workdir)
+    except Exception:  # noqa: BLE001 - reported to the parent
+        out["doc"] = {"exception": traceback.format_exc()}
     for name in _keras_monitor_cases.FITS:
         try:
             out[name] = _monitor_fit(name, workdir)

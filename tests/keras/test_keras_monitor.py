@@ -9,6 +9,7 @@ monitor float64 rows of float32 sums).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import _keras_monitor_cases as M
 import numpy as np
@@ -123,3 +124,14 @@ def test_bad_input_gives_clear_errors(keras_run, backend):
     for name, (kind, text) in expected.items():
         assert got[name] is not None, f"{name}: no error"
         assert got[name][0] == kind and text in got[name][1], (name, got[name])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_block_of_docs_monitor_md(keras_run, backend):
+    """docs/monitor.md's Keras block (as it reads now) ran in a real fit and put the values into the history."""
+    entry = _fit(keras_run, backend, "doc")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "monitor.md").read_text()
+    assert entry["block"] in text
+    for key in ("phidice/empty_gradient_share/class2", "val_phidice/empty_predicted_volume/class2", "phidice_monitor"):
+        assert key in entry["keys"], key
+    assert len(read_history(entry["file"])) == 1
