@@ -17,7 +17,7 @@ namespace of array operations (:data:`phidice.core.xp.TORCH`, or keras.ops in :m
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from phidice.core.config import DICE, DiceConfig, Overlap
 from phidice.core.phi import Phi
@@ -52,13 +52,14 @@ def smoothing_names(config: DiceConfig) -> tuple[str, ...]:
 
 
 class SubsetTerms(NamedTuple):
-    """Eq. 3 per subset φ (shapes (Bφ, Cφ)) before the ratio, and the inner weights v (None: all 1)."""
+    """Eq. 3 per subset φ (shapes (Bφ, Cφ)) before the ratio, and the inner weights v (None: all 1); arrays of
+    any namespace (torch, keras.ops), hence Any."""
 
-    numerator: object  # N_φ = a·Σ v·I + ε_nr
-    denominator: object  # D_φ = Σ v·(b_I·I + b_P·P + b_Y·Y) + ε_dr
-    weight: object  # ω_φ (normalised for "mean", raw for "sum"; 0 for skipped φ); may be a float
-    skipped: object  # bool: φ left out of the mean (None: none can be)
-    inner: object  # v, broadcastable to (B, C), or None
+    numerator: Any  # N_φ = a·Σ v·I + ε_nr
+    denominator: Any  # D_φ = Σ v·(b_I·I + b_P·P + b_Y·Y) + ε_dr
+    weight: Any  # ω_φ (normalised for "mean", raw for "sum"; 0 for skipped φ); may be a float
+    skipped: Any  # bool: φ left out of the mean (None: none can be)
+    inner: Any  # v, broadcastable to (B, C), or None
 
 
 def _times(v, x):
@@ -247,3 +248,17 @@ def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if empty(mid) > target else (lo, mid)
     return (lo + hi) / 2
+
+
+def entry_gradients(terms: SubsetTerms, config: DiceConfig, ops):
+    """Eq. 4 per (image, class) entry: (∂DL/∂I, ∂DL/∂P), v_c included, broadcastable to the (B, C') sums.
+
+    A φ whose D_φ is 0 (0/0, read as a perfect score) has zero gradient; a NaN D_φ stays NaN.
+    """
+    N, D = terms.numerator, terms.denominator
+    empty = D <= 0
+    d_inter, d_pred = eq4(N, ops.where(empty, 1.0, D), terms.weight, config.overlap)
+    d_inter, d_pred = ops.where(empty, 0.0, d_inter), ops.where(empty, 0.0, d_pred)
+    if terms.inner is not None:
+        d_inter, d_pred = d_inter * terms.inner, d_pred * terms.inner
+    return d_inter, d_pred

@@ -29,6 +29,7 @@ import phidice.keras as pk  # noqa: E402 - first of phidice: what the import its
 
 TORCH_AFTER_IMPORT = "torch" in sys.modules
 
+import _keras_monitor_cases
 import numpy as np
 
 import keras
@@ -290,6 +291,101 @@ def scenario_serialize(cases):
     return out
 
 
+def _monitor_fit(name, workdir):
+    kind, options, supersets = _keras_monitor_cases.FITS[name]
+    extra = {} if supersets is None else {"labels_superset_map": supersets}
+    loss = getattr(pk, kind)(**options, **extra)
+    x, labels, xv, lv = _keras_monitor_cases.data(name)
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Conv2D(_keras_monitor_cases.C, 3, padding="same")])
+    path = f"{workdir}/monitor-{name}.jsonl"
+    monitor = pk.GradientMonitorCallback(loss, history_file=path, advice=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, metrics=[monitor.metric])
+    history = model.fit(
+        x,
+        labels,
+        batch_size=_keras_monitor_cases.BATCH,
+        epochs=_keras_monitor_cases.EPOCHS,
+        verbose=0,
+        shuffle=False,
+        validation_data=(xv, lv),
+        callbacks=[monitor],
+    ).history
+    return {
+        "history": history,
+        "monitor": monitor.history,
+        "val_monitor": monitor.val_history,
+        "advice": monitor.advise(),
+        "logits": np.asarray(model.predict(x, verbose=0)),
+        "val_logits": np.asarray(model.predict(xv, verbose=0)),
+        "file": path,
+    }
+
+
+def _monitor_errors():
+    """The callback's errors: a loss that is not a phidice Dice-family one, options it cannot follow, a model
+    compiled without its metric."""
+
+    def uncompiled():
+        loss = pk.DiceLoss()
+        model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 1)])
+        model.compile(optimizer="sgd", loss=loss)
+        x, y = np.zeros((2, 4, 4, 1), "float32"), np.zeros((2, 4, 4), "int32")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[pk.GradientMonitorCallback(loss)])
+
+    attempts = {
+        "keras_loss": lambda: pk.GradientMonitorCallback(keras.losses.CategoricalCrossentropy()),
+        "focal": lambda: pk.GradientMonitorCallback(pk.DiceFocalLoss()),
+        "none": lambda: pk.GradientMonitorCallback(pk.DiceLoss(reduction="none")),
+        "squared": lambda: pk.GradientMonitorCallback(pk.DiceLoss(squared=True)),
+        "spacing": lambda: pk.GradientMonitorCallback(pk.DiceLoss(), spacing=(1.0, -2.0)),
+        "uncompiled": uncompiled,
+    }
+    out = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            out[name] = None
+        except Exception as err:  # noqa: BLE001 - reported to the parent
+            out[name] = (type(err).__name__, str(err))
+    return out
+
+
+def _monitor_doc_block(workdir):
+    """docs/monitor.md's Keras block, run as written on a tiny model (in ``workdir``, where it writes its file)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "monitor.md").read_text()
+    block = text.split("<!-- run by tests/keras/test_keras_monitor.py -->\n```python\n")[1].split("```")[0]
+    x, y, xv, yv = _keras_monitor_cases.data("dice_I")
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Conv2D(_keras_monitor_cases.C, 1)])
+    namespace = {"model": model, "x": x, "y": y, "xv": xv, "yv": yv}
+    here = os.getcwd()
+    os.chdir(workdir)
+    try:
+        exec(block.replace("callbacks=[", "verbose=0, callbacks=["), namespace)
+    finally:
+        os.chdir(here)
+    return {"block": block, "keys": sorted(namespace["history"]), "file": os.path.join(workdir, "monitor.jsonl")}
+
+
+def scenario_monitor(workdir):
+    """The monitor callback in real fits (values for the parent to hold to the PyTorch monitor), its errors and
+    the block of docs/monitor.md."""
+    out = {}
+    try:
+        out["doc"] = _monitor_doc_block(workdir)
+    except Exception:  # noqa: BLE001 - reported to the parent
+        out["doc"] = {"exception": traceback.format_exc()}
+    for name in _keras_monitor_cases.FITS:
+        try:
+            out[name] = _monitor_fit(name, workdir)
+        except Exception:  # noqa: BLE001 - reported to the parent
+            out[name] = {"exception": traceback.format_exc()}
+    out["errors"] = _monitor_errors()
+    return out
+
+
 def scenario_keras_only():
     """What only the Keras losses have: no sample_weight, torch-only options refused, Keras's reduction names."""
     out = {}
@@ -360,6 +456,9 @@ def main(inp: str, outp: str, workdir: str) -> None:
     result["fit"] = scenario_fit(workdir)
     result["replicas"] = scenario_replicas()
     result["times"]["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result["monitor"] = scenario_monitor(workdir)
+    result["times"]["monitor"] = time.perf_counter() - t
     result["torch_at_end"] = "torch" in sys.modules
     with open(outp, "wb") as f:
         pickle.dump(result, f)

@@ -64,5 +64,9 @@ class TorchOps:
     def size(x) -> int:
         return x.numel()
 
+    @staticmethod
+    def concat(xs, axis: int):
+        return torch.cat(list(xs), dim=axis)
+
 
 TORCH = TorchOps()

@@ -28,9 +28,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from phidice.core.config import DEFAULT_EPS, DICE, JACCARD, Overlap, tversky
+from phidice.core.config import DICE, JACCARD, Overlap, tversky
 from phidice.core.deps import require
 from phidice.core.phi import Phi, parse_phi
+from phidice.diagnostics.monitor_math import FLAG_RATIO, SMALL_EPS
 from phidice.epsilon import LabelSource, epsilon_stats, expected_volume
 from phidice.equations import eq4, heuristic_eps_scale
 from phidice.io import atomic_write
@@ -38,8 +39,6 @@ from phidice.losses.gradient import dice_gradient
 
 __all__ = ["Explanation", "explain", "eq5_curves", "plot_epsilon_curves", "SMALL_EPS", "FLAG_RATIO"]
 
-SMALL_EPS = DEFAULT_EPS  # the "negligible" ε recommended for missing labels
-FLAG_RATIO = 0.01  # an empty map's |gradient| below 1 % of a non-empty map's y = 0 |gradient| is flagged
 INTENTS = (None, "missing", "empty")
 LOSSES = ("dice", "tversky", "jaccard")
 

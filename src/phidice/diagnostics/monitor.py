@@ -29,11 +29,7 @@ holds the global batch's sums and nothing is reduced).
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
-from numbers import Real
-from typing import Any
 
 import torch
 
@@ -41,54 +37,27 @@ from phidice import distributed
 from phidice.core.checks import is_compiling
 from phidice.core.types import DiceStats, drop_background
 from phidice.core.xp import TORCH
-from phidice.diagnostics.explain import FLAG_RATIO, SMALL_EPS
+from phidice.diagnostics import monitor_math
+from phidice.diagnostics.monitor_math import (
+    ROWS,
+    VALUES,
+    advice_lines,
+    check_config,
+    check_spacing,
+    flat_values,
+    log_advice,
+    results_of,
+)
 from phidice.diagnostics.monitor_plot import write_history
-from phidice.equations import heuristic_eps_scale, subset_terms
 from phidice.losses.base import align_smoothing
 from phidice.losses.compound import DiceCELoss
 from phidice.losses.dice import DiceLoss
-from phidice.losses.gradient import entry_gradients
 from phidice.missing.functional import leaf_keep
 from phidice.missing.losses import _PartialDice
 
-__all__ = ["GradientMonitor", "VALUES", "monitor_rows", "advice_lines", "find_loss", "flat_values"]
+__all__ = ["GradientMonitor", "ROWS", "VALUES", "monitor_rows", "advice_lines", "find_loss", "flat_values"]
 
-logger = logging.getLogger("phidice.monitor")
-
-# the accumulated sums, one row each, in the state's (K, C' + 1) layout (last column: all classes)
-ROWS = (
-    "subsets",
-    "empty_subsets",
-    "grad",
-    "grad_empty",
-    "pred_empty",
-    "pred_nonempty",
-    "dice_nonempty",
-    "target",
-    "images",
-    "entries",
-    "unannotated",
-    "empty_maps",
-    "grad_empty_map",
-    "pred_empty_map",
-)
-VALUES = (
-    "empty_subset_fraction",
-    "empty_gradient_share",
-    "empty_predicted_volume",
-    "nonempty_predicted_volume",
-    "nonempty_dice",
-    "unannotated_fraction",
-    "expected_volume",
-    "empty_map_fraction",
-    "empty_map_gradient_share",
-    "empty_map_predicted_volume",
-)
 MONITORED = (DiceLoss, DiceCELoss, _PartialDice)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else math.nan
 
 
 def _counts(stats: DiceStats, prepared, shape, num_labels: bool) -> torch.Tensor:
@@ -106,69 +75,13 @@ def _counts(stats: DiceStats, prepared, shape, num_labels: bool) -> torch.Tensor
 
 
 def monitor_rows(stats: DiceStats, counts: torch.Tensor, keep, annotated, config, smoothing) -> torch.Tensor:
-    """The (K, C' + 1) sums of one batch (rows :data:`ROWS`, float64) from its scored (B, C') sums.
+    """The (K, C' + 1) sums of one batch (rows :data:`ROWS`, float64) from its scored (B, C') sums: the
+    torch-free :func:`phidice.diagnostics.monitor_math.monitor_rows` on torch tensors.
 
     ``counts`` (B, C') are the counted voxels N, ``keep`` (B, C') bool the entries in the loss (None: all),
     ``annotated`` (B, C') bool or None, ``smoothing`` ε and weights aligned with the scored classes.
     """
-    phi = config.phi
-    I, P, Y = stats
-    B, C = I.shape
-    k = torch.ones_like(I) if keep is None else keep.to(I.dtype)
-    terms = subset_terms(stats, config, smoothing, keep=keep, ops=TORCH)
-    d_inter, d_pred = entry_gradients(terms, config, (B, C))
-    grad = k * (d_pred.abs() * (counts - Y).clamp_min(0) + (d_inter + d_pred).abs() * Y)
-    kI, kP, kY = I * k, P * k, Y * k
-    target_phi = phi.reduce(kY, TORCH)
-    empty = (target_phi == 0).to(I.dtype).expand(B, C)
-    dsc = 2 * phi.reduce(kI, TORCH) / (phi.reduce(kP, TORCH) + target_phi).clamp_min(1e-300)
-    dsc = dsc.expand(B, C) * (1 - empty)
-    w_all = k / phi.reduce(k, TORCH).clamp_min(1)  # each subset counted once over its kept entries
-    w_class = k / phi.sum_batch(k, TORCH).clamp_min(1)  # ... once per class column it touches
-    unannotated = torch.zeros_like(I) if annotated is None else (~annotated).to(I.dtype)
-    shared = (grad, grad * empty, kP * empty, kP * (1 - empty))
-    empty_map = k * (Y == 0).to(I.dtype)  # one (image, class) map, whatever subset φ it belongs to
-    tail = (kY, k, torch.ones_like(I), unannotated, empty_map, grad * empty_map, P * empty_map)
-
-    def column(w):
-        return (w, w * empty, *shared, w * dsc, *tail)
-
-    per_class = torch.stack(column(w_class)).sum(1)
-    overall = torch.stack(column(w_all)).sum((1, 2)).unsqueeze(1)
-    return torch.cat([per_class, overall], dim=1)
-
-
-def _values(sums: list[float], voxel_ml: float | None, missing: bool) -> dict:
-    s = dict(zip(ROWS, sums))
-    out: dict[str, Any] = {
-        "empty_subset_fraction": _ratio(s["empty_subsets"], s["subsets"]),
-        "empty_gradient_share": _ratio(s["grad_empty"], s["grad"]),
-        "empty_predicted_volume": _ratio(s["pred_empty"], s["empty_subsets"]),
-        "nonempty_predicted_volume": _ratio(s["pred_nonempty"], s["subsets"] - s["empty_subsets"]),
-        "nonempty_dice": _ratio(s["dice_nonempty"], s["subsets"] - s["empty_subsets"]),
-        "unannotated_fraction": _ratio(s["unannotated"], s["entries"]) if missing else None,
-        "expected_volume": _ratio(s["target"], s["images"]),
-        "empty_map_fraction": _ratio(s["empty_maps"], s["images"]),
-        "empty_map_gradient_share": _ratio(s["grad_empty_map"], s["grad"]),
-        "empty_map_predicted_volume": _ratio(s["pred_empty_map"], s["empty_maps"]),
-    }
-    if voxel_ml is not None:
-        out["empty_predicted_volume_ml"] = out["empty_predicted_volume"] * voxel_ml
-        out["nonempty_predicted_volume_ml"] = out["nonempty_predicted_volume"] * voxel_ml
-        out["empty_map_predicted_volume_ml"] = out["empty_map_predicted_volume"] * voxel_ml
-    return out
-
-
-def _check_spacing(spacing) -> float | None:
-    """The volume of one voxel in ml from a spacing in mm (one value per spatial axis)."""
-    if spacing is None:
-        return None
-    values = list(spacing) if hasattr(spacing, "__iter__") else [spacing]
-    if not values or not all(
-        isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and float(v) > 0 for v in values
-    ):
-        raise ValueError(f"spacing must be positive voxel sizes in mm, one per spatial axis; got {spacing!r}")
-    return math.prod(float(v) for v in values) / 1000.0
+    return monitor_math.monitor_rows(stats, counts, keep, annotated, config, smoothing, TORCH)
 
 
 def find_loss(loss):
@@ -184,16 +97,6 @@ def find_loss(loss):
     return loss
 
 
-def flat_values(result: dict, prefix: str = "", per_class: bool = True) -> dict[str, float]:
-    """A :meth:`GradientMonitor.compute` result as flat ``name`` / ``name/class{c}`` floats (for loggers);
-    undefined values (None) left out, NaN kept."""
-    out = {f"{prefix}{k}": float(v) for k, v in result.items() if k in VALUES or k.endswith("_ml") if v is not None}
-    if per_class:
-        for c, values in result["per_class"].items():
-            out.update({f"{prefix}{k}/class{c}": float(v) for k, v in values.items() if v is not None})
-    return out
-
-
 def _check_loss(loss) -> None:
     if not isinstance(loss, MONITORED):
         raise TypeError(
@@ -202,16 +105,7 @@ def _check_loss(loss) -> None:
             f"{type(loss).__module__}.{type(loss).__name__}: the monitor reads the per-(b, c) sums that only these "
             f"losses compute"
         )
-    config = loss.config
-    if config.reduction == "none":
-        raise ValueError(
-            "loss has reduction='none': one loss per subset has no single gradient to monitor; use 'mean' or 'sum'"
-        )
-    if config.squared:
-        raise ValueError(
-            "loss has squared=True: its gradient at a voxel depends on ỹ there, which the sums "
-            "Σỹ² do not give; the monitor needs the L1 relaxation (squared=False)"
-        )
+    check_config(loss.config)
 
 
 class GradientMonitor:
@@ -246,7 +140,7 @@ class GradientMonitor:
     ):
         _check_loss(loss)
         self.loss = loss
-        self.voxel_ml = _check_spacing(spacing)
+        self.voxel_ml = check_spacing(spacing)
         self.sync = bool(sync)
         self.log = bool(log)
         self.missing = isinstance(loss, _PartialDice)
@@ -354,13 +248,8 @@ class GradientMonitor:
             raise RuntimeError(
                 "GradientMonitor.compute before any update: call the loss with monitor=, attach(), or update() first"
             )
-        table = state.detach().cpu().tolist()
-        columns = list(zip(*table))
         first = 1 if (not self.loss.config.include_background and (self._channels or 0) > 1) else 0
-        out = _values(list(columns[-1]), self.voxel_ml, self.missing)
-        out["per_class"] = {
-            first + c: _values(list(col), self.voxel_ml, self.missing) for c, col in enumerate(columns[:-1])
-        }
+        out = results_of(state.detach().cpu().tolist(), first, self.voxel_ml, self.missing)
         out["updates"] = self.updates
         return out
 
@@ -385,11 +274,7 @@ class GradientMonitor:
         if self.history_file is not None and distributed.get_rank() == 0:
             write_history(self.history_file, self.history)
         if self.log:
-            lines = self.advise(result)
-            logger.info("GradientMonitor epoch %s: %s", result["epoch"], " | ".join(lines))
-            flagged = [line for line in lines if "They are ignored" in line]
-            if flagged:
-                warnings.warn("; ".join(flagged), RuntimeWarning, stacklevel=2)
+            log_advice(self.advise(result), result["epoch"])
         return result
 
     def advise(self, result: dict | None = None) -> list[str]:
@@ -398,71 +283,3 @@ class GradientMonitor:
             result = self.history[-1] if self.history and self._state is None else self.compute()
         earlier = [h for h in self.history if h is not result]
         return advice_lines(result, earlier[-1] if earlier else None, self.loss.config, self.voxel_ml is not None)
-
-
-def _volume_text(v: float, ml: bool) -> str:
-    return f"{v:.3g} ml" if ml else f"{v:.4g} voxels"
-
-
-def _trend(now: float, before: float | None) -> str:
-    if before is None or not math.isfinite(before) or not math.isfinite(now):
-        return ""
-    if now < 0.9 * before:
-        return " and falling"
-    return " and not falling" if now <= 1.1 * before else " and rising"
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.3g} %"
-
-
-def _ignored(fraction: float, share: float) -> bool:
-    """An empty subset gets < FLAG_RATIO of the |gradient| of a non-empty one, on average (0 < fraction < 1)."""
-    per_empty, per_other = share / fraction, (1 - share) / (1 - fraction)
-    return per_empty < FLAG_RATIO * per_other
-
-
-def advice_lines(result: dict, previous: dict | None, config, ml: bool = False) -> list[str]:
-    """One line per class: what share of the subsets φ is empty, what share of Σ|∂L/∂ỹ| they receive (Eq. 4),
-    what is predicted on them and whether it falls, and which Φ/ε (Eq. 5) fits the two readings of an empty
-    map — truly empty or missing. An empty map is flagged as ignored when its share of the gradient is below
-    :data:`~phidice.diagnostics.explain.FLAG_RATIO` (1 %) of a non-empty one's on average, as ``explain`` flags
-    it; flagged lines say "ignored"."""
-    key = "empty_predicted_volume_ml" if ml else "empty_predicted_volume"
-    scale = heuristic_eps_scale(config.overlap)
-    rule = "E[Σy]" if scale == 1 else f"{scale:.3g}·E[Σy]"
-    lines = []
-    for c, r in result["per_class"].items():
-        f, share, volume = r["empty_subset_fraction"], r["empty_gradient_share"], r[key]
-        if not f > 0:
-            lines.append(
-                f"class {c}: no subset φ with an empty target (mean Dice of the others {r['nonempty_dice']:.3f})"
-            )
-            continue
-        before = None if previous is None else previous["per_class"].get(c, {}).get(key)
-        seen = (
-            f"class {c}: {_pct(f)} of the subsets φ (Φ={config.phi.value}) have no label and receive "
-            f"{_pct(share)} of the gradient; predicted volume on them is {_volume_text(volume, ml)}"
-            f"{_trend(volume, before)}."
-        )
-        if f >= 1:
-            lines.append(f"{seen} No subset of this class holds a label, so there is nothing to compare with.")
-            continue
-        heuristic = f"{scale * r['expected_volume']:.4g}"
-        if _ignored(f, share):
-            fix = (
-                "ε ≈ " + rule + f" = {heuristic}"
-                if config.phi.sums_batch
-                else f"Φ=BI (B > 1) or ε ≈ {rule} = {heuristic}"
-            )
-            lines.append(
-                f"{seen} They are ignored (Eq. 4: ε/(P + ε)² ≈ 0). If these labels are truly empty, use "
-                f"{fix} (Eq. 5); if they are missing, this is what you want."
-            )
-        else:
-            lines.append(
-                f"{seen} The loss pushes them towards empty predictions. If these labels are truly empty, "
-                f"this is what you want; if they are missing, use Φ=I with a negligible ε ({SMALL_EPS:g}) "
-                f"or a missing-label loss (LeafDiceLoss with annotated)."
-            )
-    return lines

@@ -17,12 +17,15 @@ if int(keras.__version__.split(".")[0]) < 3:
     )
 
 from phidice.keras.losses import DiceCELoss, DiceFocalLoss, DiceLoss, LeafDiceLoss, MarginalDiceLoss, loss_from_sums
+from phidice.keras.monitor import GradientMonitorCallback, GradientMonitorMetric
 from phidice.keras.xp import KERAS, KerasOps
 
 __all__ = [
     "DiceCELoss",
     "DiceFocalLoss",
     "DiceLoss",
+    "GradientMonitorCallback",
+    "GradientMonitorMetric",
     "KERAS",
     "KerasOps",
     "LeafDiceLoss",

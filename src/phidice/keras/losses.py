@@ -14,6 +14,7 @@ replica under ``tf.distribute`` (see docs/keras.md).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,7 +38,15 @@ from phidice.keras.missing import (
     merge_probabilities,
     split_supersets,
 )
-from phidice.keras.sums import activate, check_pred, class_stats, dense_target, prepare_target, reference_stats
+from phidice.keras.sums import (
+    Prepared,
+    activate,
+    check_pred,
+    class_stats,
+    dense_target,
+    prepare_target,
+    reference_stats,
+)
 from phidice.keras.xp import KERAS
 
 __all__ = ["DiceCELoss", "DiceFocalLoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
@@ -104,6 +113,16 @@ def scale_for_replicas(loss, reduction: str):
 _KERAS_REDUCTION = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}
 
 
+class Sums(NamedTuple):
+    """What a loss computes before Eq. 3: the (B, C) sums of every channel, the prepared target, and for the
+    missing-label losses the (B, C) bool ``keep`` (the entries in the Dice) and ``annotated`` flags."""
+
+    stats: DiceStats
+    prepared: Prepared
+    keep: Any = None
+    annotated: Any = None
+
+
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
@@ -142,6 +161,19 @@ class _PhiLoss(keras.losses.Loss):
         num_channels = check_pred(y_pred, self.config, self._layout, checks)
         loss = self._loss(y_true, y_pred, num_channels, checks, **extra)
         return scale_for_replicas(checks.guard(loss), self.config.reduction)
+
+    def _sums(self, y_true, y_pred, num_channels: int, checks: Checks, annotated=None) -> Sums:
+        """The per-(b, c) sums of every channel (differentiable) and the prepared target."""
+        prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, self._layout, checks)
+        return Sums(class_stats(self._layout.to_last(y_pred), prepared, self.config), prepared)
+
+    def monitor_sums(self, y_true, y_pred, annotated=None) -> tuple[Sums, int]:
+        """The loss's own :class:`Sums` of a batch and its number of channels C, for
+        :class:`phidice.keras.GradientMonitorCallback` (value checks are the loss's: not repeated here)."""
+        y_pred = ops.convert_to_tensor(y_pred)
+        checks = Checks(False)
+        num_channels = check_pred(y_pred, self.config, self._layout, checks)
+        return self._sums(y_true, y_pred, num_channels, checks, annotated), num_channels
 
     def _dice(self, stats: DiceStats, num_channels: int, keep=None):
         return loss_from_sums(stats, self.config, num_channels=num_channels, keep=keep, axis=self._layout.axis_name)
@@ -186,9 +218,7 @@ class DiceLoss(_PhiLoss):
     """
 
     def _loss(self, y_true, y_pred, num_channels, checks):
-        layout = self._layout
-        prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
-        stats = class_stats(layout.to_last(y_pred), prepared, self.config)
+        stats = self._sums(y_true, y_pred, num_channels, checks).stats
         return self._dice(drop_background(stats, self.config.include_background, stacklevel=6), num_channels)
 
 
@@ -224,11 +254,10 @@ class DiceCELoss(_PhiLoss):
         check_compound(self.config, "DiceCELoss")
 
     def _loss(self, y_true, y_pred, num_channels, checks):
-        layout = self._layout
-        prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
-        x = layout.to_last(y_pred)
-        stats = drop_background(class_stats(x, prepared, self.config), self.config.include_background, stacklevel=6)
+        stats, prepared, _, _ = self._sums(y_true, y_pred, num_channels, checks)
+        stats = drop_background(stats, self.config.include_background, stacklevel=6)
         dice = self._dice(stats, num_channels)
+        x = self._layout.to_last(y_pred)
         return self.ce.lambda_dice * dice + self.ce.lambda_ce * cross_entropy(x, prepared, self.config, self.ce)
 
     def get_config(self) -> dict:
@@ -308,6 +337,14 @@ class _PartialDice(_PhiLoss):
             return self._compute(y_true, y_pred, annotated=annotated)
 
     def _loss(self, y_true, y_pred, num_channels, checks, annotated=None):
+        stats, _, keep, _ = self._sums(y_true, y_pred, num_channels, checks, annotated)
+        if not self.config.include_background and num_channels > 1:
+            stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
+        return self._dice(stats, num_channels, keep)
+
+    def _sums(self, y_true, y_pred, num_channels, checks, annotated=None) -> Sums:
+        """The sums of every channel (merged probabilities for the marginal Dice with background), the
+        prepared target, ``keep`` and ``annotated`` (B, C)."""
         config, layout = self.config, self._layout
         pred_shape = tuple(y_pred.shape)
         if self.labels_superset_map is not None:
@@ -339,9 +376,7 @@ class _PartialDice(_PhiLoss):
             stats = class_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)
         keep = leaf_keep(annotated, config.activation) if self._kind == "leaf" else annotated
-        if not config.include_background and num_channels > 1:
-            stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
-        return self._dice(stats, num_channels, keep)
+        return Sums(stats, prepared, keep, annotated)
 
     def get_config(self) -> dict:
         supersets = self.labels_superset_map

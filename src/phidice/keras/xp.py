@@ -70,5 +70,9 @@ class KerasOps:
             return math.prod(x.shape)
         return ops.cast(ops.size(x), x.dtype)
 
+    @staticmethod
+    def concat(xs, axis: int):
+        return ops.concatenate(list(xs), axis=axis)
+
 
 KERAS = KerasOps()

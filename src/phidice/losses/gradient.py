@@ -17,12 +17,13 @@ from typing import NamedTuple
 
 import torch
 
+from phidice import equations
 from phidice.core.checks import check_input
 from phidice.core.config import DEFAULT_EPS, DiceConfig
 from phidice.core.signature import config_signature
 from phidice.core.types import drop_background
 from phidice.core.xp import TORCH
-from phidice.equations import eq4, loss_from_terms, subset_terms
+from phidice.equations import loss_from_terms, subset_terms
 from phidice.losses.base import align_smoothing, config_smoothing
 from phidice.sums import activate, dense_target, prepare_target, stats_of_prepared
 
@@ -44,13 +45,8 @@ class DiceGradient(NamedTuple):
 
 def entry_gradients(terms, config: DiceConfig, shape) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4 per (image, class) entry: (∂DL/∂I, ∂DL/∂P), each of ``shape`` (B, C'), v_c included."""
-    N, D = terms.numerator, terms.denominator
-    empty = D <= 0  # 0/0 reads as a perfect score with zero gradient; a NaN D stays NaN
-    d_inter, d_pred = eq4(N, torch.where(empty, 1.0, D), terms.weight, config.overlap)
-    d_inter, d_pred = (torch.where(empty, 0.0, g).expand(shape) for g in (d_inter, d_pred))
-    if terms.inner is not None:
-        d_inter, d_pred = d_inter * terms.inner, d_pred * terms.inner
-    return d_inter, d_pred
+    d_inter, d_pred = equations.entry_gradients(terms, config, TORCH)
+    return d_inter.expand(shape), d_pred.expand(shape)
 
 
 def _d_intersection(p: torch.Tensor, y: torch.Tensor, config: DiceConfig) -> torch.Tensor:
