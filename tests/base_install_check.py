@@ -72,7 +72,8 @@ def main() -> None:
     annotated = torch.tensor([[True, True, True], [True, True, False]])
     y_partial = torch.where((y == 2) & (torch.arange(2).view(2, 1, 1) == 1), 0, y)
     losses = [
-        phidice.dice_loss(x, y, phi="BI"),  # fused="auto": the torch backend without numba
+        phidice.dice_loss(x, y, phi="BI"),  # fused="auto": the reference path without numba (the faster one)
+        phidice.dice_loss(x, y, phi="BI", fused=True),  # the torch backend without numba
         phidice.dice_loss(x, y, phi="CI", fused=False, eps=[1.0, 2.0, 3.0]),
         phidice.DiceLoss("I", include_background=False)(x, y),
         phidice.DiceCELoss("BI", label_smoothing=0.1)(x, y),
@@ -82,6 +83,7 @@ def main() -> None:
     sum(losses).backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
     assert phidice.ops.select_backend(x.device, x.dtype)[0] == "torch"
+    assert phidice.ops.auto_prefers_reference(x.device, x.dtype) is not None
     phidice.dice_gradient(torch.softmax(x.detach(), 1), y, "I")
     eps = phidice.estimate_epsilon(y, num_classes=3, progress=True)
     assert eps.shape == (3,)

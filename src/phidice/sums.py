@@ -197,7 +197,8 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
     ``ignore_index``, :func:`prepare_target` has checked it already).
 
     ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
-    no squared denominator — and the dense reference path otherwise; ``True`` demands them. ``soft_label``
+    no squared denominator — and the dense reference path otherwise, or where the fused path is the slower one
+    (:func:`phidice.ops.auto_prefers_reference`: on the CPU without numba); ``True`` demands them. ``soft_label``
     changes nothing for labels (min(ỹ, y) = y·ỹ there), so they stay fused; soft maps are dense targets and
     take the reference path, as any dense target does. A MONAI MetaTensor
     input is read as a plain tensor.
@@ -205,7 +206,12 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
     input = plain_tensor(input)
     if config.fused is not False:
         reason = ops.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
-        if reason is None:
+        slower = (
+            None
+            if reason is not None or config.fused is True
+            else ops.auto_prefers_reference(input.device, input.dtype)
+        )
+        if reason is None and slower is None:
             return ops.fused_stats(
                 input,
                 prepared.labels,

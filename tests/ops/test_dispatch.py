@@ -81,6 +81,38 @@ def test_fallback_is_used_when_forced(monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_auto_never_picks_the_slower_torch_path_on_the_cpu(monkeypatch, dtype):
+    """Without numba (float32) or for a dtype numba does not take, ``fused="auto"`` runs the reference path on the
+    CPU, the faster one there (BENCHMARKS.md, "Base install vs MONAI"); ``fused=True`` and a forced backend still run
+    the torch fallback, with the same loss."""
+    calls = []
+    original = fallback.forward
+
+    def spy(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(fallback, "forward", spy)
+    monkeypatch.delenv("PHIDICE_FUSED_BACKEND", raising=False)
+    monkeypatch.setattr(cpu, "_kernels", None)
+    monkeypatch.setattr(cpu, "_import_error", "numba not installed (simulated)")
+    x, y = torch.randn(2, 3, 4, 5, dtype=dtype), torch.randint(0, 3, (2, 4, 5))
+    cpu_dev = torch.device("cpu")
+    assert "reference path is faster" in ops.auto_prefers_reference(cpu_dev, dtype)
+    auto = phidice.dice_loss(x, y, phi="BI")
+    assert calls == []
+    fused = phidice.dice_loss(x, y, phi="BI", fused=True)
+    assert calls == [1]
+    monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "torch")
+    assert ops.auto_prefers_reference(cpu_dev, dtype) is None
+    forced = phidice.dice_loss(x, y, phi="BI")
+    assert calls == [1, 1]
+    torch.testing.assert_close(auto, fused)
+    torch.testing.assert_close(forced, fused)
+    assert ops.auto_prefers_reference(torch.device("cuda"), dtype) is None  # CUDA: Triton or the fallback, unchanged
+
+
 def _refuse_import(monkeypatch, refused: str, error: ImportError):
     import builtins
 

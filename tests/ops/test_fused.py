@@ -305,3 +305,33 @@ def test_fused_backward_receives_eq4(backend, phi, monkeypatch):
     ref = dice_gradient(torch.softmax(x.detach(), 1), y, **options)
     torch.testing.assert_close(seen["dP"], ref.g0.float(), rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(seen["dI"], (ref.g1 - ref.g0).float(), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("min_chunk,fraction", [(1, 16), (1, 2), (10_000, 4)])  # voxel ranges, 2 images, 1 chunk
+@pytest.mark.parametrize("activation,C", [("softmax", 4), ("softmax", 2), ("sigmoid", 1), ("sigmoid", 3)])
+def test_torch_path_chunks(monkeypatch, min_chunk, fraction, activation, C):
+    """The PyTorch path walks its chunks (image ranges, or voxel ranges within an image) to the same sums and
+    gradient as one chunk, in float64, float32 and bf16 (whose gradient is written through a float32 chunk)."""
+    monkeypatch.setattr(fallback, "MIN_CHUNK_ELEMENTS", min_chunk)
+    monkeypatch.setattr(fallback, "CHUNK_FRACTION", fraction)
+    previous = ops.set_backend("torch")
+    try:
+        x = torch.randn(4, C, 7, 9) * 2
+        y = torch.randint(0, 2 if C == 1 else C, (4, 7, 9))
+        chunks = list(fallback._chunks(x.reshape(4, C, -1)))
+        if fraction == 16:  # parts of one image each, covering every voxel once
+            assert all(b1 == b0 + 1 and e - s < 63 for b0, b1, s, e in chunks) and len(chunks) > 4
+            assert sum(e - s for *_, s, e in chunks) == 4 * 63
+        else:
+            assert [(b0, b1) for b0, b1, *_ in chunks] == ([(0, 2), (2, 4)] if fraction == 2 else [(0, 4)])
+        mask = torch.rand(4, 1, 7, 9)
+        for dtype in (torch.float64, torch.float32):
+            _compare(x, y, dtype, phi="BI", activation=activation, mask=mask)
+            _compare(x, y, dtype, phi="I", activation=activation)
+        xb = x.detach().to(torch.bfloat16).requires_grad_()
+        phidice.dice_loss(xb, y, activation=activation, fused=True).backward()
+        ref = torch.autograd.grad(phidice.dice_loss(xb.float(), y, activation=activation, fused=False), xb)[0]
+        assert xb.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(xb.grad.float(), ref.float(), rtol=2e-2, atol=1e-2 * float(ref.abs().max()))
+    finally:
+        ops.set_backend(previous)

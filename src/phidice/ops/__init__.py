@@ -13,6 +13,11 @@ Contract:
 Backends: ``"triton"`` (CUDA), ``"numba"`` (CPU, float32), ``"torch"`` (chunked PyTorch, any device and
 dtype). ``"auto"`` picks Triton for CUDA tensors when it imports, numba for float32 CPU tensors, and the
 torch fallback otherwise. Force one with :func:`set_backend` or ``PHIDICE_FUSED_BACKEND=torch|numba|triton``.
+
+``fused="auto"`` (the losses' default) does not take the torch fallback on the CPU unless it is forced
+(:func:`auto_prefers_reference`): there it is slower than the reference path, so without numba (the base install)
+and for float64/fp16/bf16 CPU tensors ``"auto"`` runs the reference path; ``fused=True`` still runs the fallback,
+whose extra memory is the gradient plus at most a quarter of the logits.
 """
 
 from __future__ import annotations
@@ -37,7 +42,15 @@ _triton_error: str | None = None
 register_backend("torch", fallback)
 register_backend("numba", cpu)
 
-__all__ = ["fused_unsupported_reason", "fused_stats", "set_backend", "get_backend", "select_backend", "BACKENDS"]
+__all__ = [
+    "fused_unsupported_reason",
+    "auto_prefers_reference",
+    "fused_stats",
+    "set_backend",
+    "get_backend",
+    "select_backend",
+    "BACKENDS",
+]
 
 
 def set_backend(name: str | None) -> str | None:
@@ -98,6 +111,23 @@ def select_backend(device: torch.device, dtype: torch.dtype):
     if device.type == "cpu" and cpu.supports(dtype) and cpu.available():
         return "numba", cpu
     return "torch", fallback
+
+
+def auto_prefers_reference(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why ``fused="auto"`` takes the reference path although the fused one applies; None when it takes the fused.
+
+    On the CPU, with no backend forced, the chunked PyTorch path (what the fused path is without numba, and for
+    float64/fp16/bf16) recomputes the activation in its backward and runs about twice the ops of the reference
+    path: measured 1.3–2.8× the reference path's time (two runs) at (2, 4, 96³), (2, 16, 64³), (8, 2, 256²) and
+    (2, 4, 64³) on 2 threads (BENCHMARKS.md, "Base install vs MONAI"), so ``"auto"`` must not pick it there.
+    Forcing the backend (:func:`set_backend`, ``PHIDICE_FUSED_BACKEND=torch``) or ``fused=True`` keeps it: it
+    needs less memory than the reference path's one-hot and probabilities.
+    """
+    if device.type != "cpu" or get_backend() != "auto":
+        return None
+    if select_backend(device, dtype)[0] != "torch":
+        return None
+    return "on the CPU without numba (or for a dtype numba does not take) the reference path is faster"
 
 
 def fused_unsupported_reason(input, prepared, *, activation, squared) -> str | None:
