@@ -348,7 +348,13 @@ class GradientMonitor:
 
     def compute(self) -> dict:
         """The values accumulated since the last :meth:`reset`: :data:`VALUES` overall and in ``per_class``
-        (keyed by input channel), plus ``updates``; NaN where a value is undefined (e.g. no empty subset)."""
+        (keyed by input channel), plus ``updates``; NaN where a value is undefined (e.g. no empty subset).
+
+        A batch whose probabilities are not finite (a NaN logit, or +Inf under a softmax) makes every value
+        that reads the predictions NaN until the next reset — gradient shares, predicted volumes, Dice — and
+        :meth:`advise` says so instead of advising; the values of the targets alone (the empty fractions,
+        ``expected_volume``, ``unannotated_fraction``) stay as they are. No host synchronisation is added to
+        find it: the NaN travels in the sums."""
         state = self._reduced()
         if state is None:
             raise RuntimeError(
@@ -422,6 +428,16 @@ def _ignored(fraction: float, share: float) -> bool:
     return per_empty < FLAG_RATIO * per_other
 
 
+def _not_finite(r: dict) -> bool:
+    """A batch's probabilities were not finite (a NaN logit, or +Inf under a softmax): the predicted volumes or
+    the Dice of subsets that exist are NaN (sums carry a NaN until the next reset)."""
+    f = r["empty_subset_fraction"]
+    values = ([r["empty_predicted_volume"]] if f > 0 else []) + (
+        [r["nonempty_predicted_volume"], r["nonempty_dice"]] if f < 1 else []
+    )
+    return any(math.isnan(v) for v in values)
+
+
 def advice_lines(result: dict, previous: dict | None, config, ml: bool = False) -> list[str]:
     """One line per class: what share of the subsets φ is empty, what share of Σ|∂L/∂ỹ| they receive (Eq. 4),
     what is predicted on them and whether it falls, and which Φ/ε (Eq. 5) fits the two readings of an empty
@@ -434,6 +450,12 @@ def advice_lines(result: dict, previous: dict | None, config, ml: bool = False) 
     lines = []
     for c, r in result["per_class"].items():
         f, share, volume = r["empty_subset_fraction"], r["empty_gradient_share"], r[key]
+        if _not_finite(r):
+            lines.append(
+                f"class {c}: the predicted probabilities were not finite in a batch since the last reset (a NaN "
+                f"logit, or +Inf under a softmax): its gradient and volume readings are NaN, no advice"
+            )
+            continue
         if not f > 0:
             lines.append(
                 f"class {c}: no subset φ with an empty target (mean Dice of the others {r['nonempty_dice']:.3f})"
