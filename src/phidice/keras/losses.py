@@ -339,9 +339,11 @@ class _PartialDice(_PhiLoss):
             stats = class_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)
         keep = leaf_keep(annotated, config.activation) if self._kind == "leaf" else annotated
+        # XLA (jax.jit) rewrites x·float(keep) as select(keep, x, 0), which drops the NaN of an entry the subsets
+        # leave out; the PyTorch losses carry it (NaN in, NaN out): the scored predicted volumes carry it here
         if not config.include_background and num_channels > 1:
             stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
-        return self._dice(stats, num_channels, keep)
+        return self._dice(stats, num_channels, keep) + 0.0 * ops.sum(stats.pred_sum)
 
     def get_config(self) -> dict:
         supersets = self.labels_superset_map
