@@ -75,13 +75,16 @@ test-keras-tf: $(TESTDEPS)
 	$(PY) -m pytest -n 2 -q --tensorflow -m tensorflow tests/keras tests/test_doc_examples.py
 
 # the long run of the differential property tests (docs/testing.md): FUZZ_EXAMPLES drawn cases on the reference
-# path and every fused CPU backend, then on Triton under its interpreter; examples and findings in docs/testing.md
+# path and every fused CPU backend, then on Triton under its interpreter, then a tenth of them on the Keras losses
+# (JAX, PyTorch; one batch per back end, seed PHIDICE_FUZZ_SEED); examples and findings in docs/testing.md
 FUZZ_EXAMPLES ?= 4000
 fuzz: $(TESTDEPS)
 	HYPOTHESIS_PROFILE=fuzz PHIDICE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q \
 		--hypothesis-show-statistics tests/losses/test_differential.py
 	TRITON_INTERPRET=1 HYPOTHESIS_PROFILE=fuzz PHIDICE_TRITON_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 10 )) \
 		$(PY) tests/ops/triton_interpret_check.py
+	HYPOTHESIS_PROFILE=fuzz PHIDICE_KERAS_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 10 )) \
+		PHIDICE_FUZZ_SEED=$${PHIDICE_FUZZ_SEED:-0} $(PY) -m pytest -q tests/keras/test_keras_differential.py
 
 bench: $(TESTDEPS)
 	$(PY) benchmarks/bench_fused.py --repeats 21

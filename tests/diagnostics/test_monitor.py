@@ -5,6 +5,7 @@ weights, Tversky/Jaccard and the missing-label losses; the fused path; explain; 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -381,3 +382,117 @@ def test_bad_input():
         phidice.DiceLoss(activation=None)(probs, labels, monitor=monitor)
     with pytest.raises(ValueError, match="annotated is for the missing-label losses"):
         monitor.update(probs, labels, torch.ones(B, C, dtype=torch.bool))
+
+
+TARGET_ONLY = ("empty_subset_fraction", "expected_volume", "empty_map_fraction")
+READS_PREDICTIONS = (
+    "empty_gradient_share",
+    "empty_predicted_volume",
+    "nonempty_predicted_volume",
+    "nonempty_dice",
+    "empty_map_gradient_share",
+    "empty_map_predicted_volume",
+)
+
+
+@pytest.mark.parametrize("special, fused", [("nan", False), ("+inf", False), ("nan", True)])
+def test_non_finite_logits_give_nan_values_and_no_advice(special, fused):
+    """A NaN logit (or +Inf under the softmax) in one batch: every value that reads the predictions is NaN
+    until the next reset, overall and per class (never a number that looks fine), the targets' own values are
+    those of the same targets with finite logits, advise() gives no advice, the next epoch is finite again."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(B, C, *S, generator=g)
+    _, labels = batch(5)
+    bad = logits.clone()
+    bad[2, 1, 3, 3] = float(special)
+    loss = phidice.DiceLoss(phi="I", fused=fused)
+    monitor, finite = GradientMonitor(loss, log=False), GradientMonitor(loss, log=False)
+    for x, m in ((logits, monitor), (bad, monitor), (logits, finite), (logits, finite)):
+        loss(x, labels, monitor=m)
+    got, want = monitor.compute(), finite.compute()
+    for r, w in [(got, want), *((got["per_class"][c], want["per_class"][c]) for c in range(C))]:
+        for key in READS_PREDICTIONS:
+            assert math.isnan(r[key]), key
+        for key in TARGET_ONLY:
+            assert r[key] == pytest.approx(w[key]), key
+    assert got["empty_subset_fraction"] > 0 and math.isfinite(want["empty_gradient_share"])
+    lines = monitor.advise()
+    assert len(lines) == C and all("not finite" in line and "no advice" in line for line in lines), lines
+    assert not any("use" in line for line in lines)
+    monitor.log = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NaN epoch is logged, not flagged as "ignored"
+        assert math.isnan(monitor.epoch_end()["nonempty_dice"])
+    loss(logits, labels, monitor=monitor)
+    again = monitor.compute()
+    assert all(math.isfinite(again[k]) for k in READS_PREDICTIONS) and "not finite" not in " ".join(monitor.advise())
+    assert math.isnan(monitor.history[0]["nonempty_dice"])  # the history keeps the NaN epoch
+
+
+def test_minus_inf_logit_is_a_zero_probability():
+    """−Inf is a valid logit: the values stay finite and equal those of a very negative finite logit."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(B, C, *S, generator=g, dtype=torch.float64)
+    _, labels = batch(6)
+    low, neg = logits.clone(), logits.clone()
+    low[1, 2, 0, 0], neg[1, 2, 0, 0] = -1e4, float("-inf")
+    results = []
+    for x in (low, neg):
+        monitor = GradientMonitor(phidice.DiceLoss(phi="BI"), log=False)
+        monitor.update(x, labels)
+        results.append(monitor.compute())
+    for key in READS_PREDICTIONS + TARGET_ONLY:
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-12, nan_ok=True), key
+
+
+def test_check_finite_raises_before_anything_is_recorded():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(B, C, *S, generator=g)
+    _, labels = batch(7)
+    loss = phidice.DiceLoss(check_finite=True)
+    monitor = GradientMonitor(loss, log=False)
+    loss(logits, labels, monitor=monitor)
+    before = monitor.compute()
+    bad = logits.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="check_finite"):
+        loss(bad, labels, monitor=monitor)
+    assert monitor.updates == 1 and monitor.compute() == before
+
+
+@pytest.mark.parametrize(
+    "loss, call, match",
+    [
+        (phidice.DiceLoss(), lambda m, x, y: m.update(x[:, :, 0, 0], y[:, 0, 0]), "at least one spatial dim"),
+        (phidice.DiceLoss(), lambda m, x, y: m.update(x, y[:1]), "target batch size 1 does not match"),
+        (phidice.DiceLoss(), lambda m, x, y: m.update(x, y[:, None, None]), r"target shape \(4, 1, 1, 6, 5\)"),
+        (phidice.DiceLoss(), lambda m, x, y: m.update(x, y, mask=torch.ones(B, 2, *S)), "mask shape"),
+        (phidice.DiceCELoss(), lambda m, x, y: m.update(x[:, :2], y), r"labels must lie in \[0, 1\]"),
+        (
+            phidice.LeafDiceLoss(),
+            lambda m, x, y: m.update(x, y, torch.ones(B, C - 1, dtype=torch.bool)),
+            r"annotated must have shape \(B, C\) = \(4, 3\)",
+        ),
+        (phidice.DiceLoss(), lambda m, x, y: m.update(x, y.double() + 0.5), "non-integer values"),
+    ],
+)
+def test_shapes_the_loss_refuses_leave_the_monitor_unchanged(loss, call, match):
+    """What the loss refuses, the monitor refuses with the loss's message, and its sums stay as they were."""
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(B, C, *S, generator=g)
+    _, labels = batch(8)
+    monitor = GradientMonitor(loss, log=False)
+    if isinstance(loss, phidice.LeafDiceLoss):
+        monitor.update(logits, labels, torch.ones(B, C, dtype=torch.bool))
+    else:
+        monitor.update(logits, labels)
+    before = monitor.compute()
+    with pytest.raises(ValueError, match=match):
+        call(monitor, logits, labels)
+    assert monitor.updates == 1 and monitor.compute() == before
+
+
+@pytest.mark.parametrize("loss", [phidice.dice_loss, "DiceLoss", torch.nn.BCEWithLogitsLoss()])
+def test_a_loss_that_is_not_a_phidice_module_is_named(loss):
+    with pytest.raises(TypeError, match="loss must be a phidice Dice-family loss module .* got "):
+        GradientMonitor(loss)

@@ -42,13 +42,14 @@ PARTIAL = ("LeafDiceLoss", "MarginalDiceLoss")
 # ---------------------------------------------------------------- gradients per back end
 
 
-def value_and_grad(f, x):
-    """(value, ∂total/∂x) for ``f(x) = (total, value)``, with the back end's own autodiff: jax.grad, torch
-    autograd or tf.GradientTape."""
+def value_and_grad(f, x, jit: bool = False):
+    """(value, ∂total/∂x) for ``f(x) = (total, value)``, with the back end's own autodiff: jax.grad (compiled
+    whole by jax.jit with ``jit``, as Keras's training step is), torch autograd or tf.GradientTape."""
     if BACKEND == "jax":
         import jax
 
-        grad, value = jax.grad(f, has_aux=True)(x)
+        grad_of = jax.grad(f, has_aux=True)
+        grad, value = (jax.jit(grad_of) if jit else grad_of)(x)
         return value, np.asarray(grad)
     if BACKEND == "torch":
         xt = x.detach().clone().requires_grad_(True)
@@ -102,8 +103,9 @@ def call_args(case):
     return x, y, extra
 
 
-def run_case(case) -> dict:
-    """The loss value (per φ for reduction="none") and, for float32 cases, the gradient of its sum."""
+def run_case(case, jit: bool = False) -> dict:
+    """The loss value (per φ for reduction="none") and, for float32 cases, the gradient of its sum (on JAX
+    compiled whole with ``jit``)."""
     try:
         loss = build_loss(case)
         x, y, extra = call_args(case)
@@ -113,7 +115,7 @@ def run_case(case) -> dict:
                 value = loss(y, z, **extra)
                 return ops.sum(value), value
 
-            value, grad = value_and_grad(f, x)
+            value, grad = value_and_grad(f, x, jit)
             out = {"grad": grad}
         else:
             value, out = loss(y, x, **extra), {}
@@ -121,6 +123,16 @@ def run_case(case) -> dict:
         return out
     except (TypeError, ValueError) as err:
         return {"error": (type(err).__name__, str(err))}
+
+
+def run_fuzz_case(case) -> dict:
+    """:func:`run_case` for a drawn case, on JAX under jax.jit (one compilation a case, where eager JAX compiles
+    each operation for each new shape: several times slower); any exception is the case's result, so that one
+    does not end the run."""
+    try:
+        return run_case(case, jit=True)
+    except Exception:  # noqa: BLE001 - reported to the parent
+        return {"exception": traceback.format_exc(limit=-3)}
 
 
 # ---------------------------------------------------------------- scenarios
@@ -442,6 +454,9 @@ def main(inp: str, outp: str, workdir: str) -> None:
     t = time.perf_counter()
     result["cases"] = {c["id"]: run_case(c) for c in job["cases"]}
     result["times"]["cases"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result["fuzz"] = {c["id"]: run_fuzz_case(c) for c in job.get("fuzz", ())}
+    result["times"]["fuzz"] = time.perf_counter() - t
     t = time.perf_counter()
     result["errors"] = {c["id"]: run_case(c) for c in job["errors"]}
     result["traced"] = scenario_traced(job["traced"])

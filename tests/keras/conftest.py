@@ -1,9 +1,10 @@
 """Runs each Keras back end once per test session, in its own process (KERAS_BACKEND is fixed at import).
 
-The worker (``_keras_worker.py``) gets every case as NumPy arrays and returns values, gradients, errors and the
-scenario results; the tests compare them here with the PyTorch losses. Under pytest-xdist the first test of a
-back end runs its worker and the other test processes read its result (a file lock in the session's shared
-temporary directory), so each back end runs once.
+The worker (``_keras_worker.py``) gets every case as NumPy arrays (the fixed cases of ``_keras_cases`` and the
+drawn ones of ``_keras_fuzz``) and returns values, gradients, errors and the scenario results; the tests compare
+them here with the PyTorch losses. Under pytest-xdist the first test of a back end runs its worker and the other
+test processes read its result (a file lock in the session's shared temporary directory), so each back end runs
+once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _keras_cases
+import _keras_fuzz
 
 WORKER = HERE / "_keras_worker.py"
 WORKER_TIMEOUT_S = 1200
@@ -34,6 +36,7 @@ def job(backend: str) -> dict:
         "errors": _keras_cases.build_error_cases(),
         "traced": _keras_cases.scenario_cases(cases),
         "serialize": _keras_cases.scenario_cases(cases),
+        "fuzz": _keras_fuzz.worker_cases(),
     }
 
 

@@ -53,10 +53,14 @@ def tolerance(dtype) -> tuple[float, float]:
     }[dtype]
 
 
+MASKS = (None, "soft", "binary")
+
+
 @st.composite
-def cases(draw) -> dict:
-    """One case: the options of the loss and the recipe of its tensors (built by :func:`tensors`)."""
-    loss = draw(st.sampled_from(LOSSES))
+def cases(draw, losses=LOSSES, dtypes=DTYPES, masks=MASKS) -> dict:
+    """One case: the options of the loss and the recipe of its tensors (built by :func:`tensors`); ``losses``,
+    ``dtypes`` and ``masks`` narrow the draw to what a path takes (the Keras losses: no mask, float32)."""
+    loss = draw(st.sampled_from(losses))
     activation = "softmax" if loss == "marginal" else draw(st.sampled_from(["softmax", "sigmoid"]))
     C = draw(st.integers(2 if (activation == "softmax" or loss in ("leaf", "marginal")) else 1, 4))
     case = dict(
@@ -66,7 +70,7 @@ def cases(draw) -> dict:
         C=C,
         B=draw(st.integers(1, 3)),
         spatial=tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))),
-        dtype=draw(st.sampled_from(DTYPES)),
+        dtype=draw(st.sampled_from(dtypes)),
         seed=draw(st.integers(0, 2**31 - 1)),
         include_background=True if C == 1 else draw(st.booleans()),
         reduction=draw(st.sampled_from(["mean", "sum", "none"])) if loss in ("dice", "tversky", "jaccard") else "mean",
@@ -79,7 +83,7 @@ def cases(draw) -> dict:
     case["fill"] = draw(st.sampled_from(["random", "random", "empty", "full"]))
     labels = case["target"] in ("labels", "labels1")
     case["ignore"] = labels and loss != "marginal" and draw(st.booleans())
-    case["mask"] = draw(st.sampled_from([None, "soft", "binary"]))
+    case["mask"] = draw(st.sampled_from(masks))
     case["logits"] = draw(st.sampled_from(["normal", "normal", "large", "extreme", "equal"]))
     case["specials"] = draw(st.lists(st.sampled_from(["nan", "+inf", "-inf"]), max_size=3))
     if loss in ("leaf", "marginal"):
@@ -277,32 +281,38 @@ def check_case(case, backends) -> None:
     note(repr(case))
     t = tensors(case)
     results = paths(case, t, backends)
-    ref_loss, ref_grad = results["reference"]
     nan = expect_nan(case, t["x"])
     _progress(nan)
     for name, (loss, grad) in results.items():
-        assert loss.dtype == ref_loss.dtype and grad.dtype == t["x"].dtype, name
-        if nan:
-            assert torch.isnan(loss.sum()), f"{name}: NaN in the activation, but the loss is {loss}"
-            assert torch.isnan(grad).any(), f"{name}: NaN in the activation, none in the gradient"
-            continue
-        # a Dice is bounded; a cross-entropy is +Inf where an infinite logit gives the label probability 0
-        finite = torch.isfinite(loss).all() and torch.isfinite(grad).all()
-        assert finite or (case["loss"] == "dice_ce" and not torch.isnan(loss).any()), f"{name}: {loss}"
-        rl, rg = tolerance(t["x"].dtype)
-        atol = rl * max(float(ref_loss.nan_to_num(posinf=0.0).abs().max()), 1e-3)
-        torch.testing.assert_close(loss, ref_loss, rtol=rl, atol=atol, msg=lambda m: f"{name} loss: {m}")
-        # ∂L/∂z = p·(g − Σ p_k g_k) cancels where the activation saturates: its rounding error is relative to
-        # ∂L/∂p (~1/voxels for these losses), not to a tiny ∂L/∂z
-        scale = max(float(ref_grad.nan_to_num().abs().max()), 1.0 / t["x"][:, 0].numel())
-        torch.testing.assert_close(
-            grad.double(),
-            ref_grad.double(),
-            rtol=rg,
-            atol=rg * scale,
-            equal_nan=not finite,
-            msg=lambda m: f"{name} gradient: {m}",
-        )
+        assert_agrees(name, case, t["x"], nan, (loss, grad), results["reference"])
+
+
+def assert_agrees(name, case, x, nan, got, reference) -> None:
+    """One path's (loss, gradient) against the reference path's on the logits ``x``: NaN where the activation
+    holds one (``nan``), else equal within the dtype's tolerance."""
+    (loss, grad), (ref_loss, ref_grad) = got, reference
+    assert loss.dtype == ref_loss.dtype and grad.dtype == x.dtype, name
+    if nan:
+        assert torch.isnan(loss.sum()), f"{name}: NaN in the activation, but the loss is {loss}"
+        assert torch.isnan(grad).any(), f"{name}: NaN in the activation, none in the gradient"
+        return
+    # a Dice is bounded; a cross-entropy is +Inf where an infinite logit gives the label probability 0
+    finite = torch.isfinite(loss).all() and torch.isfinite(grad).all()
+    assert finite or (case["loss"] == "dice_ce" and not torch.isnan(loss).any()), f"{name}: {loss}"
+    rl, rg = tolerance(x.dtype)
+    atol = rl * max(float(ref_loss.nan_to_num(posinf=0.0).abs().max()), 1e-3)
+    torch.testing.assert_close(loss, ref_loss, rtol=rl, atol=atol, msg=lambda m: f"{name} loss: {m}")
+    # ∂L/∂z = p·(g − Σ p_k g_k) cancels where the activation saturates: its rounding error is relative to
+    # ∂L/∂p (~1/voxels for these losses), not to a tiny ∂L/∂z
+    scale = max(float(ref_grad.nan_to_num().abs().max()), 1.0 / x[:, 0].numel())
+    torch.testing.assert_close(
+        grad.double(),
+        ref_grad.double(),
+        rtol=rg,
+        atol=rg * scale,
+        equal_nan=not finite,
+        msg=lambda m: f"{name} gradient: {m}",
+    )
 
 
 def run_bounded(max_examples: int, backends) -> None:

@@ -67,6 +67,20 @@ def test_errors_of_sources_and_values():
         plan.remap(0, np.array([0, 3]), where="map.nii")
 
 
+def test_remap_float_and_bool_maps():
+    """Float maps of integer values keep their dtype; a fraction or a NaN is named; bool maps are labels 0/1."""
+    plan = plan_labels([A, B])
+    out = plan.remap(1, np.array([0.0, 1.0, 3.0], np.float32))
+    assert out.dtype == np.float32 and out.tolist() == [0.0, 3.0, 4.0]
+    one = plan_labels([PoolSource("D", {"background": 0, "liver": 1})])
+    assert one.remap(0, np.array([False, True])).tolist() == [False, True]
+    with pytest.raises(ValueError, match="m.nii has dtype bool, too small for merged value 4"):
+        plan.remap(1, np.array([False, True]), where="m.nii")  # 1 → 3 would read back as True
+    for bad, shown in ((0.5, r"\[0.5\]"), (np.nan, r"\[nan\]")):
+        with pytest.raises(ValueError, match=rf"m.nii holds non-integer value\(s\) {shown} \(dtype float64\)"):
+            plan.remap(1, np.array([0.0, bad]), where="m.nii")
+
+
 def test_case_ids_prefix_only_collisions():
     ids = case_ids([["a", "b"], ["b", "c"], ["c"]], ["Dataset701_A", "Dataset702_B", "/x/other"])
     assert ids == [["a", "D701__b"], ["D702__b", "D702__c"], ["S3__c"]]

@@ -242,7 +242,13 @@ class GradientMonitor:
 
     def compute(self) -> dict:
         """The values accumulated since the last :meth:`reset`: :data:`VALUES` overall and in ``per_class``
-        (keyed by input channel), plus ``updates``; NaN where a value is undefined (e.g. no empty subset)."""
+        (keyed by input channel), plus ``updates``; NaN where a value is undefined (e.g. no empty subset).
+
+        A batch whose probabilities are not finite (a NaN logit, or +Inf under a softmax) makes every value
+        that reads the predictions NaN until the next reset — gradient shares, predicted volumes, Dice — and
+        :meth:`advise` says so instead of advising; the values of the targets alone (the empty fractions,
+        ``expected_volume``, ``unannotated_fraction``) stay as they are. No host synchronisation is added to
+        find it: the NaN travels in the sums."""
         state = self._reduced()
         if state is None:
             raise RuntimeError(

@@ -200,6 +200,16 @@ def _ignored(fraction: float, share: float) -> bool:
     return per_empty < FLAG_RATIO * per_other
 
 
+def _not_finite(r: dict) -> bool:
+    """A batch's probabilities were not finite (a NaN logit, or +Inf under a softmax): the predicted volumes or
+    the Dice of subsets that exist are NaN (sums carry a NaN until the next reset)."""
+    f = r["empty_subset_fraction"]
+    values = ([r["empty_predicted_volume"]] if f > 0 else []) + (
+        [r["nonempty_predicted_volume"], r["nonempty_dice"]] if f < 1 else []
+    )
+    return any(math.isnan(v) for v in values)
+
+
 def advice_lines(result: dict, previous: dict | None, config, ml: bool = False) -> list[str]:
     """One line per class: what share of the subsets φ is empty, what share of Σ|∂L/∂ỹ| they receive (Eq. 4),
     what is predicted on them and whether it falls, and which Φ/ε (Eq. 5) fits the two readings of an empty
@@ -212,6 +222,12 @@ def advice_lines(result: dict, previous: dict | None, config, ml: bool = False) 
     lines = []
     for c, r in result["per_class"].items():
         f, share, volume = r["empty_subset_fraction"], r["empty_gradient_share"], r[key]
+        if _not_finite(r):
+            lines.append(
+                f"class {c}: the predicted probabilities were not finite in a batch since the last reset (a NaN "
+                f"logit, or +Inf under a softmax): its gradient and volume readings are NaN, no advice"
+            )
+            continue
         if not f > 0:
             lines.append(
                 f"class {c}: no subset φ with an empty target (mean Dice of the others {r['nonempty_dice']:.3f})"

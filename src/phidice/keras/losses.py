@@ -340,7 +340,9 @@ class _PartialDice(_PhiLoss):
         stats, _, keep, _ = self._sums(y_true, y_pred, num_channels, checks, annotated)
         if not self.config.include_background and num_channels > 1:
             stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
-        return self._dice(stats, num_channels, keep)
+        # XLA (jax.jit) rewrites x·float(keep) as select(keep, x, 0), which drops the NaN of an entry the subsets
+        # leave out; the PyTorch losses carry it (NaN in, NaN out): the scored predicted volumes carry it here
+        return self._dice(stats, num_channels, keep) + 0.0 * ops.sum(stats.pred_sum)
 
     def _sums(self, y_true, y_pred, num_channels, checks, annotated=None) -> Sums:
         """The sums of every channel (merged probabilities for the marginal Dice with background), the

@@ -116,6 +116,14 @@ class LabelPlan:
         labels = np.asarray(labels)
         lut = self.luts[s]
         values = np.unique(labels)
+        if not np.issubdtype(labels.dtype, np.integer):  # float (or bool) maps: integer values, looked up as such
+            odd = ~np.isfinite(values) | (values != np.round(values)) if values.dtype.kind == "f" else None
+            if odd is not None and odd.any():
+                raise ValueError(
+                    f"{self.sources[s].key}: {where} holds non-integer value(s) {values[odd][:8].tolist()} "
+                    f"(dtype {labels.dtype}); a label map holds integer label values"
+                )
+            values = values.astype(np.int64)
         bad = [int(v) for v in values if v < 0 or v >= len(lut) or lut[int(v)] < 0]
         if bad:
             declared = sorted(v for v in self.sources[s].labels.values())
@@ -124,11 +132,13 @@ class LabelPlan:
                 f"'labels' does not declare (declared: {declared})"
             )
         top = int(lut.max())
-        if np.issubdtype(labels.dtype, np.integer) and top > np.iinfo(labels.dtype).max:
+        too_small = labels.dtype == np.bool_ and top > 1
+        if too_small or (np.issubdtype(labels.dtype, np.integer) and top > np.iinfo(labels.dtype).max):
             raise ValueError(
                 f"{self.sources[s].key}: {where} has dtype {labels.dtype}, too small for merged value {top}"
             )
-        return lut[labels].astype(labels.dtype, copy=False)
+        index = labels if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int64)
+        return lut[index].astype(labels.dtype, copy=False)
 
     def is_identity(self, s: int) -> bool:
         """True when source s's label maps keep their values (no file needs rewriting)."""

@@ -120,14 +120,18 @@ def _cases(folder: Path, dj: dict, ending: str, channels: int, where: str) -> tu
         for p in labels_dir.iterdir()
         if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")
     )
+    present = {p.name for p in images_dir.iterdir()}
     n = dj.get("numTraining")
     if isinstance(n, int) and not isinstance(n, bool) and n != len(cases):
+        first = f"_0000{ending}"
+        unlabelled = sorted({p[: -len(first)] for p in present if p.endswith(first)} - set(cases))
+        missing = f"labelsTr/{unlabelled[0]}{ending} is missing (imagesTr/ holds its images); " if unlabelled else ""
         raise FileNotFoundError(
-            f"{where}: 'numTraining' is {n} but labelsTr/ holds {len(cases)} label file(s) ending in {ending!r}"
+            f"{where}: {missing}'numTraining' is {n} but labelsTr/ holds {len(cases)} label file(s) ending in "
+            f"{ending!r}"
         )
     if not cases:
         raise FileNotFoundError(f"{where}: labelsTr/ holds no label file ending in 'file_ending' {ending!r}")
-    present = {p.name for p in images_dir.iterdir()}
     for case in cases:
         for k in range(channels):
             name = f"{case}_{k:04d}{ending}"

@@ -244,3 +244,142 @@ def test_itk_formats_keep_spacing_origin_direction(raw):
         assert new.GetSpacing() == src.GetSpacing() and new.GetOrigin() == src.GetOrigin()
         assert new.GetDirection() == src.GetDirection() and new.GetPixelID() == src.GetPixelID()
         np.testing.assert_array_equal(sitk.GetArrayFromImage(new), np.array(lut)[sitk.GetArrayFromImage(src)])
+
+
+def _rewrite(path: Path, data: np.ndarray, affine=AFFINE) -> None:
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+
+
+@pytest.mark.parametrize("cut", ["header", "voxels", "not_gzip"])
+def test_refusal_truncated_or_corrupt_label_map(raw, capsys, cut):
+    """A label map cut short (in its header or in its voxels) or not a gzip file at all: one line naming the
+    dataset and the file, no traceback, nothing written — in a merge and in a dry run."""
+    two_sources(raw)
+    label = raw / "Dataset702_Kidney/labelsTr/case_002.nii.gz"
+    if cut == "voxels":  # big and random enough that the header survives the cut and the voxels do not
+        lab = np.random.default_rng(0).integers(0, 4, (30, 30, 30)).astype(np.int16)
+        _rewrite(label, lab)
+        _rewrite(raw / "Dataset702_Kidney/imagesTr/case_002_0000.nii.gz", lab.astype(np.float32))
+    data = label.read_bytes()
+    cut_at = 40 if cut == "header" else len(data) - 64
+    label.write_bytes(b"plain text, not an image" if cut == "not_gzip" else data[:cut_at])
+    needle = "Dataset702_Kidney: labelsTr/case_002.nii.gz cannot be read as a label map ("
+    for extra in ([], ["--dry-run"]):
+        _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", *extra], needle)
+    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"], "expected a complete .nii.gz file")
+    if cut == "voxels":
+        _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"], "EOFError")
+
+
+def test_refusal_corrupt_image(raw, capsys):
+    """Images are linked, not read, but their headers are (for the voxel grid): a corrupt one is named."""
+    two_sources(raw)
+    (raw / "Dataset701_Liver/imagesTr/case_001_0000.nii.gz").write_bytes(b"\x1f\x8b broken")
+    _refusal(
+        raw,
+        capsys,
+        [701, 702, "--id", 800, "--name", "Pool"],
+        "Dataset701_Liver: imagesTr/case_001_0000.nii.gz cannot be read as an image",
+    )
+
+
+@pytest.mark.parametrize("what", ["shape", "spacing"])
+def test_refusal_image_and_label_on_different_grids(raw, capsys, what):
+    """nnU-Net refuses a case whose image and label map differ in shape or spacing: so does the merge, before
+    writing anything, naming both files and both grids."""
+    two_sources(raw)
+    label = raw / "Dataset702_Kidney/labelsTr/case_003.nii.gz"
+    lab = np.asarray(nib.load(str(label)).dataobj)
+    if what == "shape":
+        _rewrite(label, lab[:, :, :3])
+        needle = "has shape (6, 5, 4) and spacing (2, 1.5, 3) but labelsTr/case_003.nii.gz has shape (6, 5, 3)"
+    else:
+        affine = AFFINE.copy()
+        affine[2, 2] = 2.5
+        _rewrite(label, lab, affine)
+        needle = "spacing (2, 1.5, 3) but labelsTr/case_003.nii.gz has shape (6, 5, 4) and spacing (2, 1.5, 2.5)"
+    for extra in ([], ["--dry-run"]):
+        _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", *extra], needle)
+    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"], "Dataset702_Kidney: imagesTr/case_003_0000")
+
+
+def test_refusal_non_integer_label_values(raw, capsys):
+    """A float label map with a fractional (or NaN) value is refused by name; integral floats are merged."""
+    two_sources(raw)
+    label = raw / "Dataset702_Kidney/labelsTr/case_002.nii.gz"
+    lab = np.asarray(nib.load(str(label)).dataobj).astype(np.float32)
+    _rewrite(label, np.where(lab == 3, 2.5, lab).astype(np.float32))
+    needle = "Dataset702_Kidney: labelsTr/case_002.nii.gz holds non-integer value(s) [2.5] (dtype float32)"
+    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"], needle)
+    _rewrite(label, np.where(lab == 3, np.nan, lab).astype(np.float32))
+    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool"], "holds non-integer value(s) [nan]")
+    _rewrite(label, lab)
+    merge_datasets([701, 702], dataset_id=800, name="Pool", progress=False)
+    new = np.asarray(nib.load(str(raw / "Dataset800_Pool/labelsTr/case_002.nii.gz")).dataobj)
+    assert new.dtype == np.float32 and set(np.unique(new[lab == 3])) == {4.0}  # kidney_right: 3 → 4
+
+
+def test_refusal_missing_label_file(raw, capsys):
+    two_sources(raw)
+    (raw / "Dataset702_Kidney/labelsTr/case_002.nii.gz").unlink()
+    _refusal(
+        raw,
+        capsys,
+        [701, 702, "--id", 800, "--name", "Pool"],
+        "Dataset702_Kidney: labelsTr/case_002.nii.gz is missing (imagesTr/ holds its images); 'numTraining' is 3",
+    )
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("{not json", "map.json: not valid JSON"),
+        ("[1, 2]", "map.json: expected a JSON object; got list"),
+        ('{"alias": {}}', "map.json: unknown key(s) ['alias']; allowed:"),
+        ('{"sources": {"701": {"labels": {"liver": 1}}}}', "MAP.json 'labels' needs 'background': 0"),
+        (None, "--labels: label map file not found"),
+    ],
+)
+def test_refusal_bad_map_file(raw, capsys, content, needle):
+    two_sources(raw)
+    path = raw.parent / "map.json"
+    if content is not None:
+        path.write_text(content)
+    _refusal(raw, capsys, [701, 702, "--id", 800, "--name", "Pool", "--labels", path], needle)
+
+
+def _mha_sources(raw, sitk) -> None:
+    for ident, labels in ((711, {"background": 0, "liver": 1}), (712, {"background": 0, "kidney": 1, "liver": 2})):
+        ds = raw / f"Dataset{ident}_Mha"
+        (ds / "imagesTr").mkdir(parents=True)
+        (ds / "labelsTr").mkdir()
+        lab = np.random.default_rng(ident).integers(0, len(labels), (12, 14, 16)).astype(np.uint16)
+        for arr, path in ((lab, ds / "labelsTr/c.mha"), (lab.astype(np.float32), ds / "imagesTr/c_0000.mha")):
+            img = sitk.GetImageFromArray(arr)
+            img.SetSpacing((0.7, 0.8, 2.5))
+            sitk.WriteImage(img, str(path))
+        (ds / "dataset.json").write_text(
+            json.dumps({"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 1, "file_ending": ".mha"})
+        )
+
+
+def test_itk_refusals_truncated_label_and_other_spacing(raw, capsys):
+    """The SimpleITK formats are held to the same: a truncated .mha and a spacing that differs are one line."""
+    sitk = pytest.importorskip("SimpleITK")
+    _mha_sources(raw, sitk)
+    label = raw / "Dataset712_Mha/labelsTr/c.mha"
+    data = label.read_bytes()
+    label.write_bytes(data[: len(data) // 2])
+    _refusal(raw, capsys, [711, 712, "--id", 806, "--name", "Mha"], "Dataset712_Mha: labelsTr/c.mha cannot be read")
+    label.write_bytes(data)
+    image = raw / "Dataset711_Mha/imagesTr/c_0000.mha"
+    img = sitk.ReadImage(str(image))
+    img.SetSpacing((0.7, 0.8, 3.0))
+    sitk.WriteImage(img, str(image))
+    _refusal(
+        raw,
+        capsys,
+        [711, 712, "--id", 806, "--name", "Mha"],
+        "Dataset711_Mha: imagesTr/c_0000.mha has shape (16, 14, 12) and spacing (0.7, 0.8, 3) but labelsTr/c.mha "
+        "has shape (16, 14, 12) and spacing (0.7, 0.8, 2.5)",
+    )

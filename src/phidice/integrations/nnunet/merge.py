@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -155,8 +156,41 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def _load_label(path: Path):
-    """(array, save(new_array, dst)) keeping the file's header: spacing, origin, direction, dtype."""
+def _read_errors() -> tuple:
+    """What a reader raises for a truncated or corrupt file: gzip/zlib, end of file, nibabel, SimpleITK."""
+    errors: tuple = (OSError, EOFError, ValueError, RuntimeError, zlib.error)
+    try:
+        from nibabel.filebasedimages import ImageFileError
+    except ImportError:  # nibabel absent: SimpleITK files only
+        return errors
+    return (*errors, ImageFileError)
+
+
+def _load_label(path: Path, where: str):
+    """(array, save(new_array, dst), (shape, spacing)) keeping the file's header: spacing, origin, direction,
+    dtype. A file that cannot be read raises a ValueError that names it (``where``)."""
+    try:
+        return _read_label(path)
+    except _read_errors() as err:
+        if isinstance(err, ValueError) and "a label map must be" in str(err):
+            raise
+        raise ValueError(
+            f"{where} cannot be read as a label map ({_reason(err, path)}); expected a complete "
+            f"{_ending(path)} file (truncated or corrupt?)"
+        ) from err
+
+
+def _ending(path: Path) -> str:
+    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
+
+
+def _reason(err: BaseException, path: Path) -> str:
+    """The reader's message on one line, the file's folder left out (the message names it already)."""
+    text = " ".join(str(err).replace(str(path), path.name).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _read_label(path: Path):
     if _is_nifti(path):
         import nibabel as nib
 
@@ -168,7 +202,7 @@ def _load_label(path: Path):
             out.set_data_dtype(img.get_data_dtype())
             nib.save(out, str(dst))
 
-        return data, save_nifti
+        return data, save_nifti, _nifti_grid(img)
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(path))
@@ -180,7 +214,50 @@ def _load_label(path: Path):
         out.CopyInformation(img)
         sitk.WriteImage(out, str(dst), True)
 
-    return sitk.GetArrayFromImage(img), save
+    return sitk.GetArrayFromImage(img), save, (tuple(img.GetSize()), tuple(img.GetSpacing()))
+
+
+def _nifti_grid(img) -> tuple:
+    shape = tuple(int(n) for n in img.shape[:3])
+    return shape, tuple(float(z) for z in img.header.get_zooms()[: len(shape)])
+
+
+def _image_grid(path: Path, where: str) -> tuple:
+    """(shape, spacing) of an image from its header (its voxels are not read)."""
+    try:
+        if _is_nifti(path):
+            import nibabel as nib
+
+            return _nifti_grid(nib.load(str(path)))
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return tuple(reader.GetSize()), tuple(reader.GetSpacing())
+    except _read_errors() as err:
+        raise ValueError(
+            f"{where} cannot be read as an image ({_reason(err, path)}); expected a {_ending(path)} file"
+        ) from err
+
+
+def _check_grid(job: _Job, label_grid: tuple) -> None:
+    """Every channel image of a case lies on its label map's voxel grid: the same shape and spacing (nnU-Net's
+    dataset check refuses the case otherwise)."""
+    shape, spacing = label_grid
+    for image in job.src.images(job.case):
+        img_shape, img_spacing = _image_grid(image, f"{job.src.key}: imagesTr/{image.name}")
+        same_spacing = len(img_spacing) == len(spacing) and np.allclose(img_spacing, spacing, rtol=1e-5, atol=0)
+        if img_shape != shape or not same_spacing:
+            raise ValueError(
+                f"{job.src.key}: imagesTr/{image.name} has shape {img_shape} and spacing {_fmt(img_spacing)} but "
+                f"labelsTr/{job.case}{job.src.file_ending} has shape {shape} and spacing {_fmt(spacing)}; an image "
+                f"and its label map must share the voxel grid"
+            )
+
+
+def _fmt(spacing) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in spacing) + ")"
 
 
 def _place(src: Path, dst: Path, mode: str) -> None:
@@ -207,7 +284,9 @@ def _merge_case(job: _Job, plan: LabelPlan, tmp: Path, mode: str, scan_only: boo
     src, ending = job.src, job.src.file_ending
     label = src.label(job.case)
     rel = f"labelsTr/{job.case}{ending}"
-    data, save = _load_label(label)  # every map is read: its values are checked even when they keep their values
+    # every map is read: its values are checked even when they keep them
+    data, save, grid = _load_label(label, f"{src.key}: {rel}")
+    _check_grid(job, grid)
     new = plan.remap(job.s, data, where=rel)
     if not scan_only:
         if plan.is_identity(job.s):
