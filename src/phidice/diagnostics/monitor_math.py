@@ -97,7 +97,8 @@ def monitor_rows(stats: DiceStats, counts, keep, annotated, config, smoothing, o
     target_phi = phi.reduce(kY, ops)
     empty = ops.float(target_phi == 0, I) * one
     denominator = phi.reduce(kP, ops) + target_phi  # 0 only where Σỹ = Σy = 0 on φ, and then I = 0 too
-    dsc = one * (2 * phi.reduce(kI, ops) / ops.where(denominator > 0, denominator, 1.0)) * (1 - empty)
+    # only a denominator that is 0 (an empty φ, its Dice zeroed below) is replaced: a NaN one stays NaN
+    dsc = one * (2 * phi.reduce(kI, ops) / ops.where(denominator == 0, 1.0, denominator)) * (1 - empty)
     w_all = k / ops.maximum(phi.reduce(k, ops), 1.0)  # each subset counted once over its kept entries
     w_class = k / ops.maximum(phi.sum_batch(k, ops), 1.0)  # ... once per class column it touches
     unannotated = one * 0.0 if annotated is None else 1 - ops.float(annotated, I)
