@@ -30,6 +30,8 @@ pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8
 import _nnunet_helpers as H
 import _synthetic
 
+import phidice
+
 BIN = Path(sys.executable).parent
 EXT_TRAINERS = Path(__file__).parent / "ext_trainers"
 
@@ -173,7 +175,7 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
         env,
         root,
     )
-    assert "phidice 0.1.0: nnUNetTrainerPhiDice_Tiny loss DiceCELoss(phi=BI, eps=1e-05" in log
+    assert f"phidice {phidice.__version__}: nnUNetTrainerPhiDice_Tiny loss DiceCELoss(phi=BI, eps=1e-05" in log
     rec = checkpoint_record(root / "nnUNet_results", "Dataset601_Synth2D", "nnUNetTrainerPhiDice_Tiny", "2d")
     assert rec["options"]["phi"] == "BI" and rec["options"]["eps"] == 1e-5
     # the GradientMonitor, on by default: per epoch in the log, the logger, a PNG beside progress.png, the record
