@@ -184,6 +184,10 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
     assert log.count("phidice monitor: class 1: empty φ") == 2 and "phidice advice: class 2" in log
     out = root / "nnUNet_results" / "Dataset601_Synth2D" / "nnUNetTrainerPhiDice_Tiny__nnUNetPlans__2d" / "fold_0"
     assert (out / "phidice_monitor.png").stat().st_size > 5000 and (out / "progress.png").is_file()
+    lines = [json.loads(line) for line in (out / "phidice_monitor.jsonl").read_text().splitlines()]
+    # the JSON-lines record is the checkpoint's (compared as JSON text: NaN ≠ NaN)
+    assert json.dumps(lines, sort_keys=True) == json.dumps(rec["monitor"], sort_keys=True)
+    assert [r["epoch"] for r in lines] == [0, 1] and sorted(lines[0]["per_class"]) == ["1", "2"]
     assert [r["epoch"] for r in rec["monitor"]] == [0, 1] and rec["monitor"][0]["updates"] == 4
     ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert len(ckpt["logging"]["phidice_empty_gradient_share"]) == 2
