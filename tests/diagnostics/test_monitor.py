@@ -233,6 +233,27 @@ def test_fused_path_and_compound_loss_give_the_reference_values(phi):
             assert other[key] == pytest.approx(results[0][key], rel=1e-5), key
 
 
+@pytest.mark.parametrize("kind", ["Leaf", "Marginal"])
+def test_missing_label_compound_losses_report_their_dice_sums(kind):
+    """LeafDiceCELoss / MarginalDiceCELoss with a monitor: the loss is the one without it, and the monitor holds
+    the values of the Dice-only loss on the same batch (its Dice term's sums)."""
+    probs, labels = batch(8)
+    annotated = annotated_rows()
+    labels[3] = 0
+    logits = torch.log(probs).float()
+    dice = getattr(phidice, f"{kind}DiceLoss")(phi="I", eps=1e-5, fused=False)
+    compound = getattr(phidice, f"{kind}DiceCELoss")(phi="I", eps=1e-5, fused=False)
+    alone = GradientMonitor(dice, log=False)
+    dice(logits, labels, annotated, monitor=alone)
+    monitor = GradientMonitor(compound, log=False)
+    value = compound(logits, labels, annotated, monitor=monitor)
+    assert float(value) == float(compound(logits, labels, annotated))
+    a, b = monitor.compute(), alone.compute()
+    assert a["updates"] == 1
+    for key in ("empty_subset_fraction", "empty_gradient_share", "empty_predicted_volume", "unannotated_fraction"):
+        assert a[key] == pytest.approx(b[key], rel=1e-6), key
+
+
 def test_accumulates_over_batches_and_update_equals_the_hook():
     """Two updates sum their states (ratios of sums); update() gives what the loss's own call gives."""
     probs, labels = batch(6)

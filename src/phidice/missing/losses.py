@@ -138,7 +138,7 @@ class _PartialDiceCE(_PartialDice):
             mask,
             self.ce,
             self.ce_weight,
-            self.monitor_for(monitor),
+            monitor=self.monitor_for(monitor),
         )
 
 

@@ -99,3 +99,16 @@ def test_dice_only_and_weights_from_options():
     out, lab = H.make_case(task, B=2, shape=(16, 16), levels=None, seed=11)
     H.assert_matches_stock(ours, stock, out, lab, offset=ours.dice_offset)
     assert ours.dice_offset == 2.0
+
+
+@H.requires_full_nnunet  # ~10 s of tracing per case: in `make test-nnunet`, beside the trainers' compile test
+@pytest.mark.parametrize("labels", ["labels+ignore", "regions"])
+def test_compiled_levels_equal_eager(labels):
+    """``compile_levels`` (what the trainers do where nnU-Net compiles ``loss.dc``): the same loss and
+    gradients as the eager loss, still nnU-Net's (aot_eager: the traced graph, no C++ compiler needed)."""
+    task = NNUNetTask.from_label_dict(H.LABEL_DICTS[labels], batch_dice=True)
+    eager, compiled = _ours(task, 3), _ours(task, 3).compile_levels(backend="aot_eager")
+    assert compiled.compiled and all(level._compiled_call_impl is not None for level in compiled.levels)
+    outputs, targets = H.make_case(task, B=2, shape=(8, 8, 8), levels=3, seed=5)
+    H.assert_matches_stock(compiled, eager, outputs, targets, offset=0.0)
+    H.assert_matches_stock(compiled, H.stock_build_loss(task, ds_levels=3), outputs, targets, eager.dice_offset)

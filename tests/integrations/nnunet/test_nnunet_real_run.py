@@ -5,7 +5,9 @@
   configuration added with ``phidice nnunet add-config`` (ε measured on the loader's patches);
 * 3D: ``phidice nnunet make-partial`` (class "spot" not annotated in group B) → nnUNetTrainerPhiDice_Leaf;
 * 3D: ``phidice nnunet merge`` of two raw datasets (one labels "blob" and "spot", the other only "Blob") →
-  plan/preprocess → nnUNetTrainerPhiDice_Leaf → predict → ``phidice evaluate``.
+  plan/preprocess → nnUNetTrainerPhiDice_Leaf → predict → ``phidice evaluate``;
+* 3D with ``nnUNet_compile=1``: nnU-Net never compiles on the CPU (``_do_i_compile``), so a short trainer keeps
+  its rule without the CPU exclusion; nnU-Net compiles the network and the phidice trainer its loss levels.
 
 Marked ``slow`` and ``nnunet_real``: they need nnU-Net's full stack and its console scripts next to this
 Python, and take minutes. ``make test-nnunet`` builds that environment and runs them (see README). The short
@@ -29,6 +31,8 @@ pytest.importorskip("phidice.integrations.nnunet", reason="needs nnunetv2 >= 2.8
 
 import _nnunet_helpers as H
 import _synthetic
+
+import phidice
 
 BIN = Path(sys.executable).parent
 EXT_TRAINERS = Path(__file__).parent / "ext_trainers"
@@ -173,13 +177,17 @@ def test_2d_phidice_trainer_and_measured_epsilon(work):
         env,
         root,
     )
-    assert "phidice 0.1.0: nnUNetTrainerPhiDice_Tiny loss DiceCELoss(phi=BI, eps=1e-05" in log
+    assert f"phidice {phidice.__version__}: nnUNetTrainerPhiDice_Tiny loss DiceCELoss(phi=BI, eps=1e-05" in log
     rec = checkpoint_record(root / "nnUNet_results", "Dataset601_Synth2D", "nnUNetTrainerPhiDice_Tiny", "2d")
     assert rec["options"]["phi"] == "BI" and rec["options"]["eps"] == 1e-5
     # the GradientMonitor, on by default: per epoch in the log, the logger, a PNG beside progress.png, the record
     assert log.count("phidice monitor: class 1: empty φ") == 2 and "phidice advice: class 2" in log
     out = root / "nnUNet_results" / "Dataset601_Synth2D" / "nnUNetTrainerPhiDice_Tiny__nnUNetPlans__2d" / "fold_0"
     assert (out / "phidice_monitor.png").stat().st_size > 5000 and (out / "progress.png").is_file()
+    lines = [json.loads(line) for line in (out / "phidice_monitor.jsonl").read_text().splitlines()]
+    # the JSON-lines record is the checkpoint's (compared as JSON text: NaN ≠ NaN)
+    assert json.dumps(lines, sort_keys=True) == json.dumps(rec["monitor"], sort_keys=True)
+    assert [r["epoch"] for r in lines] == [0, 1] and sorted(lines[0]["per_class"]) == ["1", "2"]
     assert [r["epoch"] for r in rec["monitor"]] == [0, 1] and rec["monitor"][0]["updates"] == 4
     ckpt = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert len(ckpt["logging"]["phidice_empty_gradient_share"]) == 2
@@ -377,6 +385,43 @@ def test_3d_merge_then_leaf_trainer(work):
         images=a["images_ts"],
         labels=a["labels_ts"],
         groups=a["groups"],
+    )
+    assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
+
+
+def test_3d_compiled_as_nnunet_compiles(work):
+    """nnUNet_compile=1 with nnU-Net's compile rule minus its CPU exclusion (the ext trainer): nnU-Net compiles
+    the network, the phidice trainer each level of its loss (where nnU-Net compiles ``loss.dc``), and the
+    run trains, validates, monitors, checkpoints and predicts as the eager one does."""
+    root, env = work
+    env = {**env, "nnUNet_compile": "1"}
+    data = _synthetic.write_dataset(root / "nnUNet_raw", 641, "Compiled", two_d=False, n_train=6, n_test=2, size=16)
+    run(
+        "compile_plan_and_preprocess",
+        [BIN / "nnUNetv2_plan_and_preprocess", "-d", "641", "-c", "3d_fullres", "-np", "1", "-npfp", "1"],
+        env,
+        root,
+    )
+    trainer = "nnUNetTrainerPhiDice_TinyCompileOnCPU"
+    log = run(
+        "compile_train", [BIN / "nnUNetv2_train", "641", "3d_fullres", "0", "-tr", trainer, "-device", "cpu"], env, root
+    )
+    assert "Using torch.compile..." in log  # nnU-Net's own decision: it compiles the network
+    assert "INFO: torch.compile disabled" not in log
+    assert "deep supervision weights [" in log and "; each level torch.compile'd" in log
+    rec = checkpoint_record(root / "nnUNet_results", "Dataset641_Compiled", trainer, "3d_fullres")
+    assert rec["loss_compiled"] is True and rec["loss"].endswith("each level torch.compile'd")
+    assert [r["epoch"] for r in rec["monitor"]] == [0, 1] and rec["monitor"][0]["updates"] == 4
+    rows = predict_and_evaluate(
+        "compile",
+        root,
+        env,
+        dataset="641",
+        config="3d_fullres",
+        trainer=trainer,
+        images=data["images_ts"],
+        labels=data["labels_ts"],
+        groups=data["groups"],
     )
     assert mean_dsc(rows, 1) > 0.3, "the blob was not learnt at all"
 

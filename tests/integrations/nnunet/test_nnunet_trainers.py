@@ -5,7 +5,8 @@ label managers). Needs nnU-Net's full stack: runs under ``make test-nnunet``, sk
 * ``nnUNetTrainerPhiDice._build_loss`` matches ``nnUNetTrainer._build_loss`` on the same outputs (labels,
   regions, ignore label, batch_dice true and false, deep supervision), ``_I``/``_BI`` match nnU-Net with
   batch_dice forced, and options from the plans configuration reach the loss;
-* checkpoints keep the options and the measured ε, and a continued run with other options is refused.
+* checkpoints keep the options and the measured ε, and a continued run with other options is refused;
+* the loss levels are compiled exactly when nnU-Net's ``_do_i_compile`` compiles its ``loss.dc``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,45 @@ def test_fixed_phi_trainers_match_nnunet_with_that_batch_dice(env, cls_name, con
     stock_t = make_trainer(_stock_cls(), H.LABELS_IGNORE, configuration, batch_dice=forced)
     outputs, targets = trainer_case(stock_t, seed=3)
     H.assert_matches_stock(ours, stock_t._build_loss(), outputs, targets, offset=ours.dice_offset)
+
+
+def _compiled(module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+@pytest.mark.parametrize("setting", ["1", "t", "f", None])
+@pytest.mark.parametrize("labels", ["labels", "regions"])
+def test_loss_levels_compiled_exactly_when_nnunet_compiles_its_dc(env, monkeypatch, labels, setting):
+    """nnU-Net's ``_do_i_compile`` decides for both trainers: on the CPU it says no whatever nnUNet_compile is
+    (nnU-Net's rule); with that rule lifted (as on a GPU), nnUNet_compile unset/true compiles nnU-Net's
+    ``loss.dc`` and every level of the phidice loss, and false compiles neither."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    from phidice.integrations.nnunet.training import nnUNetTrainerPhiDice
+
+    if setting is None:
+        monkeypatch.delenv("nnUNet_compile", raising=False)
+    else:
+        monkeypatch.setenv("nnUNet_compile", setting)
+    on_cpu = make_trainer(nnUNetTrainerPhiDice, H.LABEL_DICTS[labels], "3d_fullres")
+    assert on_cpu._do_i_compile() is False and on_cpu._build_loss().compiled is False
+    stock_cpu = make_trainer(_stock_cls(), H.LABEL_DICTS[labels], "3d_fullres")
+    assert not isinstance(stock_cpu._build_loss().loss.dc, OptimizedModule)
+
+    def rule(self):  # nnU-Net's rule without its device and OS exclusions
+        import os
+
+        return os.environ.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
+
+    monkeypatch.setattr(_stock_cls(), "_do_i_compile", rule)
+    expected = setting in (None, "1", "t")
+    stock = make_trainer(_stock_cls(), H.LABEL_DICTS[labels], "3d_fullres")._build_loss()
+    assert isinstance(stock.loss.dc, OptimizedModule) is expected
+    ours = make_trainer(nnUNetTrainerPhiDice, H.LABEL_DICTS[labels], "3d_fullres")._build_loss()
+    assert ours.compiled is expected and len(ours.levels) == len(stock.weight_factors)
+    assert [_compiled(level) for level in ours.levels] == [expected] * len(ours.levels)
+    assert ours.weights == tuple(stock.weight_factors)  # nnU-Net's compiled-run weights (lowest level 0)
+    assert ("torch.compile'd" in ours.describe()) is expected
 
 
 def test_plans_options_reach_the_loss_and_bad_ones_name_the_plans_file(env):

@@ -152,6 +152,20 @@ class PhiDiceNNUNetLoss(nn.Module):
         self.annotation_source = annotation_source
         self.keys: list[str] | None = None
         self.annotated: torch.Tensor | None = None
+        self.compiled = False
+
+    def compile_levels(self, **compile_kwargs) -> PhiDiceNNUNetLoss:
+        """``torch.compile`` the phidice loss of every level in place (``nn.Module.compile``: the modules keep
+        their type, so the monitor and the checkpoint record see the same objects).
+
+        nnU-Net compiles its Dice term, ``loss.dc``, inside the deep-supervision loss; a phidice level loss holds
+        that term (with its CE, which shares the level's single pass over the volume), so the levels are what is
+        compiled here, and the loop over the levels stays eager, as nnU-Net's ``DeepSupervisionWrapper`` does.
+        """
+        for loss in (*self.levels, *(self.coarse or ())):
+            loss.compile(**compile_kwargs)
+        self.compiled = True
+        return self
 
     @property
     def dice_offset(self) -> float:
@@ -308,4 +322,5 @@ class PhiDiceNNUNetLoss(nn.Module):
         return (
             f"{name}(phi={o.phi}, eps={eps}, activation={self.task.activation}, include_background="
             f"{o.include_background}{ce}, sync_batch={o.sync_batch}{extra}); deep supervision weights {ws}"
+            + ("; each level torch.compile'd" if self.compiled else "")
         )

@@ -1,7 +1,9 @@
 """The nnU-Net v2 trainer classes. Each overrides only what the loss needs:
 
 * ``_build_loss``: nnU-Net's loss through phidice — the deep-supervision weights are those of nnU-Net's own
-  ``_build_loss`` (read from the loss it builds), the terms those of :mod:`.loss`;
+  ``_build_loss`` (read from the loss it builds), the terms those of :mod:`.loss`; each level's loss is
+  ``torch.compile``'d exactly when nnU-Net compiles its ``loss.dc`` (``_do_i_compile``: ``nnUNet_compile``,
+  never on CPU, MPS or Windows);
 * ``initialize``: reads ``annotated_labels.json`` (missing-label trainers) and logs the loss;
 * ``on_train_start``: for ε = "auto", draws batches from the trainer's own training loader and measures
   E[Σy] per deep-supervision level and channel (all-reduced under DDP), then rebuilds the loss;
@@ -122,6 +124,8 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
             eps_levels=self.phidice_eps_levels,
             annotation_source="" if self.phidice_annotations is None else self.phidice_annotations.path,
         )
+        if self._do_i_compile():  # nnU-Net's own decision (nnUNet_compile, device, OS): where it compiles loss.dc
+            loss.compile_levels()
         return loss
 
     def phidice_record(self) -> dict:
@@ -137,6 +141,7 @@ class nnUNetTrainerPhiDice(nnUNetTrainer):
         }
         if isinstance(self.loss, PhiDiceNNUNetLoss):
             rec["loss"] = self.loss.describe()
+            rec["loss_compiled"] = self.loss.compiled
         rec["monitor"] = [dict(h) for h in self.phidice_monitor_history]
         return rec
 

@@ -3,6 +3,8 @@
 They keep nnU-Net's explicit ``__init__`` signature (nnU-Net records its arguments through ``inspect``).
 """
 
+import os
+
 import torch
 
 from phidice.integrations.nnunet.training import (
@@ -55,3 +57,13 @@ class nnUNetTrainerPhiDice_Leaf_Tiny(nnUNetTrainerPhiDice_Leaf):
     ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         _shorten(self)
+
+
+class nnUNetTrainerPhiDice_TinyCompileOnCPU(nnUNetTrainerPhiDice_Tiny):
+    """nnU-Net's compile rule without its CPU exclusion: nnUNet_compile unset or true/1/t compiles.
+
+    ``nnUNetTrainer._do_i_compile`` returns False on CPU whatever ``nnUNet_compile`` says, so a CPU run never
+    shows the compiled path; here nnU-Net compiles its network and phidice its loss levels as on a GPU."""
+
+    def _do_i_compile(self):
+        return os.environ.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
