@@ -118,8 +118,9 @@ def auto_prefers_reference(device: torch.device, dtype: torch.dtype) -> str | No
 
     On the CPU, with no backend forced, the chunked PyTorch path (what the fused path is without numba, and for
     float64/fp16/bf16) recomputes the activation in its backward and runs about twice the ops of the reference
-    path: measured 1.3–2.8× the reference path's time (two runs) at (2, 4, 96³), (2, 16, 64³), (8, 2, 256²) and
-    (2, 4, 64³) on 2 threads (BENCHMARKS.md, "Base install vs MONAI"), so ``"auto"`` must not pick it there.
+    path: measured 1.3–2.8× the reference path's time at (2, 4, 96³), (8, 2, 256²) and (2, 4, 64³) on 2 threads
+    (BENCHMARKS.md, "Base install vs MONAI"), so ``"auto"`` must not pick it there. With many classes (C = 16)
+    one quiet run had it ahead and a loaded one not; the rule keeps to the measured majority.
     Forcing the backend (:func:`set_backend`, ``PHIDICE_FUSED_BACKEND=torch``) or ``fused=True`` keeps it: it
     needs less memory than the reference path's one-hot and probabilities.
     """
