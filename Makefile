@@ -82,7 +82,7 @@ fuzz: $(TESTDEPS)
 	HYPOTHESIS_PROFILE=fuzz PHIDICE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q \
 		--hypothesis-show-statistics tests/losses/test_differential.py
 	TRITON_INTERPRET=1 HYPOTHESIS_PROFILE=fuzz PHIDICE_TRITON_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 10 )) \
-		$(PY) tests/ops/triton_interpret_check.py
+		$(PY) tests/kernels/triton_interpret_check.py
 	HYPOTHESIS_PROFILE=fuzz PHIDICE_KERAS_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 10 )) \
 		PHIDICE_FUZZ_SEED=$${PHIDICE_FUZZ_SEED:-0} $(PY) -m pytest -q tests/keras/test_keras_differential.py
 

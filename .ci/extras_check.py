@@ -21,8 +21,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # the back end that the base in
 
 # extra -> (modules it installs, phidice modules or features it enables)
 EXTRAS = {
-    "numba": (["numba"], ["phidice.ops._numba_cpu"]),
-    "triton": (["triton"], ["phidice.ops.triton_dice"]),
+    "numba": (["numba"], ["phidice.kernels._numba_cpu"]),
+    "triton": (["triton"], ["phidice.kernels.triton_dice"]),
     "io": (["nibabel", "SimpleITK", "tqdm"], ["phidice.io"]),
     "plots": (["matplotlib"], []),
     "eval": (["scipy", "nibabel", "matplotlib"], ["phidice.metrics.surface", "phidice.cli.evaluate"]),
@@ -124,7 +124,7 @@ def check_present() -> None:
     y = torch.zeros(1, 6, 6, dtype=torch.long)
     y[0, 1:4, 1:4] = 1
     assert float(surface_metrics(y, y, spacing=(1.0, 1.0), include_background=False).hd95) == 0.0
-    from phidice.ops import select_backend
+    from phidice.kernels import select_backend
 
     assert select_backend(torch.device("cpu"), torch.float32)[0] == "numba"
     import phidice.keras

@@ -56,6 +56,6 @@ step "[all] + the test tools: every extra, then a smoke subset of the suite"
 PHIDICE_INSTALLED_VENV="$WORK/venv" "$V" -m pytest -q -p no:cacheprovider -n 2 --rootdir "$SRC" \
     "$SRC/tests/packaging" "$SRC/tests/test_base_install.py" "$SRC/tests/test_release.py" \
     "$SRC/tests/cli/test_help_text.py" "$SRC/tests/losses" "$SRC/tests/core/test_config.py" \
-    "$SRC/tests/metrics/test_dice_score.py" "$SRC/tests/ops/test_dispatch.py" \
+    "$SRC/tests/metrics/test_dice_score.py" "$SRC/tests/kernels/test_dispatch.py" \
     "$SRC/tests/test_doc_examples.py::test_doc_python_blocks_run[README.md]"
 step "wheel check passed"

@@ -49,7 +49,7 @@ class _NoNumba:
     """Within the block, phidice's numba backend reads as not importable (what ``fused="auto"`` sees without it)."""
 
     def __enter__(self):
-        from phidice.ops import cpu
+        from phidice.kernels import cpu
 
         self.cpu, self.saved = cpu, (cpu._kernels, cpu._import_error)
         cpu._kernels, cpu._import_error = None, "numba not installed (simulated)"
@@ -61,7 +61,7 @@ class _NoNumba:
 def make_loss(impl: str, phi: str, validate_args: bool = True):
     """(logits, labels (B, *S)) → scalar loss of Dice over Φ = ``phi`` (I: per image; BI: over the batch)."""
     import phidice
-    import phidice.ops as ops
+    import phidice.kernels as kernels
 
     batch = phi == "BI"
     if impl == "MONAI":
@@ -89,11 +89,11 @@ def make_loss(impl: str, phi: str, validate_args: bool = True):
     backend = {"fused torch": "torch", "fused [numba]": "numba"}[impl]
 
     def forced(x, y):
-        previous = ops.set_backend(backend)
+        previous = kernels.set_backend(backend)
         try:
             return phidice.dice_loss(x, y, fused=True, **options)
         finally:
-            ops.set_backend(previous)
+            kernels.set_backend(previous)
 
     return forced
 

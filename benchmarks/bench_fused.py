@@ -1,4 +1,4 @@
-"""Fused one-hot-free Dice (phidice.ops) against the reference path, MONAI and nnU-Net: time and extra memory.
+"""Fused one-hot-free Dice (phidice.kernels) against the reference path, MONAI and nnU-Net: time and extra memory.
 
 CPU (default): in one process, forward+backward of each implementation is timed in interleaved rounds (median of
 ``--repeats``) with ``torch.set_num_threads(--threads)``, under three heap protocols (``HEAPS``): glibc returns
@@ -128,7 +128,7 @@ def memory_child(impl: str, case: str, threads: int) -> None:
     fn = make_loss(impl)
     xw, yw = make_inputs((shape[0], shape[1], *[8] * (len(shape) - 2)), dtype)  # warm-up: imports, kernels
     if "fused" in impl:  # load the parallel kernels and start their thread pool too (one-time cost)
-        from phidice.ops import cpu
+        from phidice.kernels import cpu
 
         small, cpu.MIN_PARALLEL_LOGITS = cpu.MIN_PARALLEL_LOGITS, 0
         step(fn, xw, yw)
@@ -269,7 +269,7 @@ def run_cpu(args) -> str:
                 cells += f" {t * 1e3:.1f} ({times[case, impl, h, 'min'] * 1e3:.1f}) | {t / monai:.2f} | {nnunet} |"
             lines.append(f"| {case.replace(',', ', ')} | {impl} |{cells} {_fmt(mem[case, impl])} |")
     header = [
-        "### Fused Dice on the CPU (phidice.ops)",
+        "### Fused Dice on the CPU (phidice.kernels)",
         "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         f"- machine: {machine()}; torch threads: {args.threads}",
@@ -310,7 +310,7 @@ def run_cuda(args) -> str:
             "bench_fused.py --device cuda: CUDA is not available on this machine (torch "
             f"{torch.__version__}); run it on a GPU host, e.g. an H100 or H200."
         )
-    import phidice.ops as ops
+    import phidice.kernels as kernels
 
     dev = torch.device("cuda")
     name = torch.cuda.get_device_name(dev)
@@ -331,7 +331,7 @@ def run_cuda(args) -> str:
             if impl == "phidice fused kernels only":
 
                 def fn(a, b):
-                    st = ops.fused_stats(a, b, activation="softmax", mask=None)
+                    st = kernels.fused_stats(a, b, activation="softmax", mask=None)
                     return st.intersection.sum() + st.pred_sum.sum()
             else:
                 fn = make_loss(impl)
@@ -368,7 +368,7 @@ def run_cuda(args) -> str:
         del x, y
         torch.cuda.empty_cache()
     header = [
-        "### Fused Dice on the GPU (phidice.ops, Triton)",
+        "### Fused Dice on the GPU (phidice.kernels, Triton)",
         "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         f"- device: {name}; peak bandwidth used for the floor: {bw / 1e12 if bw else '?'} TB/s",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every CUDA path on one GPU machine (H100/H200), in one command, for one short lease:
-#   1. the CUDA tests (tests/ops/test_cuda.py) and the fused/loss tests with CUDA visible;
+#   1. the CUDA tests (tests/kernels/test_cuda.py) and the fused/loss tests with CUDA visible;
 #   2. benchmarks/bench_fused.py --device cuda: time, × MONAI, extra peak, % of the bandwidth floor,
 #      (2, 118, 128³) bf16 included;
 #   3. a short `phidice reproduce --device cuda`;
@@ -30,8 +30,8 @@ step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; "$@" || { echo "=== FAILED:
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step $PY -c "import torch, triton, phidice; print('torch', torch.__version__, 'triton', triton.__version__, \
 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0), 'GPUs', torch.cuda.device_count())"
-step timeout 420 $PY -m pytest -q -x -p no:cacheprovider tests/ops/test_cuda.py
-step timeout 600 $PY -m pytest -q -p no:cacheprovider -n 4 tests/ops tests/core tests/losses tests/missing
+step timeout 420 $PY -m pytest -q -x -p no:cacheprovider tests/kernels/test_cuda.py
+step timeout 600 $PY -m pytest -q -p no:cacheprovider -n 4 tests/kernels tests/core tests/losses tests/missing
 step timeout 600 $PY benchmarks/bench_fused.py --device cuda --repeats 20 --no-benchmarks-md --out "$OUT/fused_cuda.md"
 step timeout 420 $PY -m phidice reproduce --device cuda --task binary --batch-sizes 1,2 --images 400 --no-progress \
   --out "$OUT/reproduce"

@@ -82,8 +82,8 @@ def main() -> None:
     ]
     sum(losses).backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
-    assert phidice.ops.select_backend(x.device, x.dtype)[0] == "torch"
-    assert phidice.ops.auto_prefers_reference(x.device, x.dtype) is not None
+    assert phidice.kernels.select_backend(x.device, x.dtype)[0] == "torch"
+    assert phidice.kernels.auto_prefers_reference(x.device, x.dtype) is not None
     phidice.dice_gradient(torch.softmax(x.detach(), 1), y, "I")
     eps = phidice.estimate_epsilon(y, num_classes=3, progress=True)
     assert eps.shape == (3,)

@@ -22,7 +22,8 @@ RANKS = {
     "phidice.core": 0,
     "phidice.io": 1,
     "phidice.progress": 1,
-    "phidice.ops": 1,
+    "phidice.kernels": 1,
+    "phidice.ops": 1.5,  # the deprecated alias of phidice.kernels
     "phidice.sums": 2,
     "phidice.equations": 3,
     "phidice.distributed": 4,
@@ -41,8 +42,8 @@ RANKS = {
 # imported inside a function on purpose: optional kernel backends (loaded on first use, the dependency may be
 # missing) and the commands' own modules (loaded when the command runs, so `phidice --help` needs no extra)
 DEFERRED = {
-    ("phidice.ops", "phidice.ops.triton_dice"),
-    ("phidice.ops.cpu", "phidice.ops._numba_cpu"),
+    ("phidice.kernels", "phidice.kernels.triton_dice"),
+    ("phidice.kernels.cpu", "phidice.kernels._numba_cpu"),
     ("phidice.integrations.nnunet", "phidice.integrations.nnunet.training"),  # nnU-Net's data-loading stack
     ("phidice.integrations.nnunet", "phidice.integrations.nnunet.merge"),  # the dataset merger, on first use
 }
@@ -113,7 +114,7 @@ def test_the_rule_can_fail(tmp_path):
     bad.write_text("from phidice.losses.dice import dice_loss\n\ndef f():\n    import phidice.sums\n")
     found = imports(bad, modules())
     assert ("phidice.losses.dice", False, 1) in found and ("phidice.sums", True, 4) in found
-    assert rank("phidice.losses.dice") > rank("phidice.ops.cpu")
+    assert rank("phidice.losses.dice") > rank("phidice.kernels.cpu")
 
 
 OPTIONAL_ROOTS = ("keras", "jax", "tensorflow", "lightning", "nnunetv2", "monai", "nilearn")

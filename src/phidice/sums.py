@@ -2,7 +2,7 @@
 
 For probabilities ỹ (after the activation), targets y and a voxel mask m, the sums are, per image b and
 class c: I = Σ m·y·ỹ, P = Σ m·ỹ (Σ m·ỹ² when squared) and Y = Σ m·y (Σ m·y²). Integer labels with softmax
-or sigmoid go through the fused one-hot-free kernels (:mod:`phidice.ops`); everything else through the
+or sigmoid go through the fused one-hot-free kernels (:mod:`phidice.kernels`); everything else through the
 dense reference path here, which the kernels are tested against.
 """
 
@@ -12,7 +12,7 @@ from typing import cast
 
 import torch
 
-from phidice import ops
+from phidice import kernels
 from phidice.core.checks import (
     check_all_finite,
     check_input,
@@ -198,21 +198,21 @@ def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: Dic
 
     ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
     no squared denominator — and the dense reference path otherwise, or where the fused path is the slower one
-    (:func:`phidice.ops.auto_prefers_reference`: on the CPU without numba); ``True`` demands them. ``soft_label``
+    (:func:`phidice.kernels.auto_prefers_reference`: on the CPU without numba); ``True`` demands them. ``soft_label``
     changes nothing for labels (min(ỹ, y) = y·ỹ there), so they stay fused; soft maps are dense targets and
     take the reference path, as any dense target does. A MONAI MetaTensor
     input is read as a plain tensor.
     """
     input = plain_tensor(input)
     if config.fused is not False:
-        reason = ops.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
+        reason = kernels.fused_unsupported_reason(input, prepared, activation=config.activation, squared=config.squared)
         slower = (
             None
             if reason is not None or config.fused is True
-            else ops.auto_prefers_reference(input.device, input.dtype)
+            else kernels.auto_prefers_reference(input.device, input.dtype)
         )
         if reason is None and slower is None:
-            return ops.fused_stats(
+            return kernels.fused_stats(
                 input,
                 prepared.labels,
                 activation=cast(str, config.activation),  # None was refused by fused_unsupported_reason

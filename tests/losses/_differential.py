@@ -1,5 +1,5 @@
 """The differential property of the losses, shared by tests/losses/test_differential.py (reference, fused torch
-and numba backends) and tests/ops/triton_interpret_check.py (the Triton backend, in its own process).
+and numba backends) and tests/kernels/triton_interpret_check.py (the Triton backend, in its own process).
 
 One drawn case — a loss of the family, Φ, C, B, a 1–3-d shape, a dtype (fp64/fp32/fp16/bf16), ε (scalar or per
 class), class weights, the target's form (labels, (B, 1, *S) labels, float/int/bool one-hot, soft map, an empty or
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import phidice
-from phidice import ops
+from phidice import kernels
 from phidice.missing import functional as missing
 
 PHIS = ("I", "CI", "BI", "BCI")
@@ -228,13 +228,13 @@ def evaluate(run, x):
 
 def runnable(backend: str, dtype) -> bool:
     try:
-        ops.set_backend(backend)
-        ops.select_backend(torch.device("cpu"), dtype)
+        kernels.set_backend(backend)
+        kernels.select_backend(torch.device("cpu"), dtype)
         return True
     except ValueError:  # numba runs float32 only
         return False
     finally:
-        ops.set_backend(None)
+        kernels.set_backend(None)
 
 
 def paths(case, t, backends) -> dict:
@@ -247,11 +247,11 @@ def paths(case, t, backends) -> dict:
     for backend in backends:
         if not runnable(backend, x.dtype):
             continue
-        ops.set_backend(backend)
+        kernels.set_backend(backend)
         try:
             out[f"fused-{backend}"] = evaluate(lambda z: functional(case, z, t, "auto"), x)
         finally:
-            ops.set_backend(None)
+            kernels.set_backend(None)
     return out
 
 

@@ -2,7 +2,7 @@
 every path — reference, each fused CPU backend — for every Φ and every loss of the family; −Inf is a probability
 of 0 and gives the same finite loss everywhere. With ``check_finite=True`` the error says where.
 
-(Triton runs the same cases in tests/ops/triton_interpret_check.py; Keras in tests/keras; the drawn cases of
+(Triton runs the same cases in tests/kernels/triton_interpret_check.py; Keras in tests/keras; the drawn cases of
 tests/losses/test_differential.py go further.)
 """
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import phidice
-from phidice import ops
-from phidice.ops import cpu
+from phidice import kernels
+from phidice.kernels import cpu
 
 PHIS = ("I", "CI", "BI", "BCI")
 NAN, INF = float("nan"), float("inf")
@@ -31,14 +31,14 @@ def paths():
 
 def run(make_loss, x, y, *, fused, backend, annotated=None):
     """(loss, ∂loss/∂x) of one path."""
-    previous = ops.set_backend(backend)
+    previous = kernels.set_backend(backend)
     try:
         xr = x.clone().requires_grad_()
         loss = make_loss(fused)(xr, y) if annotated is None else make_loss(fused)(xr, y, annotated)
         loss.sum().backward()
         return loss.detach(), xr.grad
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
 
 
 LOSSES = {
@@ -214,7 +214,7 @@ def test_nan_handling_adds_no_host_synchronisation(fused, backend):
         ("nan-novalidate", x, {"validate_args": False}),
         ("check_finite", x, {"check_finite": True}),
     ):
-        previous = ops.set_backend(backend)
+        previous = kernels.set_backend(backend)
         try:
             with HostReads() as reads:
                 try:
@@ -222,7 +222,7 @@ def test_nan_handling_adds_no_host_synchronisation(fused, backend):
                 except ValueError:
                     pass
         finally:
-            ops.set_backend(previous)
+            kernels.set_backend(previous)
         counts[name] = reads.count
     assert counts["nan-novalidate"] == 0
     assert counts["nan"] == counts["finite"]

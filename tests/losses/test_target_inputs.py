@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import phidice
-from phidice import ops
-from phidice.ops import cpu
+from phidice import kernels
+from phidice.kernels import cpu
 
 BACKENDS = ["torch"] + (["numba"] if cpu.available() else [])
 
@@ -36,7 +36,7 @@ def _targets(y, C):
 def test_every_target_form_gives_the_same_loss_and_gradient(phi, backend):
     x = torch.randn(2, 3, 5, 4)
     y = torch.randint(0, 3, (2, 5, 4))
-    previous = ops.set_backend(backend)
+    previous = kernels.set_backend(backend)
     try:
         results = {}
         for name, target in _targets(y, 3).items():
@@ -46,7 +46,7 @@ def test_every_target_form_gives_the_same_loss_and_gradient(phi, backend):
                 loss.backward()
                 results[name, fused] = (loss.detach(), xr.grad)
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
     l0, g0 = results["int64 labels", False]
     for key, (loss, grad) in results.items():
         torch.testing.assert_close(loss, l0, rtol=1e-5, atol=1e-6, msg=str(key))
@@ -112,7 +112,7 @@ def test_hessian_of_the_fused_path_equals_the_reference(phi, activation, C, back
     x = torch.randn(2, C, 2, 2, dtype=torch.float64)
     y = torch.randint(0, max(C, 2), (2, 2, 2))
     m = torch.rand(2, 1, 2, 2, dtype=torch.float64)
-    previous = ops.set_backend(backend)
+    previous = kernels.set_backend(backend)
     try:
         H1, H0 = (
             torch.autograd.functional.hessian(
@@ -121,7 +121,7 @@ def test_hessian_of_the_fused_path_equals_the_reference(phi, activation, C, back
             for f in (True, False)
         )
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
     assert H0.abs().sum() > 0.01
     torch.testing.assert_close(H1, H0, rtol=1e-10, atol=1e-13)
 

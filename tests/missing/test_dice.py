@@ -258,7 +258,7 @@ def test_modules_match_functional():
 
 def test_fused_path_is_used_where_it_applies(monkeypatch):
     """Leaf (and marginal without background) take compute_stats' fused path; marginal with background cannot."""
-    from phidice import ops
+    from phidice import kernels
     from phidice.sums import compute_stats
 
     calls = []
@@ -267,8 +267,8 @@ def test_fused_path_is_used_where_it_applies(monkeypatch):
         calls.append(1)
         return compute_stats(logits, labels, activation=activation, mask=mask, fused=False)
 
-    monkeypatch.setattr(ops, "fused_unsupported_reason", lambda *a, **k: None)
-    monkeypatch.setattr(ops, "fused_stats", fake_fused_stats)
+    monkeypatch.setattr(kernels, "fused_unsupported_reason", lambda *a, **k: None)
+    monkeypatch.setattr(kernels, "fused_stats", fake_fused_stats)
     x = torch.randn(3, 4, 5, 6, dtype=torch.float64)
     _, labels, ann = random_case()
     leaf_dice_loss(x, labels, ann, fused=True)

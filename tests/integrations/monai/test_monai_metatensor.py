@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import phidice
-from phidice import ops
+from phidice import kernels
 from phidice.core.checks import plain_tensor
 
 monai_data = pytest.importorskip("monai.data")
@@ -77,7 +77,7 @@ def _run(loss, pred, target, annotated):
 @pytest.mark.parametrize("path,target_form", PATHS, ids=[f"{p}-{t}" for p, t in PATHS])
 def test_metatensor_equals_plain(name, path, target_form):
     make, partial, with_ce, fusable = LOSSES[name]
-    if path == "numba" and not ops.cpu.available():
+    if path == "numba" and not kernels.cpu.available():
         pytest.skip("numba is not installed")
     if path != "reference" and not fusable:
         pytest.skip(f"{name} runs the reference path only")
@@ -88,12 +88,12 @@ def test_metatensor_equals_plain(name, path, target_form):
         )
     loss = make(False if path == "reference" else True)  # fused=True: fails unless the fused path runs
     annotated = ANNOTATED if partial else None
-    previous = ops.set_backend(None if path == "reference" else path)
+    previous = kernels.set_backend(None if path == "reference" else path)
     try:
         plain_value, plain_grad = _run(loss, pred.as_tensor(), label.as_tensor(), annotated)
         meta_value, meta_grad = _run(loss, pred, label, annotated)
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
     torch.testing.assert_close(meta_value.as_subclass(torch.Tensor), plain_value, rtol=0, atol=0)
     torch.testing.assert_close(meta_grad.as_subclass(torch.Tensor), plain_grad, rtol=0, atol=0)
     assert torch.isfinite(meta_value) and meta_grad.abs().sum() > 0

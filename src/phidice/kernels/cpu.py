@@ -1,4 +1,4 @@
-"""CPU backend: the numba kernels of :mod:`phidice.ops._numba_cpu` on float32 logits.
+"""CPU backend: the numba kernels of :mod:`phidice.kernels._numba_cpu` on float32 logits.
 
 The forward pass also writes the labels narrowed to uint8 (int32 beyond 256 classes) — at most 1/8 of
 the logits' bytes — and the backward reads those instead of the int64 labels. It gets the labels' range
@@ -38,7 +38,7 @@ def kernels():
         except ImportError as err:
             _import_error = f"{type(err).__name__}: {err} (pip install phidice[numba] for the fused CPU kernel)"
             return None
-        from phidice.ops import _numba_cpu
+        from phidice.kernels import _numba_cpu
 
         _kernels = _numba_cpu
     return _kernels

@@ -6,16 +6,16 @@ import pytest
 import torch
 
 import phidice
-from phidice import ops
+from phidice import kernels
 from phidice.core.config import DiceConfig
-from phidice.ops import cpu, fallback
+from phidice.kernels import cpu, fallback
 from phidice.sums import prepare_target
 
 
 def _reason(x, y, activation="softmax", squared=False, **kw):
     mask = kw.pop("mask", None)
     prepared = prepare_target(x, y, DiceConfig(activation=activation, **kw), mask)
-    return ops.fused_unsupported_reason(x, prepared, activation=activation, squared=squared)
+    return kernels.fused_unsupported_reason(x, prepared, activation=activation, squared=squared)
 
 
 def test_reasons():
@@ -46,24 +46,24 @@ def test_select_backend(monkeypatch):
     monkeypatch.delenv("PHIDICE_FUSED_BACKEND", raising=False)
     cpu_dev = torch.device("cpu")
     expected = "numba" if cpu.available() else "torch"
-    assert ops.select_backend(cpu_dev, torch.float32)[0] == expected
-    assert ops.select_backend(cpu_dev, torch.float64) == ("torch", fallback)
-    assert ops.select_backend(cpu_dev, torch.bfloat16)[0] == "torch"
+    assert kernels.select_backend(cpu_dev, torch.float32)[0] == expected
+    assert kernels.select_backend(cpu_dev, torch.float64) == ("torch", fallback)
+    assert kernels.select_backend(cpu_dev, torch.bfloat16)[0] == "torch"
     monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "torch")
-    assert ops.select_backend(cpu_dev, torch.float32)[0] == "torch"
+    assert kernels.select_backend(cpu_dev, torch.float32)[0] == "torch"
     monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "numba")
     with pytest.raises(ValueError, match="numba"):
-        ops.select_backend(cpu_dev, torch.float64)
+        kernels.select_backend(cpu_dev, torch.float64)
     monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "bogus")
     with pytest.raises(ValueError, match="PHIDICE_FUSED_BACKEND"):
-        ops.get_backend()
-    previous = ops.set_backend("torch")  # the function wins over the environment
+        kernels.get_backend()
+    previous = kernels.set_backend("torch")  # the function wins over the environment
     try:
-        assert ops.select_backend(cpu_dev, torch.float32)[0] == "torch"
+        assert kernels.select_backend(cpu_dev, torch.float32)[0] == "torch"
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
     with pytest.raises(ValueError, match="backend"):
-        ops.set_backend("cuda")
+        kernels.set_backend("cuda")
 
 
 def test_fallback_is_used_when_forced(monkeypatch):
@@ -99,18 +99,18 @@ def test_auto_never_picks_the_slower_torch_path_on_the_cpu(monkeypatch, dtype):
     monkeypatch.setattr(cpu, "_import_error", "numba not installed (simulated)")
     x, y = torch.randn(2, 3, 4, 5, dtype=dtype), torch.randint(0, 3, (2, 4, 5))
     cpu_dev = torch.device("cpu")
-    assert "reference path is faster" in ops.auto_prefers_reference(cpu_dev, dtype)
+    assert "reference path is faster" in kernels.auto_prefers_reference(cpu_dev, dtype)
     auto = phidice.dice_loss(x, y, phi="BI")
     assert calls == []
     fused = phidice.dice_loss(x, y, phi="BI", fused=True)
     assert calls == [1]
     monkeypatch.setenv("PHIDICE_FUSED_BACKEND", "torch")
-    assert ops.auto_prefers_reference(cpu_dev, dtype) is None
+    assert kernels.auto_prefers_reference(cpu_dev, dtype) is None
     forced = phidice.dice_loss(x, y, phi="BI")
     assert calls == [1, 1]
     torch.testing.assert_close(auto, fused)
     torch.testing.assert_close(forced, fused)
-    assert ops.auto_prefers_reference(torch.device("cuda"), dtype) is None  # CUDA: Triton or the fallback, unchanged
+    assert kernels.auto_prefers_reference(torch.device("cuda"), dtype) is None  # CUDA: Triton or fallback
 
 
 def _refuse_import(monkeypatch, refused: str, error: ImportError):
@@ -144,7 +144,7 @@ def test_a_broken_kernel_module_is_an_error(monkeypatch):
     pytest.importorskip("numba")
     monkeypatch.setattr(cpu, "_kernels", None)
     monkeypatch.setattr(cpu, "_import_error", None)
-    monkeypatch.delattr(ops, "_numba_cpu", raising=False)
-    monkeypatch.setitem(sys.modules, "phidice.ops._numba_cpu", None)
+    monkeypatch.delattr(kernels, "_numba_cpu", raising=False)
+    monkeypatch.setitem(sys.modules, "phidice.kernels._numba_cpu", None)
     with pytest.raises(ImportError, match="_numba_cpu"):
         cpu.kernels()

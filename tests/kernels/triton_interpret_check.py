@@ -14,12 +14,12 @@ os.environ["PHIDICE_FUSED_BACKEND"] = "triton"
 import torch
 
 import phidice
-from phidice import ops
-from phidice.ops import triton_dice
-from phidice.ops.function import FusedDiceStats
+from phidice import kernels
+from phidice.kernels import triton_dice
+from phidice.kernels.function import FusedDiceStats
 
 torch.manual_seed(0)
-assert ops.select_backend(torch.device("cpu"), torch.float32)[0] == "triton"
+assert kernels.select_backend(torch.device("cpu"), torch.float32)[0] == "triton"
 
 
 def compare(x, y, dtype, **kw):

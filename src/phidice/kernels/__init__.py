@@ -30,8 +30,8 @@ from phidice.core.checks import check_label_range, is_compiling, is_functorch_te
 from phidice.core.deps import missing_dependency
 from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
-from phidice.ops import cpu, fallback
-from phidice.ops.function import FusedDiceStats, register_backend
+from phidice.kernels import cpu, fallback
+from phidice.kernels.function import FusedDiceStats, register_backend
 
 BACKENDS = ("auto", "torch", "numba", "triton")
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -81,7 +81,7 @@ def _triton():
     global _triton_module, _triton_error
     if _triton_module is None and _triton_error is None:
         try:
-            from phidice.ops import triton_dice  # optional backend: imported on first use
+            from phidice.kernels import triton_dice  # optional backend: imported on first use
 
             _triton_module = triton_dice
             register_backend("triton", triton_dice)
@@ -172,7 +172,7 @@ def fused_stats(
     ``labels`` (B, *S) integers (ignored voxels already 0 and masked out); ``mask`` (B, 1, *S) or None.
     ``check_range=False`` skips the label range check on the Triton and torch backends (one host
     synchronisation); the numba kernel gets the range in its own pass and always checks it.
-    The kernels run inside the custom operators of :mod:`phidice.ops.function`, which ``torch.compile`` keeps
+    The kernels run inside the custom operators of :mod:`phidice.kernels.function`, which ``torch.compile`` keeps
     in its graph (no graph break) and ``torch.export`` exports.
     """
     B, C = logits.shape[:2]

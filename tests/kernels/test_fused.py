@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import phidice
-from phidice import ops
-from phidice.ops import cpu, fallback
-from phidice.ops.function import FusedDiceStats
+from phidice import kernels
+from phidice.kernels import cpu, fallback
+from phidice.kernels.function import FusedDiceStats
 
 BACKENDS = ["numba", "torch"]
 
@@ -21,9 +21,9 @@ BACKENDS = ["numba", "torch"]
 def backend(request):
     if request.param == "numba" and not cpu.available():
         pytest.skip(f"numba kernels unavailable: {cpu._import_error}")
-    previous = ops.set_backend(request.param)
+    previous = kernels.set_backend(request.param)
     yield request.param
-    ops.set_backend(previous)
+    kernels.set_backend(previous)
 
 
 def _dtype(backend):
@@ -314,7 +314,7 @@ def test_torch_path_chunks(monkeypatch, min_chunk, fraction, activation, C):
     gradient as one chunk, in float64, float32 and bf16 (whose gradient is written through a float32 chunk)."""
     monkeypatch.setattr(fallback, "MIN_CHUNK_ELEMENTS", min_chunk)
     monkeypatch.setattr(fallback, "CHUNK_FRACTION", fraction)
-    previous = ops.set_backend("torch")
+    previous = kernels.set_backend("torch")
     try:
         x = torch.randn(4, C, 7, 9) * 2
         y = torch.randint(0, 2 if C == 1 else C, (4, 7, 9))
@@ -334,4 +334,4 @@ def test_torch_path_chunks(monkeypatch, min_chunk, fraction, activation, C):
         assert xb.grad.dtype == torch.bfloat16
         torch.testing.assert_close(xb.grad.float(), ref.float(), rtol=2e-2, atol=1e-2 * float(ref.abs().max()))
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)

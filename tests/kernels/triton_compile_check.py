@@ -17,7 +17,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from phidice.ops import triton_dice as T
+from phidice.kernels import triton_dice as T
 
 ARCH = int(sys.argv[1])
 try:  # the ptxas triton itself assembles with (its own, or a newer one it found)

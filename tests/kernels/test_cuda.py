@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import phidice
-from phidice import ops
+from phidice import kernels
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on a GPU)"
@@ -45,7 +45,7 @@ def _compare(x, y, **kw):
 
 def test_cuda_tensors_take_triton():
     x = torch.randn(2, 3, 8, 8, device="cuda")
-    assert ops.select_backend(x.device, x.dtype)[0] == "triton"
+    assert kernels.select_backend(x.device, x.dtype)[0] == "triton"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

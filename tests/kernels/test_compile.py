@@ -12,8 +12,8 @@ import torch
 from torch._dynamo.utils import counters
 
 import phidice
-from phidice import ops
-from phidice.ops import cpu
+from phidice import kernels
+from phidice.kernels import cpu
 
 B, C, S = 2, 3, (6, 5)
 BACKENDS = ["torch", "numba"]
@@ -23,10 +23,10 @@ BACKENDS = ["torch", "numba"]
 def backend(request):
     if request.param == "numba" and not cpu.available():
         pytest.skip(f"numba kernels unavailable: {cpu._import_error}")
-    previous = ops.set_backend(request.param)
+    previous = kernels.set_backend(request.param)
     torch._dynamo.reset()
     yield request.param
-    ops.set_backend(previous)
+    kernels.set_backend(previous)
     torch._dynamo.reset()
 
 
@@ -114,12 +114,12 @@ def test_fullgraph_aot_eager_equals_eager(name):
 
 @pytest.mark.parametrize("name", ["dice-BI-mask", "dicece", "leaf"])
 def test_fullgraph_aot_eager_on_the_torch_backend(name):
-    previous = ops.set_backend("torch")
+    previous = kernels.set_backend("torch")
     try:
         torch._dynamo.reset()
         _check(name, "torch", backend="aot_eager")
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
         torch._dynamo.reset()
 
 
@@ -182,12 +182,12 @@ def test_bad_labels_still_raise_in_a_compiled_graph(backend):
 
 
 def test_float64_on_the_torch_path():
-    previous = ops.set_backend("torch")
+    previous = kernels.set_backend("torch")
     try:
         torch._dynamo.reset()
         _check("dice-BCI", "torch", torch.float64, backend="aot_eager")
     finally:
-        ops.set_backend(previous)
+        kernels.set_backend(previous)
         torch._dynamo.reset()
 
 

@@ -50,7 +50,7 @@ def test_triton_kernels_compile_for_h100(tmp_path):
 
 def test_triton_rejects_images_past_int32_offsets():
     """Voxel offsets inside an image are int32 in the kernels: a larger image gets a clear error, not garbage."""
-    from phidice.ops import triton_dice
+    from phidice.kernels import triton_dice
 
     x = torch.empty(1, 2, 2**31, device="meta")
     labels = torch.empty(1, 2**31, dtype=torch.long, device="meta")

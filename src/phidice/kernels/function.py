@@ -17,7 +17,7 @@ Both are ``torch.library.custom_op``s with a fake (meta) implementation and a re
 so does the label range check (``check_range``), which therefore also holds in a compiled graph.
 
 Higher-order gradients (``create_graph=True``: a Hessian, a gradient penalty, meta-learning): the registered
-autograd formula then takes the backward of the chunked PyTorch path (:func:`phidice.ops.fallback.backward`),
+autograd formula then takes the backward of the chunked PyTorch path (:func:`phidice.kernels.fallback.backward`),
 made of differentiable torch ops, so that autograd differentiates the gradient itself; the backward op's own
 kernels have no graph. (``once_differentiable`` would not do: its error node hangs off detached copies of the
 incoming gradients, so a second derivative came back as "unused", i.e. zeros in a Hessian.)
@@ -29,11 +29,11 @@ import torch
 
 from phidice.core.checks import check_label_range
 from phidice.core.rules import label_upper
-from phidice.ops import fallback
+from phidice.kernels import fallback
 
 __all__ = ["fused_sums", "fused_sums_backward", "FusedDiceStats", "register_backend"]
 
-_BACKENDS: dict = {}  # name → module with forward/backward (filled by phidice.ops)
+_BACKENDS: dict = {}  # name → module with forward/backward (filled by phidice.kernels)
 
 
 def register_backend(name: str, module) -> None:

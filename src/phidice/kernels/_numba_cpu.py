@@ -1,7 +1,7 @@
 """CPU kernels (numba, ``cache=True``) for the fused, one-hot-free Dice sums and their gradient.
 
 Work is split into tasks of (image b, chunk of voxels); every kernel runs the tasks ``t0 … t1 − 1`` on
-the calling thread (no GIL held), and :mod:`phidice.ops.cpu` spreads task ranges over its threads. Inside
+the calling thread (no GIL held), and :mod:`phidice.kernels.cpu` spreads task ranges over its threads. Inside
 a task the voxels are walked in blocks of ``blk`` so that every inner loop runs over contiguous voxels with no
 branch that depends on the data (the label test is a select), and LLVM vectorises it. The exponential is a float32
 polynomial 2^k·p(f) — ``np.exp`` does not vectorise here and dominated the time — and float64 keeps the
