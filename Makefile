@@ -1,6 +1,7 @@
 # Quickstart: `make demo` and `make test` work on a fresh machine: they create .venv and install
 # torch==2.13.0 first (a CPU wheel), then everything else under constraints.txt, so that nothing pulls a
-# multi-GB CUDA build. The base install (torch + numpy) is checked before any extra is added; the demo adds
+# multi-GB CUDA build. The base install (torch, numpy, numba) is checked before any extra is added, and again
+# with numba hidden (platforms without numba wheels, where pyproject's marker leaves it out); the demo adds
 # the `experiments` extra; the tests add every extra, MONAI, nnU-Net (--no-deps: its loss modules need only
 # torch and numpy), torchmetrics, triton (kernels run under TRITON_INTERPRET=1), Lightning, Keras with JAX (the
 # Keras losses run on the JAX and PyTorch back ends) and pytest.
@@ -30,6 +31,7 @@ $(BASE): pyproject.toml Makefile constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	$(PIP) -e .
 	$(PY) tests/base_install_check.py
+	$(PY) tests/base_install_check.py --without-numba
 	touch $(BASE)
 
 $(DEMODEPS): $(BASE)

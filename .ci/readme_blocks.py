@@ -1,7 +1,7 @@
 """Print the README's Python blocks that claim an install: ``python .ci/readme_blocks.py README.md base``.
 
-A block claims its install with a comment on the line above its fence, ``<!-- install: base -->`` (torch and
-numpy only), ``<!-- install: eval -->`` (``pip install "phidice[eval]"``), and so on; .ci/wheel_check.sh runs
+A block claims its install with a comment on the line above its fence, ``<!-- install: base -->`` (torch,
+numpy and numba), ``<!-- install: eval -->`` (``pip install "phidice[eval]"``), and so on; .ci/wheel_check.sh runs
 each such block verbatim in a venv that has exactly that install. The blocks stay plain Markdown to readers.
 """
 

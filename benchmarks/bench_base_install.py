@@ -3,8 +3,8 @@
 In one process, forward+backward of each implementation is timed in interleaved rounds (median of ``--repeats``,
 glibc's default heap, the previous gradient freed before the clock starts), with ``torch.set_num_threads``:
 
-* ``auto, base install``: what ``fused="auto"`` runs when numba is missing (simulated per call: phidice's numba
-  backend reads as not importable), ``fused torch``: the pure-PyTorch fused path forced, ``fused [numba]``,
+* ``auto, without numba``: what ``fused="auto"`` runs when numba is missing (simulated per call: phidice's numba
+  backend reads as not importable), ``fused torch``: the pure-PyTorch fused path forced, ``fused numba``,
   ``reference`` (``fused=False``), MONAI's DiceLoss and nnU-Net's MemoryEfficientSoftDiceLoss;
 * the floor of the machine: one ``torch.exp`` pass over the logits, and the bytes forward + backward must move
   (logits read twice, gradient written once) at the bandwidth of a large ``copy_``;
@@ -36,7 +36,7 @@ from bench_fused import _status, machine, make_inputs, versions  # noqa: E402
 from phidice.io import atomic_write  # noqa: E402
 
 CASES = ["2,4,96,96,96:I", "2,16,64,64,64:I", "8,2,256,256:I", "2,4,64,64,64:BI"]
-IMPLS = ["auto, base install", "fused torch", "fused [numba]", "reference", "MONAI", "nnU-Net"]
+IMPLS = ["auto, without numba", "fused torch", "fused numba", "reference", "MONAI", "nnU-Net"]
 EPS = 1e-5
 
 
@@ -79,14 +79,14 @@ def make_loss(impl: str, phi: str, validate_args: bool = True):
     options = dict(phi=phi, eps=EPS, validate_args=validate_args)
     if impl == "reference":
         return lambda x, y: phidice.dice_loss(x, y, fused=False, **options)
-    if impl == "auto, base install":
+    if impl == "auto, without numba":
 
         def base(x, y):
             with _NoNumba():
                 return phidice.dice_loss(x, y, fused="auto", **options)
 
         return base
-    backend = {"fused torch": "torch", "fused [numba]": "numba"}[impl]
+    backend = {"fused torch": "torch", "fused numba": "numba"}[impl]
 
     def forced(x, y):
         previous = kernels.set_backend(backend)
@@ -170,9 +170,9 @@ def first_call(threads: int, rounds: int) -> dict:
     """Median seconds from ``import`` to the first loss's backward, each in a fresh process (after ``import torch``)."""
     cache = tempfile.mkdtemp(prefix="phidice-numba-cache-")
     modes = {
-        "base install (numba blocked)": ("sys.modules['numba'] = None", PHIDICE_FIRST, None),
-        "[numba], empty JIT cache": ("", PHIDICE_FIRST, "cold"),
-        "[numba], warm JIT cache": ("", PHIDICE_FIRST, cache),
+        "without numba (blocked)": ("sys.modules['numba'] = None", PHIDICE_FIRST, None),
+        "numba, empty JIT cache": ("", PHIDICE_FIRST, "cold"),
+        "numba, warm JIT cache": ("", PHIDICE_FIRST, cache),
         "MONAI DiceLoss": ("", MONAI_FIRST, None),
     }
     out: dict = {name: [] for name in modes}
@@ -186,8 +186,8 @@ def first_call(threads: int, rounds: int) -> dict:
             code = FIRST_CALL.format(block=block, threads=threads, body=body)
             run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
             out[name].append(float(run.stdout.strip().splitlines()[-1]))
-    warm = out["[numba], warm JIT cache"]
-    out["[numba], warm JIT cache"] = warm[1:] or warm  # its first run filled the cache
+    warm = out["numba, warm JIT cache"]
+    out["numba, warm JIT cache"] = warm[1:] or warm  # its first run filled the cache
     return {name: statistics.median(ts) for name, ts in out.items()}
 
 
@@ -195,10 +195,10 @@ def validate_args_effect(threads: int, repeats: int) -> dict:
     """(8, 2, 64²), Φ = I: phidice auto (base install and [numba]) with and without validate_args, and MONAI."""
     x, y = make_inputs((8, 2, 64, 64), torch.float32)
     fns = {
-        "auto, base install": make_loss("auto, base install", "I"),
-        "auto, base install, validate_args=False": make_loss("auto, base install", "I", validate_args=False),
-        "fused [numba]": make_loss("fused [numba]", "I"),
-        "fused [numba], validate_args=False": make_loss("fused [numba]", "I", validate_args=False),
+        "auto, without numba": make_loss("auto, without numba", "I"),
+        "auto, without numba, validate_args=False": make_loss("auto, without numba", "I", validate_args=False),
+        "fused numba": make_loss("fused numba", "I"),
+        "fused numba, validate_args=False": make_loss("fused numba", "I", validate_args=False),
         "MONAI": make_loss("MONAI", "I"),
     }
     return time_interleaved(fns, x, y, repeats * 4)
@@ -229,7 +229,7 @@ def run(args) -> str:
         bw_t = fl["bytes"] / fl["bw"]
         floors.append(
             f"| {shape} | {fl['exp'] * 1e3:.1f} | {fl['bw'] / 1e9:.1f} GB/s → {bw_t * 1e3:.1f} | "
-            + " | ".join(f"{times[i][0] / (fl['exp'] + bw_t):.1f}×" for i in ("auto, base install", "fused [numba]"))
+            + " | ".join(f"{times[i][0] / (fl['exp'] + bw_t):.1f}×" for i in ("auto, without numba", "fused numba"))
             + " |"
         )
         del x, y
@@ -250,7 +250,7 @@ def run(args) -> str:
         "Floor: one `torch.exp` pass over the logits, plus logits read twice and the gradient written once at the "
         "bandwidth of a 256 MB `copy_`; the fused losses as a multiple of exp + bandwidth time:",
         "",
-        "| shape | exp pass ms | bandwidth → ms | auto, base install | fused [numba] |",
+        "| shape | exp pass ms | bandwidth → ms | auto, without numba | fused numba |",
         "|---|---:|---:|---:|---:|",
         *floors,
     ]

@@ -71,3 +71,40 @@ def test_readme_links_work_on_a_package_index():
     readme = (ROOT / "README.md").read_text()
     relative = [m for m in re.findall(r"\]\(([^)]+)\)", readme) if not m.startswith(("https://", "#"))]
     assert not relative, f"relative links in README.md: {relative}"
+
+
+def test_numba_is_a_base_requirement_where_it_has_wheels():
+    """numba is in the base install on the platforms numba ships wheels for, and left out elsewhere (there pip
+    would build llvmlite from source, which needs LLVM); the ``numba`` extra still asks for it everywhere."""
+    Requirement = pytest.importorskip("packaging.requirements").Requirement
+
+    base = {Requirement(r).name: Requirement(r) for r in PYPROJECT["project"]["dependencies"]}
+    assert set(base) == {"torch", "numpy", "numba"}
+    numba = base["numba"]
+    assert numba.specifier.contains("0.59.0") and not numba.specifier.contains("0.58.1")
+    linux = {
+        "platform_python_implementation": "CPython",
+        "python_version": "3.11",
+        "sys_platform": "linux",
+        "platform_machine": "x86_64",
+    }
+    with_wheels = [
+        {},
+        {"platform_machine": "aarch64"},
+        {"sys_platform": "darwin", "platform_machine": "arm64"},
+        {"sys_platform": "win32", "platform_machine": "AMD64"},
+        {"sys_platform": "win32", "platform_machine": "ARM64"},
+    ]
+    with_wheels += [{"python_version": v} for v in ("3.10", "3.12", "3.13", "3.14", "3.15")]
+    without = [
+        {"sys_platform": "darwin", "platform_machine": "x86_64"},
+        {"platform_machine": "ppc64le"},
+        {"platform_python_implementation": "PyPy"},
+        {"python_version": "3.16"},
+    ]
+    for env in with_wheels:
+        assert numba.marker.evaluate({**linux, **env}), env
+    for env in without:
+        assert not numba.marker.evaluate({**linux, **env}), env
+    (extra,) = PYPROJECT["project"]["optional-dependencies"]["numba"]
+    assert Requirement(extra).marker is None and Requirement(extra).specifier == numba.specifier

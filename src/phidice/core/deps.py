@@ -1,9 +1,10 @@
-"""Optional dependencies: the base install is torch and numpy; the rest comes with extras.
+"""Optional dependencies: the base install is torch, numpy and numba (numba only where it ships wheels: the
+marker in pyproject.toml); the rest comes with extras.
 
 =============  =====================================  ===============================================
 extra          packages                               for
 =============  =====================================  ===============================================
-``numba``      numba                                  the fused CPU kernel (else a chunked torch path)
+``numba``      numba                                  the fused CPU kernel, off the wheel platforms
 ``triton``     triton                                 the fused CUDA kernel
 ``io``         nibabel, SimpleITK, tqdm               label files: ε, explain, evaluate
 ``plots``      matplotlib                             PNG figures
