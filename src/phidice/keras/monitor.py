@@ -166,12 +166,24 @@ class GradientMonitorCallback(keras.callbacks.Callback):
         self._val: list[list[float]] | None = None
         self._in_epoch = False
 
-    def on_train_begin(self, logs=None):
+    def _check_compiled(self) -> None:
         if not any(m is self.metric for m in _flat_metrics(getattr(self.model, "metrics", []))):
             raise ValueError(
                 "GradientMonitorCallback: the model is not compiled with the monitor's metric; use "
                 "model.compile(loss=loss, metrics=[monitor.metric]) with this callback's loss"
             )
+
+    def on_train_begin(self, logs=None):
+        # JAX and torch build the compiled metrics before fit's first callback, TensorFlow in its first step:
+        # an unbuilt model.metrics lists none of them yet, so the check waits for the first batch there.
+        self._unchecked = not all(getattr(m, "built", True) for m in getattr(self.model, "metrics", []))
+        if not self._unchecked:
+            self._check_compiled()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if getattr(self, "_unchecked", False):
+            self._unchecked = False
+            self._check_compiled()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._train = self._val = None
