@@ -13,6 +13,7 @@ from typing import cast
 import torch
 
 from phidice import kernels
+from phidice.core import steps
 from phidice.core.checks import (
     check_all_finite,
     check_input,
@@ -27,6 +28,7 @@ from phidice.core.config import DiceConfig
 from phidice.core.rules import label_upper
 from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, PreparedTarget, drop_background
+from phidice.core.xp import TORCH
 
 __all__ = [
     "compute_stats",
@@ -131,57 +133,21 @@ def _labels(input: torch.Tensor, target: torch.Tensor, values: bool, given=None)
 
 def activate(input: torch.Tensor, activation) -> torch.Tensor:
     """Probabilities in float32 (float64 kept): the activation never runs in fp16/bf16; a callable
-    activation gets the float32 (float64) input."""
-    input = plain_tensor(input)
-    x = input if input.dtype == torch.float64 else input.float()
-    if activation == "softmax":
-        return torch.softmax(x, dim=1)
-    if activation == "sigmoid":
-        return torch.sigmoid(x)
-    if callable(activation):  # MONAI's other_act: the caller's map to probabilities
-        return activation(x)
-    return x
+    activation gets the float32 (float64) input (:func:`phidice.core.steps.activate`)."""
+    return steps.activate(plain_tensor(input), activation, TORCH)
 
 
 def dense_target(prepared: PreparedTarget, probs: torch.Tensor, activation) -> torch.Tensor:
     """The target as a (B, C, *S) map of ``probs``' dtype (one-hot for labels)."""
-    if prepared.dense is not None:
-        return prepared.dense.to(probs.dtype)
-    labels = prepared.labels
-    if probs.shape[1] == 1 and activation != "softmax":
-        return labels.unsqueeze(1).to(probs.dtype)
-    return torch.zeros_like(probs).scatter_(1, labels.unsqueeze(1), 1.0)
+    return steps.dense_target(prepared, probs, activation, TORCH)
 
 
 def reference_stats(
     probs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, squared: bool, soft: bool = False
 ) -> DiceStats:
-    """Sums of Eq. 3 per (b, c) from dense probabilities and targets (the readable reference path).
-
-    ``soft`` (``soft_label=True``): I = Σ m·min(ỹ, y), MONAI's (‖ỹ‖₁ + ‖y‖₁ − ‖ỹ − y‖₁)/2 per voxel, which
-    for y ∈ (0, 1) peaks at ỹ = y where Σ y·ỹ would reward ỹ = 1; for y ∈ {0, 1} it is Σ m·y·ỹ exactly.
-    Squared sums keep Σ y·ỹ: MONAI's L2 form (‖ỹ‖² + ‖y‖² − ‖ỹ − y‖²)/2 is that identity.
-    """
-    B, C = probs.shape[:2]
-    p = probs.reshape(B, C, -1)
-    y = target.reshape(B, C, -1)
-    if mask is not None:
-        m = mask.to(probs.dtype).reshape(B, mask.shape[1], -1)
-        pm, ym = p * m, y * m
-    else:
-        pm, ym = p, y
-    intersection = (pm * y).sum(-1) if not (soft and not squared) else _soft_intersection(p, y, mask, B, C)
-    pred_sum = (pm * p).sum(-1) if squared else pm.sum(-1)
-    target_sum = (ym * y).sum(-1) if squared else ym.sum(-1)
-    return DiceStats(intersection, pred_sum, target_sum)
-
-
-def _soft_intersection(p: torch.Tensor, y: torch.Tensor, mask, B: int, C: int) -> torch.Tensor:
-    """Σ m·min(ỹ, y) per (b, c), as (ỹ + y − |ỹ − y|)/2: the gradient ½ at ỹ = y is MONAI's (|·|' = 0 at 0)."""
-    per = (p + y - (p - y).abs()) * 0.5
-    if mask is not None:
-        per = per * mask.to(p.dtype).reshape(B, mask.shape[1], -1)
-    return per.sum(-1)
+    """Sums of Eq. 3 per (b, c) from dense (B, C, *S) probabilities and targets (the readable reference path);
+    ``soft`` (``soft_label=True``): I = Σ m·min(ỹ, y), as :func:`phidice.core.steps.reference_stats` says."""
+    return steps.reference_stats(probs, target, mask, squared, soft, TORCH)
 
 
 def class_stats(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from keras import ops
+from phidice.core import steps
 from phidice.core.config import CEConfig, DiceConfig
 from phidice.keras.checks import dtype_of
-from phidice.keras.sums import Prepared, dense_target
+from phidice.keras.sums import Prepared
+from phidice.keras.xp import KERAS
 
 
 def ce_weight_row(weight, num_channels: int, dtype: str):
@@ -54,7 +56,7 @@ def cross_entropy(y_pred, prepared: Prepared, config: DiceConfig, ce: CEConfig):
             per = -xlogy_sum(y, weighted)
             norm = ops.ones_like(per)
     else:  # sigmoid: y·log(1 + e^−x) + (1 − y)·log(1 + e^x), each term 0 where its factor is (±Inf logits)
-        y = dense_target(prepared, x, "sigmoid")
+        y = steps.dense_target(prepared, x, "sigmoid", KERAS)
         if s:
             y = y * (1 - s) + 0.5 * s
         per = ops.where(ops.equal(y, 0), 0.0, y * ops.softplus(-x)) + ops.where(

@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from keras import ops
+from phidice.core import steps
 from phidice.core.config import DiceConfig, FocalConfig, class_slice
 from phidice.equations import FOCAL_FLOOR
 from phidice.keras.checks import dtype_of
-from phidice.keras.sums import Prepared, dense_target
+from phidice.keras.sums import Prepared
+from phidice.keras.xp import KERAS
 
 
 def _row(value, name: str, length: int, C: int, include_background: bool, dtype: str, axis: str):
@@ -49,7 +51,7 @@ def _sigmoid(x, y, focal: FocalConfig, include_background: bool, C: int, axis: s
 def _softmax(x, prepared: Prepared, focal: FocalConfig, C: int, axis: str):
     dtype = dtype_of(x)
     logp = ops.log_softmax(x, axis=-1)
-    y = dense_target(prepared, logp, "softmax")
+    y = steps.dense_target(prepared, logp, "softmax", KERAS)
     per = ops.where(y > 0, -logp * y, ops.zeros_like(logp))  # 0·log 0 = 0 at a −inf logit
     if focal.gamma:
         base = 1 - ops.exp(logp)
@@ -72,7 +74,7 @@ def focal_term(y_pred, prepared: Prepared, config: DiceConfig, focal: FocalConfi
     if focal.activation_for(config) == "softmax":
         per = _softmax(x, prepared, focal, C, axis)
     else:
-        per = _sigmoid(x, dense_target(prepared, x, "sigmoid"), focal, config.include_background, C, axis)
+        per = _sigmoid(x, steps.dense_target(prepared, x, "sigmoid", KERAS), focal, config.include_background, C, axis)
     norm = ops.ones_like(per)
     if prepared.mask is not None:
         m = ops.cast(prepared.mask, dtype_of(x))

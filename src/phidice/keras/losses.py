@@ -20,6 +20,7 @@ import numpy as np
 
 import keras
 from keras import ops
+from phidice.core import steps
 from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, FocalConfig, class_slice
 from phidice.core.rules import check_compound, check_marginal
 from phidice.core.signature import config_signature
@@ -30,23 +31,8 @@ from phidice.keras.ce import cross_entropy
 from phidice.keras.checks import Checks, dtype_of
 from phidice.keras.focal import focal_term
 from phidice.keras.layout import Layout, standardize_data_format
-from phidice.keras.missing import (
-    all_annotated,
-    check_annotated,
-    check_unannotated_labels,
-    leaf_keep,
-    merge_probabilities,
-    split_supersets,
-)
-from phidice.keras.sums import (
-    Prepared,
-    activate,
-    check_pred,
-    class_stats,
-    dense_target,
-    prepare_target,
-    reference_stats,
-)
+from phidice.keras.missing import all_annotated, check_annotated, check_unannotated_labels, split_supersets
+from phidice.keras.sums import Prepared, check_pred, class_stats, prepare_target
 from phidice.keras.xp import KERAS
 
 __all__ = ["DiceCELoss", "DiceFocalLoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
@@ -338,8 +324,7 @@ class _PartialDice(_PhiLoss):
 
     def _loss(self, y_true, y_pred, num_channels, checks, annotated=None):
         stats, _, keep, _ = self._sums(y_true, y_pred, num_channels, checks, annotated)
-        if not self.config.include_background and num_channels > 1:
-            stats, keep = stats.select_classes(slice(1, None)), keep[:, 1:]
+        stats, keep = steps.scored(stats, keep, self.config, num_channels)
         # XLA (jax.jit) rewrites x·float(keep) as select(keep, x, 0), which drops the NaN of an entry the subsets
         # leave out; the PyTorch losses carry it (NaN in, NaN out): the scored predicted volumes carry it here
         return self._dice(stats, num_channels, keep) + 0.0 * ops.sum(stats.pred_sum)
@@ -369,15 +354,11 @@ class _PartialDice(_PhiLoss):
         prepared = prepare_target(y_true, pred_shape, config, layout, checks)
         x = layout.to_last(y_pred)
         if self._kind == "marginal" and config.include_background:
-            probs = activate(x, config.activation)
-            y = dense_target(prepared, probs, config.activation)
-            stats = reference_stats(
-                merge_probabilities(probs, annotated), y, prepared.mask, config.squared, config.soft_label
-            )
+            stats = steps.merged_stats(x, prepared, annotated, config, KERAS)
         else:
             stats = class_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)
-        keep = leaf_keep(annotated, config.activation) if self._kind == "leaf" else annotated
+        keep = steps.leaf_keep(annotated, config.activation, KERAS) if self._kind == "leaf" else annotated
         return Sums(stats, prepared, keep, annotated)
 
     def get_config(self) -> dict:

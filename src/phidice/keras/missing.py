@@ -91,24 +91,6 @@ def check_unannotated_labels(target_sum, annotated, checks: Checks) -> None:
     checks.require(bad, error)
 
 
-def leaf_keep(annotated, activation):
-    """(B, C) entries of the leaf Dice: annotated classes, and the background only in fully annotated samples."""
-    if not has_background(annotated.shape[1], activation):
-        return annotated
-    complete = ops.all(annotated[:, 1:], axis=1, keepdims=True)
-    return ops.concatenate([complete, annotated[:, 1:]], axis=1)
-
-
-def merge_probabilities(probs, annotated):
-    """Shi et al.'s marginalisation, channels-last: ỹ'_0 = ỹ_0 + Σ_{u unannotated} ỹ_u; unannotated → 0."""
-    C = probs.shape[-1]
-    a = ops.cast(annotated, probs.dtype)
-    a = ops.reshape(a, (-1,) + (1,) * (len(probs.shape) - 2) + (C,))
-    to_background = ops.sum((1 - a) * probs, axis=-1, keepdims=True)
-    e0 = ops.convert_to_tensor(np.eye(1, C, dtype=dtype_of(probs))[0])
-    return probs * a + e0 * to_background
-
-
 def split_supersets(y_true, supersets: dict, pred_shape, ignore_index, layout: Layout, checks: Checks):
     """Superset labels → (labels (B, *S) int32, annotated (B, C) bool), as :func:`phidice.annotated_from_label_sets`.
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from keras import ops
+from phidice.core import steps
 from phidice.core.config import DiceConfig
 from phidice.core.rules import label_upper
 from phidice.core.types import DiceStats
 from phidice.keras.checks import Checks, dtype_of, is_float, is_integer, nonfinite_where, shapes_agree, value_range
 from phidice.keras.layout import Layout
+from phidice.keras.xp import KERAS
 
 
 class Prepared(NamedTuple):
@@ -153,53 +155,8 @@ def check_label_range(labels, upper: int, ignore_index, checks: Checks) -> None:
     checks.require(ops.logical_or(labels < 0, labels >= upper), error)
 
 
-def activate(y_pred, activation):
-    """Probabilities in float32 (float64 kept): the activation never runs in float16/bfloat16."""
-    x = y_pred if dtype_of(y_pred) == "float64" else ops.cast(y_pred, "float32")
-    if activation == "softmax":
-        return ops.softmax(x, axis=-1)
-    if activation == "sigmoid":
-        return ops.sigmoid(x)
-    if callable(activation):  # a callable on the channels-last tensor (MONAI's other_act)
-        return activation(x)
-    return x
-
-
-def dense_target(prepared: Prepared, probs, activation):
-    """The target as a (B, *S, C) map of ``probs``' dtype (one-hot for labels; the labels themselves for a
-    single non-softmax channel)."""
-    if prepared.dense is not None:
-        return ops.cast(prepared.dense, probs.dtype)
-    C = probs.shape[-1]
-    if C == 1 and activation != "softmax":
-        return ops.cast(ops.expand_dims(prepared.labels, -1), probs.dtype)
-    return ops.one_hot(prepared.labels, C, dtype=dtype_of(probs))
-
-
-def reference_stats(probs, target, mask, squared: bool, soft: bool = False) -> DiceStats:
-    """Sums of Eq. 3 per (b, c) from dense channels-last probabilities and targets: (B, C) each.
-
-    ``soft`` (``soft_label``): I = Σ m·(ỹ + y − |ỹ − y|)/2 = Σ m·min(ỹ, y), as :func:`phidice.sums.reference_stats`.
-    """
-    axes = tuple(range(1, len(probs.shape) - 1))
-    if mask is not None:
-        m = ops.cast(mask, probs.dtype)
-        pm, ym = probs * m, target * m
-    else:
-        pm, ym = probs, target
-    if soft and not squared:
-        per = (probs + target - ops.abs(probs - target)) * 0.5
-        intersection = ops.sum(per if mask is None else per * m, axis=axes)
-    else:
-        intersection = ops.sum(pm * target, axis=axes)
-    pred_sum = ops.sum(pm * probs if squared else pm, axis=axes)
-    target_sum = ops.sum(ym * target if squared else ym, axis=axes)
-    return DiceStats(intersection, pred_sum, target_sum)
-
-
 def class_stats(y_pred, prepared: Prepared, config: DiceConfig) -> DiceStats:
     """(B, C) sums of every channel from channels-last logits (or probabilities), differentiable."""
-    probs = activate(y_pred, config.activation)
-    return reference_stats(
-        probs, dense_target(prepared, probs, config.activation), prepared.mask, config.squared, config.soft_label
-    )
+    probs = steps.activate(y_pred, config.activation, KERAS)
+    y = steps.dense_target(prepared, probs, config.activation, KERAS)
+    return steps.reference_stats(probs, y, prepared.mask, config.squared, config.soft_label, KERAS)

@@ -18,22 +18,16 @@ from __future__ import annotations
 
 import torch
 
+from phidice.core import steps
 from phidice.core.checks import check_input, is_compiling, plain_tensor
 from phidice.core.config import CEConfig, DiceConfig, FocalConfig, split_focal_options, split_options
 from phidice.core.rules import check_compound, check_marginal, has_background
 from phidice.core.signature import config_signature
-from phidice.core.types import DiceStats
+from phidice.core.xp import TORCH
 from phidice.losses.base import config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from, marginal_log_probs
 from phidice.losses.focal import check_focal, focal_from
-from phidice.sums import (
-    activate,
-    check_prepared_range,
-    dense_target,
-    prepare_target,
-    reference_stats,
-    stats_of_prepared,
-)
+from phidice.sums import check_prepared_range, prepare_target, stats_of_prepared
 
 __all__ = [
     "check_annotated",
@@ -119,25 +113,13 @@ def check_unannotated_labels(target_sum: torch.Tensor, annotated: torch.Tensor) 
 
 def leaf_keep(annotated: torch.Tensor, activation) -> torch.Tensor:
     """(B, C) entries of the leaf Dice: annotated classes, and the background only in fully annotated samples."""
-    if not has_background(annotated.shape[1], activation):
-        return annotated
-    complete = annotated[:, 1:].all(1, keepdim=True)
-    return torch.cat([complete, annotated[:, 1:]], dim=1)
+    return steps.leaf_keep(annotated, activation, TORCH)
 
 
 def merge_probabilities(probs: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
-    """Shi et al.'s marginalisation: p'_0 = p_0 + Σ_{u unannotated} p_u per sample; unannotated channels → 0.
-
-    Done in probability space (adding logits would be wrong). ∂p'_0/∂p_u = 1, so an unannotated class's
-    probability receives exactly the background's gradient.
-    """
-    B, C = probs.shape[:2]
-    view = (B, C) + (1,) * (probs.ndim - 2)
-    a = annotated.to(probs.dtype).view(view)
-    to_background = ((1 - a) * probs).sum(1, keepdim=True)
-    e0 = torch.zeros(C, dtype=probs.dtype, device=probs.device)
-    e0[0] = 1
-    return probs * a + e0.view((1, C) + (1,) * (probs.ndim - 2)) * to_background
+    """Shi et al.'s marginalisation of (B, C, *S) probabilities: p'_0 = p_0 + Σ_{u unannotated} p_u per sample;
+    unannotated channels → 0 (:func:`phidice.core.steps.merge_probabilities`)."""
+    return steps.merge_probabilities(probs, annotated, TORCH)
 
 
 def check_marginal_fused(config: DiceConfig, what: str) -> None:
@@ -146,13 +128,6 @@ def check_marginal_fused(config: DiceConfig, what: str) -> None:
             f"fused=True but {what} with include_background=True needs Σ_{{y=0}} p_u cross sums that "
             f"the per-(b, c) fused kernels do not give; use fused='auto' or False"
         )
-
-
-def _scored(stats: DiceStats, keep: torch.Tensor, config: DiceConfig, num_channels: int):
-    """The sums and ``keep`` of the classes the loss scores (background dropped unless included)."""
-    if not config.include_background and num_channels > 1:
-        return stats.select_classes(slice(1, None)), keep[:, 1:]
-    return stats, keep
 
 
 def leaf_stats(input, prepared, annotated, config: DiceConfig):
@@ -174,11 +149,7 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
         stats = stats_of_prepared(input, prepared, config)
     else:
         check_prepared_range(input, prepared, config)
-        probs = activate(input, config.activation)
-        y = dense_target(prepared, probs, config.activation)
-        stats = reference_stats(
-            merge_probabilities(probs, annotated), y, prepared.mask, config.squared, config.soft_label
-        )
+        stats = steps.merged_stats(input, prepared, annotated, config, TORCH)
     if config.validate_args:
         check_unannotated_labels(stats.target_sum, annotated)
     return stats, annotated
@@ -208,7 +179,7 @@ def partial_loss(
     annotated = check_annotated(annotated, input, config.activation, values=config.validate_args)
     prepared = prepare_target(input, target, config, mask, check_range=False)
     full, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
-    stats, keep = _scored(full, keep, config, input.shape[1])
+    stats, keep = steps.scored(full, keep, config, input.shape[1])
     dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1], keep=keep)
     flags = None if everything else annotated
     if monitor is not None:
