@@ -11,8 +11,8 @@ class sum of Φ, :func:`subset_eps`, :func:`outer_weights` — and :func:`loss_f
 weighted sum. Eq. 4 is :func:`eq4`: within a φ the gradient ∂DL/∂ỹ takes one value at y = 0 and one at y = 1.
 
 Every loss (fused or reference path, Dice, Tversky, Jaccard, leaf, marginal), :func:`phidice.dice_gradient`,
-:func:`phidice.explain` and the Keras losses call these functions. They are array-generic: ``ops`` is the
-namespace of array operations (:data:`phidice.core.xp.TORCH`, or keras.ops in :mod:`phidice.keras`).
+:func:`phidice.explain` and the Keras losses call these functions. They are array-generic: ``xp`` is the
+namespace of array operations (:data:`phidice.core.xp.TORCH`, or :data:`phidice.keras.xp.KERAS` on keras.ops).
 """
 
 from __future__ import annotations
@@ -70,30 +70,30 @@ def _is_row(value) -> bool:
     return getattr(value, "ndim", 0) == 2
 
 
-def kept_sums(stats: DiceStats, keep, ops) -> DiceStats:
+def kept_sums(stats: DiceStats, keep, xp) -> DiceStats:
     """The sums of the kept (image, class) entries only (the leaf Dice's annotated classes); all without ``keep``."""
     if keep is None:
         return stats
-    k = ops.float(keep, stats.intersection)
+    k = xp.float(keep, stats.intersection)
     return DiceStats(*(t * k for t in stats))
 
 
-def generalized_weights(target_sum, kind: str, ops):
+def generalized_weights(target_sum, kind: str, xp):
     """Sudre's w_c = 1/(Σy)² ("generalized") or 1/Σy ("generalized_simple") per row of ``target_sum``.
 
     Empty classes (Σy = 0, weight ∞) take the largest weight among the non-empty classes of the same subset
     (MONAI's rule); if every class of the subset is empty, all weights are 1, so that ε alone decides it, as
     in a plain Dice. No gradient flows through the weights.
     """
-    ts = ops.stop_gradient(target_sum)
+    ts = xp.stop_gradient(target_sum)
     w = 1.0 / (ts * ts) if kind == "generalized" else 1.0 / ts
-    inf = ops.isinf(w)
-    w = ops.where(inf, 0.0, w)
-    w = ops.where(inf, ops.amax(w, 1), w)
-    return ops.where(ops.all(inf, 1), 1.0, w)
+    inf = xp.isinf(w)
+    w = xp.where(inf, 0.0, w)
+    w = xp.where(inf, xp.amax(w, 1), w)
+    return xp.where(xp.all(inf, 1), 1.0, w)
 
 
-def inner_weights(target_sum, phi: Phi, class_weights, weighting: str | None, keep, ops):
+def inner_weights(target_sum, phi: Phi, class_weights, weighting: str | None, keep, xp):
     """v_c: the weights of the classes inside one φ (Φ ∋ C); None when every v_c is 1.
 
     ``target_sum`` is Y after the batch sum of Φ. Unkept classes carry no weight (and so no ε) in a class sum.
@@ -102,22 +102,22 @@ def inner_weights(target_sum, phi: Phi, class_weights, weighting: str | None, ke
         return None
     v = class_weights
     if weighting is not None:
-        v = _times(v, generalized_weights(target_sum, weighting, ops))
+        v = _times(v, generalized_weights(target_sum, weighting, xp))
     if keep is not None:
-        k = ops.float(keep, target_sum)
-        v = _times(v, ops.amax(k, 0) if phi.sums_batch else k)
+        k = xp.float(keep, target_sum)
+        v = _times(v, xp.amax(k, 0) if phi.sums_batch else k)
     return v
 
 
-def subset_eps(eps, v, phi: Phi, ops):
+def subset_eps(eps, v, phi: Phi, xp):
     """ε_φ: a scalar ε enters each φ once; a per-class ε is a virtual volume of its class, summed (with v_c)
     over the classes a φ spans."""
     if eps is None or not _is_row(eps):
         return eps
-    return phi.sum_classes(_times(v, eps), ops)
+    return phi.sum_classes(_times(v, eps), xp)
 
 
-def overlap_sums(I, P, Y, v, phi: Phi, overlap: Overlap, ops):
+def overlap_sums(I, P, Y, v, phi: Phi, overlap: Overlap, xp):
     """(Σ_{c∈φ} v_c I_c, Σ_{c∈φ} v_c (b_I I_c + b_P P_c + b_Y Y_c)) after the batch sum of Φ."""
     if overlap.b_p == 1 and overlap.b_y == 1:
         linear = P + Y
@@ -125,72 +125,72 @@ def overlap_sums(I, P, Y, v, phi: Phi, overlap: Overlap, ops):
         linear = overlap.b_p * P + overlap.b_y * Y
     if overlap.b_i:
         linear = linear + overlap.b_i * I
-    return phi.sum_classes(_times(v, I), ops), phi.sum_classes(_times(v, linear), ops)
+    return phi.sum_classes(_times(v, I), xp), phi.sum_classes(_times(v, linear), xp)
 
 
-def outer_weights(target, keep, phi: Phi, class_weights, config: DiceConfig, ops):
+def outer_weights(target, keep, phi: Phi, class_weights, config: DiceConfig, xp):
     """(ω_φ, skipped): 1/|Φ| by default — with class weights under I/BI their normalised weighted mean — over
     the subsets that take part; a φ leaves the mean when its target is empty (``empty="skip"``) or it holds no
     kept entry. ``reduction="sum"`` keeps the raw weights."""
     skipped = (target == 0) if config.empty == "skip" else None
     if keep is not None:
-        dropped = phi.reduce(ops.float(keep, target), ops) == 0
+        dropped = phi.reduce(xp.float(keep, target), xp) == 0
         skipped = dropped if skipped is None else skipped | dropped
-    w = None if (phi.sums_classes or class_weights is None) else class_weights * ops.ones_like(target)
+    w = None if (phi.sums_classes or class_weights is None) else class_weights * xp.ones_like(target)
     if skipped is not None:
-        w = _times(w, ops.float(~skipped, target))
+        w = _times(w, xp.float(~skipped, target))
     if config.reduction != "mean":
         return (1.0 if w is None else w), skipped
     if w is None:  # equal weights, no normalising sum needed
-        return 1.0 / ops.size(target), skipped
-    total = ops.total(w)
-    return w / ops.where(total > 0, total, 1.0), skipped
+        return 1.0 / xp.size(target), skipped
+    total = xp.total(w)
+    return w / xp.where(total > 0, total, 1.0), skipped
 
 
-def subset_terms(stats: DiceStats, config: DiceConfig, smoothing: Smoothing, *, keep=None, ops) -> SubsetTerms:
+def subset_terms(stats: DiceStats, config: DiceConfig, smoothing: Smoothing, *, keep=None, xp) -> SubsetTerms:
     """Eq. 3 up to the ratio: N_φ, D_φ and ω_φ of every φ ∈ Φ from the (B, C) sums.
 
     ``keep`` (B, C) bool says which (image, class) entries take part (the leaf Dice); a φ without one leaves
     the mean. ``smoothing`` holds ε and the class weights aligned with the sums' classes.
     """
     phi, overlap = config.phi, config.overlap
-    I, P, Y = (phi.sum_batch(t, ops) for t in kept_sums(stats, keep, ops))
-    v = inner_weights(Y, phi, smoothing.class_weights, config.weighting, keep, ops)
-    inter, linear = overlap_sums(I, P, Y, v, phi, overlap, ops)
-    target = phi.sum_classes(Y, ops)
-    en, ed = subset_eps(smoothing.eps_nr, v, phi, ops), subset_eps(smoothing.eps_dr, v, phi, ops)
+    I, P, Y = (phi.sum_batch(t, xp) for t in kept_sums(stats, keep, xp))
+    v = inner_weights(Y, phi, smoothing.class_weights, config.weighting, keep, xp)
+    inter, linear = overlap_sums(I, P, Y, v, phi, overlap, xp)
+    target = phi.sum_classes(Y, xp)
+    en, ed = subset_eps(smoothing.eps_nr, v, phi, xp), subset_eps(smoothing.eps_dr, v, phi, xp)
     if smoothing.eps_empty is not None:
-        empty, ee = target == 0, subset_eps(smoothing.eps_empty, v, phi, ops)
-        en, ed = ops.where(empty, ee, en), ops.where(empty, ee, ed)
-    weight, skipped = outer_weights(target, keep, phi, smoothing.class_weights, config, ops)
+        empty, ee = target == 0, subset_eps(smoothing.eps_empty, v, phi, xp)
+        en, ed = xp.where(empty, ee, en), xp.where(empty, ee, ed)
+    weight, skipped = outer_weights(target, keep, phi, smoothing.class_weights, config, xp)
     return SubsetTerms(overlap.a * inter + en, linear + ed, weight, skipped, v)
 
 
-def overlap_index(numerator, denominator, ops):
+def overlap_index(numerator, denominator, xp):
     """T_φ = N_φ / D_φ, with 0/0 (ε = 0 and nothing predicted nor labelled) read as a perfect score of 1.
 
     Only a denominator that *is* 0 takes the convention: a NaN one (a NaN logit, or a +Inf one that makes the
     softmax NaN) gives a NaN T_φ, so a diverged network never reads as a perfect fit.
     """
     empty = denominator <= 0  # False for NaN: NaN in, NaN out
-    return ops.where(empty, 1.0, numerator / ops.where(empty, 1.0, denominator))
+    return xp.where(empty, 1.0, numerator / xp.where(empty, 1.0, denominator))
 
 
-def subset_loss(index, gamma: float, ops):
+def subset_loss(index, gamma: float, xp):
     """ℓ(T) = 1 − T, or (1 − T)^γ for a focal exponent (never negative, finite slope)."""
     if gamma == 1:
         return 1 - index
-    return ops.power(ops.maximum(1 - index, FOCAL_FLOOR if gamma < 1 else 0.0), gamma)
+    return xp.power(xp.maximum(1 - index, FOCAL_FLOOR if gamma < 1 else 0.0), gamma)
 
 
-def loss_from_terms(terms: SubsetTerms, config: DiceConfig, ops):
+def loss_from_terms(terms: SubsetTerms, config: DiceConfig, xp):
     """DL = Σ_φ ω_φ ℓ(T_φ); ``reduction="none"``: ℓ(T_φ) per φ, unweighted, 0 for skipped φ."""
-    per_subset = subset_loss(overlap_index(terms.numerator, terms.denominator, ops), config.overlap.gamma, ops)
+    per_subset = subset_loss(overlap_index(terms.numerator, terms.denominator, xp), config.overlap.gamma, xp)
     if config.reduction == "none":
-        return per_subset if terms.skipped is None else ops.where(terms.skipped, 0.0, per_subset)
+        return per_subset if terms.skipped is None else xp.where(terms.skipped, 0.0, per_subset)
     if isinstance(terms.weight, float):
-        return ops.total(per_subset) * terms.weight
-    return ops.total(terms.weight * per_subset)
+        return xp.total(per_subset) * terms.weight
+    return xp.total(terms.weight * per_subset)
 
 
 def eq4(numerator, denominator, weight=1.0, overlap: Overlap = DICE):
@@ -250,15 +250,15 @@ def heuristic_eps_scale(overlap: Overlap = DICE, fraction: float = 0.5) -> float
     return (lo + hi) / 2
 
 
-def entry_gradients(terms: SubsetTerms, config: DiceConfig, ops):
+def entry_gradients(terms: SubsetTerms, config: DiceConfig, xp):
     """Eq. 4 per (image, class) entry: (∂DL/∂I, ∂DL/∂P), v_c included, broadcastable to the (B, C') sums.
 
     A φ whose D_φ is 0 (0/0, read as a perfect score) has zero gradient; a NaN D_φ stays NaN.
     """
     N, D = terms.numerator, terms.denominator
     empty = D <= 0
-    d_inter, d_pred = eq4(N, ops.where(empty, 1.0, D), terms.weight, config.overlap)
-    d_inter, d_pred = ops.where(empty, 0.0, d_inter), ops.where(empty, 0.0, d_pred)
+    d_inter, d_pred = eq4(N, xp.where(empty, 1.0, D), terms.weight, config.overlap)
+    d_inter, d_pred = xp.where(empty, 0.0, d_inter), xp.where(empty, 0.0, d_pred)
     if terms.inner is not None:
         d_inter, d_pred = d_inter * terms.inner, d_pred * terms.inner
     return d_inter, d_pred

@@ -30,6 +30,7 @@ import phidice.keras as pk  # noqa: E402 - first of phidice: what the import its
 TORCH_AFTER_IMPORT = "torch" in sys.modules
 
 import _keras_monitor_cases
+import _keras_stats_cases
 import numpy as np
 
 import keras
@@ -423,6 +424,43 @@ def scenario_keras_only():
     return out
 
 
+def scenario_loss_from_stats():
+    """phidice.keras.loss_from_stats on :data:`STATS_CASES`, the deprecated loss_from_sums beside it, bad input."""
+    import warnings
+
+    from phidice import DiceConfig, DiceStats
+
+    inter, P, Y, keep = _keras_stats_cases.stats_arrays()
+    stats = DiceStats(*(np.asarray(a, "float32") for a in (inter, P, Y)))
+    out = {"values": []}
+    for options, with_keep, C in _keras_stats_cases.STATS_CASES:
+        value = pk.loss_from_stats(stats, keep=keep if with_keep else None, num_channels=C, **options)
+        out["values"].append(np.asarray(ops.convert_to_numpy(value), "float64"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = pk.loss_from_sums(stats, DiceConfig(phi="BI", eps=1.0), num_channels=3)
+    out["deprecated"] = {
+        "value": float(ops.convert_to_numpy(old)),
+        "warnings": [(w.category.__name__, str(w.message)) for w in caught],
+    }
+    attempts = {
+        "keep_shape": lambda: pk.loss_from_stats(stats, keep=keep[:, :2]),
+        "fused": lambda: pk.loss_from_stats(stats, fused=True),
+        "bad_phi": lambda: pk.loss_from_stats(stats, phi="X"),
+    }
+    out["errors"] = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            out["errors"][name] = None
+        except Exception as err:  # noqa: BLE001
+            out["errors"][name] = (type(err).__name__, str(err))
+    import inspect
+
+    out["params"] = [p.name for p in inspect.signature(pk.loss_from_stats).parameters.values()]
+    return out
+
+
 def scenario_signatures() -> dict:
     """The visible signatures and get_config keys of the Keras losses, and their docstring examples run."""
     import doctest
@@ -462,6 +500,10 @@ def main(inp: str, outp: str, workdir: str) -> None:
     result["traced"] = scenario_traced(job["traced"])
     result["serialize"] = scenario_serialize(job["serialize"])
     result["keras_only"] = scenario_keras_only()
+    try:
+        result["loss_from_stats"] = scenario_loss_from_stats()
+    except Exception:  # noqa: BLE001
+        result["loss_from_stats"] = {"failed": traceback.format_exc()}
     try:
         result["signatures"] = scenario_signatures()
     except Exception:  # noqa: BLE001

@@ -14,7 +14,7 @@ BCI   everything                   (1, 1)                  all-wise    DL_BCI
 
 The subset sums are two steps, :meth:`Phi.sum_batch` then :meth:`Phi.sum_classes`, because Eq. 3 weighs
 the classes of a φ (inner weights v_c, computed from the batch-summed target) between them. No torch
-import: ``ops`` is the array namespace (:mod:`phidice.core.xp`); without it tensor methods are used.
+import: ``xp`` is the array namespace (:mod:`phidice.core.xp`); without it tensor methods are used.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from enum import Enum
 _ALIASES = {"IC": "CI", "BIC": "BCI", "CBI": "BCI", "IB": "BI"}
 
 
-def _sum(x, axis: int, ops):
-    return x.sum(axis, keepdim=True) if ops is None else ops.sum(x, axis)
+def _sum(x, axis: int, xp):
+    return x.sum(axis, keepdim=True) if xp is None else xp.sum(x, axis)
 
 
 class Phi(str, Enum):
@@ -44,17 +44,17 @@ class Phi(str, Enum):
         """Whether one subset φ spans all classes (C ∈ Φ's name)."""
         return "C" in self.value
 
-    def sum_batch(self, x, ops=None):
+    def sum_batch(self, x, xp=None):
         """Σ over the images b (axis 0, kept) when φ spans the batch; ``x`` unchanged otherwise."""
-        return _sum(x, 0, ops) if self.sums_batch else x
+        return _sum(x, 0, xp) if self.sums_batch else x
 
-    def sum_classes(self, x, ops=None):
+    def sum_classes(self, x, xp=None):
         """Σ over the classes c (axis 1, kept) when φ spans the classes; ``x`` unchanged otherwise."""
-        return _sum(x, 1, ops) if self.sums_classes else x
+        return _sum(x, 1, xp) if self.sums_classes else x
 
-    def reduce(self, per_image_class, ops=None):
+    def reduce(self, per_image_class, xp=None):
         """Sum a (B, C) tensor of per-image, per-class sums into per-φ sums (keepdim)."""
-        return self.sum_classes(self.sum_batch(per_image_class, ops), ops)
+        return self.sum_classes(self.sum_batch(per_image_class, xp), xp)
 
 
 def parse_phi(phi: str | Phi) -> Phi:

@@ -2,8 +2,8 @@
 per-(image b, class c) sums I = Σ m·y·ỹ, P = Σ m·ỹ, Y = Σ m·y, and the missing-label steps (leaf keep,
 marginal merge).
 
-Every function takes ``ops``, an array namespace (:data:`phidice.core.xp.TORCH`, channels-first, or
-:data:`phidice.keras.xp.KERAS`, channels-last); ``ops.class_axis`` is where the classes are (1 or −1).
+Every function takes ``xp``, an array namespace (:data:`phidice.core.xp.TORCH`, channels-first, or
+:data:`phidice.keras.xp.KERAS`, channels-last); ``xp.class_axis`` is where the classes are (1 or −1).
 Checks, the fused kernels and target preparation stay with each framework: they differ there.
 """
 
@@ -22,31 +22,31 @@ def class_shape(ndim: int, length: int, axis: int, batch: int = 1) -> tuple[int,
     return tuple(shape)
 
 
-def activate(x, activation, ops):
+def activate(x, activation, xp):
     """Probabilities ỹ in float32 (float64 kept): the activation never runs in fp16/bf16; a callable
     activation (MONAI's other_act) gets the float32 (float64) input, in the namespace's layout."""
-    x = ops.float32(x)
+    x = xp.float32(x)
     if activation == "softmax":
-        return ops.softmax(x, ops.class_axis)
+        return xp.softmax(x, xp.class_axis)
     if activation == "sigmoid":
-        return ops.sigmoid(x)
+        return xp.sigmoid(x)
     if callable(activation):
         return activation(x)
     return x
 
 
-def dense_target(prepared, probs, activation, ops):
+def dense_target(prepared, probs, activation, xp):
     """The target y as a map of ``probs``' shape and dtype: one-hot for labels, the labels themselves for a
     single non-softmax channel; ``prepared`` has ``labels`` (B, *S) or a ``dense`` map."""
     if prepared.dense is not None:
-        return ops.float(prepared.dense, probs)
-    axis = ops.class_axis
+        return xp.float(prepared.dense, probs)
+    axis = xp.class_axis
     if probs.shape[axis] == 1 and activation != "softmax":
-        return ops.float(ops.expand_dims(prepared.labels, axis), probs)
-    return ops.one_hot(prepared.labels, probs, axis)
+        return xp.float(xp.expand_dims(prepared.labels, axis), probs)
+    return xp.one_hot(prepared.labels, probs, axis)
 
 
-def reference_stats(probs, target, mask, squared: bool, soft: bool, ops) -> DiceStats:
+def reference_stats(probs, target, mask, squared: bool, soft: bool, xp) -> DiceStats:
     """Sums of Eq. 3 per (b, c) from dense probabilities ỹ and targets y (the readable reference path).
 
     ``soft`` (``soft_label=True``): I = Σ m·min(ỹ, y), MONAI's (‖ỹ‖₁ + ‖y‖₁ − ‖ỹ − y‖₁)/2 per voxel, which
@@ -54,53 +54,53 @@ def reference_stats(probs, target, mask, squared: bool, soft: bool, ops) -> Dice
     Squared sums keep Σ y·ỹ: MONAI's L2 form (‖ỹ‖² + ‖y‖² − ‖ỹ − y‖²)/2 is that identity. ``mask`` m has
     one channel or one per class.
     """
-    m = None if mask is None else ops.float(mask, probs)
+    m = None if mask is None else xp.float(mask, probs)
     pm, ym = (probs, target) if m is None else (probs * m, target * m)
     if soft and not squared:
-        intersection = ops.voxel_sum(soft_intersection(probs, target, m, ops))
+        intersection = xp.voxel_sum(soft_intersection(probs, target, m, xp))
     else:
-        intersection = ops.voxel_sum(pm * target)
-    pred_sum = ops.voxel_sum(pm * probs if squared else pm)
-    target_sum = ops.voxel_sum(ym * target if squared else ym)
+        intersection = xp.voxel_sum(pm * target)
+    pred_sum = xp.voxel_sum(pm * probs if squared else pm)
+    target_sum = xp.voxel_sum(ym * target if squared else ym)
     return DiceStats(intersection, pred_sum, target_sum)
 
 
-def soft_intersection(p, y, m, ops):
+def soft_intersection(p, y, m, xp):
     """m·min(ỹ, y) per voxel, as (ỹ + y − |ỹ − y|)/2: the gradient ½ at ỹ = y is MONAI's (|·|' = 0 at 0)."""
-    per = (p + y - ops.abs(p - y)) * 0.5
+    per = (p + y - xp.abs(p - y)) * 0.5
     return per if m is None else per * m
 
 
-def leaf_keep(annotated, activation, ops):
+def leaf_keep(annotated, activation, xp):
     """(B, C) entries of the leaf Dice: annotated classes, and the background only in fully annotated samples
     (elsewhere its label 0 may hide an unannotated class)."""
     if not has_background(annotated.shape[1], activation):
         return annotated
-    complete = ops.all(annotated[:, 1:], 1)
-    return ops.concat([complete, annotated[:, 1:]], 1)
+    complete = xp.all(annotated[:, 1:], 1)
+    return xp.concat([complete, annotated[:, 1:]], 1)
 
 
-def merge_probabilities(probs, annotated, ops):
+def merge_probabilities(probs, annotated, xp):
     """Shi et al.'s marginalisation: ỹ'_0 = ỹ_0 + Σ_{u unannotated} ỹ_u per sample; unannotated channels → 0.
 
     Done in probability space (adding logits would be wrong). ∂ỹ'_0/∂ỹ_u = 1, so an unannotated class's
     probability receives exactly the background's gradient.
     """
-    axis, ndim = ops.class_axis, len(probs.shape)
+    axis, ndim = xp.class_axis, len(probs.shape)
     C = probs.shape[axis]
-    a = ops.reshape(ops.float(annotated, probs), class_shape(ndim, C, axis, batch=-1))
-    to_background = ops.sum((1 - a) * probs, axis)
-    e0 = ops.reshape(ops.constant((1.0,) + (0.0,) * (C - 1), probs), class_shape(ndim, C, axis))
+    a = xp.reshape(xp.float(annotated, probs), class_shape(ndim, C, axis, batch=-1))
+    to_background = xp.sum((1 - a) * probs, axis)
+    e0 = xp.reshape(xp.constant((1.0,) + (0.0,) * (C - 1), probs), class_shape(ndim, C, axis))
     return probs * a + e0 * to_background
 
 
-def merged_stats(x, prepared, annotated, config, ops) -> DiceStats:
+def merged_stats(x, prepared, annotated, config, xp) -> DiceStats:
     """(B, C) sums of the marginal Dice with the background scored: unannotated probabilities merged into the
     background (dense: the merged background's I needs Σ_{y=0} ỹ_u, which per-(b, c) sums do not hold)."""
-    probs = activate(x, config.activation, ops)
-    y = dense_target(prepared, probs, config.activation, ops)
+    probs = activate(x, config.activation, xp)
+    y = dense_target(prepared, probs, config.activation, xp)
     return reference_stats(
-        merge_probabilities(probs, annotated, ops), y, prepared.mask, config.squared, config.soft_label, ops
+        merge_probabilities(probs, annotated, xp), y, prepared.mask, config.squared, config.soft_label, xp
     )
 
 

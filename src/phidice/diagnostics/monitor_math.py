@@ -1,5 +1,5 @@
 """The arithmetic of :class:`phidice.GradientMonitor`, free of torch: the (K, C' + 1) rows of one batch from its
-per-(b, c) sums (on any array namespace ``ops``: :data:`phidice.core.xp.TORCH` or the Keras one), the values
+per-(b, c) sums (on any array namespace ``xp``: :data:`phidice.core.xp.TORCH` or the Keras one), the values
 and the advice read from accumulated rows (plain Python). The PyTorch monitor and the Keras callback both run it.
 """
 
@@ -79,39 +79,39 @@ def check_config(config: DiceConfig) -> None:
         )
 
 
-def monitor_rows(stats: DiceStats, counts, keep, annotated, config, smoothing, ops):
+def monitor_rows(stats: DiceStats, counts, keep, annotated, config, smoothing, xp):
     """The (K, C' + 1) sums of one batch (rows :data:`ROWS`, in the sums' dtype) from its scored (B, C') sums.
 
     ``counts`` are the counted voxels N (broadcastable to (B, C')), ``keep`` (B, C') bool the entries in the loss
     (None: all), ``annotated`` (B, C') bool or None, ``smoothing`` ε and weights aligned with the scored classes;
-    ``ops`` the array namespace of the sums.
+    ``xp`` the array namespace of the sums.
     """
     phi = config.phi
     I, P, Y = stats
-    one = ops.ones_like(I)
-    k = one if keep is None else ops.float(keep, I)
-    terms = subset_terms(stats, config, smoothing, keep=keep, ops=ops)
-    d_inter, d_pred = entry_gradients(terms, config, ops)
-    grad = k * (abs(d_pred) * ops.maximum(counts - Y, 0.0) + abs(d_inter + d_pred) * Y)
+    one = xp.ones_like(I)
+    k = one if keep is None else xp.float(keep, I)
+    terms = subset_terms(stats, config, smoothing, keep=keep, xp=xp)
+    d_inter, d_pred = entry_gradients(terms, config, xp)
+    grad = k * (abs(d_pred) * xp.maximum(counts - Y, 0.0) + abs(d_inter + d_pred) * Y)
     kI, kP, kY = I * k, P * k, Y * k
-    target_phi = phi.reduce(kY, ops)
-    empty = ops.float(target_phi == 0, I) * one
-    denominator = phi.reduce(kP, ops) + target_phi  # 0 only where Σỹ = Σy = 0 on φ, and then I = 0 too
+    target_phi = phi.reduce(kY, xp)
+    empty = xp.float(target_phi == 0, I) * one
+    denominator = phi.reduce(kP, xp) + target_phi  # 0 only where Σỹ = Σy = 0 on φ, and then I = 0 too
     # only a denominator that is 0 (an empty φ, its Dice zeroed below) is replaced: a NaN one stays NaN
-    dsc = one * (2 * phi.reduce(kI, ops) / ops.where(denominator == 0, 1.0, denominator)) * (1 - empty)
-    w_all = k / ops.maximum(phi.reduce(k, ops), 1.0)  # each subset counted once over its kept entries
-    w_class = k / ops.maximum(phi.sum_batch(k, ops), 1.0)  # ... once per class column it touches
-    unannotated = one * 0.0 if annotated is None else 1 - ops.float(annotated, I)
+    dsc = one * (2 * phi.reduce(kI, xp) / xp.where(denominator == 0, 1.0, denominator)) * (1 - empty)
+    w_all = k / xp.maximum(phi.reduce(k, xp), 1.0)  # each subset counted once over its kept entries
+    w_class = k / xp.maximum(phi.sum_batch(k, xp), 1.0)  # ... once per class column it touches
+    unannotated = one * 0.0 if annotated is None else 1 - xp.float(annotated, I)
     shared = (grad, grad * empty, kP * empty, kP * (1 - empty))
-    empty_map = k * ops.float(Y == 0, I)  # one (image, class) map, whatever subset φ it belongs to
+    empty_map = k * xp.float(Y == 0, I)  # one (image, class) map, whatever subset φ it belongs to
     tail = (kY, k, one, unannotated, empty_map, grad * empty_map, P * empty_map)
 
     def column(w):
         return (w, w * empty, *shared, w * dsc, *tail)
 
-    per_class = [ops.sum(t, 0) for t in column(w_class)]  # (1, C') each
-    overall = [ops.sum(ops.sum(t, 0), 1) for t in column(w_all)]  # (1, 1) each
-    return ops.concat([ops.concat([a, b], 1) for a, b in zip(per_class, overall)], 0)
+    per_class = [xp.sum(t, 0) for t in column(w_class)]  # (1, C') each
+    overall = [xp.sum(xp.sum(t, 0), 1) for t in column(w_all)]  # (1, 1) each
+    return xp.concat([xp.concat([a, b], 1) for a, b in zip(per_class, overall)], 0)
 
 
 def _ratio(a: float, b: float) -> float:

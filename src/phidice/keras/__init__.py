@@ -16,7 +16,15 @@ if int(keras.__version__.split(".")[0]) < 3:
         f"phidice.keras needs Keras 3 (keras>=3); got keras {keras.__version__}: pip install 'phidice[keras]'"
     )
 
-from phidice.keras.losses import DiceCELoss, DiceFocalLoss, DiceLoss, LeafDiceLoss, MarginalDiceLoss, loss_from_sums
+from phidice.keras.losses import (
+    DiceCELoss,
+    DiceFocalLoss,
+    DiceLoss,
+    LeafDiceLoss,
+    MarginalDiceLoss,
+    loss_from_stats,
+    loss_from_sums,
+)
 from phidice.keras.monitor import GradientMonitorCallback, GradientMonitorMetric
 from phidice.keras.xp import KERAS, KerasOps
 
@@ -30,5 +38,6 @@ __all__ = [
     "KerasOps",
     "LeafDiceLoss",
     "MarginalDiceLoss",
+    "loss_from_stats",
     "loss_from_sums",
 ]

@@ -14,6 +14,7 @@ replica under ``tf.distribute`` (see docs/keras.md).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,7 +36,15 @@ from phidice.keras.missing import all_annotated, check_annotated, check_unannota
 from phidice.keras.sums import Prepared, check_pred, class_stats, prepare_target
 from phidice.keras.xp import KERAS
 
-__all__ = ["DiceCELoss", "DiceFocalLoss", "DiceLoss", "LeafDiceLoss", "MarginalDiceLoss", "loss_from_sums"]
+__all__ = [
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "DiceLoss",
+    "LeafDiceLoss",
+    "MarginalDiceLoss",
+    "loss_from_stats",
+    "loss_from_sums",
+]
 
 _TORCH_ONLY = {
     "fused": "the fused kernels belong to the PyTorch losses; the Keras losses run keras.ops on every back end",
@@ -75,14 +84,61 @@ def align_smoothing(config: DiceConfig, num_channels: int, like, axis: str) -> S
     return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), config_smoothing(config))))
 
 
-def loss_from_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None, axis: str = "the last axis"):
+def eq3_of_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None, axis: str = "the last axis"):
     """The loss of Eq. 3 from the (B, C') sums of the scored classes: :mod:`phidice.equations` on ``keras.ops``.
 
     ``num_channels`` (C) and ``include_background`` say how per-class ε and weights align with the sums;
     ``keep`` (B, C') bool: the (image, class) entries that take part (the leaf Dice).
     """
     smoothing = align_smoothing(config, num_channels, stats.intersection, axis)
-    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, ops=KERAS), config, KERAS)
+    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, xp=KERAS), config, KERAS)
+
+
+@config_signature(DiceConfig, skip=KERAS_SKIP)
+def loss_from_stats(stats: DiceStats, *, keep=None, num_channels: int | None = None, config=None, **options):
+    """The loss of Eq. 3 from (B, C') sums on ``keras.ops``, the Keras form of :func:`phidice.loss_from_stats`
+    (same name, arguments and numbers).
+
+    Args:
+        stats: the per-(image, class) sums I, P, Y, each (B, C') (any back end's tensors or numpy arrays).
+        keep: (B, C') bool, the (image, class) entries that take part (leaf Dice); None: all.
+        num_channels: C of the input; with ``include_background`` it says how per-class ε and weights align
+            when the sums lack the background column (default: C').
+        config, **options: a built :class:`~phidice.core.config.DiceConfig` and options on top of it, as the
+            Keras losses take them (not ``fused``, ``sync_batch``, ``overlap``).
+
+    Raises:
+        ValueError / TypeError: ``keep`` of another shape than the sums, a bad option, or a PyTorch-only one.
+
+    Example:
+        >>> import numpy as np
+        >>> from phidice import DiceStats
+        >>> from phidice.keras import loss_from_stats
+        >>> stats = DiceStats(np.array([[0.9, 0.8]]), np.array([[1.1, 0.9]]), np.array([[1.0, 1.0]]))
+        >>> round(float(loss_from_stats(stats, phi="I", eps=0.0)), 4)  # mean of 1 − 1.8/2.1 and 1 − 1.6/1.9
+        0.1504
+    """
+    _reject("loss_from_stats", options)
+    config = DiceConfig.build(config, options)
+    stats = DiceStats(*(ops.convert_to_tensor(t) for t in stats))
+    shape = tuple(stats.intersection.shape)
+    if keep is not None:
+        keep = ops.convert_to_tensor(keep)
+        if tuple(keep.shape) != shape:
+            raise ValueError(f"keep must have shape (B, C) = {shape}; got {tuple(keep.shape)}")
+    C = shape[1] if num_channels is None else num_channels
+    return eq3_of_sums(stats, config, num_channels=C, keep=keep, axis="axis 1 of the sums")
+
+
+def loss_from_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None, axis: str = "the last axis"):
+    """Deprecated: :func:`loss_from_stats` (the name and arguments of :func:`phidice.loss_from_stats`)."""
+    warnings.warn(
+        "phidice.keras.loss_from_sums is deprecated: use phidice.keras.loss_from_stats(stats, config=config, "
+        "num_channels=..., keep=...), the name and arguments of phidice.loss_from_stats",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return eq3_of_sums(stats, config, num_channels=num_channels, keep=keep, axis=axis)
 
 
 def scale_for_replicas(loss, reduction: str):
@@ -162,7 +218,7 @@ class _PhiLoss(keras.losses.Loss):
         return self._sums(y_true, y_pred, num_channels, checks, annotated), num_channels
 
     def _dice(self, stats: DiceStats, num_channels: int, keep=None):
-        return loss_from_sums(stats, self.config, num_channels=num_channels, keep=keep, axis=self._layout.axis_name)
+        return eq3_of_sums(stats, self.config, num_channels=num_channels, keep=keep, axis=self._layout.axis_name)
 
     def get_config(self) -> dict:
         c = self.config

@@ -53,7 +53,7 @@ def loss_from_sums(stats: DiceStats, config: DiceConfig, raw: Smoothing, *, num_
     if config.sync_batch:
         stats, keep = distributed.gather_batch(stats, keep)
     smoothing = align_smoothing(raw, config, num_channels, stats.intersection)
-    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, ops=TORCH), config, TORCH)
+    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, xp=TORCH), config, TORCH)
 
 
 class LossModule(nn.Module):

@@ -109,7 +109,7 @@ def dice_gradient(
         prepared = prepare_target(probs, target, config, mask, check_range=False)
         stats = drop_background(stats_of_prepared(probs, prepared, config), config.include_background)
         smoothing = align_smoothing(config_smoothing(config), config, probs.shape[1], stats.intersection)
-        terms = subset_terms(stats, config, smoothing, ops=TORCH)
+        terms = subset_terms(stats, config, smoothing, xp=TORCH)
         d_inter, d_pred = entry_gradients(terms, config, stats.intersection.shape)
         p = activate(probs, None)
         C_in = probs.shape[1]
