@@ -1,7 +1,7 @@
 """The architecture's rule, checked on the source: every import points down a layer, and no function hides an
 import of phidice to dodge a cycle. Each module also imports alone, first, in a fresh set of phidice modules.
 
-    core  <  io, progress, ops  <  sums  <  equations  <  distributed  <  losses, metrics, epsilon  <  missing
+    core  <  io, progress, kernels  <  sums  <  equations  <  distributed  <  losses, metrics, epsilon  <  missing
           <  diagnostics  <  the phidice facade  <  experiments, integrations, keras  <  cli
 """
 

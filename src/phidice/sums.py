@@ -30,15 +30,7 @@ from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, PreparedTarget, drop_background
 from phidice.core.xp import TORCH
 
-__all__ = [
-    "compute_stats",
-    "class_stats",
-    "stats_of_prepared",
-    "prepare_target",
-    "activate",
-    "dense_target",
-    "reference_stats",
-]
+__all__ = ["compute_stats", "sum_stats", "prepare_target", "activate", "dense_target", "reference_stats"]
 
 
 def prepare_target(
@@ -150,17 +142,11 @@ def reference_stats(
     return steps.reference_stats(probs, target, mask, squared, soft, TORCH)
 
 
-def class_stats(
-    input: torch.Tensor, target: torch.Tensor, config: DiceConfig, mask: torch.Tensor | None = None
-) -> DiceStats:
-    """(B, C) sums of every channel, differentiable w.r.t. ``input``; fused when ``config.fused`` allows."""
-    check_input(input, config.activation, config.check_finite)
-    return stats_of_prepared(input, prepare_target(input, target, config, mask, check_range=False), config)
-
-
-def stats_of_prepared(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> DiceStats:
-    """(B, C) sums of a target prepared with ``check_range=False``; the label range is checked here (with an
-    ``ignore_index``, :func:`prepare_target` has checked it already).
+def sum_stats(input: torch.Tensor, prepared: PreparedTarget, config: DiceConfig) -> DiceStats:
+    """The sums stage: (B, C) sums I, P, Y of every channel, differentiable w.r.t. ``input``, of a target
+    prepared with ``check_range=False``; the label range is checked here (with an ``ignore_index``,
+    :func:`prepare_target` has checked it already). The stages: :func:`prepare_target` → :func:`activate` →
+    :func:`dense_target` → :func:`reference_stats`, or the fused kernels in their place.
 
     ``fused="auto"`` takes the fused one-hot-free kernels when they apply — integer labels, softmax/sigmoid,
     no squared denominator — and the dense reference path otherwise, or where the fused path is the slower one
@@ -241,4 +227,25 @@ def compute_stats(
         tensor([[0.9000, 0.8000]])
     """
     config = DiceConfig.build(config, options)
-    return drop_background(class_stats(input, target, config, mask), config.include_background)
+    check_input(input, config.activation, config.check_finite)
+    prepared = prepare_target(input, target, config, mask, check_range=False)
+    return drop_background(sum_stats(input, prepared, config), config.include_background)
+
+
+_RENAMED = {"stats_of_prepared": "sum_stats"}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        import warnings
+
+        warnings.warn(
+            f"phidice.sums.{name} is deprecated: use phidice.sums.{_RENAMED[name]}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[_RENAMED[name]]
+    if name == "class_stats":
+        raise AttributeError(
+            "phidice.sums.class_stats is gone: use phidice.compute_stats(input, target, config=config, mask=mask) "
+            "(the sums of the scored classes) or phidice.sums.sum_stats(input, prepare_target(...), config)"
+        )
+    raise AttributeError(f"module 'phidice.sums' has no attribute {name!r}")

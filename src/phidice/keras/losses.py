@@ -33,7 +33,7 @@ from phidice.keras.checks import Checks, dtype_of
 from phidice.keras.focal import focal_term
 from phidice.keras.layout import Layout, standardize_data_format
 from phidice.keras.missing import all_annotated, check_annotated, check_unannotated_labels, split_supersets
-from phidice.keras.sums import Prepared, check_pred, class_stats, prepare_target
+from phidice.keras.sums import Prepared, check_pred, prepare_target, sum_stats
 from phidice.keras.xp import KERAS
 
 __all__ = [
@@ -207,7 +207,7 @@ class _PhiLoss(keras.losses.Loss):
     def _sums(self, y_true, y_pred, num_channels: int, checks: Checks, annotated=None) -> Sums:
         """The per-(b, c) sums of every channel (differentiable) and the prepared target."""
         prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, self._layout, checks)
-        return Sums(class_stats(self._layout.to_last(y_pred), prepared, self.config), prepared)
+        return Sums(sum_stats(self._layout.to_last(y_pred), prepared, self.config), prepared)
 
     def monitor_sums(self, y_true, y_pred, annotated=None) -> tuple[Sums, int]:
         """The loss's own :class:`Sums` of a batch and its number of channels C, for
@@ -339,7 +339,7 @@ class DiceFocalLoss(_PhiLoss):
         layout = self._layout
         prepared = prepare_target(y_true, tuple(y_pred.shape), self.config, layout, checks)
         x = layout.to_last(y_pred)
-        stats = drop_background(class_stats(x, prepared, self.config), self.config.include_background, stacklevel=6)
+        stats = drop_background(sum_stats(x, prepared, self.config), self.config.include_background, stacklevel=6)
         dice = self._dice(stats, num_channels)
         focal = focal_term(x, prepared, self.config, self.focal, layout.axis_name)
         return self.focal.lambda_dice * dice + self.focal.lambda_focal * focal
@@ -412,7 +412,7 @@ class _PartialDice(_PhiLoss):
         if self._kind == "marginal" and config.include_background:
             stats = steps.merged_stats(x, prepared, annotated, config, KERAS)
         else:
-            stats = class_stats(x, prepared, config)
+            stats = sum_stats(x, prepared, config)
         check_unannotated_labels(stats.target_sum, annotated, checks)
         keep = steps.leaf_keep(annotated, config.activation, KERAS) if self._kind == "leaf" else annotated
         return Sums(stats, prepared, keep, annotated)

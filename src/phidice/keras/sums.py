@@ -155,7 +155,7 @@ def check_label_range(labels, upper: int, ignore_index, checks: Checks) -> None:
     checks.require(ops.logical_or(labels < 0, labels >= upper), error)
 
 
-def class_stats(y_pred, prepared: Prepared, config: DiceConfig) -> DiceStats:
+def sum_stats(y_pred, prepared: Prepared, config: DiceConfig) -> DiceStats:
     """(B, C) sums of every channel from channels-last logits (or probabilities), differentiable."""
     probs = steps.activate(y_pred, config.activation, KERAS)
     y = steps.dense_target(prepared, probs, config.activation, KERAS)

@@ -1,4 +1,4 @@
-"""Fused, one-hot-free kernels for the per-(b, c) sums (the caller is :func:`phidice.sums.stats_of_prepared`).
+"""Fused, one-hot-free kernels for the per-(b, c) sums (the caller is :func:`phidice.sums.sum_stats`).
 
 Contract:
 

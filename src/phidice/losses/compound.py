@@ -15,7 +15,7 @@ from phidice.core.signature import config_signature
 from phidice.core.types import drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from
-from phidice.sums import prepare_target, stats_of_prepared
+from phidice.sums import prepare_target, sum_stats
 
 __all__ = ["dice_ce_loss", "DiceCELoss"]
 
@@ -26,7 +26,7 @@ def dice_ce_from(
     input = plain_tensor(input)  # a MONAI MetaTensor as a plain view: both terms compute on plain tensors
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    full = stats_of_prepared(input, prepared, config)
+    full = sum_stats(input, prepared, config)
     dice = loss_from_sums(drop_background(full, config.include_background), config, raw, num_channels=input.shape[1])
     if monitor is not None:
         monitor.record(full, prepared, input.shape)

@@ -17,7 +17,7 @@ from phidice.core.config import DEFAULT_EPS, DiceConfig
 from phidice.core.signature import config_signature
 from phidice.core.types import DiceStats, drop_background
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
-from phidice.sums import class_stats, prepare_target, stats_of_prepared
+from phidice.sums import prepare_target, sum_stats
 
 __all__ = ["dice_loss", "loss_from_stats", "DiceLoss", "DEFAULT_EPS"]
 
@@ -25,14 +25,12 @@ __all__ = ["dice_loss", "loss_from_stats", "DiceLoss", "DEFAULT_EPS"]
 def dice_from(input, target, config: DiceConfig, raw, mask=None, monitor=None) -> torch.Tensor:
     """The Dice-family loss of ``input`` against ``target`` for a built config and its ε/weights; a
     ``monitor`` (:class:`phidice.GradientMonitor`) is told the (B, C) sums the loss used."""
-    if monitor is None:
-        stats = drop_background(class_stats(input, target, config, mask), config.include_background)
-        return loss_from_sums(stats, config, raw, num_channels=input.shape[1])
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    full = stats_of_prepared(input, prepared, config)
+    full = sum_stats(input, prepared, config)
     loss = loss_from_sums(drop_background(full, config.include_background), config, raw, num_channels=input.shape[1])
-    monitor.record(full, prepared, input.shape)
+    if monitor is not None:
+        monitor.record(full, prepared, input.shape)
     return loss
 
 

@@ -28,7 +28,7 @@ from phidice.core.types import PreparedTarget, drop_background
 from phidice.equations import FOCAL_FLOOR
 from phidice.losses.base import LossModule, config_smoothing, loss_from_sums
 from phidice.losses.ce import marginal_log_probs
-from phidice.sums import dense_target, prepare_target, stats_of_prepared
+from phidice.sums import dense_target, prepare_target, sum_stats
 
 __all__ = ["focal_from", "dice_focal_loss", "DiceFocalLoss", "check_focal"]
 
@@ -158,7 +158,7 @@ def dice_focal_from(
     input = plain_tensor(input)
     check_input(input, config.activation, config.check_finite)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    full = stats_of_prepared(input, prepared, config)
+    full = sum_stats(input, prepared, config)
     dice = loss_from_sums(drop_background(full, config.include_background), config, raw, num_channels=input.shape[1])
     if monitor is not None:
         monitor.record(full, prepared, input.shape)

@@ -25,7 +25,7 @@ from phidice.core.types import drop_background
 from phidice.core.xp import TORCH
 from phidice.equations import loss_from_terms, subset_terms
 from phidice.losses.base import align_smoothing, config_smoothing
-from phidice.sums import activate, dense_target, prepare_target, stats_of_prepared
+from phidice.sums import activate, dense_target, prepare_target, sum_stats
 
 
 class DiceGradient(NamedTuple):
@@ -107,7 +107,7 @@ def dice_gradient(
     with torch.no_grad():
         check_input(probs, None, config.check_finite)
         prepared = prepare_target(probs, target, config, mask, check_range=False)
-        stats = drop_background(stats_of_prepared(probs, prepared, config), config.include_background)
+        stats = drop_background(sum_stats(probs, prepared, config), config.include_background)
         smoothing = align_smoothing(config_smoothing(config), config, probs.shape[1], stats.intersection)
         terms = subset_terms(stats, config, smoothing, xp=TORCH)
         d_inter, d_pred = entry_gradients(terms, config, stats.intersection.shape)

@@ -27,7 +27,7 @@ from phidice.core.xp import TORCH
 from phidice.losses.base import config_smoothing, loss_from_sums
 from phidice.losses.ce import cross_entropy_from, marginal_log_probs
 from phidice.losses.focal import check_focal, focal_from
-from phidice.sums import check_prepared_range, prepare_target, stats_of_prepared
+from phidice.sums import check_prepared_range, prepare_target, sum_stats
 
 __all__ = [
     "check_annotated",
@@ -132,7 +132,7 @@ def check_marginal_fused(config: DiceConfig, what: str) -> None:
 
 def leaf_stats(input, prepared, annotated, config: DiceConfig):
     """(B, C) sums of every channel and the leaf ``keep`` entries."""
-    stats = stats_of_prepared(input, prepared, config)
+    stats = sum_stats(input, prepared, config)
     if config.validate_args:
         check_unannotated_labels(stats.target_sum, annotated)
     return stats, leaf_keep(annotated, config.activation)
@@ -146,7 +146,7 @@ def marginal_stats(input, prepared, annotated, config: DiceConfig):
     and the marginal Dice is the leaf Dice on the foreground (fused when available).
     """
     if not config.include_background:
-        stats = stats_of_prepared(input, prepared, config)
+        stats = sum_stats(input, prepared, config)
     else:
         check_prepared_range(input, prepared, config)
         stats = steps.merged_stats(input, prepared, annotated, config, TORCH)
