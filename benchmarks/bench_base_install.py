@@ -1,4 +1,5 @@
-"""The base install (no numba: the pure-PyTorch fused path) against MONAI, nnU-Net and the machine's floor (CPU).
+"""numba's fused kernel (the base install) and the install without numba (the reference path, the pure-PyTorch fused
+path) against MONAI, nnU-Net and the machine's floor (CPU).
 
 In one process, forward+backward of each implementation is timed in interleaved rounds (median of ``--repeats``,
 glibc's default heap, the previous gradient freed before the clock starts), with ``torch.set_num_threads``:
@@ -234,7 +235,7 @@ def run(args) -> str:
         )
         del x, y
     head = [
-        "### Base install vs MONAI (pure-PyTorch fused path)",
+        "### numba's kernel and the install without numba vs MONAI",
         "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         f"- machine: {machine()}; torch threads: {args.threads}",
