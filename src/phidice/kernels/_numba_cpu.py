@@ -8,6 +8,10 @@ polynomial 2^k·p(f) — ``np.exp`` does not vectorise here and dominated the ti
 exact ``math.exp``. Partial sums are kept per block in the input's precision and added into float64
 per task, so fp32 results match a float32 reference to ~1e-7.
 
+With a ``probs`` buffer the forwards also write the probabilities (unmasked), and the ``*_backward_stored``
+kernels turn that buffer into the gradient in place, with no second exponential; the plain ``*_backward``
+kernels recompute the activation from the logits (a second backward, or a caller that kept no buffer).
+
 Shapes: logits x (B, C, N); labels (B, N) int64 in the forward (any value: it is never used as an index,
 and its per-task range goes to ``rng`` for the caller to check), the narrowed uint8/int32 copy in the
 backward; mask (B, N) of x's dtype, or None (numba then compiles the mask out).
@@ -181,9 +185,22 @@ def _pair_block(x, b, j0, n, p0, p1, zero):
 
 
 @numba.njit(**_JIT)
-def softmax_forward(x, lab, mask, lab_out, t0, t1, chunk, blk, zero, out, rng):
+def _store(probs, er, s, b, c, j0, n):
+    """probs[b, c, j0 : j0 + n] = er·s (er alone when s is None)."""
+    pr = probs[b, c, j0 : j0 + n]
+    if s is None:
+        for j in range(n):
+            pr[j] = er[j]
+    else:
+        for j in range(n):
+            pr[j] = er[j] * s[j]
+
+
+@numba.njit(**_JIT)
+def softmax_forward(x, lab, mask, lab_out, t0, t1, chunk, blk, zero, out, rng, probs):
     """out[:, task] (float64) = Σ m·p·[y=c], Σ m·p, Σ m·[y=c] per task (image b, chunk t) for t0 ≤ task < t1;
-    the labels narrowed into ``lab_out``; rng[task] = their (min, max)."""
+    the labels narrowed into ``lab_out``; rng[task] = their (min, max); p itself (unmasked) into ``probs``
+    (B, C, N) unless it is None (numba then compiles the store out)."""
     B, C, N = x.shape
     T = (N + chunk - 1) // chunk
     one = zero + np.float32(1)
@@ -199,10 +216,16 @@ def softmax_forward(x, lab, mask, lab_out, t0, t1, chunk, blk, zero, out, rng):
             lo, hi = _load_labels(lab, mask, b, j0, n, lf, mf, lab_out, lo, hi)
             if C == 2:  # probabilities in e, s = m (or 1)
                 _pair_block(x, b, j0, n, e[0], e[1], zero)
+                if probs is not None:
+                    for c in range(2):
+                        _store(probs, e[c], None, b, c, j0, n)
                 for j in range(n):
                     s[j] = mf[j] if mask is not None else one
             else:  # exponentials in e, s = m/Σ e
                 _softmax_block(x, b, j0, n, e, s, zero)
+                if probs is not None:
+                    for c in range(C):
+                        _store(probs, e[c], s, b, c, j0, n)
                 if mask is not None:
                     for j in range(n):
                         s[j] *= mf[j]
@@ -290,8 +313,9 @@ def softmax_backward(x, lab, mask, gi, gp, t0, t1, chunk, blk, zero, grad):
 
 
 @numba.njit(**_JIT)
-def sigmoid_forward(x, lab, mask, lab_out, offset, t0, t1, chunk, blk, zero, out, rng):
-    """Per-channel sigmoid; channel c's target is [y = c + offset] (offset 1 for one binary channel)."""
+def sigmoid_forward(x, lab, mask, lab_out, offset, t0, t1, chunk, blk, zero, out, rng, probs):
+    """Per-channel sigmoid; channel c's target is [y = c + offset] (offset 1 for one binary channel); p (unmasked)
+    into ``probs`` unless it is None."""
     B, C, N = x.shape
     T = (N + chunk - 1) // chunk
     one = zero + np.float32(1)
@@ -309,11 +333,14 @@ def sigmoid_forward(x, lab, mask, lab_out, offset, t0, t1, chunk, blk, zero, out
                 st = zero
                 cf = zero + np.float32(c + offset)
                 xr = x[b, c, j0 : j0 + n]
+                pr = probs[b, c, j0 : j0 + n] if probs is not None else xr
                 for j in range(n):
                     v = xr[j]
                     t = _exp(-abs(v))
                     r = one / (one + t)
                     p = r if v >= zero else t * r
+                    if probs is not None:
+                        pr[j] = p
                     w = one
                     if mask is not None:
                         w = mf[j]
@@ -357,13 +384,75 @@ def sigmoid_backward(x, lab, mask, gi, gp, offset, t0, t1, chunk, blk, zero, gra
                     gr[j] = g * t * r * r
 
 
+@numba.njit(**_JIT)
+def softmax_backward_stored(pg, lab, mask, gi, gp, t0, t1, chunk, blk, zero):
+    """The softmax gradient of :func:`softmax_backward` from the probabilities the forward stored in ``pg``,
+    written over them: no exponential is recomputed, and the buffer becomes the gradient."""
+    B, C, N = pg.shape
+    T = (N + chunk - 1) // chunk
+    lf = np.empty(blk, pg.dtype)
+    mf = np.empty(blk, pg.dtype)
+    dot = np.empty(blk, pg.dtype)
+    for task in range(t0, t1):
+        b, start, stop = _task(task, T, N, chunk)
+        for j0 in range(start, stop, blk):
+            n = min(blk, stop - j0)
+            _read_labels(lab, mask, b, j0, n, lf, mf)
+            for j in range(n):
+                dot[j] = zero
+            for c in range(C):  # Σ_k p_k g_k
+                gpc = gp[b, c]
+                gic = gi[b, c]
+                cf = zero + np.float32(c)
+                pr = pg[b, c, j0 : j0 + n]
+                for j in range(n):
+                    dot[j] += pr[j] * (gpc + (gic if lf[j] == cf else zero))
+            for c in range(C):
+                gpc = gp[b, c]
+                gic = gi[b, c]
+                cf = zero + np.float32(c)
+                pr = pg[b, c, j0 : j0 + n]
+                for j in range(n):
+                    g = gpc + (gic if lf[j] == cf else zero)
+                    q = pr[j] * (g - dot[j])
+                    if mask is not None:
+                        q *= mf[j]
+                    pr[j] = q
+
+
+@numba.njit(**_JIT)
+def sigmoid_backward_stored(pg, lab, mask, gi, gp, offset, t0, t1, chunk, blk, zero):
+    """grad = m·(gP + gI·[y = c + offset])·p·(1 − p) from the stored p in ``pg``, written over it."""
+    B, C, N = pg.shape
+    T = (N + chunk - 1) // chunk
+    one = zero + np.float32(1)
+    lf = np.empty(blk, pg.dtype)
+    mf = np.empty(blk, pg.dtype)
+    for task in range(t0, t1):
+        b, start, stop = _task(task, T, N, chunk)
+        for j0 in range(start, stop, blk):
+            n = min(blk, stop - j0)
+            _read_labels(lab, mask, b, j0, n, lf, mf)
+            for c in range(C):
+                gpc = gp[b, c]
+                gic = gi[b, c]
+                cf = zero + np.float32(c + offset)
+                pr = pg[b, c, j0 : j0 + n]
+                for j in range(n):
+                    p = pr[j]
+                    g = gpc + (gic if lf[j] == cf else zero)
+                    if mask is not None:
+                        g *= mf[j]
+                    pr[j] = g * p * (one - p)
+
+
 # Parallel drivers: numba's thread pool runs the task pieces [bounds[i], bounds[i + 1]) of a serial kernel.
 
 
 @numba.njit(parallel=True, **_JIT)
-def softmax_forward_par(x, lab, mask, lab_out, bounds, chunk, blk, zero, out, rng):
+def softmax_forward_par(x, lab, mask, lab_out, bounds, chunk, blk, zero, out, rng, probs):
     for i in numba.prange(len(bounds) - 1):
-        softmax_forward(x, lab, mask, lab_out, bounds[i], bounds[i + 1], chunk, blk, zero, out, rng)
+        softmax_forward(x, lab, mask, lab_out, bounds[i], bounds[i + 1], chunk, blk, zero, out, rng, probs)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -373,12 +462,24 @@ def softmax_backward_par(x, lab, mask, gi, gp, bounds, chunk, blk, zero, grad):
 
 
 @numba.njit(parallel=True, **_JIT)
-def sigmoid_forward_par(x, lab, mask, lab_out, offset, bounds, chunk, blk, zero, out, rng):
+def sigmoid_forward_par(x, lab, mask, lab_out, offset, bounds, chunk, blk, zero, out, rng, probs):
     for i in numba.prange(len(bounds) - 1):
-        sigmoid_forward(x, lab, mask, lab_out, offset, bounds[i], bounds[i + 1], chunk, blk, zero, out, rng)
+        sigmoid_forward(x, lab, mask, lab_out, offset, bounds[i], bounds[i + 1], chunk, blk, zero, out, rng, probs)
 
 
 @numba.njit(parallel=True, **_JIT)
 def sigmoid_backward_par(x, lab, mask, gi, gp, offset, bounds, chunk, blk, zero, grad):
     for i in numba.prange(len(bounds) - 1):
         sigmoid_backward(x, lab, mask, gi, gp, offset, bounds[i], bounds[i + 1], chunk, blk, zero, grad)
+
+
+@numba.njit(parallel=True, **_JIT)
+def softmax_backward_stored_par(pg, lab, mask, gi, gp, bounds, chunk, blk, zero):
+    for i in numba.prange(len(bounds) - 1):
+        softmax_backward_stored(pg, lab, mask, gi, gp, bounds[i], bounds[i + 1], chunk, blk, zero)
+
+
+@numba.njit(parallel=True, **_JIT)
+def sigmoid_backward_stored_par(pg, lab, mask, gi, gp, offset, bounds, chunk, blk, zero):
+    for i in numba.prange(len(bounds) - 1):
+        sigmoid_backward_stored(pg, lab, mask, gi, gp, offset, bounds[i], bounds[i + 1], chunk, blk, zero)

@@ -97,8 +97,12 @@ def _mask_arg(mask: torch.Tensor | None):
     return None if mask is None else mask.to(torch.float32).contiguous().numpy()
 
 
-def forward(x, labels, mask, activation):
-    """(intersection, pred_sum, target_sum) as float32 (B, C) tensors, and the narrowed labels.
+STORES_PROBABILITIES = True  # forward(..., probs=buffer) keeps p for backward_stored
+
+
+def forward(x, labels, mask, activation, probs=None):
+    """(intersection, pred_sum, target_sum) as float32 (B, C) tensors, and the narrowed labels; the probabilities
+    into ``probs`` ((B, C, N) float32) when given, for :func:`backward_stored`.
 
     ValueError (the core's message) when a label lies outside [0, C) ([0, 1] for one sigmoid channel).
     """
@@ -111,11 +115,12 @@ def forward(x, labels, mask, activation):
     narrow = np.empty((B, N), np.uint8 if C <= 256 else np.int32)
     m = _mask_arg(mask)
     xn, ln = x.detach().numpy(), labels.numpy()
+    pn = None if probs is None else probs.numpy()
     zero = np.float32(0)
     if activation == "softmax":
-        _run(K.softmax_forward, B * T, (xn, ln, m, narrow), (chunk, blk, zero, out, rng))
+        _run(K.softmax_forward, B * T, (xn, ln, m, narrow), (chunk, blk, zero, out, rng, pn))
     else:
-        _run(K.sigmoid_forward, B * T, (xn, ln, m, narrow, int(C == 1)), (chunk, blk, zero, out, rng))
+        _run(K.sigmoid_forward, B * T, (xn, ln, m, narrow, int(C == 1)), (chunk, blk, zero, out, rng, pn))
     check_label_range(labels, label_upper(C, activation), lo=int(rng[:, 0].min()), hi=int(rng[:, 1].max()))
     sums = out.reshape(3, B, T, C).sum(2).astype(np.float32)  # numpy, not torch ops: this is per-call overhead
     return torch.from_numpy(sums[0]), torch.from_numpy(sums[1]), torch.from_numpy(sums[2]), torch.from_numpy(narrow)
@@ -137,3 +142,21 @@ def backward(x, narrow, mask, gi, gp, activation):
     else:
         _run(K.sigmoid_backward, B * T, (xn, ln, m, gin, gpn, int(C == 1)), (chunk, blk, zero, gn))
     return grad
+
+
+def backward_stored(probs, narrow, mask, gi, gp, activation) -> None:
+    """∂L/∂logits written over ``probs``, the probabilities :func:`forward` stored: the activation is not
+    recomputed (one exponential per logit in all, where :func:`backward` computes it a second time)."""
+    K = kernels()
+    B, C, N = probs.shape
+    blk, chunk = _layout(C, N)
+    T = -(-N // chunk)
+    m = _mask_arg(mask)
+    gin = gi.detach().to(torch.float32).contiguous().numpy()
+    gpn = gp.detach().to(torch.float32).contiguous().numpy()
+    pn, ln = probs.numpy(), narrow.numpy()
+    zero = np.float32(0)
+    if activation == "softmax":
+        _run(K.softmax_backward_stored, B * T, (pn, ln, m, gin, gpn), (chunk, blk, zero))
+    else:
+        _run(K.sigmoid_backward_stored, B * T, (pn, ln, m, gin, gpn, int(C == 1)), (chunk, blk, zero))

@@ -9,12 +9,19 @@ equal). With g_c = gP[b, c] + gI[b, c]·[y = c],
 
     softmax: ∂L/∂z_c = m·p_c·(g_c − Σ_k p_k g_k)        sigmoid: ∂L/∂z_c = m·g_c·p_c·(1 − p_c)
 
-recomputed voxel by voxel from the logits — neither a one-hot nor the probabilities are stored.
+recomputed voxel by voxel from the logits; no one-hot is ever held.
 
 Both are ``torch.library.custom_op``s with a fake (meta) implementation and a registered autograd formula, so
 ``torch.compile(..., fullgraph=True)`` and ``torch.export`` keep them in the graph as opaque nodes: the kernels
 (numba, Triton, the chunked PyTorch path, chosen by the ``backend`` name) run inside them, on real tensors, and
 so does the label range check (``check_range``), which therefore also holds in a compiled graph.
+
+Eager calls on real tensors (no compiler, no fake or functional tensors) take :class:`EagerFusedSums`, an
+``autograd.Function`` around the same backend functions and the same backward (:func:`_gradient`): it skips the
+dispatcher's per-call work, and where the backend keeps them (numba: ``STORES_PROBABILITIES``) the forward
+writes the probabilities into a (B, C, N) buffer that the backward overwrites with the gradient — one
+activation per logit instead of two, for the memory the gradient needs anyway. A second backward of the same
+graph (``retain_graph=True``) recomputes.
 
 Higher-order gradients (``create_graph=True``: a Hessian, a gradient penalty, meta-learning): the registered
 autograd formula then takes the backward of the chunked PyTorch path (:func:`phidice.kernels.fallback.backward`),
@@ -27,11 +34,11 @@ from __future__ import annotations
 
 import torch
 
-from phidice.core.checks import check_label_range
+from phidice.core.checks import check_label_range, is_compiling
 from phidice.core.rules import label_upper
 from phidice.kernels import fallback
 
-__all__ = ["fused_sums", "fused_sums_backward", "FusedDiceStats", "register_backend"]
+__all__ = ["fused_sums", "fused_sums_backward", "EagerFusedSums", "FusedDiceStats", "register_backend"]
 
 _BACKENDS: dict = {}  # name → module with forward/backward (filled by phidice.kernels)
 
@@ -101,17 +108,34 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(logits, output[3] if backend == "numba" else labels, mask)
     ctx.activation, ctx.backend = activation, backend
     ctx.mark_non_differentiable(output[2], output[3])
+    ctx.set_materialize_grads(False)  # else autograd fills zero "gradients" of Y and the saved labels
+
+
+def _gradient(ctx, g_inter, g_pred, kernel) -> torch.Tensor:
+    """∂L/∂logits from gI, gP (None: that sum is unused); ``kernel(logits, labels, mask, gI, gP)`` the
+    recomputing backward, ``ctx.probs`` (when set) the stored probabilities to overwrite instead."""
+    logits, labels, mask = ctx.saved_tensors
+    if g_inter is None or g_pred is None:
+        zero = logits.new_zeros(logits.shape[:2])
+        g_inter, g_pred = (zero if g_inter is None else g_inter), (zero if g_pred is None else g_pred)
+    if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate again
+        return fallback.backward(logits, labels.long(), mask, g_inter, g_pred, ctx.activation)
+    probs = getattr(ctx, "probs", None)
+    if probs is not None:  # taken over once; a second backward (retain_graph=True) recomputes
+        ctx.probs = None
+        _BACKENDS[ctx.backend].backward_stored(probs, labels, mask, g_inter, g_pred, ctx.activation)
+        return probs
+    return kernel(logits, labels, mask, g_inter, g_pred)
 
 
 def _backward(ctx, g_inter, g_pred, g_tgt, g_saved):
     if not ctx.needs_input_grad[0]:
         return None, None, None, None, None, None
-    logits, labels, mask = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: a backward that autograd can differentiate again
-        grad = fallback.backward(logits, labels.long(), mask, g_inter, g_pred, ctx.activation)
-    else:
-        grad = torch.ops.phidice.fused_sums_backward(logits, labels, mask, g_inter, g_pred, ctx.activation, ctx.backend)
-    return grad, None, None, None, None, None
+
+    def kernel(*args):
+        return torch.ops.phidice.fused_sums_backward(*args, ctx.activation, ctx.backend)
+
+    return _gradient(ctx, g_inter, g_pred, kernel), None, None, None, None, None
 
 
 fused_sums.register_autograd(_backward, setup_context=_setup_context)
@@ -131,13 +155,52 @@ def _setup_nothing(ctx, inputs, output):
 fused_sums_backward.register_autograd(_no_second_derivative, setup_context=_setup_nothing)
 
 
+class EagerFusedSums(torch.autograd.Function):
+    """(I, P, Y) as ``fused_sums`` gives them, in eager mode on real tensors, without the dispatcher; with a
+    gradient to come, a backend with ``STORES_PROBABILITIES`` keeps p for an in-place backward."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, mask, activation, backend, check_range):
+        module = _BACKENDS[backend]
+        if backend != "numba" and check_range:
+            check_label_range(labels, label_upper(logits.shape[1], activation))
+        ctx.probs = None
+        if ctx.needs_input_grad[0] and getattr(module, "STORES_PROBABILITIES", False):
+            ctx.probs = torch.empty_like(logits)
+            inter, pred, tgt, saved = module.forward(logits, labels, mask, activation, probs=ctx.probs)
+        else:
+            inter, pred, tgt, saved = module.forward(logits, labels, mask, activation)
+        ctx.save_for_backward(logits, saved if backend == "numba" else labels, mask)
+        ctx.activation, ctx.backend = activation, backend
+        ctx.mark_non_differentiable(tgt)
+        ctx.set_materialize_grads(False)
+        return inter, pred, tgt
+
+    @staticmethod
+    def backward(ctx, g_inter, g_pred, g_tgt):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+
+        def kernel(*args):
+            return _BACKENDS[ctx.backend].backward(*args, ctx.activation)
+
+        return _gradient(ctx, g_inter, g_pred, kernel), None, None, None, None, None
+
+
+def _eager(*tensors) -> bool:
+    """Real tensors outside a compiler: no fake, functional or other subclass that the kernels cannot read."""
+    return not is_compiling() and all(t is None or type(t) is torch.Tensor for t in tensors)
+
+
 class FusedDiceStats:
     """``apply(logits, labels, mask, activation, backend, check_range=False)`` → (I, P, Y): the forward op with the
-    saved labels dropped; ``backend`` a name or a backend module."""
+    saved labels dropped (:class:`EagerFusedSums` in eager mode); ``backend`` a name or a backend module."""
 
     @staticmethod
     def apply(logits, labels, mask, activation, backend, check_range=False):
         name = backend if isinstance(backend, str) else _name_of(backend)
+        if _eager(logits, labels, mask):
+            return EagerFusedSums.apply(logits, labels, mask, activation, name, check_range)
         inter, pred, tgt, _ = torch.ops.phidice.fused_sums(logits, labels, mask, activation, name, check_range)
         return inter, pred, tgt
 
