@@ -7,8 +7,8 @@ glibc's default heap, the previous gradient freed before the clock starts), with
 * ``auto, without numba``: what ``fused="auto"`` runs when numba is missing (simulated per call: phidice's numba
   backend reads as not importable), ``fused torch``: the pure-PyTorch fused path forced, ``fused numba``,
   ``reference`` (``fused=False``), MONAI's DiceLoss and nnU-Net's MemoryEfficientSoftDiceLoss;
-* the floor of the machine: one ``torch.exp`` pass over the logits, and the bytes forward + backward must move
-  (logits read twice, gradient written once) at the bandwidth of a large ``copy_``;
+* the floor of the machine: one ``torch.exp`` pass over the logits (into a preallocated output), and the bytes
+  forward + backward must move (logits read twice, gradient written once) at the bandwidth of a large ``copy_``;
 * extra peak memory (VmHWM − VmRSS across one forward+backward in a fresh process, as ``bench_fused.py``);
 * time-to-first-loss in a fresh process (import + construct + first forward+backward at (2, 4, 32³)): base
   install (numba blocked from importing), ``[numba]`` with an empty JIT cache and again with the cache warm
@@ -117,14 +117,18 @@ def time_interleaved(fns: dict, x, y, repeats: int, warmup: int = 2) -> dict:
 
 
 def floor(x: torch.Tensor, repeats: int) -> dict:
-    """Median seconds of one torch.exp pass over x, and the copy bandwidth (bytes/s) of a 256 MB ``copy_``."""
+    """Median seconds of one torch.exp pass over x into a preallocated output, and the copy bandwidth (bytes/s) of
+    a 256 MB ``copy_``. The output is preallocated because a fresh one above glibc's 32 MB mmap threshold (the
+    (2, 16, 64³) logits are 33.5 MB) is mapped anew per call and its page faults, not the exponential, then
+    dominate (measured 13 ms against 3.5 ms for the pass itself)."""
     xd = x.detach()
+    out = torch.empty_like(xd)
     src = torch.empty(1 << 26, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
     exp, copy = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.exp(xd)
+        torch.exp(xd, out=out)
         exp.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         dst.copy_(src)
@@ -248,8 +252,9 @@ def run(args) -> str:
     text = head + lines
     text += [
         "",
-        "Floor: one `torch.exp` pass over the logits, plus logits read twice and the gradient written once at the "
-        "bandwidth of a 256 MB `copy_`; the fused losses as a multiple of exp + bandwidth time:",
+        "Floor: one `torch.exp` pass over the logits (into a preallocated output), plus logits read twice and the "
+        "gradient written once at the bandwidth of a 256 MB `copy_`; the fused losses as a multiple of exp + "
+        "bandwidth time:",
         "",
         "| shape | exp pass ms | bandwidth → ms | auto, without numba | fused numba |",
         "|---|---:|---:|---:|---:|",
