@@ -49,7 +49,7 @@ from phidice.diagnostics.monitor_math import (
     results_of,
 )
 from phidice.diagnostics.monitor_plot import write_history
-from phidice.losses.base import align_smoothing
+from phidice.equations import align_smoothing
 from phidice.losses.compound import DiceCELoss
 from phidice.losses.dice import DiceLoss
 from phidice.missing.functional import leaf_keep
@@ -202,7 +202,7 @@ class GradientMonitor:
         stats, counts, keep, annotated = self._global_batch(stats, counts, keep, annotated)
         sl = slice(1, None) if (not config.include_background and C > 1) else slice(None)
         scored = drop_background(stats, config.include_background)
-        smoothing = align_smoothing(self.loss.smoothing, config, C, scored.intersection)
+        smoothing = align_smoothing(self.loss.smoothing, config, C, scored.intersection, xp=TORCH)
         rows = monitor_rows(
             scored,
             counts[:, sl],
