@@ -1,5 +1,6 @@
 """The steps that torch and Keras share, on both namespaces: ε and class weights aligned with the scored
-classes (:func:`phidice.equations.align_smoothing`).
+classes (:func:`phidice.equations.align_smoothing`), and the sums and keep of the leaf and marginal Dice
+(:func:`phidice.core.steps.partial_stats`) up to their loss.
 
 The Keras side runs once per back end in a process of its own (Keras reads KERAS_BACKEND at import), on the
 cases below, and returns plain numbers; both sides are held to the same hand-computed values.
@@ -19,9 +20,12 @@ import pytest
 import torch
 
 import phidice
+from phidice.core import steps
 from phidice.core.config import DiceConfig
+from phidice.core.types import PreparedTarget
 from phidice.core.xp import TORCH
-from phidice.equations import align_smoothing, config_smoothing
+from phidice.equations import align_smoothing, config_smoothing, scored_loss
+from phidice.sums import sum_stats
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -104,13 +108,86 @@ def test_align_smoothing_names_the_axis():
         align_smoothing(config_smoothing(config), config, C, torch.zeros(1, C), xp=TORCH)
 
 
+# two samples, three classes, three voxels; probabilities (activation=None) per class over the voxels
+PROBS = [[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]
+LABELS = [[0, 1, 0], [2, 1, 0]]
+ANNOTATED = [[True, True, False], [True, True, True]]  # sample 0 does not annotate class 2: its voxel reads 0
+PLAIN = {  # Σ y·ỹ, Σ ỹ, Σ y per (b, c)
+    "intersection": [[0.8, 0.7, 0.0], [0.1, 0.7, 0.1]],
+    "pred_sum": [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
+    "target_sum": [[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]],
+}
+# (kind, include_background): (sums, keep, loss under Φ = I, ε = 0)
+PARTIAL_CASES = {
+    # the background of sample 0 leaves (its label 0 may hide class 2): 1 − 1.4/2; then 0.9, 0.3, 0.9
+    "leaf": (PLAIN, [[False, True, False], [True, True, True]], 0.6),
+    # ỹ_2 joins ỹ_0 in sample 0: I_0 = 0.8 + 0.9, P_0 = 2, P_2 = 0; T = 3.4/4, 1.4/2, then 0.1, 0.7, 0.1
+    "marginal": (
+        {
+            "intersection": [[1.7, 0.7, 0.0], [0.1, 0.7, 0.1]],
+            "pred_sum": [[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]],
+            "target_sum": [[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]],
+        },
+        ANNOTATED,
+        0.51,
+    ),
+    # without the background the merged ỹ_0 leaves: the plain sums, the foreground's 0.3, 0.3, 0.9
+    "marginal, no background": (PLAIN, ANNOTATED, 0.5),
+}
+
+
+def partial_config(case: str) -> tuple[str, dict]:
+    """The kind and the options of a case."""
+    kind, _, rest = case.partition(", ")
+    return kind, dict(phi="I", eps=0.0, activation=None, include_background=not rest)
+
+
+def check_partial(case: str, stats, keep, loss):
+    want, want_keep, want_loss = PARTIAL_CASES[case]
+    for name, value in stats.items():
+        np.testing.assert_allclose(value, want[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert keep == want_keep
+    assert loss == pytest.approx(want_loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("case", list(PARTIAL_CASES))
+def test_partial_stats_on_torch(case):
+    kind, options = partial_config(case)
+    config = DiceConfig(**options)
+    probs = torch.tensor([PROBS, PROBS])  # (B, C, voxels)
+    prepared = PreparedTarget(torch.tensor(LABELS), None, None)
+    annotated = torch.tensor(ANNOTATED)
+    calls = []
+
+    def sums(x, p, c):
+        calls.append(x)
+        return sum_stats(x, p, c)
+
+    full, keep = steps.partial_stats(kind, probs, prepared, annotated, config, sums, TORCH)
+    assert len(calls) == (0 if steps.merges_background(kind, config) else 1)
+    stats, kept = steps.scored(full, keep, config, 3)
+    loss = scored_loss(stats, config, config_smoothing(config), num_channels=3, keep=kept, xp=TORCH)
+    check_partial(case, {k: v.tolist() for k, v in full._asdict().items()}, keep.tolist(), float(loss))
+
+
+def test_partial_kinds():
+    config = DiceConfig()
+    assert not steps.merges_background("leaf", config)
+    assert steps.merges_background("marginal", config)
+    assert not steps.merges_background("marginal", config.replace(include_background=False))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        steps.merges_background("full", config)
+
+
 KERAS_SCRIPT = """
 import json, sys
 import numpy as np
 from keras import ops
+from phidice.core import steps
 from phidice.core.config import DiceConfig
-from phidice.equations import align_smoothing, config_smoothing
+from phidice.equations import align_smoothing, config_smoothing, scored_loss
 from phidice.keras.checks import dtype_of
+from phidice.keras.sums import Prepared, sum_stats
 from phidice.keras.xp import KERAS
 
 job = json.loads(sys.argv[1])
@@ -132,6 +209,20 @@ try:
     align_smoothing(config_smoothing(config), config, C, ops.zeros((1, C)), xp=KERAS, axis="the last axis")
 except ValueError as err:
     out["align_error"] = str(err)
+out["partial"] = {}
+probs = ops.transpose(ops.convert_to_tensor(np.asarray(job["probs"], "float32")), (0, 2, 1))  # channels last
+prepared = Prepared(ops.convert_to_tensor(np.asarray(job["labels"], "int32")), None, None)
+annotated = ops.convert_to_tensor(np.asarray(job["annotated"]))
+for case, (kind, options) in job["partial"].items():
+    config = DiceConfig(**options)
+    full, keep = steps.partial_stats(kind, probs, prepared, annotated, config, sum_stats, KERAS)
+    stats, kept = steps.scored(full, keep, config, 3)
+    loss = scored_loss(stats, config, config_smoothing(config), num_channels=3, keep=kept, xp=KERAS)
+    out["partial"][case] = [
+        {k: ops.convert_to_numpy(v).tolist() for k, v in full._asdict().items()},
+        ops.convert_to_numpy(keep).tolist(),
+        float(ops.convert_to_numpy(loss)),
+    ]
 print(json.dumps(out))
 """
 
@@ -143,7 +234,14 @@ def keras_steps(request):
     for module in ("keras", backend):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed")
-    job = {"align": {name: (options, C) for name, (options, C, _) in ALIGN_CASES.items()}, "align_error": ALIGN_ERROR}
+    job = {
+        "align": {name: (options, C) for name, (options, C, _) in ALIGN_CASES.items()},
+        "align_error": ALIGN_ERROR,
+        "probs": [PROBS, PROBS],
+        "labels": LABELS,
+        "annotated": ANNOTATED,
+        "partial": {case: partial_config(case) for case in PARTIAL_CASES},
+    }
     env = dict(
         os.environ,
         KERAS_BACKEND=backend,
@@ -167,3 +265,8 @@ def test_align_smoothing_on_keras(keras_steps, case):
 
 def test_align_smoothing_names_the_keras_axis(keras_steps):
     assert keras_steps["align_error"].endswith("expected 4 values, one per class along the last axis")
+
+
+@pytest.mark.parametrize("case", list(PARTIAL_CASES))
+def test_partial_stats_on_keras(keras_steps, case):
+    check_partial(case, *keras_steps["partial"][case])

@@ -391,12 +391,8 @@ class _PartialDice(_PhiLoss):
         )
         prepared = prepare_target(y_true, pred_shape, config, layout, checks)
         x = layout.to_last(y_pred)
-        if self._kind == "marginal" and config.include_background:
-            stats = steps.merged_stats(x, prepared, annotated, config, KERAS)
-        else:
-            stats = sum_stats(x, prepared, config)
+        stats, keep = steps.partial_stats(self._kind, x, prepared, annotated, config, sum_stats, KERAS)
         check_unannotated_labels(stats.target_sum, annotated, checks)
-        keep = steps.leaf_keep(annotated, config.activation, KERAS) if self._kind == "leaf" else annotated
         return Sums(stats, prepared, keep, annotated)
 
     def get_config(self) -> dict:
