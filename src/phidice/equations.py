@@ -8,7 +8,9 @@ with ℓ(T) = (1 − T)^γ (γ = 1: 1 − T), ω_φ the outer weights (1/|Φ| by
 which are 1 unless a φ spans several classes (Φ = CI, BCI) and class weights or a generalized weighting are
 given. :func:`subset_terms` runs the steps — :func:`kept_sums`, the batch sum of Φ, :func:`inner_weights`, the
 class sum of Φ, :func:`subset_eps`, :func:`outer_weights` — and :func:`loss_from_terms` takes the ratio and the
-weighted sum. Eq. 4 is :func:`eq4`: within a φ the gradient ∂DL/∂ỹ takes one value at y = 0 and one at y = 1.
+weighted sum; :func:`align_smoothing` brings ε and the class weights to the scored classes first, and
+:func:`scored_loss` runs all three. Eq. 4 is :func:`eq4`: within a φ the gradient ∂DL/∂ỹ takes one value at
+y = 0 and one at y = 1.
 
 Every loss (fused or reference path, Dice, Tversky, Jaccard, leaf, marginal), :func:`phidice.dice_gradient`,
 :func:`phidice.explain` and the Keras losses call these functions. They are array-generic: ``xp`` is the
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from phidice.core.config import DICE, DiceConfig, Overlap
+from phidice.core.config import DICE, DiceConfig, Overlap, class_slice
 from phidice.core.phi import Phi
 from phidice.core.types import DiceStats
 
@@ -49,6 +51,30 @@ def smoothing_names(config: DiceConfig) -> tuple[str, ...]:
         "eps_empty",
         "class_weights",
     )
+
+
+def align_smoothing(
+    raw: Smoothing, config: DiceConfig, num_channels: int, like, *, xp, axis: str = "dim 1"
+) -> Smoothing:
+    """ε and class weights as :func:`subset_terms` takes them, on torch or keras.ops (``xp``).
+
+    A per-class value (a tuple, or a 1-d buffer of a torch loss module) becomes a (1, C') row of ``like``'s
+    dtype (and device) holding the classes the loss scores: C or C − 1 values (:func:`~phidice.core.config.
+    class_slice`; ``axis`` names the class axis in its error). A scalar stays as given (a float, or a 0-d
+    buffer, which adds to the sums without changing their dtype), unless ``eps_empty`` is set: then every
+    scalar feeds ``xp.where`` and becomes a 0-d array of ``like``'s dtype.
+    """
+    scalars = config.eps_empty is not None
+
+    def one(name, value):
+        if value is None:
+            return None
+        if isinstance(value, tuple) or getattr(value, "ndim", 0) > 0:
+            sl = class_slice(name, len(value), num_channels, config.include_background, axis=axis)
+            return xp.reshape(xp.constant(value[sl], like), (1, -1))
+        return xp.constant(value, like) if scalars else value
+
+    return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), raw)))
 
 
 class SubsetTerms(NamedTuple):
@@ -191,6 +217,16 @@ def loss_from_terms(terms: SubsetTerms, config: DiceConfig, xp):
     if isinstance(terms.weight, float):
         return xp.total(per_subset) * terms.weight
     return xp.total(terms.weight * per_subset)
+
+
+def scored_loss(
+    stats: DiceStats, config: DiceConfig, raw: Smoothing, *, num_channels: int, keep=None, xp, axis="dim 1"
+):
+    """DL of Eq. 3 from the (B, C') sums of the scored classes, for torch and Keras alike: ε and weights
+    (``raw``, floats, tuples or buffers) aligned with the sums (:func:`align_smoothing`), then the subsets φ
+    and the ratio. ``num_channels`` is C of the input; ``keep`` (B, C') the entries that take part."""
+    smoothing = align_smoothing(raw, config, num_channels, stats.intersection, xp=xp, axis=axis)
+    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, xp=xp), config, xp)
 
 
 def eq4(numerator, denominator, weight=1.0, overlap: Overlap = DICE):

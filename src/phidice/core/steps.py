@@ -104,6 +104,38 @@ def merged_stats(x, prepared, annotated, config, xp) -> DiceStats:
     )
 
 
+PARTIAL_KINDS = ("leaf", "marginal")
+
+
+def merges_background(kind: str, config) -> bool:
+    """Whether the ``kind`` Dice sums merged probabilities: the marginal Dice with the background scored. The
+    merged background's I needs Σ_{y=0} ỹ_u, which per-(b, c) sums do not hold, so this path is dense."""
+    if kind not in PARTIAL_KINDS:
+        raise ValueError(f"kind must be one of {PARTIAL_KINDS}; got {kind!r}")
+    return kind == "marginal" and config.include_background
+
+
+def partial_keep(kind: str, annotated, activation, xp):
+    """(B, C) entries in Eq. 3 of the ``kind`` Dice: :func:`leaf_keep` for the leaf Dice; the annotated
+    classes for the marginal Dice (its merged background is always annotated)."""
+    return leaf_keep(annotated, activation, xp) if kind == "leaf" else annotated
+
+
+def partial_stats(kind: str, x, prepared, annotated, config, sums, xp) -> tuple[DiceStats, object]:
+    """(B, C) sums of every channel and the (B, C) ``keep`` of the leaf or marginal Dice (``kind``).
+
+    The sums are the framework's per-(b, c) ones, ``sums(x, prepared, config)`` (torch: fused where it can),
+    except for the marginal Dice with the background scored: there unannotated ỹ_u join ỹ_0 first
+    (:func:`merged_stats`). Without the background the merged ỹ_0 leaves the loss, so the marginal Dice is
+    the leaf Dice on the foreground. Checks of ``annotated`` and the labels stay with each framework.
+    """
+    if merges_background(kind, config):
+        stats = merged_stats(x, prepared, annotated, config, xp)
+    else:
+        stats = sums(x, prepared, config)
+    return stats, partial_keep(kind, annotated, config.activation, xp)
+
+
 def scored(stats: DiceStats, keep, config, num_channels: int):
     """The sums and (B, C) ``keep`` of the classes the loss scores (background dropped unless included)."""
     if not config.include_background and num_channels > 1:

@@ -34,6 +34,7 @@ import math
 import torch
 
 from phidice import distributed
+from phidice.core import steps
 from phidice.core.checks import is_compiling
 from phidice.core.types import DiceStats, drop_background
 from phidice.core.xp import TORCH
@@ -49,10 +50,9 @@ from phidice.diagnostics.monitor_math import (
     results_of,
 )
 from phidice.diagnostics.monitor_plot import write_history
-from phidice.losses.base import align_smoothing
+from phidice.equations import align_smoothing
 from phidice.losses.compound import DiceCELoss
 from phidice.losses.dice import DiceLoss
-from phidice.missing.functional import leaf_keep
 from phidice.missing.losses import _PartialDice
 
 __all__ = ["GradientMonitor", "ROWS", "VALUES", "monitor_rows", "advice_lines", "find_loss", "flat_values"]
@@ -192,17 +192,15 @@ class GradientMonitor:
             )
         stats = DiceStats(*(t.detach().to(torch.float64) for t in stats))
         counts = _counts(stats, prepared, shape, prepared.labels is not None and C > 1).expand(shape[0], C)
-        keep = None
-        if annotated is not None:
-            keep = (
-                annotated
-                if type(self.loss).__name__.startswith("Marginal")
-                else leaf_keep(annotated, config.activation)
-            )
+        keep = (
+            None
+            if annotated is None
+            else steps.partial_keep(getattr(self.loss, "_kind", "leaf"), annotated, config.activation, TORCH)
+        )
         stats, counts, keep, annotated = self._global_batch(stats, counts, keep, annotated)
         sl = slice(1, None) if (not config.include_background and C > 1) else slice(None)
         scored = drop_background(stats, config.include_background)
-        smoothing = align_smoothing(self.loss.smoothing, config, C, scored.intersection)
+        smoothing = align_smoothing(self.loss.smoothing, config, C, scored.intersection, xp=TORCH)
         rows = monitor_rows(
             scored,
             counts[:, sl],

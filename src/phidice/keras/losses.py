@@ -17,19 +17,17 @@ import dataclasses
 import warnings
 from typing import Any, NamedTuple
 
-import numpy as np
-
 import keras
 from keras import ops
 from phidice.core import steps
-from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, FocalConfig, class_slice
+from phidice.core.config import DEFAULT_EPS, CEConfig, DiceConfig, FocalConfig
 from phidice.core.rules import check_compound, check_marginal
 from phidice.core.signature import config_signature
 from phidice.core.supersets import check_superset_map
 from phidice.core.types import DiceStats, drop_background
-from phidice.equations import Smoothing, config_smoothing, loss_from_terms, smoothing_names, subset_terms
+from phidice.equations import config_smoothing, scored_loss
 from phidice.keras.ce import cross_entropy
-from phidice.keras.checks import Checks, dtype_of
+from phidice.keras.checks import Checks
 from phidice.keras.focal import focal_term
 from phidice.keras.layout import Layout, standardize_data_format
 from phidice.keras.missing import all_annotated, check_annotated, check_unannotated_labels, split_supersets
@@ -67,31 +65,15 @@ def _reject(owner: str, options: dict) -> None:
         raise TypeError(f"{owner} got unexpected keyword argument(s) {', '.join(map(repr, sorted(unsupported)))}")
 
 
-def align_smoothing(config: DiceConfig, num_channels: int, like, axis: str) -> Smoothing:
-    """ε and class weights for :func:`phidice.equations.subset_terms`, as :func:`phidice.losses.base.align_smoothing`
-    gives them: per-class values as (1, C') rows of the sums' dtype matched to the scored classes (C or C − 1
-    values); scalars as floats, or 0-d tensors when ``eps_empty`` selects between them."""
-    dtype = dtype_of(like)
-
-    def one(name, value):
-        if value is None:
-            return None
-        if isinstance(value, tuple):
-            sl = class_slice(name, len(value), num_channels, config.include_background, axis=axis)
-            return ops.convert_to_tensor(np.asarray(value[sl], dtype=dtype).reshape(1, -1))
-        return ops.convert_to_tensor(np.asarray(value, dtype=dtype)) if config.eps_empty is not None else value
-
-    return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), config_smoothing(config))))
-
-
 def eq3_of_sums(stats: DiceStats, config: DiceConfig, *, num_channels: int, keep=None, axis: str = "the last axis"):
     """The loss of Eq. 3 from the (B, C') sums of the scored classes: :mod:`phidice.equations` on ``keras.ops``.
 
     ``num_channels`` (C) and ``include_background`` say how per-class ε and weights align with the sums;
     ``keep`` (B, C') bool: the (image, class) entries that take part (the leaf Dice).
     """
-    smoothing = align_smoothing(config, num_channels, stats.intersection, axis)
-    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, xp=KERAS), config, KERAS)
+    return scored_loss(
+        stats, config, config_smoothing(config), num_channels=num_channels, keep=keep, xp=KERAS, axis=axis
+    )
 
 
 @config_signature(DiceConfig, skip=KERAS_SKIP)
@@ -409,12 +391,8 @@ class _PartialDice(_PhiLoss):
         )
         prepared = prepare_target(y_true, pred_shape, config, layout, checks)
         x = layout.to_last(y_pred)
-        if self._kind == "marginal" and config.include_background:
-            stats = steps.merged_stats(x, prepared, annotated, config, KERAS)
-        else:
-            stats = sum_stats(x, prepared, config)
+        stats, keep = steps.partial_stats(self._kind, x, prepared, annotated, config, sum_stats, KERAS)
         check_unannotated_labels(stats.target_sum, annotated, checks)
-        keep = steps.leaf_keep(annotated, config.activation, KERAS) if self._kind == "leaf" else annotated
         return Sums(stats, prepared, keep, annotated)
 
     def get_config(self) -> dict:

@@ -28,7 +28,8 @@ from phidice.diagnostics.monitor_math import (
     results_of,
 )
 from phidice.diagnostics.monitor_plot import write_history
-from phidice.keras.losses import DiceCELoss, DiceLoss, LeafDiceLoss, MarginalDiceLoss, align_smoothing
+from phidice.equations import align_smoothing, config_smoothing
+from phidice.keras.losses import DiceCELoss, DiceLoss, LeafDiceLoss, MarginalDiceLoss
 from phidice.keras.xp import KERAS
 
 __all__ = ["GradientMonitorCallback", "GradientMonitorMetric", "MONITORED"]
@@ -87,7 +88,9 @@ class GradientMonitorMetric(keras.metrics.Metric):
             )
         stats = stats.select_classes(sl)
         counts = _counts(prepared, loss._layout.to_last(y_pred), stats.intersection)
-        smoothing = align_smoothing(config, C, stats.intersection, loss._layout.axis_name)
+        smoothing = align_smoothing(
+            config_smoothing(config), config, C, stats.intersection, xp=KERAS, axis=loss._layout.axis_name
+        )
         keep, annotated = (None if f is None else f[:, sl] for f in (keep, annotated))
         rows = monitor_rows(stats, counts, keep, annotated, config, smoothing, KERAS)
         self.state.assign_add(ops.stop_gradient(ops.cast(rows, self.state.dtype)))

@@ -13,35 +13,12 @@ import torch
 from torch import nn
 
 from phidice import distributed
-from phidice.core.config import CEConfig, DiceConfig, class_slice
+from phidice.core.config import CEConfig, DiceConfig
 from phidice.core.types import DiceStats
 from phidice.core.xp import TORCH
-from phidice.equations import Smoothing, config_smoothing, loss_from_terms, smoothing_names, subset_terms
+from phidice.equations import Smoothing, config_smoothing, scored_loss
 
 SMOOTHING = ("eps_nr", "eps_dr", "eps_empty", "class_weights")
-
-
-def align_smoothing(raw: Smoothing, config: DiceConfig, num_channels: int, like: torch.Tensor) -> Smoothing:
-    """ε and weights for :func:`phidice.equations.subset_terms`: per-class values as (1, C') rows on the sums'
-    device and dtype, matched to the classes the loss scores (C or C − 1 values; see ``class_slice``). Scalars
-    stay as they are (a float, or a 0-d buffer, which adds to the sums without changing their dtype), except
-    that with ``eps_empty`` they feed ``torch.where`` and take the sums' dtype and device."""
-    scalar_tensors = config.eps_empty is not None
-
-    def one(name, value):
-        if value is None:
-            return None
-        if isinstance(value, torch.Tensor):
-            if value.ndim == 0:
-                return value.to(like.device, like.dtype) if scalar_tensors else value
-            sl = class_slice(name, value.shape[0], num_channels, config.include_background)
-            return value[sl].to(like.device, like.dtype).reshape(1, -1)
-        if isinstance(value, tuple):
-            sl = class_slice(name, len(value), num_channels, config.include_background)
-            return torch.tensor(value[sl], dtype=like.dtype, device=like.device).reshape(1, -1)
-        return torch.tensor(value, dtype=like.dtype, device=like.device) if scalar_tensors else value
-
-    return Smoothing(*(one(n, v) for n, v in zip(smoothing_names(config), raw)))
 
 
 def loss_from_sums(stats: DiceStats, config: DiceConfig, raw: Smoothing, *, num_channels: int, keep=None):
@@ -52,8 +29,7 @@ def loss_from_sums(stats: DiceStats, config: DiceConfig, raw: Smoothing, *, num_
     """
     if config.sync_batch:
         stats, keep = distributed.gather_batch(stats, keep)
-    smoothing = align_smoothing(raw, config, num_channels, stats.intersection)
-    return loss_from_terms(subset_terms(stats, config, smoothing, keep=keep, xp=TORCH), config, TORCH)
+    return scored_loss(stats, config, raw, num_channels=num_channels, keep=keep, xp=TORCH)
 
 
 class LossModule(nn.Module):

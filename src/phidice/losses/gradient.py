@@ -23,8 +23,8 @@ from phidice.core.config import DEFAULT_EPS, DiceConfig
 from phidice.core.signature import config_signature
 from phidice.core.types import drop_background
 from phidice.core.xp import TORCH
-from phidice.equations import loss_from_terms, subset_terms
-from phidice.losses.base import align_smoothing, config_smoothing
+from phidice.equations import align_smoothing, loss_from_terms, subset_terms
+from phidice.losses.base import config_smoothing
 from phidice.sums import activate, dense_target, prepare_target, sum_stats
 
 
@@ -108,7 +108,7 @@ def dice_gradient(
         check_input(probs, None, config.check_finite)
         prepared = prepare_target(probs, target, config, mask, check_range=False)
         stats = drop_background(sum_stats(probs, prepared, config), config.include_background)
-        smoothing = align_smoothing(config_smoothing(config), config, probs.shape[1], stats.intersection)
+        smoothing = align_smoothing(config_smoothing(config), config, probs.shape[1], stats.intersection, xp=TORCH)
         terms = subset_terms(stats, config, smoothing, xp=TORCH)
         d_inter, d_pred = entry_gradients(terms, config, stats.intersection.shape)
         p = activate(probs, None)

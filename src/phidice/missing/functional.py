@@ -130,31 +130,6 @@ def check_marginal_fused(config: DiceConfig, what: str) -> None:
         )
 
 
-def leaf_stats(input, prepared, annotated, config: DiceConfig):
-    """(B, C) sums of every channel and the leaf ``keep`` entries."""
-    stats = sum_stats(input, prepared, config)
-    if config.validate_args:
-        check_unannotated_labels(stats.target_sum, annotated)
-    return stats, leaf_keep(annotated, config.activation)
-
-
-def marginal_stats(input, prepared, annotated, config: DiceConfig):
-    """(B, C) sums with unannotated probabilities merged into the background, and ``keep`` = ``annotated``.
-
-    The merged background's intersection needs Σ_{y=0} p_u, which per-(b, c) sums do not hold, so with the
-    background scored this runs the dense reference path; without it, the merged background leaves the loss
-    and the marginal Dice is the leaf Dice on the foreground (fused when available).
-    """
-    if not config.include_background:
-        stats = sum_stats(input, prepared, config)
-    else:
-        check_prepared_range(input, prepared, config)
-        stats = steps.merged_stats(input, prepared, annotated, config, TORCH)
-    if config.validate_args:
-        check_unannotated_labels(stats.target_sum, annotated)
-    return stats, annotated
-
-
 def partial_loss(
     kind: str,
     input,
@@ -178,7 +153,11 @@ def partial_loss(
     everything = annotated is None  # then the CE is plain: torch's fused kernel
     annotated = check_annotated(annotated, input, config.activation, values=config.validate_args)
     prepared = prepare_target(input, target, config, mask, check_range=False)
-    full, keep = (marginal_stats if kind == "marginal" else leaf_stats)(input, prepared, annotated, config)
+    if steps.merges_background(kind, config):  # the dense merged path: the label range sum_stats would check
+        check_prepared_range(input, prepared, config)
+    full, keep = steps.partial_stats(kind, input, prepared, annotated, config, sum_stats, TORCH)
+    if config.validate_args:
+        check_unannotated_labels(full.target_sum, annotated)
     stats, keep = steps.scored(full, keep, config, input.shape[1])
     dice = loss_from_sums(stats, config, raw, num_channels=input.shape[1], keep=keep)
     flags = None if everything else annotated
