@@ -192,30 +192,3 @@ def test_a_loss_of_one_sum_only():
         onehot = torch.nn.functional.one_hot(lab, 4).movedim(-1, 1).float()
         expected = p * (onehot - (p * onehot).sum(1, keepdim=True))
         torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_buffers_ask_for_huge_pages_inside_their_own_memory(monkeypatch):
-    """The gradient buffer (4 MiB and more) gets MADV_HUGEPAGE on the 2 MiB-aligned part of its own bytes only."""
-    calls = []
-    monkeypatch.setattr(cpu, "_madvise", lambda start, length, advice: calls.append((start, length, advice)) or 0)
-    x = torch.randn(2, 4, 1 << 20)
-    out = cpu.buffer_like(x)
-    assert out.shape == x.shape and out.dtype == torch.float32
-    ((start, length, advice),) = calls
-    lo, hi = out.data_ptr(), out.data_ptr() + out.numel() * 4
-    assert advice == 14 and start % (2 << 20) == 0 and length % (2 << 20) == 0
-    assert lo <= start and start + length <= hi and length >= hi - lo - 2 * (2 << 20)
-    calls.clear()
-    cpu.buffer_like(torch.randn(2, 4, 1000))  # small: no hint
-    assert calls == []
-
-
-def test_huge_pages_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv("PHIDICE_HUGE_PAGES", "0")
-    monkeypatch.setattr(cpu, "_madvise", None)
-    assert cpu._libc_madvise() is False
-    monkeypatch.delenv("PHIDICE_HUGE_PAGES")
-    monkeypatch.setattr(cpu, "_madvise", None)
-    import sys
-
-    assert bool(cpu._libc_madvise()) == sys.platform.startswith("linux")

@@ -13,10 +13,7 @@ nogil kernels (2, 4, 96³ fwd+bwd: 11.2 vs 15.3 ms, 2 threads).
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
-from typing import Any
 
 import numpy as np
 import torch
@@ -96,46 +93,6 @@ def _run(kernel, tasks: int, head: tuple, tail: tuple) -> None:
     getattr(kernels(), kernel.__name__ + "_par")(*head, bounds, *tail)
 
 
-_HUGE = 2 << 20  # a transparent huge page on x86-64 and most aarch64 Linux kernels
-_MADV_HUGEPAGE = 14
-_madvise: Any = None  # libc.madvise once looked up, False where there is none
-
-
-def _libc_madvise():
-    """libc's ``madvise`` on Linux; False elsewhere or with ``PHIDICE_HUGE_PAGES=0``."""
-    global _madvise
-    if _madvise is None:
-        _madvise = False
-        if sys.platform.startswith("linux") and os.environ.get("PHIDICE_HUGE_PAGES", "1") != "0":
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-                _madvise = libc.madvise
-            except (OSError, AttributeError):
-                pass
-    return _madvise
-
-
-def buffer_like(x: torch.Tensor) -> torch.Tensor:
-    """An uninitialised float32 tensor of ``x``'s shape for the kernels to write (the gradient, or the stored
-    probabilities that become it), backed by transparent huge pages where Linux offers them (``madvise``).
-
-    A buffer above glibc's mmap threshold (32 MB at most) is mapped anew on every call, and its first write
-    then takes one page fault per 4 KiB: 8193 faults, ≈ 8 ms, for the 33.5 MB of (2, 16, 64³), more than the
-    kernels' own time. With 2 MiB pages that is ≈ 2 ms (PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` does the same for
-    every allocation of a process). Elsewhere (other systems, THP off, ``PHIDICE_HUGE_PAGES=0``) it is a plain
-    ``torch.empty``."""
-    out = torch.empty(x.shape, dtype=torch.float32)
-    nbytes = out.numel() * 4
-    madvise = _libc_madvise() if nbytes >= 2 * _HUGE else None
-    if madvise:
-        start = -(-out.data_ptr() // _HUGE) * _HUGE
-        stop = (out.data_ptr() + nbytes) // _HUGE * _HUGE
-        if stop > start:
-            madvise(start, stop - start, _MADV_HUGEPAGE)  # a hint: a refusal (EINVAL, THP off) changes nothing
-    return out
-
-
 def _mask_arg(mask: torch.Tensor | None):
     return None if mask is None else mask.to(torch.float32).contiguous().numpy()
 
@@ -174,7 +131,7 @@ def backward(x, narrow, mask, gi, gp, activation):
     B, C, N = x.shape
     blk, chunk = _layout(C, N)
     T = -(-N // chunk)
-    grad = buffer_like(x)
+    grad = torch.empty((B, C, N), dtype=torch.float32)
     m = _mask_arg(mask)
     gin = gi.detach().to(torch.float32).contiguous().numpy()
     gpn = gp.detach().to(torch.float32).contiguous().numpy()

@@ -166,7 +166,7 @@ class EagerFusedSums(torch.autograd.Function):
             check_label_range(labels, label_upper(logits.shape[1], activation))
         ctx.probs = None
         if ctx.needs_input_grad[0] and getattr(module, "STORES_PROBABILITIES", False):
-            ctx.probs = module.buffer_like(logits)
+            ctx.probs = torch.empty_like(logits)
             inter, pred, tgt, saved = module.forward(logits, labels, mask, activation, probs=ctx.probs)
         else:
             inter, pred, tgt, saved = module.forward(logits, labels, mask, activation)
