@@ -1,6 +1,6 @@
 """Smoke tests of benchmarks/bench_deep_supervision.py (a few steps, resumed from its store) and
-bench_fused_compound.py (one tiny case, a fresh process per memory measurement); both `slow` (on request: they
-train and spawn, tens of seconds on a loaded 2-core machine)."""
+bench_fused_compound.py (one tiny case, a fresh process per memory measurement), both `slow` (on request: they
+train and spawn, tens of seconds on a loaded 2-core machine); and of bench_stored.py (one tiny case, seconds)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,32 @@ def test_fused_compound_table(tmp_path):
     assert bench.main(["--cases", "1,3,4,4,4", "--repeats", "1", "--out", str(out)]) == 0
     for impl in bench.IMPLS:
         assert f"| {impl} |" in out.read_text()
+
+
+def test_stored_table_and_routes(tmp_path):
+    """bench_stored.py: one tiny case; its recompute route really takes the custom ops, and leaves eager on."""
+    pytest.importorskip("monai")
+    from phidice.kernels import cpu, function
+
+    if not cpu.available():
+        pytest.skip("numba kernels unavailable")
+    bench = _load("bench_stored")
+    out = tmp_path / "stored.md"
+    assert bench.main(["--cases", "1,3,8,8,8:I", "--repeats", "2", "--out", str(out)]) == 0
+    row = [line for line in out.read_text().splitlines() if line.startswith("| 1,3,8,8,8:I |")]
+    assert len(row) == 1 and row[0].count("|") == 9
+    seen = []
+    original = function.EagerFusedSums.apply
+    try:
+        function.EagerFusedSums.apply = lambda *a: seen.append("eager") or original(*a)
+        import torch
+
+        x = torch.randn(1, 3, 8, 8, 8, requires_grad=True)
+        y = torch.randint(0, 3, (1, 8, 8, 8))
+        loss = bench.make_loss("fused numba", "I")
+        bench._step("recompute", loss)(x, y)
+        assert seen == []
+        bench._step("stored", loss)(x, y)
+        assert seen == ["eager"]
+    finally:
+        function.EagerFusedSums.apply = original
