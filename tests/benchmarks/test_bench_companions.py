@@ -48,7 +48,7 @@ def test_fused_compound_table(tmp_path):
         assert f"| {impl} |" in out.read_text()
 
 
-def test_stored_table_and_routes(tmp_path):
+def test_stored_table_and_routes(tmp_path, monkeypatch):
     """bench_stored.py: one tiny case; its recompute route really takes the custom ops, and leaves eager on."""
     pytest.importorskip("monai")
     from phidice.kernels import cpu, function
@@ -60,18 +60,15 @@ def test_stored_table_and_routes(tmp_path):
     assert bench.main(["--cases", "1,3,8,8,8:I", "--repeats", "2", "--out", str(out)]) == 0
     row = [line for line in out.read_text().splitlines() if line.startswith("| 1,3,8,8,8:I |")]
     assert len(row) == 1 and row[0].count("|") == 9
+    import torch
+
     seen = []
     original = function.EagerFusedSums.apply
-    try:
-        function.EagerFusedSums.apply = lambda *a: seen.append("eager") or original(*a)
-        import torch
-
-        x = torch.randn(1, 3, 8, 8, 8, requires_grad=True)
-        y = torch.randint(0, 3, (1, 8, 8, 8))
-        loss = bench.make_loss("fused numba", "I")
-        bench._step("recompute", loss)(x, y)
-        assert seen == []
-        bench._step("stored", loss)(x, y)
-        assert seen == ["eager"]
-    finally:
-        function.EagerFusedSums.apply = original
+    monkeypatch.setattr(function.EagerFusedSums, "apply", lambda *a: seen.append("eager") or original(*a))
+    x = torch.randn(1, 3, 8, 8, 8, requires_grad=True)
+    y = torch.randint(0, 3, (1, 8, 8, 8))
+    loss = bench.make_loss("fused numba", "I")
+    bench._step("recompute", loss)(x, y)
+    assert seen == []
+    bench._step("stored", loss)(x, y)
+    assert seen == ["eager"]

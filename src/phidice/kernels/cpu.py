@@ -127,36 +127,26 @@ def forward(x, labels, mask, activation, probs=None):
 
 
 def backward(x, narrow, mask, gi, gp, activation):
-    K = kernels()
-    B, C, N = x.shape
-    blk, chunk = _layout(C, N)
-    T = -(-N // chunk)
-    grad = torch.empty((B, C, N), dtype=torch.float32)
-    m = _mask_arg(mask)
-    gin = gi.detach().to(torch.float32).contiguous().numpy()
-    gpn = gp.detach().to(torch.float32).contiguous().numpy()
-    xn, ln, gn = x.detach().numpy(), narrow.numpy(), grad.numpy()
-    zero = np.float32(0)
-    if activation == "softmax":
-        _run(K.softmax_backward, B * T, (xn, ln, m, gin, gpn), (chunk, blk, zero, gn))
-    else:
-        _run(K.sigmoid_backward, B * T, (xn, ln, m, gin, gpn, int(C == 1)), (chunk, blk, zero, gn))
+    grad = torch.empty(x.shape, dtype=torch.float32)
+    _run_backward("backward", x, narrow, mask, gi, gp, activation, (grad.numpy(),))
     return grad
 
 
 def backward_stored(probs, narrow, mask, gi, gp, activation) -> None:
     """∂L/∂logits written over ``probs``, the probabilities :func:`forward` stored: the activation is not
     recomputed (one exponential per logit in all, where :func:`backward` computes it a second time)."""
+    _run_backward("backward_stored", probs, narrow, mask, gi, gp, activation, ())
+
+
+def _run_backward(kind, first, narrow, mask, gi, gp, activation, tail) -> None:
+    """The ``<activation>_<kind>`` kernel over ``first`` ((B, C, N): the logits, or the stored probabilities),
+    with the incoming (B, C) gradients gI, gP as float32 and ``tail`` after the layout arguments."""
     K = kernels()
-    B, C, N = probs.shape
+    B, C, N = first.shape
     blk, chunk = _layout(C, N)
-    T = -(-N // chunk)
-    m = _mask_arg(mask)
     gin = gi.detach().to(torch.float32).contiguous().numpy()
     gpn = gp.detach().to(torch.float32).contiguous().numpy()
-    pn, ln = probs.numpy(), narrow.numpy()
-    zero = np.float32(0)
-    if activation == "softmax":
-        _run(K.softmax_backward_stored, B * T, (pn, ln, m, gin, gpn), (chunk, blk, zero))
-    else:
-        _run(K.sigmoid_backward_stored, B * T, (pn, ln, m, gin, gpn, int(C == 1)), (chunk, blk, zero))
+    head: tuple = (first.detach().numpy(), narrow.numpy(), _mask_arg(mask), gin, gpn)
+    if activation != "softmax":
+        head += (int(C == 1),)  # the sigmoid kernels' label offset
+    _run(getattr(K, f"{activation}_{kind}"), B * -(-N // chunk), head, (chunk, blk, np.float32(0), *tail))

@@ -67,11 +67,25 @@ def fused_sums(
     logits (B, C, N) contiguous, labels (B, N) int64, mask (B, N) or None. ``check_range`` raises the core's
     error for a label outside [0, C) ([0, 1] for one sigmoid channel); the numba kernel always checks it.
     """
+    inter, pred, tgt, saved = _forward(logits, labels, mask, activation, backend, check_range)
+    return inter.clone(), pred.clone(), tgt.clone(), saved  # (B, C) each: outputs may not share storage
+
+
+def _forward(logits, labels, mask, activation, backend, check_range, probs=None):
+    """The backend's (I, P, Y) and the labels its backward reads (empty where that is ``labels`` itself), for the
+    op and :class:`EagerFusedSums` alike; ``probs``: the buffer a storing backend writes p into."""
     if backend != "numba" and check_range:  # the numba forward gets the range in its own pass
         check_label_range(labels, label_upper(logits.shape[1], activation))
-    inter, pred, tgt, saved = _BACKENDS[backend].forward(logits, labels, mask, activation)
-    saved = saved if backend == "numba" else labels.new_empty(0)
-    return inter.clone(), pred.clone(), tgt.clone(), saved  # (B, C) each: outputs may not share storage
+    stored = {} if probs is None else {"probs": probs}
+    inter, pred, tgt, saved = _BACKENDS[backend].forward(logits, labels, mask, activation, **stored)
+    return inter, pred, tgt, (saved if backend == "numba" else labels.new_empty(0))
+
+
+def _save(ctx, logits, labels, saved, mask, activation, backend):
+    """What both backwards read: the logits, the labels (numba's narrowed copy), the mask and the names."""
+    ctx.save_for_backward(logits, saved if backend == "numba" else labels, mask)
+    ctx.activation, ctx.backend = activation, backend
+    ctx.set_materialize_grads(False)  # else autograd fills zero "gradients" of Y and the saved labels
 
 
 @fused_sums.register_fake
@@ -105,10 +119,8 @@ def _(logits, labels, mask, g_inter, g_pred, activation, backend):
 
 def _setup_context(ctx, inputs, output):
     logits, labels, mask, activation, backend, _ = inputs
-    ctx.save_for_backward(logits, output[3] if backend == "numba" else labels, mask)
-    ctx.activation, ctx.backend = activation, backend
+    _save(ctx, logits, labels, output[3], mask, activation, backend)
     ctx.mark_non_differentiable(output[2], output[3])
-    ctx.set_materialize_grads(False)  # else autograd fills zero "gradients" of Y and the saved labels
 
 
 def _gradient(ctx, g_inter, g_pred, kernel) -> torch.Tensor:
@@ -161,19 +173,11 @@ class EagerFusedSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, mask, activation, backend, check_range):
-        module = _BACKENDS[backend]
-        if backend != "numba" and check_range:
-            check_label_range(labels, label_upper(logits.shape[1], activation))
-        ctx.probs = None
-        if ctx.needs_input_grad[0] and getattr(module, "STORES_PROBABILITIES", False):
-            ctx.probs = torch.empty_like(logits)
-            inter, pred, tgt, saved = module.forward(logits, labels, mask, activation, probs=ctx.probs)
-        else:
-            inter, pred, tgt, saved = module.forward(logits, labels, mask, activation)
-        ctx.save_for_backward(logits, saved if backend == "numba" else labels, mask)
-        ctx.activation, ctx.backend = activation, backend
+        stores = ctx.needs_input_grad[0] and getattr(_BACKENDS[backend], "STORES_PROBABILITIES", False)
+        ctx.probs = torch.empty_like(logits) if stores else None
+        inter, pred, tgt, saved = _forward(logits, labels, mask, activation, backend, check_range, ctx.probs)
+        _save(ctx, logits, labels, saved, mask, activation, backend)
         ctx.mark_non_differentiable(tgt)
-        ctx.set_materialize_grads(False)
         return inter, pred, tgt
 
     @staticmethod
