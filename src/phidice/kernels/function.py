@@ -20,8 +20,9 @@ Eager calls on real tensors (no compiler, no fake or functional tensors) take :c
 ``autograd.Function`` around the same backend functions and the same backward (:func:`_gradient`): it skips the
 dispatcher's per-call work, and where the backend keeps them (numba: ``STORES_PROBABILITIES``) the forward
 writes the probabilities into a (B, C, N) buffer that the backward overwrites with the gradient — one
-activation per logit instead of two, for the memory the gradient needs anyway. A second backward of the same
-graph (``retain_graph=True``) recomputes.
+activation per logit instead of two, for the memory the gradient needs anyway. On the CPU that buffer comes
+from :mod:`phidice.kernels.buffers`, which reuses the memory of the previous step's once it is freed. A second
+backward of the same graph (``retain_graph=True``) recomputes.
 
 Higher-order gradients (``create_graph=True``: a Hessian, a gradient penalty, meta-learning): the registered
 autograd formula then takes the backward of the chunked PyTorch path (:func:`phidice.kernels.fallback.backward`),
@@ -36,7 +37,7 @@ import torch
 
 from phidice.core.checks import check_label_range, is_compiling
 from phidice.core.rules import label_upper
-from phidice.kernels import fallback
+from phidice.kernels import buffers, fallback
 
 __all__ = ["fused_sums", "fused_sums_backward", "EagerFusedSums", "FusedDiceStats", "register_backend"]
 
@@ -174,7 +175,7 @@ class EagerFusedSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, mask, activation, backend, check_range):
         stores = ctx.needs_input_grad[0] and getattr(_BACKENDS[backend], "STORES_PROBABILITIES", False)
-        ctx.probs = torch.empty_like(logits) if stores else None
+        ctx.probs = _buffer_like(logits) if stores else None
         inter, pred, tgt, saved = _forward(logits, labels, mask, activation, backend, check_range, ctx.probs)
         _save(ctx, logits, labels, saved, mask, activation, backend)
         ctx.mark_non_differentiable(tgt)
@@ -189,6 +190,14 @@ class EagerFusedSums(torch.autograd.Function):
             return _BACKENDS[ctx.backend].backward(*args, ctx.activation)
 
         return _gradient(ctx, g_inter, g_pred, kernel), None, None, None, None, None
+
+
+def _buffer_like(logits: torch.Tensor) -> torch.Tensor:
+    """The stored-probabilities buffer: pooled on the CPU (:mod:`phidice.kernels.buffers`: no page faults
+    for a buffer of the same size in every step)."""
+    if logits.device.type == "cpu":
+        return buffers.empty(tuple(logits.shape), logits.dtype)
+    return torch.empty_like(logits)
 
 
 def _eager(*tensors) -> bool:
