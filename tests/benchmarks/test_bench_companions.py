@@ -49,7 +49,8 @@ def test_fused_compound_table(tmp_path):
 
 
 def test_stored_table_and_routes(tmp_path, monkeypatch):
-    """bench_stored.py: one tiny case; its recompute route really takes the custom ops, and leaves eager on."""
+    """bench_stored.py: one tiny case; its recompute route really takes the custom ops, its stored route a fresh
+    buffer and its pooled route the pool, and each leaves the defaults on."""
     pytest.importorskip("monai")
     from phidice.kernels import cpu, function
 
@@ -59,8 +60,10 @@ def test_stored_table_and_routes(tmp_path, monkeypatch):
     out = tmp_path / "stored.md"
     assert bench.main(["--cases", "1,3,8,8,8:I", "--repeats", "2", "--out", str(out)]) == 0
     row = [line for line in out.read_text().splitlines() if line.startswith("| 1,3,8,8,8:I |")]
-    assert len(row) == 1 and row[0].count("|") == 9
+    assert len(row) == 1 and row[0].count("|") == 12
     import torch
+
+    from phidice.kernels import buffers
 
     seen = []
     original = function.EagerFusedSums.apply
@@ -70,5 +73,9 @@ def test_stored_table_and_routes(tmp_path, monkeypatch):
     loss = bench.make_loss("fused numba", "I")
     bench._step("recompute", loss)(x, y)
     assert seen == []
+    buffers.empty_cache()
     bench._step("stored", loss)(x, y)
-    assert seen == ["eager"]
+    assert seen == ["eager"] and buffers.pooled_bytes() == 0
+    bench._step("pooled", loss)(x, y)
+    assert seen == ["eager"] * 2 and buffers.pooled_bytes() == x.numel() * 4
+    assert function._buffer_like.__module__ == "phidice.kernels.function"
