@@ -29,7 +29,7 @@ REFERENCE = {
         "phidice.integrations.nnunet.merge",
         "phidice.integrations.nnunet.training",
     ],
-    "phidice.kernels": ["phidice.kernels"],
+    "phidice.kernels": ["phidice.kernels", "phidice.kernels.buffers"],
     "phidice.experiments": ["phidice.experiments"],
 }
 OUTSIDE = ("examples/", "BENCHMARKS.md", "CHANGELOG.md")

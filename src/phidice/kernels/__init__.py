@@ -18,6 +18,10 @@ torch fallback otherwise. Force one with :func:`set_backend` or ``PHIDICE_FUSED_
 (:func:`auto_prefers_reference`): there it is slower than the reference path, so without numba (the base install)
 and for float64/fp16/bf16 CPU tensors ``"auto"`` runs the reference path; ``fused=True`` still runs the fallback,
 whose extra memory is the gradient plus at most a quarter of the logits.
+
+On the CPU the numba forward keeps the probabilities in a buffer of :mod:`phidice.kernels.buffers`, which becomes
+the gradient; the pool hands that memory out again once the gradient is freed (``PHIDICE_CPU_BUFFER_POOL``
+bytes, default 1 GiB; :func:`phidice.kernels.buffers.empty_cache`).
 """
 
 from __future__ import annotations
