@@ -9,6 +9,8 @@ accumulation, and a network in front of the loss.
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import threading
 
 import pytest
@@ -159,6 +161,26 @@ def test_threads_never_share_a_buffer():
     for th in threads:
         th.join()
     assert len({t.data_ptr() for t in got}) == 8
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_while_the_pool_is_locked_leaves_the_child_a_working_pool():
+    with buffers._lock:
+        pid = os.fork()
+        if pid == 0:  # the child: a lock copied held would hang here (the alarm then kills it)
+            signal.alarm(10)
+            ok = buffers.empty(SHAPE, torch.float32).shape == SHAPE
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_pooled_tensor_cannot_grow():
+    t = buffers.empty(SHAPE, torch.float32)
+    with pytest.raises(RuntimeError, match="not resizable"):
+        t.resize_(2 * t.numel())
+    t.resize_(10)  # shrinking stays within the buffer
+    assert t.shape == (10,)
 
 
 # --- the pool in a training step (numba's stored-probabilities route) -------------------------------------------

@@ -13,7 +13,8 @@ freed when the last tensor on that storage is: the gradient in ``x.grad``, a vie
 use is never handed out twice.
 
 Held between steps: the free buffers, at most :func:`limit` bytes in all (``PHIDICE_CPU_BUFFER_POOL`` bytes,
-default 1 GiB; 0 turns the pool off). :func:`empty_cache` frees the ones not in use.
+default 1 GiB; 0 turns the pool off). :func:`empty_cache` frees the ones not in use. As for any tensor from
+``torch.from_numpy``, a tensor on a pooled buffer cannot grow (``resize_`` beyond its size raises).
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ _NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
 _lock = threading.Lock()
 _limit: int | None = None
 _pool: dict[tuple[int, torch.dtype], list[_Buffer]] = {}
+
+
+def _new_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a fork while another thread held it would leave the child's copy locked
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class _Buffer:
