@@ -19,6 +19,7 @@ namespace of array operations (:data:`phidice.core.xp.TORCH`, or :data:`phidice.
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any, NamedTuple
 
 from phidice.core.config import DICE, DiceConfig, Overlap, class_slice
@@ -69,7 +70,7 @@ def align_smoothing(
     def one(name, value):
         if value is None:
             return None
-        if isinstance(value, tuple) or getattr(value, "ndim", 0) > 0:
+        if isinstance(value, tuple) or (not isinstance(value, Real) and getattr(value, "ndim", 0) > 0):
             sl = class_slice(name, len(value), num_channels, config.include_background, axis=axis)
             return xp.reshape(xp.constant(value[sl], like), (1, -1))
         return xp.constant(value, like) if scalars else value
@@ -93,7 +94,7 @@ def _times(v, x):
 
 
 def _is_row(value) -> bool:
-    return getattr(value, "ndim", 0) == 2
+    return not isinstance(value, Real) and getattr(value, "ndim", 0) == 2  # numbers first: see per_class_value
 
 
 def kept_sums(stats: DiceStats, keep, xp) -> DiceStats:

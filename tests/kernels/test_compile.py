@@ -79,6 +79,10 @@ CASES = {
         lambda: phidice.MarginalDiceCELoss("BI"),
         lambda y: (_partial_labels(y), ANNOTATED.long()),
     ),
+    "dicefocal": (lambda: phidice.DiceFocalLoss("I", gamma=2.0), lambda y: (y,)),
+    "dicefocal-onehot-mask": (lambda: phidice.DiceFocalLoss("BI", alpha=0.25), lambda y: (_one_hot(y), _mask())),
+    "leaffocal": (lambda: phidice.LeafDiceFocalLoss("BI"), lambda y: (_partial_labels(y), ANNOTATED)),
+    "marginalfocal": (lambda: phidice.MarginalDiceFocalLoss("I"), lambda y: (_partial_labels(y), ANNOTATED)),
 }
 
 
@@ -158,6 +162,28 @@ def test_dynamic_shapes_compile_once(backend):
         torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-6)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+EPS, ALPHA, BETA, LAMBDA, GAMMA = 1e-5, 0.3, 0.7, 0.5, 2.0  # globals: dynamic=True traces them as symbolic floats
+FLOAT_OPTIONS = {
+    "dice_loss": lambda z, t: phidice.dice_loss(z, t, phi="BI", eps=EPS),
+    "DiceLoss": lambda z, t: phidice.DiceLoss("I", eps=EPS)(z, t),
+    "DiceCELoss": lambda z, t: phidice.DiceCELoss("BI", eps=EPS, lambda_ce=LAMBDA)(z, t),
+    "TverskyLoss": lambda z, t: phidice.TverskyLoss(phi="I", eps=EPS, alpha=ALPHA, beta=BETA, gamma=GAMMA)(z, t),
+    "DiceFocalLoss": lambda z, t: phidice.DiceFocalLoss("I", eps=EPS, gamma=GAMMA, lambda_focal=LAMBDA)(z, t),
+}
+
+
+@pytest.mark.parametrize("name", list(FLOAT_OPTIONS))
+def test_dynamic_true_with_float_options_of_the_caller(backend, name):
+    """Options given as the caller's floats (a global, a closure): under dynamic=True dynamo makes them symbolic,
+    and the config's checks must trace them (they used hasattr and math.isfinite, which it cannot)."""
+    fn = FLOAT_OPTIONS[name]
+    x, y = _data(3)
+    got = _value_and_grad(torch.compile(fn, backend="aot_eager", fullgraph=True, dynamic=True), x, (y,))
+    expected = _value_and_grad(fn, x, (y,))
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-6)
 
 
 def test_no_recompilation_per_call(backend):

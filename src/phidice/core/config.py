@@ -97,6 +97,11 @@ def check_flag(name: str, value) -> bool:
     return bool(value)
 
 
+def _finite(v) -> bool:
+    """math.isfinite by comparisons, which torch.compile also traces for a symbolic float (dynamic=True)."""
+    return v == v and -math.inf < v < math.inf
+
+
 def check_number(name: str, value, *, low: float = 0.0, high: float = math.inf) -> float:
     """A real number in [low, high] as a float (bools refused: a flag passed as a weight is a bug)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not low <= float(value) <= high:
@@ -117,11 +122,13 @@ def per_class_value(value, name: str, *, allow_none: bool = False):
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number or a sequence of numbers; got bool")
     raw = value
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+    # numbers first: under torch.compile(dynamic=True) a float argument is symbolic, and dynamo cannot trace
+    # hasattr on it
+    if not isinstance(value, Real) and hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()  # tensor or ndarray; a 0-d one gives a number
     if isinstance(value, Real):
         v = float(value)
-        if not math.isfinite(v) or v < 0:
+        if not _finite(v) or v < 0:
             raise ValueError(f"{name} must be finite and ≥ 0; got {v}")
         return v
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -135,7 +142,7 @@ def per_class_value(value, name: str, *, allow_none: bool = False):
     if not all(isinstance(v, Real) and not isinstance(v, bool) for v in items):
         raise TypeError(f"{name} must be a number or a sequence of numbers; got {raw!r}")
     out = tuple(float(v) for v in items)
-    if not all(math.isfinite(v) for v in out):
+    if not all(_finite(v) for v in out):
         raise ValueError(f"{name} must be finite; got {list(out)}")
     if any(v < 0 for v in out):
         raise ValueError(f"{name} must be ≥ 0; got {list(out)}")
@@ -182,7 +189,7 @@ class Overlap:
     def __post_init__(self):
         for key in ("a", "b_i", "b_p", "b_y", "gamma"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, Real) or not _finite(value):
                 raise ValueError(f"Overlap.{key} must be a finite number; got {value!r}")
         if self.a <= 0 or self.gamma <= 0:
             raise ValueError(f"Overlap needs a > 0 and gamma > 0; got a = {self.a}, gamma = {self.gamma}")
@@ -209,7 +216,7 @@ def tversky(alpha: float, beta: float, gamma: float = 1.0) -> Overlap:
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0; got {gamma}")
     for key, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if not math.isfinite(value):
+        if not _finite(value):
             raise ValueError(f"{key} must be finite; got {value}")
     return Overlap("tversky", 1.0, 1.0 - alpha - beta, alpha, beta, gamma)
 
@@ -433,16 +440,16 @@ class FocalConfig:
     focal_activation: str | None = None
 
     def __post_init__(self):
-        put = object.__setattr__.__get__(self)
+        put = functools.partial(object.__setattr__, self)  # a bound __get__ does not trace under torch.compile
         gamma = check_number("gamma", self.gamma)
-        if not math.isfinite(gamma):
+        if not _finite(gamma):
             raise ValueError(f"gamma must be a finite number ≥ 0; got {self.gamma!r}")
         put("gamma", gamma)
         put("alpha", _alpha_value(self.alpha))
         put("focal_weight", per_class_value(self.focal_weight, "focal_weight", allow_none=True))
         for name in ("lambda_dice", "lambda_focal"):
             value = check_number(name, getattr(self, name))
-            if not math.isfinite(value):
+            if not _finite(value):
                 raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}")
             put(name, value)
         activation = self.focal_activation.lower() if isinstance(self.focal_activation, str) else self.focal_activation
