@@ -38,6 +38,7 @@ from phidice.io import atomic_write  # noqa: E402
 
 CASES = ["2,4,96,96,96:I", "2,16,64,64,64:I", "8,2,256,256:I", "2,4,64,64,64:BI"]
 IMPLS = ["auto, without numba", "fused torch", "fused numba", "reference", "MONAI", "nnU-Net"]
+COMPILED = ["fused numba, compiled", "MONAI, compiled", "nnU-Net, compiled"]  # torch.compile, inductor, dynamic=True
 EPS = 1e-5
 
 
@@ -60,10 +61,32 @@ class _NoNumba:
 
 
 def make_loss(impl: str, phi: str, validate_args: bool = True):
-    """(logits, labels (B, *S)) → scalar loss of Dice over Φ = ``phi`` (I: per image; BI: over the batch)."""
+    """(logits, labels (B, *S)) → scalar loss of Dice over Φ = ``phi`` (I: per image; BI: over the batch).
+
+    ``"<impl>, compiled"``: that loss under ``torch.compile`` (inductor, ``dynamic=True``; phidice's with
+    ``fullgraph=True``: its kernels are custom ops, the backward the recomputing one); it compiles on its first call.
+    """
     import phidice
     import phidice.kernels as kernels
 
+    if impl.endswith(", compiled"):
+        base = impl.removesuffix(", compiled")
+        if base == "fused numba":
+            graph = torch.compile(
+                lambda x, y: phidice.dice_loss(x, y, fused=True, phi=phi, eps=EPS, validate_args=validate_args),
+                fullgraph=True,
+                dynamic=True,
+            )
+
+            def compiled(x, y):
+                previous = kernels.set_backend("numba")
+                try:
+                    return graph(x, y)
+                finally:
+                    kernels.set_backend(previous)
+
+            return compiled
+        return torch.compile(make_loss(base, phi, validate_args), dynamic=True)
     batch = phi == "BI"
     if impl == "MONAI":
         from monai.losses import DiceLoss
@@ -221,10 +244,11 @@ def run(args) -> str:
     for case in tqdm(args.cases, desc="cases"):
         shape, phi = parse(case)
         x, y = make_inputs(shape, torch.float32)
-        times = time_interleaved({impl: make_loss(impl, phi) for impl in IMPLS}, x, y, args.repeats)
+        impls = IMPLS + ([] if args.no_compiled else COMPILED)
+        times = time_interleaved({impl: make_loss(impl, phi) for impl in impls}, x, y, args.repeats)
         fl = floor(x, args.repeats)
         load.append(os.getloadavg()[0])
-        for impl in IMPLS:
+        for impl in impls:
             t, tmin = times[impl]
             mem = float("nan") if args.no_memory else memory(impl, case, args.threads)
             lines.append(
@@ -285,6 +309,7 @@ def main(argv=None) -> int:
     p.add_argument("--first-rounds", type=int, default=3)
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-first-call", action="store_true")
+    p.add_argument("--no-compiled", action="store_true", help="leave out the torch.compile rows (each compiles once)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "base_install.md")
     p.add_argument("--memory-child", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
