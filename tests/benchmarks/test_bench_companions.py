@@ -79,3 +79,36 @@ def test_stored_table_and_routes(tmp_path, monkeypatch):
     bench._step("pooled", loss)(x, y)
     assert seen == ["eager"] * 2 and buffers.pooled_bytes() == x.numel() * 4
     assert function._buffer_like.__module__ == "phidice.kernels.function"
+
+
+def test_base_install_table(tmp_path):
+    """bench_base_install.py: one tiny case, no memory children, no first-call processes, no compiled rows."""
+    pytest.importorskip("monai")
+    pytest.importorskip("nnunetv2")
+    bench = _load("bench_base_install")
+    out = tmp_path / "bi.md"
+    argv = ["--cases", "1,3,4,4,4:I", "--repeats", "1", "--no-memory", "--no-first-call", "--no-compiled"]
+    assert bench.main([*argv, "--out", str(out)]) == 0
+    text = out.read_text()
+    for impl in bench.IMPLS:
+        assert f"| (1, 3, 4, 4, 4), I | {impl} |" in text
+    assert not any(f"| {impl} |" in text for impl in bench.COMPILED)
+
+
+@pytest.mark.slow
+def test_base_install_compiled_losses_equal_eager():
+    """The compiled rows (inductor) compute what their eager implementation computes, value and gradient."""
+    pytest.importorskip("monai")
+    pytest.importorskip("nnunetv2")
+    import torch
+
+    bench = _load("bench_base_install")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, 4, generator=g, requires_grad=True)
+    y = torch.randint(0, 3, (2, 4, 4, 4), generator=g)
+    for impl in bench.COMPILED:
+        torch._dynamo.reset()
+        (ga,) = torch.autograd.grad(a := bench.make_loss(impl, "BI")(x, y), x)
+        (gb,) = torch.autograd.grad(b := bench.make_loss(impl.removesuffix(", compiled"), "BI")(x, y), x)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
