@@ -163,10 +163,11 @@ def floor(x: torch.Tensor, repeats: int) -> dict:
 def memory_child(impl: str, case: str, threads: int) -> None:
     """In a fresh process: extra peak RSS of one forward+backward, as a multiple of the logits' bytes.
 
-    A warm-up call at a small size loads the code; a compiled loss also runs once at the measured shape (a
-    compilation there would otherwise be counted as the loss's memory). Before the measured call the memory
-    the warm-ups freed goes back to the system (phidice's buffer pool emptied, glibc's ``malloc_trim``), so
-    that no row reuses memory already counted in the RSS.
+    Warm-up calls at a small size and at the measured shape load the code and start what a first call starts
+    (a compilation, numba's thread pool and its ~2 MB of thread stacks), which would otherwise be counted as
+    the loss's memory. Before the measured call the memory the warm-ups freed goes back to the system
+    (phidice's buffer pool emptied, glibc's ``malloc_trim``), so that no row reuses memory already counted in the
+    RSS.
     """
     import ctypes
     import gc
@@ -179,9 +180,8 @@ def memory_child(impl: str, case: str, threads: int) -> None:
     xw, yw = make_inputs((shape[0], shape[1], *[8] * (len(shape) - 2)), torch.float32)
     fn(xw, yw).backward()
     x, y = make_inputs(shape, torch.float32)
-    if impl.endswith(", compiled"):
-        fn(x, y).backward()
-        x.grad = None
+    fn(x, y).backward()
+    x.grad = None
     del xw, yw
     gc.collect()
     buffers.empty_cache()
