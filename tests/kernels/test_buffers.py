@@ -9,6 +9,7 @@ accumulation, and a network in front of the loss.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import signal
 import threading
@@ -81,6 +82,42 @@ def test_a_reference_cycle_keeps_its_buffer_until_collected():
     del cycle
     gc.collect()
     assert buffers.empty(SHAPE, torch.float32).data_ptr() == ptr
+
+
+def test_a_smaller_request_takes_a_free_buffer_up_to_twice_its_size():
+    t = buffers.empty((1000,), torch.float32)
+    ptr = t.data_ptr()
+    del t
+    smaller = buffers.empty((2, 300), torch.float32)  # 600 ≤ 1000 ≤ 1200: a view of the buffer's start
+    assert smaller.data_ptr() == ptr and smaller.shape == (2, 300) and smaller.is_contiguous()
+    del smaller
+    tiny = buffers.empty((400,), torch.float32)  # 1000 > 2 × 400: a buffer of its own, the stale one freed
+    assert tiny.data_ptr() != ptr
+    assert buffers.pooled_bytes() == 400 * 4
+
+
+def test_sizes_that_come_and_go_do_not_pile_up():
+    """A miss frees the free buffers of that dtype: the pool holds the sizes in use, not every size seen."""
+    for n in (1000, 5000, 300, 20000, 700, 9000, 100, 3000):
+        t = buffers.empty((n,), torch.float32)
+        t.fill_(1.0)
+        del t
+        assert buffers.pooled_bytes() == n * 4
+
+
+def test_buffers_in_use_together_are_each_reused():
+    """Deep supervision: the levels' buffers are held at once, and each finds its own again in the next step."""
+    shapes = [(2, 3, 32, 32), (2, 3, 16, 16), (2, 3, 8, 8)]
+    first = [buffers.empty(s, torch.float32) for s in shapes]
+    ptrs = [t.data_ptr() for t in first]
+    del first
+    again = [buffers.empty(s, torch.float32) for s in shapes]
+    assert [t.data_ptr() for t in again] == ptrs
+    assert buffers.pooled_bytes() == sum(math.prod(s) * 4 for s in shapes)
+
+
+def test_an_empty_tensor_is_not_pooled():
+    assert buffers.empty((2, 0, 5), torch.float32).shape == (2, 0, 5) and buffers.pooled_bytes() == 0
 
 
 def test_limit_zero_turns_the_pool_off():

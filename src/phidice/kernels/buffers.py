@@ -12,8 +12,12 @@ freed when the last tensor on that storage is: the gradient in ``x.grad``, a vie
 ``.numpy()``, or its ``untyped_storage()``. A finalizer on the view then marks the buffer free. A buffer in
 use is never handed out twice.
 
-Held between steps: the free buffers, at most :func:`limit` bytes in all (``PHIDICE_CPU_BUFFER_POOL`` bytes,
-default 1 GiB; 0 turns the pool off). :func:`empty_cache` frees the ones not in use. As for any tensor from
+A request takes the smallest free buffer of its dtype that holds it and is at most twice its size (a view of its
+start), so deep supervision's levels each find theirs, and a size that varies a little reuses the same buffer.
+When none fits, the free buffers of that dtype are freed before a new one is made: a pool never holds more than
+the buffers of the sizes in use, whatever sizes come and go. In all it holds at most :func:`limit` bytes
+(``PHIDICE_CPU_BUFFER_POOL``, default 1 GiB; 0 turns the pool off). :func:`empty_cache` frees the ones not in
+use. As for any tensor from
 ``torch.from_numpy``, a tensor on a pooled buffer cannot grow (``resize_`` beyond its size raises).
 """
 
@@ -33,7 +37,7 @@ _DEFAULT_LIMIT = 1 << 30
 _NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
 _lock = threading.Lock()
 _limit: int | None = None
-_pool: dict[tuple[int, torch.dtype], list[_Buffer]] = {}
+_pool: list[_Buffer] = []
 
 
 def _new_lock_in_child() -> None:
@@ -46,10 +50,11 @@ if hasattr(os, "register_at_fork"):
 
 
 class _Buffer:
-    __slots__ = ("array", "busy")
+    __slots__ = ("array", "dtype", "busy")
 
-    def __init__(self, array: np.ndarray) -> None:
+    def __init__(self, array: np.ndarray, dtype: torch.dtype) -> None:
         self.array = array
+        self.dtype = dtype
         self.busy = False
 
 
@@ -89,7 +94,7 @@ def set_limit(nbytes: int | None) -> int | None:
         raise ValueError(f"nbytes must be an int ≥ 0 or None; got {nbytes!r}")
     with _lock:
         previous, _limit = _limit, nbytes
-        _trim(limit())
+        _free_until(limit())
     return previous
 
 
@@ -106,40 +111,39 @@ def empty_cache() -> None:
 
 
 def _total() -> int:
-    return sum(b.array.nbytes for bufs in _pool.values() for b in bufs)
+    return sum(b.array.nbytes for b in _pool)
 
 
-def _trim(cap: int) -> None:
-    """Free buffers not in use until the pool holds at most ``cap`` bytes (or only buffers in use)."""
+def _free_until(cap: int, dtype: torch.dtype | None = None) -> None:
+    """Free buffers not in use (of ``dtype`` only, when given), oldest first, until the pool holds at most
+    ``cap`` bytes or only buffers in use."""
     total = _total()
-    for key in list(_pool):
-        for buf in [b for b in _pool[key] if not b.busy]:
-            if total <= cap:
-                return
-            _pool[key].remove(buf)
-            total -= buf.array.nbytes
-        if not _pool[key]:
-            del _pool[key]
+    for buf in [b for b in _pool if not b.busy and dtype in (None, b.dtype)]:
+        if total <= cap:
+            return
+        _pool.remove(buf)
+        total -= buf.array.nbytes
 
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised CPU tensor of ``shape`` and ``dtype``, on a free pooled buffer of that size when there is
-    one; else on a new buffer, pooled while the limit allows."""
+    """An uninitialised CPU tensor of ``shape`` and ``dtype``: on the smallest free pooled buffer that holds it (and
+    is at most twice its size); else on a new buffer, pooled while the limit allows."""
     numel = math.prod(shape)
-    key = (numel, dtype)
     with _lock:
         cap = limit()
         nbytes = numel * dtype.itemsize
-        if dtype not in _NUMPY_DTYPES or nbytes > cap:
+        if dtype not in _NUMPY_DTYPES or nbytes > cap or numel == 0:
             return torch.empty(shape, dtype=dtype)
-        buf = next((b for b in _pool.get(key, ()) if not b.busy), None)
+        fits = [b for b in _pool if not b.busy and b.dtype == dtype and numel <= b.array.size <= 2 * numel]
+        buf = min(fits, key=lambda b: b.array.size, default=None)
         if buf is None:
-            _trim(cap - nbytes)
+            _free_until(0, dtype)  # none fits: the free ones of this dtype are of sizes no longer asked for
+            _free_until(cap - nbytes)
             if nbytes + _total() > cap:  # the rest is in use
                 return torch.empty(shape, dtype=dtype)
-            buf = _Buffer(torch.empty(numel, dtype=dtype).numpy())  # torch's allocator: aligned, huge pages
-            _pool.setdefault(key, []).append(buf)
-        view = buf.array.reshape(shape)  # a new ndarray on the buffer, referenced by the tensor's storage alone
+            buf = _Buffer(torch.empty(numel, dtype=dtype).numpy(), dtype)  # torch's allocator: aligned, huge pages
+            _pool.append(buf)
+        view = buf.array[:numel].reshape(shape)  # a new ndarray on the buffer, referenced by the tensor's storage
         buf.busy = True
         weakref.finalize(view, _release, buf)
         return torch.from_numpy(view)
