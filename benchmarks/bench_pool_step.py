@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -24,15 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_base_install import make_loss, parse  # noqa: E402
 from bench_fused import machine, make_inputs, versions  # noqa: E402
+from bench_stored import _faults  # noqa: E402
 from phidice.io import atomic_write  # noqa: E402
 from phidice.kernels import function  # noqa: E402
 
 CASES = ["2,4,96,96,96:I", "2,16,64,64,64:I", "8,2,256,256:I", "2,4,64,64,64:BI"]
 MODES = ("fresh", "pool")
-
-
-def _faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def measure(case: str, repeats: int) -> dict:

@@ -112,3 +112,18 @@ def test_base_install_compiled_losses_equal_eager():
         (gb,) = torch.autograd.grad(b := bench.make_loss(impl.removesuffix(", compiled"), "BI")(x, y), x)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
+
+
+def test_pool_step_table(tmp_path):
+    """bench_pool_step.py: one tiny case; its fresh mode bypasses the pool and both leave the default on."""
+    from phidice.kernels import buffers, cpu, function
+
+    if not cpu.available():
+        pytest.skip("numba kernels unavailable")
+    bench = _load("bench_pool_step")
+    out = tmp_path / "pool.md"
+    assert bench.main(["--cases", "1,3,8,8,8:I", "--repeats", "2", "--out", str(out)]) == 0
+    row = [line for line in out.read_text().splitlines() if line.startswith("| 1,3,8,8,8:I |")]
+    assert len(row) == 1 and row[0].count("|") == 7
+    assert function._buffer_like.__module__ == "phidice.kernels.function"
+    assert buffers.pooled_bytes() > 0
