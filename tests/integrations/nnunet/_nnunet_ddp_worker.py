@@ -35,6 +35,7 @@ def main(rank: int, world: int, port: int, outdir: str) -> None:
             results[name] = traceback.format_exc()
             break  # collectives may now be out of step
     torch.save(results, os.path.join(outdir, f"rank{rank}.pt"))
+    dist.barrier()  # no rank tears gloo down while the other is still in its last collective (it aborted at exit)
     dist.destroy_process_group()
 
 
