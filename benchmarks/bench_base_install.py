@@ -139,25 +139,42 @@ def time_interleaved(fns: dict, x, y, repeats: int, warmup: int = 2) -> dict:
     return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
 
 
-def floor(x: torch.Tensor, repeats: int) -> dict:
-    """Median seconds of one torch.exp pass over x into a preallocated output, and the copy bandwidth (bytes/s) of
-    a 256 MB ``copy_``. The output is preallocated because a fresh one above glibc's 32 MB mmap threshold (the
-    (2, 16, 64³) logits are 33.5 MB) is mapped anew per call and its page faults, not the exponential, then
-    dominate (measured 13 ms against 3.5 ms for the pass itself)."""
+COPY_FLOATS = 1 << 26  # the bandwidth's copy_: 256 MB of float32
+
+
+def floor_round(x: torch.Tensor):
+    """A function timing one round of the floor: (seconds of one torch.exp pass over x into a preallocated output,
+    seconds of a 256 MB ``copy_``). The output is preallocated because a fresh one above glibc's 32 MB mmap
+    threshold (the (2, 16, 64³) logits are 33.5 MB) is mapped anew per call and its page faults, not the
+    exponential, then dominate (measured 13 ms against 3.5 ms for the pass itself)."""
     xd = x.detach()
     out = torch.empty_like(xd)
-    src = torch.empty(1 << 26, dtype=torch.float32).uniform_()
+    src = torch.empty(COPY_FLOATS, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
-    exp, copy = [], []
-    for _ in range(repeats):
+
+    def one() -> tuple[float, float]:
         t0 = time.perf_counter()
         torch.exp(xd, out=out)
-        exp.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         dst.copy_(src)
-        copy.append(time.perf_counter() - t0)
-    bw = 2 * src.numel() * src.element_size() / statistics.median(copy)  # read + write
-    return {"exp": statistics.median(exp), "bw": bw, "bytes": 3 * xd.numel() * xd.element_size()}
+        return t1 - t0, time.perf_counter() - t1
+
+    return one
+
+
+def floor_seconds(x: torch.Tensor, exp: float, copy: float) -> float:
+    """The floor: an exp pass + the bytes forward + backward must move (3 × the logits') at the bandwidth of a copy
+    that took ``copy`` seconds to read and write 256 MB."""
+    return exp + 3 * x.numel() * x.element_size() * copy / (2 * COPY_FLOATS * 4)
+
+
+def floor(x: torch.Tensor, repeats: int, one=None) -> dict:
+    """Median seconds of the exp pass, the copy bandwidth (bytes/s) and the bytes of :func:`floor_seconds`, over
+    ``repeats`` rounds of :func:`floor_round` (``one``: a timer already made for x)."""
+    one = one or floor_round(x)
+    exp, copy = zip(*(one() for _ in range(repeats)))
+    bw = 2 * COPY_FLOATS * 4 / statistics.median(copy)  # read + write
+    return {"exp": statistics.median(exp), "bw": bw, "bytes": 3 * x.numel() * x.element_size()}
 
 
 def memory_child(impl: str, case: str, threads: int) -> None:

@@ -23,9 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_base_install import make_loss, parse  # noqa: E402
 from bench_fused import machine, make_inputs, versions  # noqa: E402
-from bench_stored import _faults  # noqa: E402
+from bench_stored import _faults, route  # noqa: E402
 from phidice.io import atomic_write  # noqa: E402
-from phidice.kernels import function  # noqa: E402
 
 CASES = ["2,4,96,96,96:I", "2,16,64,64,64:I", "8,2,256,256:I", "2,4,64,64,64:BI"]
 MODES = ("fresh", "pool")
@@ -39,17 +38,12 @@ def measure(case: str, repeats: int) -> dict:
     conv = (torch.nn.Conv3d if len(shape) == 5 else torch.nn.Conv2d)(shape[1], shape[1], 1)
     opt = torch.optim.SGD(conv.parameters(), lr=1e-3)
     loss = make_loss("fused numba", phi)
-    buffer_like = function._buffer_like
 
     def step(mode: str) -> None:
-        if mode == "fresh":
-            function._buffer_like = torch.empty_like
-        try:
+        with route("stored" if mode == "fresh" else "pooled"):
             opt.zero_grad(set_to_none=True)
             loss(conv(x), y).backward()
             opt.step()
-        finally:
-            function._buffer_like = buffer_like
 
     out: dict = {m: ([], []) for m in MODES}
     for m in MODES * 3:

@@ -14,6 +14,7 @@ the page faults of each step (``ru_minflt``, median).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_base_install import CASES, floor, make_loss, parse  # noqa: E402
+from bench_base_install import CASES, floor, floor_round, floor_seconds, make_loss, parse  # noqa: E402
 from bench_fused import machine, make_inputs, versions  # noqa: E402
 from phidice.io import atomic_write  # noqa: E402
 from phidice.kernels import function  # noqa: E402
@@ -33,19 +34,27 @@ ROUTES = ("recompute", "stored", "pooled", "MONAI")
 NUMBA = ROUTES[:3]
 
 
-def _step(name: str, loss):
-    """forward+backward of ``loss`` on the ``name`` route (the switches held across both)."""
+@contextlib.contextmanager
+def route(name: str):
+    """Within the block, eager fused calls take the ``name`` route: ``recompute`` (the custom ops), ``stored``
+    (a fresh ``torch.empty`` buffer instead of the pool) or ``pooled`` (the default)."""
     eager, buffer_like = function._eager, function._buffer_like
+    if name == "recompute":
+        function._eager = lambda *t: False
+    if name == "stored":
+        function._buffer_like = torch.empty_like
+    try:
+        yield
+    finally:
+        function._eager, function._buffer_like = eager, buffer_like
+
+
+def _step(name: str, loss):
+    """forward+backward of ``loss`` on the ``name`` route (held across both)."""
 
     def step(x, y):
-        if name == "recompute":
-            function._eager = lambda *t: False
-        if name == "stored":
-            function._buffer_like = torch.empty_like
-        try:
+        with route(name):
             loss(x, y).backward()
-        finally:
-            function._eager, function._buffer_like = eager, buffer_like
 
     return step
 
@@ -63,7 +72,8 @@ def measure(case: str, repeats: int, order: tuple[str, ...] = (*ROUTES, "floor")
     monai = make_loss("MONAI", phi)
     fns = {name: _step(name, numba) for name in NUMBA}
     fns["MONAI"] = lambda x, y: monai(x, y).backward()
-    fns["floor"] = _floor_round(x)
+    one = floor_round(x)
+    fns["floor"] = _floor_route(one)
     fns = {k: fns[k] for k in order}
     times: dict = {k: [] for k in fns}
     faults: dict = {k: [] for k in fns}
@@ -81,26 +91,15 @@ def measure(case: str, repeats: int, order: tuple[str, ...] = (*ROUTES, "floor")
             faults[name].append(_faults() - f0)
     x.grad = None
     timing = {k: (statistics.median(v), min(v)) for k, v in times.items()}
-    return timing, {k: statistics.median(v) for k, v in faults.items()}, floor(x, repeats)
+    return timing, {k: statistics.median(v) for k, v in faults.items()}, floor(x, repeats, one)
 
 
-def _floor_round(x: torch.Tensor):
-    """``bench_base_install.floor`` as one more route of the rounds (the same cache and thread state as the
-    losses'): seconds of an exp pass into a preallocated output + 3 × the logits' bytes at this round's copy
-    bandwidth (a 256 MB ``copy_``)."""
-    xd = x.detach()
-    out = torch.empty_like(xd)
-    src = torch.empty(1 << 26, dtype=torch.float32).uniform_()
-    dst = torch.empty_like(src)
+def _floor_route(one):
+    """The floor as one more route of the rounds (the same cache and thread state as the losses'): the seconds
+    of ``bench_base_install.floor_seconds`` for this round of the timer ``one`` (``floor_round``)."""
 
     def seconds(x, y) -> float:
-        t0 = time.perf_counter()
-        torch.exp(xd, out=out)
-        t1 = time.perf_counter()
-        dst.copy_(src)
-        t2 = time.perf_counter()
-        bw = 2 * src.numel() * src.element_size() / (t2 - t1)
-        return t1 - t0 + 3 * xd.numel() * xd.element_size() / bw
+        return floor_seconds(x, *one())
 
     return seconds
 

@@ -48,6 +48,15 @@ def test_fused_compound_table(tmp_path):
         assert f"| {impl} |" in out.read_text()
 
 
+def _tiny_row(bench, tmp_path, case: str = "1,3,8,8,8:I") -> str:
+    """The one row of ``case`` in the table that ``bench.main`` writes for that case alone (2 rounds)."""
+    out = tmp_path / "table.md"
+    assert bench.main(["--cases", case, "--repeats", "2", "--out", str(out)]) == 0
+    row = [line for line in out.read_text().splitlines() if line.startswith(f"| {case} |")]
+    assert len(row) == 1
+    return row[0]
+
+
 def test_stored_table_and_routes(tmp_path, monkeypatch):
     """bench_stored.py: one tiny case; its recompute route really takes the custom ops, its stored route a fresh
     buffer and its pooled route the pool, and each leaves the defaults on."""
@@ -57,10 +66,7 @@ def test_stored_table_and_routes(tmp_path, monkeypatch):
     if not cpu.available():
         pytest.skip("numba kernels unavailable")
     bench = _load("bench_stored")
-    out = tmp_path / "stored.md"
-    assert bench.main(["--cases", "1,3,8,8,8:I", "--repeats", "2", "--out", str(out)]) == 0
-    row = [line for line in out.read_text().splitlines() if line.startswith("| 1,3,8,8,8:I |")]
-    assert len(row) == 1 and row[0].count("|") == 12
+    assert _tiny_row(bench, tmp_path).count("|") == 12
     import torch
 
     from phidice.kernels import buffers
@@ -115,15 +121,13 @@ def test_base_install_compiled_losses_equal_eager():
 
 
 def test_pool_step_table(tmp_path):
-    """bench_pool_step.py: one tiny case; its fresh mode bypasses the pool and both leave the default on."""
+    """bench_pool_step.py: one tiny case; its pooled steps use the pool, and the default route is back after it
+    (its fresh mode is bench_stored's ``stored`` route, checked above)."""
     from phidice.kernels import buffers, cpu, function
 
     if not cpu.available():
         pytest.skip("numba kernels unavailable")
-    bench = _load("bench_pool_step")
-    out = tmp_path / "pool.md"
-    assert bench.main(["--cases", "1,3,8,8,8:I", "--repeats", "2", "--out", str(out)]) == 0
-    row = [line for line in out.read_text().splitlines() if line.startswith("| 1,3,8,8,8:I |")]
-    assert len(row) == 1 and row[0].count("|") == 7
+    buffers.empty_cache()
+    assert _tiny_row(_load("bench_pool_step"), tmp_path).count("|") == 7
     assert function._buffer_like.__module__ == "phidice.kernels.function"
     assert buffers.pooled_bytes() > 0

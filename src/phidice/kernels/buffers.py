@@ -17,8 +17,8 @@ start), so deep supervision's levels each find theirs, and a size that varies a 
 When none fits, the free buffers of that dtype are freed before a new one is made: a pool never holds more than
 the buffers of the sizes in use, whatever sizes come and go. In all it holds at most :func:`limit` bytes
 (``PHIDICE_CPU_BUFFER_POOL``, default 1 GiB; 0 turns the pool off). :func:`empty_cache` frees the ones not in
-use. As for any tensor from
-``torch.from_numpy``, a tensor on a pooled buffer cannot grow (``resize_`` beyond its size raises).
+use. As for any tensor from ``torch.from_numpy``, a tensor on a pooled buffer cannot grow (``resize_`` beyond
+its size raises).
 """
 
 from __future__ import annotations
